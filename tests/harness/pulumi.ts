@@ -1,0 +1,41 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { type ConfigMap, LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
+
+export interface TestStackOptions {
+  /** Directory with Pulumi.yaml (a real program on disk, run by the real language host). */
+  workDir: string;
+  stackName: string;
+  /** Where this test's `file://` backend keeps state. */
+  stateDir: string;
+  config?: ConfigMap;
+  env?: Record<string, string>;
+}
+
+/** The passphrase of every test backend; state is still encrypted with it, as a user's would be. */
+export const TEST_PASSPHRASE = "obol-test-passphrase";
+
+/** Creates (or selects) a stack on a local `file://` backend, driven by the real engine. */
+export async function testStack(opts: TestStackOptions): Promise<Stack> {
+  fs.mkdirSync(opts.stateDir, { recursive: true });
+  const envVars: Record<string, string> = {
+    PULUMI_BACKEND_URL: `file://${path.resolve(opts.stateDir)}`,
+    PULUMI_CONFIG_PASSPHRASE: TEST_PASSPHRASE,
+    PULUMI_SKIP_UPDATE_CHECK: "true",
+    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+    PULUMI_NODEJS_TRANSPILE_ONLY: "true",
+    ...opts.env,
+  };
+  const stack = await LocalWorkspace.createOrSelectStack(
+    { stackName: opts.stackName, workDir: opts.workDir },
+    { envVars },
+  );
+  if (opts.config) await stack.setAllConfig(opts.config);
+  return stack;
+}
+
+/** Collects engine output so a failing test shows what the engine said. */
+export function outputCollector(): { onOutput: (s: string) => void; text: () => string } {
+  const lines: string[] = [];
+  return { onOutput: (s) => lines.push(s), text: () => lines.join("") };
+}
