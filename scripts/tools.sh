@@ -47,7 +47,8 @@ build_go() {
   rm -rf "$work" "$dir.partial"
   mkdir -p "$work" "$dir.partial/bin"
   cp -R "$TOOLCHAIN_DIR/$name/." "$work/"
-  (cd "$work" && log "$what: downloading modules" && go mod download && "$fn" "$dir.partial/bin")
+  # go build fetches only the modules the binaries need (some test-only modules are not served).
+  (cd "$work" && log "$what: compiling (modules are fetched on first use)" && "$fn" "$dir.partial/bin")
   touch "$dir.partial/.complete"
   rm -rf "$dir"
   mv "$dir.partial" "$dir"

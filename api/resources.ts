@@ -1,0 +1,168 @@
+/**
+ * The custom resources of group obol.org/v1alpha1, as zod schemas. They are the contract
+ * between the Pulumi program (which writes specs) and the runtime (which reads specs and writes
+ * status); the CRDs' openAPIV3Schema is generated from them (api/crds.ts). These are the
+ * *stored* forms: canonical CAIP-2 networks, checksummed addresses, resolved assets and paths.
+ * Friendly spellings are accepted only in stack config (api/config.ts) and normalized there.
+ */
+import { z } from "zod";
+
+export const GROUP = "obol.org";
+export const VERSION = "v1alpha1";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+export const caip2Schema = z
+  .string()
+  .regex(/^eip155:[1-9][0-9]*$/, "must be a CAIP-2 network such as eip155:84532")
+  .meta({ description: "CAIP-2 network id, e.g. eip155:84532" });
+export const addressSchema = z
+  .string()
+  .regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte address")
+  .meta({ description: "EIP-55 checksummed address" });
+export const decimalSchema = z
+  .string()
+  .regex(/^(0|[1-9][0-9]*)(\.[0-9]+)?$/, 'must be a decimal amount such as "0.001"')
+  .meta({ description: 'Decimal amount in token units, e.g. "0.001"' });
+/** A URL path under the public origin: no query, no `..`, no doubled slashes. */
+export const pathSchema = z
+  .string()
+  .max(512)
+  .regex(/^\/([a-zA-Z0-9_.~-]+(\/[a-zA-Z0-9_.~-]+)*)?$/, "must be an absolute path such as /services/my-api");
+export const nameSchema = z
+  .string()
+  .min(1)
+  .max(52)
+  .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, "must be a DNS label: lowercase letters, digits and '-'");
+
+export const assetSchema = z.object({
+  address: addressSchema,
+  symbol: z.string().min(1).max(16),
+  decimals: z.number().int().min(0).max(36),
+  transferMethod: z.enum(["eip3009", "permit2"]),
+  eip712Name: z.string().min(1).max(64),
+  eip712Version: z.string().min(1).max(16),
+});
+export type Asset = z.infer<typeof assetSchema>;
+
+export const priceSchema = z
+  .object({
+    perRequest: decimalSchema.optional(),
+    perMTok: decimalSchema.optional(),
+  })
+  .meta({ description: "Exactly one of perRequest or perMTok, in token units" });
+
+export const paymentSchema = z.object({
+  scheme: z.literal("exact").default("exact"),
+  network: caip2Schema,
+  payTo: addressSchema,
+  asset: assetSchema,
+  price: priceSchema,
+  maxTimeoutSeconds: z.number().int().min(10).max(86_400).default(300),
+});
+export type Payment = z.infer<typeof paymentSchema>;
+
+export const upstreamSchema = z
+  .object({
+    service: z.string().max(63).optional(),
+    namespace: z.string().max(63).optional(),
+    port: z.number().int().min(1).max(65_535).optional(),
+    url: z.string().max(2048).optional(),
+    healthPath: z.string().max(512).default("/health"),
+  })
+  .meta({ description: "A Kubernetes Service (service, namespace, port) or a URL" });
+
+export const routeSchema = z.object({
+  path: z
+    .string()
+    .max(512)
+    .regex(/^\/[a-zA-Z0-9/_.*-]*$/),
+  gate: z.enum(["paid", "free"]).default("paid"),
+  methods: z
+    .array(z.enum(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]))
+    .max(7)
+    .optional(),
+});
+
+export const serviceOfferSpecSchema = z.object({
+  type: z.enum(["inference", "http"]),
+  description: z.string().max(1024).optional(),
+  model: z.object({ name: z.string().min(1).max(256), runtime: z.string().max(64).optional() }).optional(),
+  upstream: upstreamSchema,
+  payment: paymentSchema,
+  payments: z.array(paymentSchema).max(8).optional(),
+  path: pathSchema,
+  hostname: z.string().max(253).optional(),
+  routes: z.array(routeSchema).max(64).optional(),
+  limits: z
+    .object({ rps: z.number().int().min(0).optional(), maxInFlight: z.number().int().min(0).optional() })
+    .optional(),
+  listing: z
+    .object({ category: z.string().max(64).optional(), weight: z.number().int().optional() })
+    .optional(),
+});
+export type ServiceOfferSpec = z.infer<typeof serviceOfferSpecSchema>;
+
+export const conditionSchema = z.object({
+  type: z.string(),
+  status: z.enum(["True", "False", "Unknown"]),
+  reason: z.string(),
+  message: z.string().optional(),
+  lastTransitionTime: z.string(),
+  observedGeneration: z.number().int().optional(),
+});
+export type Condition = z.infer<typeof conditionSchema>;
+
+export const serviceOfferStatusSchema = z.object({
+  conditions: z.array(conditionSchema).optional(),
+  endpoint: z.string().optional(),
+  observedGeneration: z.number().int().optional(),
+});
+
+export const agentIdentitySpecSchema = z.object({
+  name: z.string().min(1).max(128),
+  description: z.string().max(2048).default(""),
+  image: z.string().max(2048).optional(),
+  registrations: z
+    .array(z.object({ network: caip2Schema, agentId: z.string().regex(/^[0-9]+$/), registry: addressSchema }))
+    .default([]),
+});
+export const agentIdentityStatusSchema = z.object({
+  publishedOffers: z.array(z.string()).optional(),
+  active: z.boolean().optional(),
+  conditions: z.array(conditionSchema).optional(),
+  observedGeneration: z.number().int().optional(),
+});
+
+export const purchaseRequestSpecSchema = z.object({
+  endpoint: z.string().url().max(2048),
+  model: z.string().min(1).max(256),
+  payment: z.object({
+    network: caip2Schema,
+    asset: addressSchema.optional(),
+    maxPrice: decimalSchema.meta({ description: "Most the buyer pays for one request, in token units" }),
+  }),
+  budget: z.object({
+    maxPerRequest: decimalSchema,
+    maxPerDay: decimalSchema.optional(),
+    maxTotal: decimalSchema.optional(),
+  }),
+});
+export const purchaseRequestStatusSchema = z.object({
+  conditions: z.array(conditionSchema).optional(),
+  observedGeneration: z.number().int().optional(),
+  requests: z.number().int().optional(),
+  spentToday: decimalSchema.optional(),
+  spentTotal: decimalSchema.optional(),
+  probedPrice: decimalSchema.optional(),
+});
+
+export type AgentIdentitySpec = z.infer<typeof agentIdentitySpecSchema>;
+export type PurchaseRequestSpec = z.infer<typeof purchaseRequestSpecSchema>;
+
+/** Condition types of a ServiceOffer. Ready is operational only; Registered never gates it. */
+export const OfferCondition = {
+  UpstreamHealthy: "UpstreamHealthy",
+  PaymentGateReady: "PaymentGateReady",
+  Ready: "Ready",
+  Registered: "Registered",
+} as const;

@@ -1,0 +1,74 @@
+import * as assert from "node:assert/strict";
+import { legacyNetworkName, toCaip2, UnknownChainError } from "../../api/chains";
+import { CRD_DEFINITIONS, crdManifest, jsonSchemaOf } from "../../api/crds";
+import { compareDecimal, fromAtomic, PriceError, toAtomic } from "../../api/money";
+import { serviceOfferSpecSchema } from "../../api/resources";
+
+describe("chains", () => {
+  it("converts legacy names and CAIP-2 to CAIP-2, once", () => {
+    assert.equal(toCaip2("base-sepolia"), "eip155:84532");
+    assert.equal(toCaip2("BASE"), "eip155:8453");
+    assert.equal(toCaip2("eip155:84532"), "eip155:84532");
+    assert.equal(toCaip2("eip155:999"), "eip155:999", "any EVM chain id is allowed");
+    assert.equal(legacyNetworkName("eip155:84532"), "base-sepolia");
+    assert.equal(legacyNetworkName("eip155:999"), "eip155:999");
+  });
+  it("rejects unknown names with the list of known ones", () => {
+    assert.throws(
+      () => toCaip2("base-goerli"),
+      (e: unknown) => e instanceof UnknownChainError && /eip155:84532 \(base-sepolia\)/.test(e.message),
+    );
+    assert.throws(() => toCaip2("eip155:0"), UnknownChainError);
+    assert.throws(() => toCaip2("solana:mainnet"), UnknownChainError);
+  });
+});
+
+describe("money", () => {
+  it("converts decimal strings to atomic units exactly", () => {
+    assert.equal(toAtomic("0.001", 6), 1000n);
+    assert.equal(toAtomic("1", 6), 1_000_000n);
+    assert.equal(toAtomic("0.1", 18), 100_000_000_000_000_000n);
+    assert.equal(toAtomic("123456789.123456", 6), 123_456_789_123_456n);
+    assert.equal(toAtomic("0.100000", 6), 100_000n, "trailing zeros beyond precision are fine");
+    // 0.1 + 0.2 style float errors cannot happen:
+    assert.equal(toAtomic("0.3", 6) - toAtomic("0.1", 6), toAtomic("0.2", 6));
+  });
+  it("refuses what it cannot represent exactly", () => {
+    assert.throws(() => toAtomic("0.0000001", 6), PriceError);
+    assert.throws(() => toAtomic("1e-3", 6), PriceError);
+    assert.throws(() => toAtomic("-1", 6), PriceError);
+    assert.throws(() => toAtomic(" 1", 6), PriceError);
+  });
+  it("round-trips and compares", () => {
+    for (const v of ["0.001", "1", "10.5", "0.000001"]) assert.equal(fromAtomic(toAtomic(v, 6), 6), v);
+    assert.equal(compareDecimal("0.001", "0.0010"), 0);
+    assert.equal(compareDecimal("0.002", "0.001"), 1);
+    assert.equal(compareDecimal("1", "1.5"), -1);
+  });
+});
+
+describe("CRDs generated from the zod schemas", () => {
+  it("produce structural schemas with status subresource, printer columns and short names", () => {
+    for (const def of CRD_DEFINITIONS) {
+      const crd = crdManifest(def);
+      const version = crd.spec.versions[0];
+      assert.deepEqual(version.subresources, { status: {} });
+      assert.ok(version.additionalPrinterColumns.length >= 3);
+      assert.ok(crd.spec.names.shortNames.length > 0);
+      const text = JSON.stringify(version.schema);
+      for (const banned of ["$schema", "anyOf", "oneOf", "allOf", '"additionalProperties":false', "const"]) {
+        assert.ok(!text.includes(banned), `${def.kind} schema contains ${banned}`);
+      }
+    }
+  });
+  it("carry the zod constraints (patterns, enums, required)", () => {
+    const schema = jsonSchemaOf(serviceOfferSpecSchema) as {
+      properties: Record<string, any>;
+      required: string[];
+    };
+    assert.deepEqual(schema.properties.type.enum, ["inference", "http"]);
+    assert.equal(schema.properties.payment.properties.network.pattern, "^eip155:[1-9][0-9]*$");
+    assert.ok(schema.required.includes("payment"));
+    assert.equal(schema.properties.upstream.properties.healthPath.default, "/health");
+  });
+});
