@@ -129,8 +129,16 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   }
   const token = fs.readFileSync(tokenFile, "utf8").split(",")[0];
 
-  const [etcdClient, etcdPeer, apiPort, kcmPort, schedPort, kwokPort] = await Promise.all(
-    Array.from({ length: 6 }, () => freePort()),
+  // Ports are kept with the data, so a stopped and restarted cluster keeps its address.
+  const portsFile = path.join(dir, "ports.json");
+  if (!fs.existsSync(portsFile)) {
+    fs.writeFileSync(
+      portsFile,
+      JSON.stringify(await Promise.all(Array.from({ length: 6 }, () => freePort()))),
+    );
+  }
+  const [etcdClient, etcdPeer, apiPort, kcmPort, schedPort, kwokPort]: number[] = JSON.parse(
+    fs.readFileSync(portsFile, "utf8"),
   );
   const server = `https://127.0.0.1:${apiPort}`;
   const kubeconfig = kubeconfigYaml(server, token);
@@ -140,8 +148,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const procs: ManagedProcess[] = [];
   const env = { ...process.env };
   const start = (name: string, bin: string, args: string[]) => {
-    const p = startProcess(name, binary(bin), args, { logDir, env });
-    if (opts.detach) p.child.unref();
+    const p = startProcess(name, binary(bin), args, { logDir, env, detach: opts.detach });
     procs.push(p);
     return p;
   };

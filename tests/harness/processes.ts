@@ -53,7 +53,7 @@ export function startProcess(
   name: string,
   command: string,
   args: string[],
-  opts: { logDir: string; env?: NodeJS.ProcessEnv; cwd?: string },
+  opts: { logDir: string; env?: NodeJS.ProcessEnv; cwd?: string; detach?: boolean },
 ): ManagedProcess {
   fs.mkdirSync(opts.logDir, { recursive: true });
   const logFile = path.join(opts.logDir, `${name}.log`);
@@ -65,7 +65,9 @@ export function startProcess(
     detached: true,
   });
   fs.closeSync(out);
-  live.add(child);
+  // A detached process outlives this one (the k3d stand-in starts clusters that way).
+  if (opts.detach) child.unref();
+  else live.add(child);
   const exited = new Promise<void>((resolve) => {
     if (child.exitCode !== null) resolve();
     child.once("exit", () => {

@@ -62,10 +62,14 @@ describe("CRDs generated from the zod schemas", () => {
     }
   });
   it("carry the zod constraints (patterns, enums, required)", () => {
-    const schema = jsonSchemaOf(serviceOfferSpecSchema) as {
-      properties: Record<string, any>;
+    type Node = {
+      properties: Record<string, Node>;
       required: string[];
+      enum?: unknown[];
+      pattern?: string;
+      default?: unknown;
     };
+    const schema = jsonSchemaOf(serviceOfferSpecSchema) as Node;
     assert.deepEqual(schema.properties.type.enum, ["inference", "http"]);
     assert.equal(schema.properties.payment.properties.network.pattern, "^eip155:[1-9][0-9]*$");
     assert.ok(schema.required.includes("payment"));

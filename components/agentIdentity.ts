@@ -1,0 +1,36 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { API_VERSION } from "../api/resources";
+import { labelsFor } from "./labels";
+
+export interface AgentIdentityArgs {
+  namespace: pulumi.Input<string>;
+  name: string;
+  description: string;
+  image?: string;
+  /** On-chain registrations (from the ERC-8004 registration resources). */
+  registrations: pulumi.Input<pulumi.Input<{ network: string; agentId: string; registry: string }>[]>;
+}
+
+/** The AgentIdentity custom resource the gateway renders agent-registration.json from. */
+export class AgentIdentity extends pulumi.ComponentResource {
+  constructor(name: string, args: AgentIdentityArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("obol:index:AgentIdentity", name, {}, opts);
+    new k8s.apiextensions.CustomResource(
+      "agent-identity",
+      {
+        apiVersion: API_VERSION,
+        kind: "AgentIdentity",
+        metadata: { namespace: args.namespace, name: "default", labels: labelsFor("agent-identity") },
+        spec: {
+          name: args.name,
+          description: args.description,
+          ...(args.image ? { image: args.image } : {}),
+          registrations: args.registrations,
+        },
+      },
+      { parent: this },
+    );
+    this.registerOutputs({});
+  }
+}

@@ -1,0 +1,48 @@
+import * as pulumi from "@pulumi/pulumi";
+import { GROUP } from "../api/resources";
+import { RuntimeWorkload } from "./runtimeWorkload";
+
+export interface ControllerArgs {
+  namespace: pulumi.Input<string>;
+  image: string;
+  /** In-cluster URL of the gateway, which reports the routes it holds. */
+  gatewayUrl: pulumi.Input<string>;
+}
+
+/**
+ * The runtime controller: reconciles offer, identity and purchase status. Namespaced RBAC only;
+ * one active replica through a Lease.
+ */
+export class Controller extends pulumi.ComponentResource {
+  constructor(name: string, args: ControllerArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("obol:index:Controller", name, {}, opts);
+    new RuntimeWorkload(
+      "controller",
+      {
+        namespace: args.namespace,
+        component: "obol-controller",
+        image: args.image,
+        command: "controller",
+        port: 8081,
+        rules: [
+          {
+            apiGroups: [GROUP],
+            resources: ["serviceoffers", "agentidentities", "purchaserequests"],
+            verbs: ["get", "list", "watch"],
+          },
+          {
+            apiGroups: [GROUP],
+            resources: ["serviceoffers/status", "agentidentities/status", "purchaserequests/status"],
+            verbs: ["get", "update", "patch"],
+          },
+          { apiGroups: [""], resources: ["services"], verbs: ["get", "list", "watch"] },
+          { apiGroups: [""], resources: ["events"], verbs: ["create", "patch"] },
+          { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
+        ],
+        env: [{ name: "GATEWAY_URL", value: args.gatewayUrl }],
+      },
+      { parent: this },
+    );
+    this.registerOutputs({});
+  }
+}

@@ -1,0 +1,53 @@
+import * as pulumi from "@pulumi/pulumi";
+import { GROUP } from "../api/resources";
+import { RuntimeWorkload } from "./runtimeWorkload";
+
+export const GATEWAY_PORT = 8080;
+
+export interface GatewayArgs {
+  namespace: pulumi.Input<string>;
+  image: string;
+  facilitatorUrl: pulumi.Input<string>;
+  /** The public origin, used in catalogs and 402 resource URLs when known. */
+  publicBaseUrl?: pulumi.Input<string>;
+}
+
+/**
+ * The x402 gateway: the one public process. It watches ServiceOffers and AgentIdentities
+ * (read-only) and serves offers, catalogs and the registration document itself.
+ */
+export class Gateway extends pulumi.ComponentResource {
+  readonly url: pulumi.Output<string>;
+  readonly serviceName: pulumi.Output<string>;
+
+  constructor(name: string, args: GatewayArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("obol:index:Gateway", name, {}, opts);
+    const workload = new RuntimeWorkload(
+      "gateway",
+      {
+        namespace: args.namespace,
+        component: "x402-gateway",
+        image: args.image,
+        command: "gateway",
+        port: GATEWAY_PORT,
+        service: true,
+        replicas: 1,
+        rules: [
+          {
+            apiGroups: [GROUP],
+            resources: ["serviceoffers", "agentidentities"],
+            verbs: ["get", "list", "watch"],
+          },
+        ],
+        env: [
+          { name: "FACILITATOR_URL", value: args.facilitatorUrl },
+          ...(args.publicBaseUrl ? [{ name: "PUBLIC_BASE_URL", value: args.publicBaseUrl }] : []),
+        ],
+      },
+      { parent: this },
+    );
+    this.url = workload.url!;
+    this.serviceName = workload.serviceName!;
+    this.registerOutputs({ url: this.url, serviceName: this.serviceName });
+  }
+}

@@ -1,0 +1,35 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { API_VERSION, type ServiceOfferSpec } from "../api/resources";
+import { labelsFor } from "./labels";
+
+export interface OfferArgs {
+  namespace: pulumi.Input<string>;
+  name: string;
+  spec: ServiceOfferSpec;
+  /** The public origin, to report the offer's full endpoint. */
+  publicBaseUrl?: pulumi.Input<string | undefined>;
+}
+
+/** One ServiceOffer custom resource: what is sold, where it runs, and its price. */
+export class Offer extends pulumi.ComponentResource {
+  readonly endpoint: pulumi.Output<string>;
+
+  constructor(name: string, args: OfferArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("obol:index:Offer", name, {}, opts);
+    new k8s.apiextensions.CustomResource(
+      args.name,
+      {
+        apiVersion: API_VERSION,
+        kind: "ServiceOffer",
+        metadata: { namespace: args.namespace, name: args.name, labels: labelsFor("offer", args.name) },
+        spec: args.spec,
+      },
+      { parent: this },
+    );
+    this.endpoint = pulumi
+      .output(args.publicBaseUrl)
+      .apply((base) => (base ? `${base}${args.spec.path}` : args.spec.path));
+    this.registerOutputs({ endpoint: this.endpoint });
+  }
+}

@@ -1,0 +1,38 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { CRD_DEFINITIONS, crdManifest } from "../api/crds";
+import { labelsFor } from "./labels";
+
+export interface PlatformArgs {
+  namespace: string;
+}
+
+/** The namespace everything lives in, and the obol.org CRDs (generated from api/). */
+export class Platform extends pulumi.ComponentResource {
+  readonly namespace: pulumi.Output<string>;
+  readonly crds: k8s.apiextensions.v1.CustomResourceDefinition[];
+
+  constructor(name: string, args: PlatformArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("obol:index:Platform", name, {}, opts);
+    const ns = new k8s.core.v1.Namespace(
+      "namespace",
+      {
+        metadata: {
+          name: args.namespace,
+          labels: { ...labelsFor("obol-stack"), "pod-security.kubernetes.io/enforce": "restricted" },
+        },
+      },
+      { parent: this },
+    );
+    this.namespace = ns.metadata.name;
+    this.crds = CRD_DEFINITIONS.map((def) => {
+      const manifest = crdManifest(def);
+      return new k8s.apiextensions.v1.CustomResourceDefinition(
+        def.plural,
+        { metadata: { ...manifest.metadata, labels: labelsFor("obol-crds") }, spec: manifest.spec },
+        { parent: this },
+      );
+    });
+    this.registerOutputs({ namespace: this.namespace });
+  }
+}

@@ -1,0 +1,116 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { labelsFor, selectorFor } from "./labels";
+import { httpProbe, podSpec, resources, runtimeEnv } from "./workload";
+
+export interface RuntimeWorkloadArgs {
+  namespace: pulumi.Input<string>;
+  /** Component name: object names and labels. */
+  component: string;
+  image: string;
+  /** Sub-command of the runtime image (controller, gateway, facilitator, buyer). */
+  command: string;
+  args?: pulumi.Input<string>[];
+  /** HTTP port serving /healthz, /readyz and /metrics; also the Service port when `service`. */
+  port: number;
+  service?: boolean;
+  /** Namespaced RBAC rules; none means no ServiceAccount token is mounted at all. */
+  rules?: k8s.types.input.rbac.v1.PolicyRule[];
+  env?: k8s.types.input.core.v1.EnvVar[];
+  /** Secret values, mounted as files under /var/run/secrets/obol (never as env literals). */
+  secretFiles?: Record<string, pulumi.Input<string>>;
+  replicas?: number;
+}
+
+/**
+ * One sub-command of the runtime image as a Deployment: a ServiceAccount with exactly the
+ * rules it needs, probes on its health endpoints, requests and limits, and a Service if asked.
+ */
+export class RuntimeWorkload extends pulumi.ComponentResource {
+  readonly deployment: k8s.apps.v1.Deployment;
+  readonly serviceName?: pulumi.Output<string>;
+  readonly url?: pulumi.Output<string>;
+
+  constructor(name: string, args: RuntimeWorkloadArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("obol:index:RuntimeWorkload", name, {}, opts);
+    const labels = labelsFor(args.component);
+    const selector = selectorFor(args.component);
+    const meta = { namespace: args.namespace, name: args.component, labels };
+
+    let serviceAccountName: pulumi.Output<string> | undefined;
+    if (args.rules && args.rules.length > 0) {
+      const sa = new k8s.core.v1.ServiceAccount(args.component, { metadata: meta }, { parent: this });
+      const role = new k8s.rbac.v1.Role(
+        args.component,
+        { metadata: meta, rules: args.rules },
+        { parent: this },
+      );
+      new k8s.rbac.v1.RoleBinding(
+        args.component,
+        {
+          metadata: meta,
+          roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata.name },
+          subjects: [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: args.namespace }],
+        },
+        { parent: this },
+      );
+      serviceAccountName = sa.metadata.name;
+    }
+
+    const volumes: k8s.types.input.core.v1.Volume[] = [{ name: "tmp", emptyDir: {} }];
+    const volumeMounts: k8s.types.input.core.v1.VolumeMount[] = [{ name: "tmp", mountPath: "/tmp" }];
+    if (args.secretFiles && Object.keys(args.secretFiles).length > 0) {
+      const secret = new k8s.core.v1.Secret(
+        args.component,
+        { metadata: { ...meta, name: `${args.component}-secrets` }, stringData: args.secretFiles },
+        { parent: this },
+      );
+      volumes.push({ name: "secrets", secret: { secretName: secret.metadata.name, defaultMode: 0o400 } });
+      volumeMounts.push({ name: "secrets", mountPath: "/var/run/secrets/obol", readOnly: true });
+    }
+
+    this.deployment = new k8s.apps.v1.Deployment(
+      args.component,
+      {
+        metadata: meta,
+        spec: {
+          replicas: args.replicas ?? 1,
+          selector: { matchLabels: selector },
+          template: {
+            metadata: { labels: { ...labels, ...selector } },
+            spec: podSpec({
+              serviceAccountName,
+              container: {
+                name: args.component,
+                image: args.image,
+                args: [args.command, ...(args.args ?? [])],
+                ports: [{ name: "http", containerPort: args.port }],
+                env: runtimeEnv([{ name: "PORT", value: String(args.port) }, ...(args.env ?? [])]),
+                livenessProbe: httpProbe("/healthz", "http", 15),
+                readinessProbe: httpProbe("/readyz", "http", 5),
+                resources: resources({ cpu: "50m", memory: "96Mi", memoryLimit: "256Mi" }),
+                volumeMounts,
+              },
+              volumes,
+            }),
+          },
+        },
+      },
+      { parent: this },
+    );
+
+    if (args.service) {
+      const service = new k8s.core.v1.Service(
+        args.component,
+        {
+          metadata: meta,
+          spec: { selector, ports: [{ name: "http", port: args.port, targetPort: "http" }] },
+        },
+        { parent: this },
+      );
+      this.serviceName = service.metadata.name;
+      this.url = pulumi.interpolate`http://${service.metadata.name}.${service.metadata.namespace}.svc:${args.port}`;
+    }
+    this.registerOutputs({ serviceName: this.serviceName, url: this.url });
+  }
+}

@@ -1,0 +1,59 @@
+import type * as k8s from "@pulumi/kubernetes";
+import type * as pulumi from "@pulumi/pulumi";
+
+type Container = k8s.types.input.core.v1.Container;
+type PodSpec = k8s.types.input.core.v1.PodSpec;
+
+export interface ContainerSizing {
+  cpu: string;
+  memory: string;
+  cpuLimit?: string;
+  memoryLimit: string;
+}
+
+/** Non-root, read-only, no privilege escalation: what every container here runs with. */
+export const restrictedSecurityContext: k8s.types.input.core.v1.SecurityContext = {
+  runAsNonRoot: true,
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  capabilities: { drop: ["ALL"] },
+  seccompProfile: { type: "RuntimeDefault" },
+};
+
+export function resources(size: ContainerSizing): k8s.types.input.core.v1.ResourceRequirements {
+  return {
+    requests: { cpu: size.cpu, memory: size.memory },
+    limits: { memory: size.memoryLimit, ...(size.cpuLimit ? { cpu: size.cpuLimit } : {}) },
+  };
+}
+
+export function httpProbe(
+  path: string,
+  port: number | string,
+  periodSeconds = 10,
+): k8s.types.input.core.v1.Probe {
+  return { httpGet: { path, port }, periodSeconds, timeoutSeconds: 3, failureThreshold: 3 };
+}
+
+/** A pod spec running one container of `image` as an unprivileged user (uid 65532). */
+export function podSpec(args: {
+  serviceAccountName?: pulumi.Input<string>;
+  container: Container;
+  volumes?: k8s.types.input.core.v1.Volume[];
+  uid?: number;
+}): PodSpec {
+  const uid = args.uid ?? 65532;
+  return {
+    ...(args.serviceAccountName
+      ? { serviceAccountName: args.serviceAccountName }
+      : { automountServiceAccountToken: false }),
+    securityContext: { runAsNonRoot: true, runAsUser: uid, runAsGroup: uid, fsGroup: uid },
+    containers: [{ securityContext: restrictedSecurityContext, ...args.container }],
+    ...(args.volumes ? { volumes: args.volumes } : {}),
+  };
+}
+
+/** Environment variables every runtime sub-command reads. */
+export function runtimeEnv(extra: k8s.types.input.core.v1.EnvVar[] = []): k8s.types.input.core.v1.EnvVar[] {
+  return [{ name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } }, ...extra];
+}

@@ -1,0 +1,131 @@
+import * as pulumi from "@pulumi/pulumi";
+import type { StackConfig } from "../api/config";
+import { AgentIdentity } from "../components/agentIdentity";
+import { Buyer } from "../components/buyer";
+import { Cluster } from "../components/cluster";
+import { Controller } from "../components/controller";
+import { Facilitator } from "../components/facilitator";
+import { Gateway } from "../components/gateway";
+import { LiteLLM } from "../components/litellm";
+import { Offer } from "../components/offer";
+import { Platform } from "../components/platform";
+import { Tunnel } from "../components/tunnel";
+import { GeneratedSecret } from "../providers/generatedSecret";
+import { secretConfig } from "./config";
+
+/** Everything `pulumi up` declares, from a validated StackConfig. */
+export function deployStack(cfg: StackConfig) {
+  const has = (key: string) => cfg.secrets.includes(key as never);
+  const cluster = new Cluster("cluster", {
+    mode: cfg.cluster.mode,
+    name: cfg.cluster.name,
+    servers: cfg.cluster.servers,
+    agents: cfg.cluster.agents,
+    ...(cfg.cluster.k3sImage ? { k3sImage: cfg.cluster.k3sImage } : {}),
+    ...(cfg.cluster.mode === "kubeconfig" ? { kubeconfig: secretConfig("kubeconfig") } : {}),
+  });
+  // Objects on the cluster need no deletion of their own when the cluster itself goes.
+  const onCluster: pulumi.ComponentResourceOptions = {
+    providers: { kubernetes: cluster.provider },
+    ...(cluster.k3d ? { deletedWith: cluster.k3d } : {}),
+  };
+  const platform = new Platform("platform", { namespace: cfg.namespace }, onCluster);
+  const inPlatform: pulumi.ComponentResourceOptions = { ...onCluster, dependsOn: [platform] };
+  const namespace = platform.namespace;
+  const image = cfg.images.runtime;
+
+  const facilitator = new Facilitator(
+    "facilitator",
+    cfg.facilitator.mode === "hosted"
+      ? { mode: "hosted", url: cfg.facilitator.url! }
+      : {
+          mode: "self",
+          namespace,
+          image,
+          signerKey: secretConfig("facilitatorSignerKey"),
+          ...(cfg.facilitator.rpcUrl ? { rpcUrl: cfg.facilitator.rpcUrl } : {}),
+        },
+    inPlatform,
+  );
+  const gateway = new Gateway(
+    "gateway",
+    {
+      namespace,
+      image,
+      facilitatorUrl: facilitator.url,
+      ...(cfg.publicBaseUrl ? { publicBaseUrl: cfg.publicBaseUrl } : {}),
+    },
+    inPlatform,
+  );
+  new Controller("controller", { namespace, image, gatewayUrl: gateway.url }, inPlatform);
+  const buyer = new Buyer(
+    "buyer",
+    { namespace, image, ...(has("buyerSignerKey") ? { signerKey: secretConfig("buyerSignerKey") } : {}) },
+    inPlatform,
+  );
+
+  const masterKey = new GeneratedSecret("litellm-master-key", { prefix: "sk-", bytes: 24 });
+  const secretEnv: Record<string, pulumi.Output<string>> = {};
+  const models = cfg.litellm.models.map((m) => {
+    if (!m.apiKeySecret)
+      return { name: m.name, model: m.model, ...(m.apiBase ? { apiBase: m.apiBase } : {}) };
+    const env = `MODEL_KEY_${m.apiKeySecret.replace(/[^A-Za-z0-9]/g, "_").toUpperCase()}`;
+    secretEnv[env] = secretConfig(m.apiKeySecret);
+    return { name: m.name, model: m.model, apiKeyEnv: env, ...(m.apiBase ? { apiBase: m.apiBase } : {}) };
+  });
+  const litellm = new LiteLLM(
+    "litellm",
+    {
+      namespace,
+      image: cfg.images.litellm,
+      models,
+      masterKey: masterKey.value,
+      secretEnv,
+      buyerBaseUrl: buyer.openAiBaseUrl,
+    },
+    inPlatform,
+  );
+
+  const tunnel = new Tunnel(
+    "tunnel",
+    {
+      mode: cfg.tunnel.mode,
+      namespace,
+      image: cfg.images.cloudflared,
+      gatewayUrl: gateway.url,
+      ...(cfg.tunnel.hostname ? { hostname: cfg.tunnel.hostname } : {}),
+      ...(cfg.tunnel.mode === "named" ? { token: secretConfig("tunnelToken") } : {}),
+    },
+    inPlatform,
+  );
+  const publicUrl = cfg.publicBaseUrl ? pulumi.output(cfg.publicBaseUrl) : tunnel.publicUrl;
+
+  const offers: Record<string, pulumi.Output<string>> = {};
+  for (const offer of cfg.offers) {
+    offers[offer.name] = new Offer(
+      `offer-${offer.name}`,
+      { namespace, name: offer.name, spec: offer.spec, publicBaseUrl: publicUrl },
+      inPlatform,
+    ).endpoint;
+  }
+
+  new AgentIdentity(
+    "identity",
+    {
+      namespace,
+      name: cfg.identity.name,
+      description: cfg.identity.description,
+      ...(cfg.identity.image ? { image: cfg.identity.image } : {}),
+      registrations: [],
+    },
+    inPlatform,
+  );
+
+  return {
+    publicUrl,
+    offers,
+    gatewayService: gateway.url,
+    liteLLMService: litellm.url,
+    namespace,
+  };
+}
