@@ -1,0 +1,293 @@
+import * as assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
+import { parse as parseYaml } from "yaml";
+import { scratchDir, sharedControlPlane } from "../harness/env";
+import { deploymentAvailability, kubeGet, programStack, serviceOfferNames } from "../harness/project";
+import { outputCollector } from "../harness/pulumi";
+
+const EXPECTED_DEPLOYMENTS = ["cloudflared", "litellm", "obol-controller", "x402-buyer", "x402-gateway"];
+
+/** Resource operations the engine planned or performed, by resource type and name. */
+function opsRecorder() {
+  const ops: { op: string; type: string; name: string }[] = [];
+  return {
+    onEvent: (e: EngineEvent) => {
+      const m = e.resourcePreEvent?.metadata;
+      if (m && m.op !== "same" && m.op !== "read" && m.op !== "refresh") {
+        ops.push({ op: m.op, type: m.type, name: m.urn.split("::").pop()! });
+      }
+    },
+    ops,
+  };
+}
+
+async function assertStackHealthy(
+  target: { server: string; token: string },
+  namespace: string,
+  offers: string[],
+) {
+  const deployments = await deploymentAvailability(target, namespace);
+  assert.deepEqual(Object.keys(deployments).sort(), EXPECTED_DEPLOYMENTS);
+  for (const [name, available] of Object.entries(deployments)) assert.ok(available, `${name} is Available`);
+  assert.deepEqual(await serviceOfferNames(target, namespace), offers);
+}
+
+describe("the Pulumi program against a real control plane", function () {
+  this.timeout(15 * 60_000);
+
+  describe("kubeconfig mode with Pulumi.dev.yaml's two offers", () => {
+    const namespace = `obol-kc-${process.pid}`;
+    let stack: Stack;
+    let target: { server: string; token: string };
+    const log = outputCollector();
+
+    before(async () => {
+      const cluster = await sharedControlPlane();
+      target = cluster;
+      stack = await programStack({
+        dir: scratchDir("kubeconfig-mode"),
+        stackName: "kc",
+        config: {
+          "obol-stack:cluster": { value: JSON.stringify({ mode: "kubeconfig" }) },
+          "obol-stack:kubeconfig": { value: cluster.kubeconfig, secret: true },
+          "obol-stack:namespace": { value: namespace },
+        },
+      });
+    });
+
+    after(async () => {
+      if (stack) await stack.destroy({ onOutput: log.onOutput }).catch(() => undefined);
+    });
+
+    it("(a) comes up: every Deployment Available, both ServiceOffers exist", async () => {
+      const up = await stack.up({ onOutput: log.onOutput });
+      assert.equal(up.summary.result, "succeeded", log.text());
+      await assertStackHealthy(target, namespace, ["llama", "weather"]);
+      assert.equal(up.outputs.offerEndpoints.value.weather, "/services/weather");
+      assert.match(up.outputs.gatewayService.value, /^http:\/\/x402-gateway\./);
+      assert.match(up.outputs.liteLLMService.value, /^http:\/\/litellm\./);
+    });
+
+    it("(b) previews no changes right after up", async () => {
+      const preview = await stack.preview({ expectNoChanges: true, onOutput: log.onOutput });
+      assert.deepEqual(Object.keys(preview.changeSummary), ["same"], log.text());
+    });
+
+    it("(f) keeps no secret in plaintext in the state", async () => {
+      const cluster = await sharedControlPlane();
+      const state = JSON.stringify(await stack.exportStack());
+      const secret = await kubeGet<{ data: Record<string, string> }>(
+        target,
+        `/api/v1/namespaces/${namespace}/secrets/litellm-secrets`,
+      );
+      const masterKey = Buffer.from(secret.body.data.LITELLM_MASTER_KEY, "base64").toString();
+      assert.match(masterKey, /^sk-[0-9a-f]{48}$/);
+      assert.ok(!state.includes(masterKey), "the generated LiteLLM master key is encrypted in state");
+      assert.ok(!state.includes(cluster.token), "the kubeconfig's bearer token is encrypted in state");
+      assert.ok(state.includes("4dabf18193072939515e22adb298388d"), "state does hold secrets, as ciphertext");
+      const configMaps = await kubeGet<{ items: { data?: Record<string, string> }[] }>(
+        target,
+        `/api/v1/namespaces/${namespace}/configmaps`,
+      );
+      assert.ok(!JSON.stringify(configMaps.body).includes(masterKey), "no ConfigMap holds the master key");
+    });
+
+    it("(d) a price change updates only that ServiceOffer", async () => {
+      const offers = JSON.parse((await stack.getConfig("obol-stack:offers")).value);
+      offers[1].payment.price.perRequest = "0.002";
+      await stack.setConfig("obol-stack:offers", { value: JSON.stringify(offers) });
+      const rec = opsRecorder();
+      const up = await stack.up({ onOutput: log.onOutput, onEvent: rec.onEvent });
+      assert.equal(up.summary.result, "succeeded", log.text());
+      assert.deepEqual(rec.ops, [
+        { op: "update", type: "kubernetes:obol.org/v1alpha1:ServiceOffer", name: "weather" },
+      ]);
+      const so = await kubeGet<{ spec: { payment: { price: { perRequest: string } } } }>(
+        target,
+        `/apis/obol.org/v1alpha1/namespaces/${namespace}/serviceoffers/weather`,
+      );
+      assert.equal(so.body.spec.payment.price.perRequest, "0.002");
+    });
+
+    it("(d) removing an offer deletes only its resources", async () => {
+      const offers = JSON.parse((await stack.getConfig("obol-stack:offers")).value);
+      await stack.setConfig("obol-stack:offers", { value: JSON.stringify([offers[0]]) });
+      const rec = opsRecorder();
+      const up = await stack.up({ onOutput: log.onOutput, onEvent: rec.onEvent });
+      assert.equal(up.summary.result, "succeeded", log.text());
+      assert.deepEqual(rec.ops.map((o) => `${o.op} ${o.type} ${o.name}`).sort(), [
+        "delete kubernetes:obol.org/v1alpha1:ServiceOffer weather",
+        "delete obol:index:Offer offer-weather",
+      ]);
+      assert.deepEqual(await serviceOfferNames(target, namespace), ["llama"]);
+    });
+  });
+
+  describe("(e) bad configs fail before anything is created", () => {
+    const cases: [string, Record<string, string>, RegExp][] = [
+      [
+        "a bad payTo",
+        {
+          "obol-stack:offers": JSON.stringify([
+            {
+              name: "x",
+              upstream: { url: "http://a" },
+              payment: { network: "base-sepolia", payTo: "0x12", price: { perRequest: "1" } },
+            },
+          ]),
+        },
+        /offers\[0\]\.payment\.payTo/,
+      ],
+      [
+        "a zero price",
+        {
+          "obol-stack:offers": JSON.stringify([
+            {
+              name: "x",
+              upstream: { url: "http://a" },
+              payment: {
+                network: "base-sepolia",
+                payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                price: { perRequest: "0" },
+              },
+            },
+          ]),
+        },
+        /greater than 0/,
+      ],
+      [
+        "an unknown chain",
+        {
+          "obol-stack:offers": JSON.stringify([
+            {
+              name: "x",
+              upstream: { url: "http://a" },
+              payment: {
+                network: "base-goerli",
+                payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                price: { perRequest: "1" },
+              },
+            },
+          ]),
+        },
+        /unknown network "base-goerli"/,
+      ],
+      [
+        "a reserved path",
+        {
+          "obol-stack:offers": JSON.stringify([
+            {
+              name: "x",
+              path: "/.well-known/x",
+              upstream: { url: "http://a" },
+              payment: {
+                network: "base-sepolia",
+                payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                price: { perRequest: "1" },
+              },
+            },
+          ]),
+        },
+        /reserved/,
+      ],
+      [
+        "a k3d name over 32 characters",
+        { "obol-stack:cluster": JSON.stringify({ name: "obol-stack-post490-buy-external-bob" }) },
+        /at most 32/,
+      ],
+      [
+        "a plaintext kubeconfig",
+        {
+          "obol-stack:cluster": JSON.stringify({ mode: "kubeconfig" }),
+          "obol-stack:kubeconfig": "apiVersion: v1",
+        },
+        /plaintext/,
+      ],
+    ];
+    for (const [what, config, message] of cases) {
+      it(what, async () => {
+        const stack = await programStack({
+          dir: scratchDir(`bad-config-${what}`),
+          stackName: "bad",
+          fromDevStack: false,
+          config: Object.fromEntries(Object.entries(config).map(([k, v]) => [k, { value: v }])),
+        });
+        const log = outputCollector();
+        await assert.rejects(stack.up({ onOutput: log.onOutput }), (err: Error) => {
+          assert.match(`${err.message}\n${log.text()}`, message);
+          return true;
+        });
+        const state = await stack.exportStack();
+        const resources = (state.deployment as { resources?: { type: string }[] }).resources ?? [];
+        assert.deepEqual(
+          resources.map((r) => r.type).filter((t) => t !== "pulumi:pulumi:Stack"),
+          [],
+          "nothing was created",
+        );
+      });
+    }
+  });
+
+  describe("(c) k3d mode through the stand-in, and resume after the cluster is deleted", () => {
+    let stack: Stack;
+    let k3dHome: string;
+    const log = outputCollector();
+    const standinBin = path.resolve(__dirname, "../harness/bin");
+    const k3d = (...args: string[]) =>
+      execFileSync(path.join(standinBin, "k3d"), args, {
+        encoding: "utf8",
+        env: { ...process.env, K3D_STANDIN_HOME: k3dHome },
+      });
+    const target = () => {
+      const kubeconfig = parseYaml(k3d("kubeconfig", "get", "obol-itest"));
+      return {
+        server: kubeconfig.clusters[0].cluster.server as string,
+        token: kubeconfig.users[0].user.token as string,
+      };
+    };
+
+    before(async () => {
+      const dir = scratchDir("k3d-mode");
+      k3dHome = path.join(dir, "k3d");
+      stack = await programStack({
+        dir,
+        stackName: "k3d",
+        env: { K3D_STANDIN_HOME: k3dHome, PATH: `${standinBin}${path.delimiter}${process.env.PATH}` },
+        config: { "obol-stack:cluster": { value: JSON.stringify({ mode: "k3d", name: "obol-itest" }) } },
+      });
+    });
+
+    after(async () => {
+      if (stack) await stack.destroy({ onOutput: log.onOutput }).catch(() => undefined);
+      if (k3dHome && fs.existsSync(path.join(k3dHome, "clusters", "obol-itest")))
+        k3d("cluster", "delete", "obol-itest");
+    });
+
+    it("creates the cluster with k3d and brings the full stack up on it", async () => {
+      const up = await stack.up({ onOutput: log.onOutput });
+      assert.equal(up.summary.result, "succeeded", log.text());
+      const calls = fs.readFileSync(path.join(k3dHome, "calls.log"), "utf8");
+      assert.match(calls, /\["cluster","create","obol-itest","--servers","1","--agents","0","--wait"/);
+      await assertStackHealthy(target(), "obol", ["llama", "weather"]);
+      const preview = await stack.preview({ expectNoChanges: true, onOutput: log.onOutput });
+      assert.deepEqual(Object.keys(preview.changeSummary), ["same"], log.text());
+    });
+
+    it("recreates everything with one `up` after the cluster is deleted out of band", async () => {
+      const before = target();
+      k3d("cluster", "delete", "obol-itest"); // stops the control plane and wipes its data
+      assert.ok(!fs.existsSync(path.join(k3dHome, "clusters", "obol-itest")));
+
+      const up = await stack.up({ onOutput: log.onOutput });
+      assert.equal(up.summary.result, "succeeded", log.text());
+      const after = target();
+      assert.notEqual(after.token, before.token, "a new cluster, not the old one");
+      await assertStackHealthy(after, "obol", ["llama", "weather"]);
+      const preview = await stack.preview({ expectNoChanges: true, onOutput: log.onOutput });
+      assert.deepEqual(Object.keys(preview.changeSummary), ["same"], log.text());
+    });
+  });
+});
