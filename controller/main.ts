@@ -3,10 +3,10 @@
  * in its own module and exports `run(argv): Promise<void>`; they share api/ with the program.
  */
 const COMMANDS: Record<string, () => Promise<{ run(argv: string[]): Promise<void> }>> = {
-  controller: () => import("./reconciler/main"),
-  gateway: () => import("./gateway/main"),
-  facilitator: () => import("./facilitator/main"),
-  buyer: () => import("./buyer/main"),
+  controller: () => import("./reconciler/main.js"),
+  gateway: () => import("./gateway/main.js"),
+  facilitator: () => import("./facilitator/main.js"),
+  buyer: () => import("./buyer/main.js"),
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -53,6 +53,8 @@ build_go() {
   rm -rf "$dir"
   mv "$dir.partial" "$dir"
   log "$what: built into $dir"
+  # Older builds of the same tool are superseded (the cache would otherwise only grow).
+  find "$OBOL_TOOLS_HOME" -maxdepth 1 -name "$name-[0-9]*" ! -path "$dir" -exec rm -rf {} +
 }
 
 build_pulumi() {
@@ -99,6 +101,16 @@ build_etcd() {
 build_kwok() {
   go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=v$KUBERNETES_VERSION" \
     -o "$1/kwok" sigs.k8s.io/kwok/cmd/kwok
+  # kwok itself ships no default behaviour: the node and pod lifecycle "stages" are YAML in its
+  # module (kwokctl embeds them). Install the fast ones kwokctl uses, with lease heartbeats.
+  local src stages="$1/../share/kwok-stages.yaml"
+  src="$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage"
+  mkdir -p "$(dirname "$stages")"
+  : >"$stages"
+  for f in $(grep -v '^#' stages.txt); do
+    [ -s "$stages" ] && echo "---" >>"$stages"
+    cat "$src/$f" >>"$stages"
+  done
 }
 
 # 1. Node 22: @pulumi/pulumi >= 3.249 needs it; the machine may have an older Node.

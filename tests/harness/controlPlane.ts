@@ -229,6 +229,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ]);
     start("kwok", "kwok", [
       `--kubeconfig=${kubeconfigPath}`,
+      `--config=${path.join(path.dirname(binary("kwok")), "..", "share", "kwok-stages.yaml")}`,
       "--manage-all-nodes=false",
       `--manage-nodes-with-annotation-selector=${FAKE_NODE_ANNOTATION}=fake`,
       "--manage-nodes-with-label-selector=",

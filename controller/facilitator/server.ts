@@ -1,0 +1,89 @@
+/**
+ * The self-run x402 facilitator: @x402/core's transport-less facilitator engine with
+ * @x402/evm's exact scheme (EIP-3009 and Permit2), served over HTTP as /verify, /settle and
+ * /supported. It submits settlements with its own key and pays the gas.
+ */
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import { x402Facilitator } from "@x402/core/facilitator";
+import type { Network, PaymentPayload, PaymentRequirements } from "@x402/core/types";
+import { toFacilitatorEvmSigner } from "@x402/evm";
+import { registerExactEvmScheme } from "@x402/evm/exact/facilitator";
+import { createWalletClient, type Hex, http as httpTransport, publicActions } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { readJsonBody, sendJson } from "../shared/http";
+
+export interface FacilitatorOptions {
+  /** The key that submits settlement transactions. Never logged. */
+  signerKey: Hex;
+  rpcUrl: string;
+  /** CAIP-2 networks served; defaults to the RPC endpoint's chain. */
+  networks?: Network[];
+  port?: number;
+  host?: string;
+}
+
+export interface RunningFacilitator {
+  readonly url: string;
+  readonly address: `0x${string}`;
+  readonly networks: Network[];
+  close(): Promise<void>;
+}
+
+const MAX_BODY = 64 * 1024;
+
+export async function startFacilitator(opts: FacilitatorOptions): Promise<RunningFacilitator> {
+  const account = privateKeyToAccount(opts.signerKey);
+  const client = createWalletClient({ account, transport: httpTransport(opts.rpcUrl) }).extend(publicActions);
+  const networks = opts.networks ?? [`eip155:${await client.getChainId()}` as Network];
+  const signer = toFacilitatorEvmSigner({
+    address: account.address,
+    readContract: (args) => client.readContract(args as Parameters<typeof client.readContract>[0]),
+    verifyTypedData: (args) => client.verifyTypedData(args as Parameters<typeof client.verifyTypedData>[0]),
+    writeContract: (args) =>
+      client.writeContract({ ...(args as Parameters<typeof client.writeContract>[0]), account, chain: null }),
+    sendTransaction: (args) => client.sendTransaction({ ...args, account, chain: null }),
+    waitForTransactionReceipt: (args) => client.waitForTransactionReceipt(args),
+    getCode: (args) => client.getCode(args),
+  });
+  const facilitator = new x402Facilitator();
+  registerExactEvmScheme(facilitator, { signer, networks });
+
+  const server = http.createServer(async (req, res) => {
+    try {
+      const path = (req.url ?? "/").split("?")[0];
+      if (req.method === "GET" && (path === "/healthz" || path === "/readyz"))
+        return sendJson(res, 200, { ok: true });
+      if (req.method === "GET" && path === "/supported")
+        return sendJson(res, 200, facilitator.getSupported());
+      if (req.method === "POST" && (path === "/verify" || path === "/settle")) {
+        const body = (await readJsonBody(req, MAX_BODY)) as {
+          paymentPayload?: PaymentPayload;
+          paymentRequirements?: PaymentRequirements;
+        };
+        if (!body?.paymentPayload || !body.paymentRequirements) {
+          return sendJson(res, 400, {
+            error: "body must be {x402Version, paymentPayload, paymentRequirements}",
+          });
+        }
+        const result =
+          path === "/verify"
+            ? await facilitator.verify(body.paymentPayload, body.paymentRequirements)
+            : await facilitator.settle(body.paymentPayload, body.paymentRequirements);
+        return sendJson(res, 200, result);
+      }
+      sendJson(res, 404, { error: "not found" });
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      sendJson(res, (err as { status?: number }).status ?? 500, { error: message });
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, opts.host ?? "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://${opts.host ?? "127.0.0.1"}:${port}`,
+    address: account.address,
+    networks,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}

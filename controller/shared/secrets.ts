@@ -1,0 +1,27 @@
+import * as fs from "node:fs";
+
+/**
+ * Reads a secret from the file named by `<name>_FILE` (a mounted Kubernetes Secret) or, for
+ * local runs, from `<name>`. The value is never logged; errors name the variable, not the value.
+ */
+export function readSecret(name: string, env: NodeJS.ProcessEnv = process.env): string {
+  const file = env[`${name}_FILE`];
+  if (file) {
+    try {
+      return fs.readFileSync(file, "utf8").trim();
+    } catch (err) {
+      throw new Error(`cannot read ${name}_FILE (${file}): ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+  }
+  const value = env[name];
+  if (!value) throw new Error(`${name}_FILE or ${name} must be set`);
+  return value.trim();
+}
+
+/** A 0x-prefixed 32-byte private key, validated without echoing it. */
+export function readPrivateKey(name: string, env: NodeJS.ProcessEnv = process.env): `0x${string}` {
+  const raw = readSecret(name, env);
+  const key = raw.startsWith("0x") ? raw : `0x${raw}`;
+  if (!/^0x[0-9a-fA-F]{64}$/.test(key)) throw new Error(`${name} is not a 32-byte hex private key`);
+  return key as `0x${string}`;
+}
