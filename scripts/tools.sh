@@ -62,6 +62,7 @@ build_pulumi() {
   go build -trimpath -tags osusergo,grpcnotrace -ldflags "$ld" -o "$1/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
   log "pulumi: CLI compiled; compiling the Node.js language host"
   go build -trimpath -tags osusergo,grpcnotrace -ldflags "$ld" -o "$1/pulumi-language-nodejs" ./langhost
+  install -m 0755 pulumi-resource-pulumi-nodejs "$1/pulumi-resource-pulumi-nodejs"
 }
 
 build_k8s_provider() {

@@ -39,3 +39,25 @@ export function outputCollector(): { onOutput: (s: string) => void; text: () => 
   const lines: string[] = [];
   return { onOutput: (s) => lines.push(s), text: () => lines.join("") };
 }
+
+/**
+ * Everything the backend wrote to disk for a stack (state, history, backups), as text. Use it
+ * to prove a secret is not stored in plaintext: Automation's `exportStack()` runs
+ * `pulumi stack export --show-secrets`, so its output always contains decrypted secrets.
+ */
+export function storedStateText(stateDir: string): string {
+  const zlib = require("node:zlib") as typeof import("node:zlib");
+  const parts: string[] = [];
+  const walk = (dir: string) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else {
+        const raw = fs.readFileSync(full);
+        parts.push((full.endsWith(".gz") ? zlib.gunzipSync(raw) : raw).toString("utf8"));
+      }
+    }
+  };
+  walk(stateDir);
+  return parts.join("\n");
+}
