@@ -216,7 +216,8 @@ export interface PurchaseConfig {
 export interface StackConfig {
   cluster: { mode: "k3d" | "kubeconfig"; name: string; servers: number; agents: number; k3sImage?: string };
   namespace: string;
-  images: { runtime: string; litellm: string; cloudflared: string };
+  /** `buildRuntime`: build the runtime image locally and import it into k3d (k3d mode, no images.runtime). */
+  images: { runtime: string; litellm: string; cloudflared: string; buildRuntime: boolean };
   litellm: { models: { name: string; model: string; apiBase?: string; apiKeySecret?: string }[] };
   facilitator: { mode: "hosted" | "self"; url?: string; rpcUrl?: string };
   tunnel: { mode: "none" | "quick" | "named"; hostname?: string };
@@ -557,7 +558,7 @@ export function parseStackConfig(raw: Record<string, unknown>, ctx: ParseContext
       k3sImage: cfg.cluster.k3sImage,
     },
     namespace: cfg.namespace,
-    images,
+    images: { ...images, buildRuntime: cfg.cluster.mode === "k3d" && !cfg.images.runtime },
     litellm: cfg.litellm,
     facilitator: cfg.facilitator,
     tunnel: cfg.tunnel,

@@ -11,7 +11,9 @@ import { Offer } from "../components/offer";
 import { Platform } from "../components/platform";
 import { Tunnel } from "../components/tunnel";
 import { GeneratedSecret } from "../providers/generatedSecret";
+import { RuntimeImage } from "../providers/runtimeImage";
 import { secretConfig } from "./config";
+import { runtimeBuild, runtimeImageTag } from "./runtimeImage";
 
 /** Everything `pulumi up` declares, from a validated StackConfig. */
 export function deployStack(cfg: StackConfig) {
@@ -30,9 +32,21 @@ export function deployStack(cfg: StackConfig) {
     ...(cluster.k3d ? { deletedWith: cluster.k3d } : {}),
   };
   const platform = new Platform("platform", { namespace: cfg.namespace }, onCluster);
-  const inPlatform: pulumi.ComponentResourceOptions = { ...onCluster, dependsOn: [platform] };
+  const dependsOn: pulumi.Resource[] = [platform];
+  let image = cfg.images.runtime;
+  if (cfg.images.buildRuntime && cluster.k3d) {
+    // No registry in k3d mode: build the image here and import it into the cluster.
+    const built = new RuntimeImage("runtime-image", {
+      tag: runtimeImageTag(),
+      ...runtimeBuild,
+      cluster: cluster.k3d.name,
+      clusterInstance: cluster.k3d.instanceId,
+    });
+    image = runtimeImageTag();
+    dependsOn.push(built);
+  }
+  const inPlatform: pulumi.ComponentResourceOptions = { ...onCluster, dependsOn };
   const namespace = platform.namespace;
-  const image = cfg.images.runtime;
 
   const facilitator = new Facilitator(
     "facilitator",

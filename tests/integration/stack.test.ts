@@ -284,6 +284,19 @@ describe("the Pulumi program against a real control plane", function () {
       assert.equal(up.summary.result, "succeeded", log.text());
       const calls = fs.readFileSync(path.join(k3dHome, "calls.log"), "utf8");
       assert.match(calls, /\["cluster","create","obol-itest","--servers","1","--agents","0","--wait"/);
+      // The runtime image is built from this checkout and imported into the cluster.
+      const built = fs.readFileSync(path.join(k3dHome, "docker.log"), "utf8");
+      const tag = /--tag (obol-stack\/runtime:src-[0-9a-f]{12})/.exec(built)?.[1];
+      assert.ok(tag, built);
+      assert.match(
+        calls,
+        new RegExp(`\\["image","import","${tag.replace("/", "\\/")}","--cluster","obol-itest"\\]`),
+      );
+      const gateway = await kubeGet<{ spec: { template: { spec: { containers: { image: string }[] } } } }>(
+        target(),
+        "/apis/apps/v1/namespaces/obol/deployments/x402-gateway",
+      );
+      assert.equal(gateway.body.spec.template.spec.containers[0].image, tag);
       await assertStackHealthy(target(), "obol", ["llama", "weather"]);
       const preview = await stack.preview({ expectNoChanges: true, onOutput: log.onOutput });
       assert.deepEqual(Object.keys(preview.changeSummary), ["same"], log.text());
@@ -298,6 +311,9 @@ describe("the Pulumi program against a real control plane", function () {
       assert.equal(up.summary.result, "succeeded", log.text());
       const after = target();
       assert.notEqual(after.token, before.token, "a new cluster, not the old one");
+      const imports =
+        fs.readFileSync(path.join(k3dHome, "calls.log"), "utf8").match(/"image","import"/g) ?? [];
+      assert.equal(imports.length, 2, "the runtime image was imported again into the new cluster");
       await assertStackHealthy(after, "obol", ["llama", "weather"]);
       const preview = await stack.preview({ expectNoChanges: true, onOutput: log.onOutput });
       assert.deepEqual(Object.keys(preview.changeSummary), ["same"], log.text());
