@@ -10,3 +10,4 @@ export const offerEndpoints = outputs.offers;
 export const gatewayService = outputs.gatewayService;
 export const liteLLMService = outputs.liteLLMService;
 export const namespace = outputs.namespace;
+export const agentIds = outputs.agentIds;

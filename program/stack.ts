@@ -10,6 +10,7 @@ import { LiteLLM } from "../components/litellm";
 import { Offer } from "../components/offer";
 import { Platform } from "../components/platform";
 import { Tunnel } from "../components/tunnel";
+import { AgentRegistration } from "../providers/agentRegistration";
 import { GeneratedSecret } from "../providers/generatedSecret";
 import { RuntimeImage } from "../providers/runtimeImage";
 import { secretConfig } from "./config";
@@ -123,6 +124,25 @@ export function deployStack(cfg: StackConfig) {
     ).endpoint;
   }
 
+  // ERC-8004: one registration per chain the offers use. They live on-chain, not on the
+  // cluster, so they are neither parented to it nor deleted with it: a lost cluster never
+  // re-mints, and only removing identity.register (or a chain) tombstones an agent.
+  const registrations = cfg.identity.register
+    ? cfg.identity.chains.map((chain) => {
+        const registration = new AgentRegistration(`agent-${chain.network.replace(":", "-")}`, {
+          network: chain.network,
+          registry: chain.registry,
+          rpcUrl: chain.rpcUrl,
+          agentURI: `${cfg.publicBaseUrl}/.well-known/agent-registration.json`,
+          signerKey: secretConfig("identitySignerKey"),
+          ...(chain.adoptAgentId !== undefined ? { adoptAgentId: chain.adoptAgentId } : {}),
+        });
+        return pulumi
+          .all([registration.agentId, registration.registry])
+          .apply(([agentId, registry]) => ({ network: chain.network, agentId, registry }));
+      })
+    : [];
+
   new AgentIdentity(
     "identity",
     {
@@ -130,13 +150,16 @@ export function deployStack(cfg: StackConfig) {
       name: cfg.identity.name,
       description: cfg.identity.description,
       ...(cfg.identity.image ? { image: cfg.identity.image } : {}),
-      registrations: [],
+      registrations,
     },
     inPlatform,
   );
 
   return {
     publicUrl,
+    agentIds: pulumi
+      .all(registrations)
+      .apply((rs) => Object.fromEntries(rs.map((r) => [r.network, r.agentId]))),
     offers,
     gatewayService: gateway.url,
     liteLLMService: litellm.url,
