@@ -5,8 +5,10 @@ import { RuntimeWorkload } from "./runtimeWorkload";
 export interface ControllerArgs {
   namespace: pulumi.Input<string>;
   image: string;
-  /** In-cluster URL of the gateway, which reports the routes it holds. */
-  gatewayUrl: pulumi.Input<string>;
+  /** The gateway's internal URL, where it reports the routes it holds. */
+  gatewayInternalUrl: pulumi.Input<string>;
+  /** The public origin, so offer status shows absolute endpoints. */
+  publicBaseUrl?: pulumi.Input<string>;
 }
 
 /**
@@ -35,11 +37,13 @@ export class Controller extends pulumi.ComponentResource {
             resources: ["serviceoffers/status", "agentidentities/status", "purchaserequests/status"],
             verbs: ["get", "update", "patch"],
           },
-          { apiGroups: [""], resources: ["services"], verbs: ["get", "list", "watch"] },
           { apiGroups: [""], resources: ["events"], verbs: ["create", "patch"] },
           { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
         ],
-        env: [{ name: "GATEWAY_URL", value: args.gatewayUrl }],
+        env: [
+          { name: "GATEWAY_INTERNAL_URL", value: args.gatewayInternalUrl },
+          ...(args.publicBaseUrl ? [{ name: "PUBLIC_BASE_URL", value: args.publicBaseUrl }] : []),
+        ],
       },
       { parent: this },
     );

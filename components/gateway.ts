@@ -3,6 +3,8 @@ import { GROUP } from "../api/resources";
 import { RuntimeWorkload } from "./runtimeWorkload";
 
 export const GATEWAY_PORT = 8080;
+/** Route reports for the controller and /metrics: in-cluster only, never behind the tunnel. */
+export const GATEWAY_INTERNAL_PORT = 8081;
 
 export interface GatewayArgs {
   namespace: pulumi.Input<string>;
@@ -18,6 +20,7 @@ export interface GatewayArgs {
  */
 export class Gateway extends pulumi.ComponentResource {
   readonly url: pulumi.Output<string>;
+  readonly internalUrl: pulumi.Output<string>;
   readonly serviceName: pulumi.Output<string>;
 
   constructor(name: string, args: GatewayArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -30,6 +33,7 @@ export class Gateway extends pulumi.ComponentResource {
         image: args.image,
         command: "gateway",
         port: GATEWAY_PORT,
+        internalPort: GATEWAY_INTERNAL_PORT,
         service: true,
         replicas: 1,
         rules: [
@@ -47,6 +51,7 @@ export class Gateway extends pulumi.ComponentResource {
       { parent: this },
     );
     this.url = workload.url!;
+    this.internalUrl = workload.internalUrl!;
     this.serviceName = workload.serviceName!;
     this.registerOutputs({ url: this.url, serviceName: this.serviceName });
   }

@@ -11,8 +11,13 @@ export interface RuntimeWorkloadArgs {
   /** Sub-command of the runtime image (controller, gateway, facilitator, buyer). */
   command: string;
   args?: pulumi.Input<string>[];
-  /** HTTP port serving /healthz, /readyz and /metrics; also the Service port when `service`. */
+  /** HTTP port serving /healthz and /readyz; also the Service port when `service`. */
   port: number;
+  /**
+   * A second, in-cluster-only port (status reports, /metrics). It gets its own Service, so the
+   * tunnel, which targets the main Service, can never reach it.
+   */
+  internalPort?: number;
   service?: boolean;
   /** Namespaced RBAC rules; none means no ServiceAccount token is mounted at all. */
   rules?: k8s.types.input.rbac.v1.PolicyRule[];
@@ -30,6 +35,7 @@ export class RuntimeWorkload extends pulumi.ComponentResource {
   readonly deployment: k8s.apps.v1.Deployment;
   readonly serviceName?: pulumi.Output<string>;
   readonly url?: pulumi.Output<string>;
+  readonly internalUrl?: pulumi.Output<string>;
 
   constructor(name: string, args: RuntimeWorkloadArgs, opts?: pulumi.ComponentResourceOptions) {
     super("obol:index:RuntimeWorkload", name, {}, opts);
@@ -84,8 +90,15 @@ export class RuntimeWorkload extends pulumi.ComponentResource {
                 name: args.component,
                 image: args.image,
                 args: [args.command, ...(args.args ?? [])],
-                ports: [{ name: "http", containerPort: args.port }],
-                env: runtimeEnv([{ name: "PORT", value: String(args.port) }, ...(args.env ?? [])]),
+                ports: [
+                  { name: "http", containerPort: args.port },
+                  ...(args.internalPort ? [{ name: "internal", containerPort: args.internalPort }] : []),
+                ],
+                env: runtimeEnv([
+                  { name: "PORT", value: String(args.port) },
+                  ...(args.internalPort ? [{ name: "INTERNAL_PORT", value: String(args.internalPort) }] : []),
+                  ...(args.env ?? []),
+                ]),
                 livenessProbe: httpProbe("/healthz", "http", 15),
                 readinessProbe: httpProbe("/readyz", "http", 5),
                 resources: resources({ cpu: "50m", memory: "96Mi", memoryLimit: "256Mi" }),
@@ -111,6 +124,17 @@ export class RuntimeWorkload extends pulumi.ComponentResource {
       this.serviceName = service.metadata.name;
       this.url = pulumi.interpolate`http://${service.metadata.name}.${service.metadata.namespace}.svc:${args.port}`;
     }
-    this.registerOutputs({ serviceName: this.serviceName, url: this.url });
+    if (args.internalPort) {
+      const internal = new k8s.core.v1.Service(
+        `${args.component}-internal`,
+        {
+          metadata: { ...meta, name: `${args.component}-internal` },
+          spec: { selector, ports: [{ name: "internal", port: args.internalPort, targetPort: "internal" }] },
+        },
+        { parent: this },
+      );
+      this.internalUrl = pulumi.interpolate`http://${internal.metadata.name}.${internal.metadata.namespace}.svc:${args.internalPort}`;
+    }
+    this.registerOutputs({ serviceName: this.serviceName, url: this.url, internalUrl: this.internalUrl });
   }
 }

@@ -72,7 +72,16 @@ export function deployStack(cfg: StackConfig) {
     },
     inPlatform,
   );
-  new Controller("controller", { namespace, image, gatewayUrl: gateway.url }, inPlatform);
+  new Controller(
+    "controller",
+    {
+      namespace,
+      image,
+      gatewayInternalUrl: gateway.internalUrl,
+      ...(cfg.publicBaseUrl ? { publicBaseUrl: cfg.publicBaseUrl } : {}),
+    },
+    inPlatform,
+  );
   const buyer = new Buyer(
     "buyer",
     { namespace, image, ...(has("buyerSignerKey") ? { signerKey: secretConfig("buyerSignerKey") } : {}) },

@@ -1,3 +1,127 @@
-export async function run(_argv: string[]): Promise<void> {
-  throw new Error("the reconciler sub-command is not built yet");
+/**
+ * `obol-runtime controller`: the status reconciler. Holds a Lease so one replica reconciles;
+ * serves /healthz and /readyz; shuts down cleanly on SIGTERM (stops work, releases the lease).
+ */
+import * as http from "node:http";
+import * as os from "node:os";
+import { intSetting, parseFlags } from "../shared/flags";
+import { loadKubeConfig, resolveNamespace } from "../shared/kube";
+import { parseUpstreamOverrides } from "../shared/offers";
+import { Controller } from "./controller";
+import { LeaderElector } from "./leader";
+
+const FLAGS = [
+  "kubeconfig",
+  "namespace",
+  "gateway-internal-url",
+  "public-base-url",
+  "upstream-overrides",
+  "port",
+  "probe-interval-ms",
+  "probe-timeout-ms",
+  "max-backoff-ms",
+  "purchase-probe-interval-ms",
+  "lease-name",
+  "lease-duration-seconds",
+  "lease-retry-ms",
+  "identity",
+] as const;
+
+export const DEFAULT_INTERNAL_PORT = 8081;
+
+/**
+ * The gateway's internal port: --gateway-internal-url, else $GATEWAY_INTERNAL_URL, else
+ * $GATEWAY_URL with the port replaced by the gateway's internal port (8081).
+ */
+export function gatewayInternalUrl(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  const explicit = flag || env.GATEWAY_INTERNAL_URL;
+  if (explicit) return explicit;
+  if (env.GATEWAY_URL) {
+    const url = new URL(env.GATEWAY_URL);
+    url.port = String(DEFAULT_INTERNAL_PORT);
+    return url.toString().replace(/\/+$/, "");
+  }
+  return `http://127.0.0.1:${DEFAULT_INTERNAL_PORT}`;
+}
+
+function log(msg: string): void {
+  console.log(`${new Date().toISOString()} ${msg}`);
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const f = parseFlags(argv, FLAGS);
+  const env = process.env;
+  const kc = loadKubeConfig(f.kubeconfig);
+  const namespace = resolveNamespace(f.namespace);
+  const port = intSetting(f.port ?? env.PORT, 8081, "--port");
+  const identity = f.identity || `${env.POD_NAME || os.hostname()}-${process.pid}`;
+
+  const controller = new Controller({
+    kc,
+    namespace,
+    gatewayInternalUrl: gatewayInternalUrl(f["gateway-internal-url"], env),
+    publicBaseUrl: f["public-base-url"] || env.PUBLIC_BASE_URL || undefined,
+    upstreamOverrides: parseUpstreamOverrides(f["upstream-overrides"] ?? env.UPSTREAM_OVERRIDES),
+    probeIntervalMs: intSetting(
+      f["probe-interval-ms"] ?? env.PROBE_INTERVAL_MS,
+      15_000,
+      "--probe-interval-ms",
+    ),
+    probeTimeoutMs: intSetting(f["probe-timeout-ms"] ?? env.PROBE_TIMEOUT_MS, 2_000, "--probe-timeout-ms"),
+    maxBackoffMs: intSetting(f["max-backoff-ms"] ?? env.MAX_BACKOFF_MS, 30_000, "--max-backoff-ms"),
+    purchaseProbeIntervalMs: intSetting(
+      f["purchase-probe-interval-ms"],
+      300_000,
+      "--purchase-probe-interval-ms",
+    ),
+    log,
+  });
+  const elector = new LeaderElector(kc, {
+    namespace,
+    leaseName: f["lease-name"] || "obol-controller",
+    identity,
+    leaseDurationSeconds: intSetting(f["lease-duration-seconds"], 15, "--lease-duration-seconds"),
+    retryMs: intSetting(f["lease-retry-ms"], 2_000, "--lease-retry-ms"),
+    log,
+  });
+
+  let started = false;
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (path === "/healthz") {
+      res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+    } else if (path === "/readyz") {
+      // A standby replica is ready too: it is healthy and waiting for the lease.
+      const ok = !started || controller.synced();
+      res.writeHead(ok ? 200 : 503, { "content-type": "text/plain" }).end(ok ? "ok\n" : "syncing\n");
+    } else {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, resolve);
+  });
+  log(`controller ${identity}: health on :${port}, namespace ${namespace}`);
+
+  const shutdown = new AbortController();
+  let exiting = false;
+  const stop = async (code: number, why: string) => {
+    if (exiting) return;
+    exiting = true;
+    log(`controller: stopping (${why})`);
+    shutdown.abort();
+    await controller.stop().catch(() => undefined);
+    await elector.release();
+    server.close();
+    process.exit(code);
+  };
+  // `on`, not `once`: a second SIGTERM (e.g. relayed by a wrapper) must not kill a clean shutdown.
+  process.on("SIGTERM", () => void stop(0, "SIGTERM"));
+  process.on("SIGINT", () => void stop(0, "SIGINT"));
+
+  if (!(await elector.acquire(shutdown.signal))) return;
+  elector.keepRenewing((why) => void stop(1, `lost leadership: ${why}`));
+  started = true;
+  await controller.start();
 }

@@ -3,7 +3,11 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
+import { createPublicClient, createWalletClient, getAddress, http } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
 import { parse as parseYaml } from "yaml";
+import { identityRegistryArtifact } from "../../contracts/compile";
+import { ANVIL_KEYS, type Anvil, startAnvil } from "../harness/anvil";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import { deploymentAvailability, kubeGet, programStack, serviceOfferNames } from "../harness/project";
 import { outputCollector, storedStateText } from "../harness/pulumi";
@@ -247,6 +251,18 @@ describe("the Pulumi program against a real control plane", function () {
   describe("(c) k3d mode through the stand-in, and resume after the cluster is deleted", () => {
     let stack: Stack;
     let k3dHome: string;
+    let anvil: Anvil;
+    // The ERC-8004 signer; its nonce counts every transaction the stack sends.
+    const signer = privateKeyToAccount(ANVIL_KEYS[1]);
+    const nonce = () =>
+      createPublicClient({ transport: http(anvil.rpcUrl) }).getTransactionCount({ address: signer.address });
+    const agentIdentity = async (t: { server: string; token: string }) =>
+      (
+        await kubeGet<{ spec: { registrations: { network: string; agentId: string }[] } }>(
+          t,
+          "/apis/obol.org/v1alpha1/namespaces/obol/agentidentities/default",
+        )
+      ).body.spec.registrations;
     const log = outputCollector();
     const standinBin = path.resolve(__dirname, "../harness/bin");
     const k3d = (...args: string[]) =>
@@ -265,11 +281,34 @@ describe("the Pulumi program against a real control plane", function () {
     before(async () => {
       const dir = scratchDir("k3d-mode");
       k3dHome = path.join(dir, "k3d");
+      // A chain with the ERC-8004 registry, so the resume also proves the identity is reused.
+      anvil = await startAnvil({ logDir: path.join(dir, "logs"), chainId: 84532 });
+      const { abi, bytecode } = identityRegistryArtifact();
+      const deployer = createWalletClient({
+        account: privateKeyToAccount(ANVIL_KEYS[0]),
+        transport: http(anvil.rpcUrl),
+      });
+      const receipt = await createPublicClient({ transport: http(anvil.rpcUrl) }).waitForTransactionReceipt({
+        hash: await deployer.deployContract({ abi, bytecode, chain: null }),
+      });
+      const registry = getAddress(receipt.contractAddress!);
       stack = await programStack({
         dir,
         stackName: "k3d",
         env: { K3D_STANDIN_HOME: k3dHome, PATH: `${standinBin}${path.delimiter}${process.env.PATH}` },
-        config: { "obol-stack:cluster": { value: JSON.stringify({ mode: "k3d", name: "obol-itest" }) } },
+        config: {
+          "obol-stack:cluster": { value: JSON.stringify({ mode: "k3d", name: "obol-itest" }) },
+          "obol-stack:publicBaseUrl": { value: "https://seller.example.com" },
+          "obol-stack:identity": {
+            value: JSON.stringify({
+              register: true,
+              name: "Resume test seller",
+              rpcUrls: { "base-sepolia": anvil.rpcUrl },
+              registries: { "base-sepolia": registry },
+            }),
+          },
+          "obol-stack:identitySignerKey": { value: ANVIL_KEYS[1], secret: true },
+        },
       });
     });
 
@@ -298,6 +337,14 @@ describe("the Pulumi program against a real control plane", function () {
       );
       assert.equal(gateway.body.spec.template.spec.containers[0].image, tag);
       await assertStackHealthy(target(), "obol", ["llama", "weather"]);
+      // One agent minted on the offers' chain, and published in the AgentIdentity.
+      const agentId = up.outputs.agentIds.value["eip155:84532"];
+      assert.match(agentId, /^[0-9]+$/);
+      assert.equal(await nonce(), 1, "exactly one transaction: the mint");
+      assert.deepEqual(
+        (await agentIdentity(target())).map((r) => [r.network, r.agentId]),
+        [["eip155:84532", agentId]],
+      );
       const preview = await stack.preview({ expectNoChanges: true, onOutput: log.onOutput });
       assert.deepEqual(Object.keys(preview.changeSummary), ["same"], log.text());
     });
@@ -307,9 +354,16 @@ describe("the Pulumi program against a real control plane", function () {
       k3d("cluster", "delete", "obol-itest"); // stops the control plane and wipes its data
       assert.ok(!fs.existsSync(path.join(k3dHome, "clusters", "obol-itest")));
 
+      const agentIdBefore = (await stack.outputs()).agentIds.value["eip155:84532"];
       const up = await stack.up({ onOutput: log.onOutput });
       assert.equal(up.summary.result, "succeeded", log.text());
       const after = target();
+      assert.equal(up.outputs.agentIds.value["eip155:84532"], agentIdBefore, "the same agent, reused");
+      assert.equal(await nonce(), 1, "no new mint (the signer sent nothing)");
+      assert.deepEqual(
+        (await agentIdentity(after)).map((r) => [r.network, r.agentId]),
+        [["eip155:84532", agentIdBefore]],
+      );
       assert.notEqual(after.token, before.token, "a new cluster, not the old one");
       const imports =
         fs.readFileSync(path.join(k3dHome, "calls.log"), "utf8").match(/"image","import"/g) ?? [];

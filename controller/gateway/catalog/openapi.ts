@@ -1,0 +1,138 @@
+/** `/openapi.json`: an OpenAPI 3.1 description of the offers' paths and their 402 responses. */
+import type { Catalog, CatalogOffer } from "./model";
+
+type Json = Record<string, unknown>;
+
+const DEFAULT_METHODS = ["get", "post"] as const;
+
+function pathParamFor(route: string): { path: string; wildcard: boolean } {
+  if (!route.includes("*")) return { path: route, wildcard: false };
+  const prefix = route.slice(0, route.indexOf("*")).replace(/\/+$/, "");
+  return { path: `${prefix}/{subpath}`, wildcard: true };
+}
+
+function operation(o: CatalogOffer, gate: "paid" | "free", wildcard: boolean): Json {
+  const p = o.payments[0];
+  const op: Json = {
+    summary: `${o.name}${gate === "free" ? " (free)" : ` — ${p.priceDisplay} ${p.unitDisplay}`}`,
+    description: o.description,
+    tags: [o.name],
+    responses: {
+      "200": { description: "The upstream service's response, streamed unchanged." },
+      ...(gate === "paid"
+        ? {
+            "402": {
+              description: "Payment required: pay with x402 and repeat the request.",
+              headers: {
+                "PAYMENT-REQUIRED": {
+                  description: "x402 v2 payment requirements, base64-encoded JSON",
+                  schema: { type: "string" },
+                },
+              },
+              content: { "application/json": { schema: { $ref: "#/components/schemas/PaymentRequired" } } },
+            },
+          }
+        : {}),
+      "404": { description: "Not found: the offer is not available." },
+      "502": { description: "The upstream service did not answer." },
+    },
+  };
+  if (wildcard) {
+    op.parameters = [
+      {
+        name: "subpath",
+        in: "path",
+        required: true,
+        description: "Any path below this prefix (may contain slashes).",
+        schema: { type: "string" },
+      },
+    ];
+  }
+  if (gate === "paid") {
+    op["x-payment-info"] = {
+      scheme: p.scheme,
+      price: p.priceRaw,
+      priceUnit: p.priceUnit,
+      amount: p.priceAtomicUnits,
+      network: p.network,
+      asset: p.asset.address,
+      symbol: p.asset.symbol,
+      payTo: p.payTo,
+    };
+  }
+  if (o.type === "inference") {
+    op.requestBody = {
+      required: false,
+      content: {
+        "application/json": { schema: { type: "object", description: "OpenAI-compatible request body" } },
+      },
+    };
+  }
+  return op;
+}
+
+export function renderOpenApi(catalog: Catalog): Json {
+  const paths: Record<string, Json> = {};
+  for (const o of catalog.offers) {
+    const entries: { path: string; gate: "paid" | "free"; methods: readonly string[]; wildcard: boolean }[] =
+      [];
+    for (const r of o.routes) {
+      const { path, wildcard } = pathParamFor(r.path);
+      entries.push({
+        path: `${o.path}${path === "/" ? "" : path}` || "/",
+        gate: r.gate,
+        methods: r.methods ?? DEFAULT_METHODS,
+        wildcard,
+      });
+    }
+    // Everything not matched by a declared route is paid.
+    entries.push({ path: `${o.path}/{subpath}`, gate: "paid", methods: DEFAULT_METHODS, wildcard: true });
+    for (const e of entries) {
+      paths[e.path] ??= {};
+      const item = paths[e.path];
+      for (const m of e.methods) {
+        const method = m.toLowerCase();
+        if (!(method in item)) item[method] = operation(o, e.gate, e.wildcard);
+      }
+    }
+  }
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: catalog.displayName,
+      version: "1.0.0",
+      description: `${catalog.description}\n\nPaid operations answer 402 with x402 payment requirements; see ${catalog.baseUrl}/skill.md.`,
+    },
+    servers: [{ url: catalog.baseUrl }],
+    tags: catalog.offers.map((o) => ({ name: o.name, description: o.description })),
+    paths,
+    components: {
+      schemas: {
+        PaymentRequired: {
+          type: "object",
+          required: ["x402Version", "accepts"],
+          properties: {
+            x402Version: { type: "integer" },
+            error: { type: "string" },
+            resource: { type: "object" },
+            accepts: { type: "array", items: { $ref: "#/components/schemas/PaymentRequirements" } },
+          },
+        },
+        PaymentRequirements: {
+          type: "object",
+          required: ["scheme", "network", "asset", "payTo"],
+          properties: {
+            scheme: { type: "string" },
+            network: { type: "string", description: "CAIP-2 network (v2) or legacy name (v1)" },
+            amount: { type: "string", description: "Atomic units (v2)" },
+            maxAmountRequired: { type: "string", description: "Atomic units (v1)" },
+            asset: { type: "string" },
+            payTo: { type: "string" },
+            maxTimeoutSeconds: { type: "integer" },
+            extra: { type: "object" },
+          },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,81 @@
+/** `/skill.md`: how an LLM agent finds, pays for and calls each offer. */
+import { type Catalog, type CatalogOffer, curlCommand } from "./model";
+
+/** Keeps user text from breaking a markdown table cell or line. */
+function cell(text: string): string {
+  return text.replace(/\r?\n/g, " ").replace(/\|/g, "\\|");
+}
+
+function paymentLine(o: CatalogOffer): string {
+  return o.payments
+    .map(
+      (p) =>
+        `${p.priceDisplay} ${p.unitDisplay} on ${p.networkName} (\`${p.network}\`, asset \`${p.asset.address}\`, payTo \`${p.payTo}\`)`,
+    )
+    .join("; or ");
+}
+
+export function renderSkillMd(catalog: Catalog): string {
+  const base = catalog.baseUrl;
+  const lines: string[] = [
+    `# ${cell(catalog.displayName)} Service Catalog`,
+    "",
+    cell(catalog.description),
+    "",
+    `${catalog.offers.length} service(s) available. Machine-readable: [services.json](${base}/api/services.json), [openapi.json](${base}/openapi.json), [agent-registration.json](${base}/.well-known/agent-registration.json).`,
+    "",
+    "## How to pay (x402)",
+    "",
+    "1. Call the endpoint without payment. A paid route answers `402 Payment Required` with the payment requirements: the `PAYMENT-REQUIRED` header (base64 JSON, x402 v2) and `accepts[]` in the JSON body.",
+    "2. Pick one entry of `accepts[]` whose network and asset you can pay with; `amount` is in the token's smallest unit.",
+    "3. Sign the payment authorization (EIP-3009 `transferWithAuthorization` for USDC, or Permit2); it is gasless for you.",
+    "4. Repeat the same request with the signed payload in the `PAYMENT-SIGNATURE` header (x402 v2; v1 clients send `X-PAYMENT`).",
+    "5. Read the settlement receipt from the `PAYMENT-RESPONSE` header. You are charged only when the service answered successfully.",
+    "",
+    "Free routes (listed per service below) need no payment.",
+    "",
+    "## Services",
+    "",
+  ];
+  if (catalog.offers.length === 0) {
+    lines.push("No service is available right now. Check back later.", "");
+    return `${lines.join("\n")}\n`;
+  }
+  lines.push("| Service | Type | Model | Price | Network | Endpoint |", "|---|---|---|---|---|---|");
+  for (const o of catalog.offers) {
+    const p = o.payments[0];
+    lines.push(
+      `| ${cell(o.name)} | ${o.type} | ${cell(o.model ?? "—")} | ${cell(`${p.priceDisplay} ${p.unitDisplay}`)} | ${cell(p.networkName)} | ${o.endpoint} |`,
+    );
+  }
+  lines.push("");
+  for (const o of catalog.offers) {
+    lines.push(`### ${cell(o.name)}`, "", cell(o.description), "");
+    lines.push(`- Endpoint: \`${o.endpoint}\``);
+    lines.push(`- Type: ${o.type}${o.model ? `, model \`${cell(o.model)}\`` : ""}`);
+    lines.push(`- Pay with: ${paymentLine(o)}`);
+    if (o.type === "inference")
+      lines.push(`- Call: OpenAI-compatible, \`POST ${o.endpoint}/v1/chat/completions\``);
+    const free = o.routes.filter((r) => r.gate === "free");
+    const paid = o.routes.filter((r) => r.gate === "paid");
+    if (free.length > 0)
+      lines.push(
+        `- Free routes: ${free.map((r) => `\`${r.methods?.join(",") ?? "any"} ${o.path}${r.path}\``).join(", ")}`,
+      );
+    if (paid.length > 0)
+      lines.push(
+        `- Paid routes: ${paid.map((r) => `\`${r.methods?.join(",") ?? "any"} ${o.path}${r.path}\``).join(", ")}`,
+      );
+    lines.push(`- Everything else under \`${o.path}\` is paid.`);
+    lines.push(
+      "",
+      "Try it (expect a 402 with the payment requirements on a paid route):",
+      "",
+      "```sh",
+      curlCommand(o.example),
+      "```",
+      "",
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}

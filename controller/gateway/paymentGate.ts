@@ -1,0 +1,95 @@
+/**
+ * The seam between routing and payment. For a paid route the gateway calls
+ * `PaymentGate.handle(req, res, offer, route, proxy)`; the gate decides whether to answer
+ * (402, 400, 503 …) or to call `proxy()` to forward the request upstream. `proxy` streams both
+ * ways and lets the gate act between the upstream's response head and the client seeing it
+ * (`beforeResponse`): that is where an x402 gate settles only after a 2xx and adds the
+ * PAYMENT-RESPONSE header. Free routes never reach the gate.
+ *
+ * The default gate (NotConfiguredPaymentGate) fails closed: every paid request gets a 402 that
+ * says payment is not configured on this gateway, and nothing is proxied.
+ */
+import type * as http from "node:http";
+import type { HeldOffer, RouteDecision } from "./routing";
+
+export interface UpstreamHead {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+}
+
+export interface ProxyOptions {
+  /**
+   * Runs after the upstream answered and before anything is written to the client. Returned
+   * headers are added to the response. Throwing aborts the response with a 502.
+   */
+  beforeResponse?(
+    head: UpstreamHead,
+  ): Promise<Record<string, string> | undefined> | Record<string, string> | undefined;
+  /** Request headers not to forward upstream (e.g. the payment signature). Lowercase names. */
+  readonly stripRequestHeaders?: readonly string[];
+}
+
+export interface ProxyOutcome {
+  /** Status sent to the client (502/504 when the upstream failed). */
+  readonly status: number;
+  /** True when the whole response body reached the client. */
+  readonly completed: boolean;
+  /** True when the client went away before the response finished. */
+  readonly clientAborted: boolean;
+  /** Why the upstream call failed, when it did. */
+  readonly error?: string;
+}
+
+export type ProxyFn = (options?: ProxyOptions) => Promise<ProxyOutcome>;
+
+/** The matched route of a request, as the gate sees it. */
+export interface GatedRoute extends RouteDecision {
+  /** Path below the offer's path, e.g. "/v1/chat/completions". */
+  readonly subPath: string;
+  /** Absolute public URL of the requested resource (for x402 `resource`). */
+  readonly resourceUrl: string;
+}
+
+export interface PaymentGate {
+  /** Shown in the gateway's route report (PaymentGateReady message). */
+  readonly name: string;
+  handle(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    offer: HeldOffer,
+    route: GatedRoute,
+    proxy: ProxyFn,
+  ): Promise<void>;
+}
+
+/** Fails closed until a real x402 gate is plugged in: 402, nothing proxied. */
+export class NotConfiguredPaymentGate implements PaymentGate {
+  readonly name = "not-configured";
+
+  async handle(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    offer: HeldOffer,
+    route: GatedRoute,
+    _proxy: ProxyFn,
+  ): Promise<void> {
+    req.resume();
+    const body = `${JSON.stringify(
+      {
+        x402Version: 2,
+        error: "payment_not_configured",
+        message: `"${offer.name}" requires payment, but x402 payment verification is not configured on this gateway yet; no request was forwarded and nothing was charged. Free routes of this offer still work.`,
+        resource: { url: route.resourceUrl },
+        accepts: [],
+      },
+      null,
+      2,
+    )}\n`;
+    res.writeHead(402, {
+      "content-type": "application/json; charset=utf-8",
+      "content-length": String(Buffer.byteLength(body)),
+      "cache-control": "no-store",
+    });
+    res.end(body);
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * A streaming reverse proxy: request and response bodies are piped, never buffered whole.
+ * Hop-by-hop headers are dropped in both directions, X-Forwarded-* are set, and the request
+ * always carries a User-Agent.
+ */
+import * as http from "node:http";
+import * as https from "node:https";
+import { GATEWAY_USER_AGENT } from "../shared/outbound";
+import type { ProxyOptions, ProxyOutcome } from "./paymentGate";
+
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+/** Removes hop-by-hop headers, including any listed in the Connection header. */
+export function stripHopByHop(
+  headers: http.IncomingHttpHeaders | http.OutgoingHttpHeaders,
+): Record<string, string | string[]> {
+  const listed = new Set(
+    String(headers.connection ?? "")
+      .split(",")
+      .map((h) => h.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (value === undefined || HOP_BY_HOP.has(lower) || listed.has(lower)) continue;
+    out[lower] = Array.isArray(value) ? value.map(String) : String(value);
+  }
+  return out;
+}
+
+export interface ForwardContext {
+  readonly clientIp?: string;
+  readonly proto: "http" | "https";
+  readonly host?: string;
+  /** Path prefix stripped before forwarding (X-Forwarded-Prefix). */
+  readonly prefix?: string;
+}
+
+/** Headers for the upstream request. */
+export function upstreamRequestHeaders(
+  incoming: http.IncomingHttpHeaders,
+  target: URL,
+  ctx: ForwardContext,
+  strip: readonly string[] = [],
+): Record<string, string | string[]> {
+  const headers = stripHopByHop(incoming);
+  for (const name of strip) delete headers[name.toLowerCase()];
+  delete headers.host;
+  const priorFor = headers["x-forwarded-for"];
+  const chain = [priorFor ? String(priorFor) : "", ctx.clientIp ?? ""].filter(Boolean).join(", ");
+  if (chain) headers["x-forwarded-for"] = chain;
+  headers["x-forwarded-proto"] = ctx.proto;
+  if (ctx.host) headers["x-forwarded-host"] = ctx.host;
+  if (ctx.prefix) headers["x-forwarded-prefix"] = ctx.prefix;
+  if (!headers["user-agent"]) headers["user-agent"] = GATEWAY_USER_AGENT;
+  headers.host = target.host;
+  return headers;
+}
+
+function sendError(res: http.ServerResponse, status: number, error: string, message: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = `${JSON.stringify({ error, message })}\n`;
+  res.writeHead(status, {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": String(Buffer.byteLength(body)),
+  });
+  res.end(body);
+}
+
+/** Forwards `req` to `target` and streams the answer to `res`. */
+export function proxyRequest(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  target: URL,
+  ctx: ForwardContext,
+  options: ProxyOptions = {},
+  timeoutMs = 300_000,
+): Promise<ProxyOutcome> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const finish = (outcome: ProxyOutcome) => {
+      if (!settled) {
+        settled = true;
+        resolve(outcome);
+      }
+    };
+    const transport = target.protocol === "https:" ? https : http;
+    const upstreamReq = transport.request(target, {
+      method: req.method,
+      headers: upstreamRequestHeaders(req.headers, target, ctx, options.stripRequestHeaders),
+      timeout: timeoutMs,
+    });
+    res.on("close", () => {
+      if (!res.writableFinished) {
+        upstreamReq.destroy();
+        finish({ status: res.statusCode, completed: false, clientAborted: true });
+      }
+    });
+    upstreamReq.on("timeout", () => upstreamReq.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    upstreamReq.on("error", (err) => {
+      if (settled) return;
+      const status = /within/.test(err.message) ? 504 : 502;
+      sendError(res, status, "upstream_unavailable", `the upstream did not answer: ${err.message}`);
+      finish({ status, completed: false, clientAborted: false, error: err.message });
+    });
+    upstreamReq.on("response", async (upstreamRes) => {
+      let extra: Record<string, string> | undefined;
+      try {
+        extra =
+          (await options.beforeResponse?.({
+            status: upstreamRes.statusCode ?? 502,
+            headers: upstreamRes.headers,
+          })) ?? undefined;
+      } catch (err) {
+        upstreamRes.destroy();
+        const message = err instanceof Error ? err.message : String(err);
+        sendError(res, 502, "gateway_error", message);
+        finish({ status: 502, completed: false, clientAborted: false, error: message });
+        return;
+      }
+      if (res.destroyed) {
+        upstreamRes.destroy();
+        return;
+      }
+      const status = upstreamRes.statusCode ?? 502;
+      res.writeHead(status, { ...stripHopByHop(upstreamRes.headers), ...(extra ?? {}) });
+      // Stream server-sent events and chunked bodies as they arrive.
+      res.flushHeaders();
+      upstreamRes.pipe(res);
+      upstreamRes.on("error", () => res.destroy());
+      res.on("finish", () => finish({ status, completed: true, clientAborted: false }));
+    });
+    req.pipe(upstreamReq);
+  });
+}

@@ -1,0 +1,265 @@
+/**
+ * Reading a buyer's payment from request headers and checking it against what the offer asks,
+ * before anything reaches the facilitator. Pure. Every rejection carries the HTTP status, a
+ * machine-readable reason and a sentence saying what to fix.
+ */
+import type { IncomingHttpHeaders } from "node:http";
+import type {
+  PaymentPayloadV1,
+  PaymentPayloadV2,
+  PaymentRequirementsV1,
+  PaymentRequirementsV2,
+} from "@x402/core/schemas";
+import { PaymentPayloadV1Schema, PaymentPayloadV2Schema } from "@x402/core/schemas";
+import { toCaip2 } from "../../api/chains";
+import type { OfferRequirements } from "./requirements";
+
+/** Payment headers longer than this are refused (a real one is about 1 KiB). */
+export const MAX_PAYMENT_HEADER_BYTES = 8192;
+/** An authorization that expires sooner than this cannot be settled reliably. */
+export const MIN_VALIDITY_SECONDS = 6;
+
+export interface Rejection {
+  readonly status: 400 | 402;
+  readonly reason: string;
+  readonly message: string;
+}
+
+export type ParsedPayment =
+  | { version: 2; header: "payment-signature"; payload: PaymentPayloadV2 }
+  | { version: 1; header: "x-payment"; payload: PaymentPayloadV1 };
+
+export type Matched =
+  | { version: 2; payload: PaymentPayloadV2; requirement: PaymentRequirementsV2 }
+  | { version: 1; payload: PaymentPayloadV1; requirement: PaymentRequirementsV1 };
+
+const reject = (status: 400 | 402, reason: string, message: string): Rejection => ({
+  status,
+  reason,
+  message,
+});
+export const isRejection = (x: unknown): x is Rejection =>
+  typeof x === "object" && x !== null && "reason" in x && "status" in x;
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** Finds and decodes the payment header; undefined when the request carries none. */
+export function parsePaymentHeader(headers: IncomingHttpHeaders): ParsedPayment | Rejection | undefined {
+  const v2 = single(headers["payment-signature"]);
+  const v1 = single(headers["x-payment"]);
+  const raw = v2 ?? v1;
+  if (raw === undefined) return undefined;
+  const header = v2 !== undefined ? "PAYMENT-SIGNATURE" : "X-PAYMENT";
+  if (raw.length > MAX_PAYMENT_HEADER_BYTES) {
+    return reject(400, "payment_header_too_large", `${header} is over ${MAX_PAYMENT_HEADER_BYTES} bytes`);
+  }
+  if (!/^[A-Za-z0-9+/=_-]+$/.test(raw.trim())) {
+    return reject(400, "malformed_payment", `${header} must be base64-encoded JSON`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.from(raw.trim(), "base64").toString("utf8"));
+  } catch {
+    return reject(400, "malformed_payment", `${header} is not base64-encoded JSON`);
+  }
+  const version = (json as { x402Version?: unknown })?.x402Version;
+  if (v2 !== undefined) {
+    if (version !== 2)
+      return reject(
+        402,
+        "invalid_x402_version",
+        `PAYMENT-SIGNATURE carries x402Version ${String(version)}; it must be 2 (use X-PAYMENT for v1)`,
+      );
+    const parsed = PaymentPayloadV2Schema.safeParse(json);
+    if (!parsed.success)
+      return reject(
+        400,
+        "invalid_payload",
+        `PAYMENT-SIGNATURE is not an x402 v2 payment payload: ${parsed.error.issues[0]?.message}`,
+      );
+    return { version: 2, header: "payment-signature", payload: parsed.data as PaymentPayloadV2 };
+  }
+  if (version !== 1)
+    return reject(
+      402,
+      "invalid_x402_version",
+      `X-PAYMENT carries x402Version ${String(version)}; it must be 1 (use PAYMENT-SIGNATURE for v2)`,
+    );
+  const parsed = PaymentPayloadV1Schema.safeParse(json);
+  if (!parsed.success)
+    return reject(
+      400,
+      "invalid_payload",
+      `X-PAYMENT is not an x402 v1 payment payload: ${parsed.error.issues[0]?.message}`,
+    );
+  return { version: 1, header: "x-payment", payload: parsed.data as PaymentPayloadV1 };
+}
+
+const same = (a: string | undefined, b: string | undefined) =>
+  (a ?? "").toLowerCase() === (b ?? "").toLowerCase();
+
+/** The fields of an exact-EVM payload that bind the transfer (EIP-3009 or Permit2). */
+interface Binding {
+  to?: string;
+  value?: string;
+  token?: string;
+  validAfter?: string;
+  validBefore?: string;
+  nonce?: string;
+  from?: string;
+}
+
+export function bindingOf(payload: Record<string, unknown>): Binding {
+  const auth = payload.authorization as Record<string, string> | undefined;
+  if (auth) {
+    return {
+      to: auth.to,
+      value: auth.value,
+      validAfter: auth.validAfter,
+      validBefore: auth.validBefore,
+      nonce: auth.nonce,
+      from: auth.from,
+    };
+  }
+  const permit = payload.permit2Authorization as
+    | {
+        permitted?: { token?: string; amount?: string };
+        witness?: { to?: string; validAfter?: string };
+        deadline?: string;
+        nonce?: string;
+        from?: string;
+      }
+    | undefined;
+  if (permit) {
+    return {
+      to: permit.witness?.to,
+      value: permit.permitted?.amount,
+      token: permit.permitted?.token,
+      validAfter: permit.witness?.validAfter,
+      validBefore: permit.deadline,
+      nonce: permit.nonce,
+      from: permit.from,
+    };
+  }
+  return {};
+}
+
+function checkBinding(
+  binding: Binding,
+  req: { payTo: string; amount: string; asset: string },
+  now: number,
+): Rejection | undefined {
+  if (binding.to === undefined || binding.value === undefined) {
+    return reject(
+      400,
+      "invalid_payload",
+      "the payload has no EIP-3009 authorization or Permit2 authorization",
+    );
+  }
+  if (!same(binding.to, req.payTo))
+    return reject(
+      402,
+      "recipient_mismatch",
+      `the payment pays ${binding.to}, but this offer is paid to ${req.payTo}`,
+    );
+  if (binding.value !== req.amount)
+    return reject(
+      402,
+      "amount_mismatch",
+      `the payment is for ${binding.value} atomic units; this offer costs exactly ${req.amount}`,
+    );
+  if (binding.token !== undefined && !same(binding.token, req.asset))
+    return reject(
+      402,
+      "asset_mismatch",
+      `the payment is in ${binding.token}; this offer accepts ${req.asset}`,
+    );
+  if (binding.validAfter !== undefined && Number(binding.validAfter) > now) {
+    return reject(
+      402,
+      "not_yet_valid",
+      `the authorization is valid only after ${binding.validAfter} (now ${now})`,
+    );
+  }
+  if (binding.validBefore !== undefined && Number(binding.validBefore) < now + MIN_VALIDITY_SECONDS) {
+    return reject(
+      402,
+      "expired",
+      `the authorization expired (or expires within ${MIN_VALIDITY_SECONDS}s): validBefore ${binding.validBefore}, now ${now}`,
+    );
+  }
+  return undefined;
+}
+
+/**
+ * Picks the offer's requirement that the payment answers, checking every field the buyer
+ * signed: scheme, network, asset, recipient, exact amount and validity window.
+ */
+export function matchPayment(
+  parsed: ParsedPayment,
+  offer: OfferRequirements,
+  now: number,
+): Matched | Rejection {
+  if (parsed.version === 2) {
+    const accepted = parsed.payload.accepted;
+    if (accepted.scheme !== "exact")
+      return reject(402, "unsupported_scheme", `scheme "${accepted.scheme}" is not accepted; use "exact"`);
+    const onNetwork = offer.v2.filter((r) => r.network === accepted.network);
+    if (onNetwork.length === 0)
+      return reject(
+        402,
+        "invalid_network",
+        `network ${accepted.network} is not accepted; accepted: ${offer.v2.map((r) => r.network).join(", ")}`,
+      );
+    const requirement = onNetwork.find((r) => same(r.asset, accepted.asset));
+    if (!requirement)
+      return reject(402, "asset_mismatch", `asset ${accepted.asset} is not accepted on ${accepted.network}`);
+    if (!same(accepted.payTo, requirement.payTo))
+      return reject(
+        402,
+        "recipient_mismatch",
+        `accepted.payTo ${accepted.payTo} is not this offer's ${requirement.payTo}`,
+      );
+    if (accepted.amount !== requirement.amount)
+      return reject(
+        402,
+        "amount_mismatch",
+        `accepted.amount ${accepted.amount} differs from the price ${requirement.amount}`,
+      );
+    const bad = checkBinding(bindingOf(parsed.payload.payload), requirement, now);
+    return bad ?? { version: 2, payload: parsed.payload, requirement };
+  }
+  const p = parsed.payload;
+  if (p.scheme !== "exact")
+    return reject(402, "unsupported_scheme", `scheme "${p.scheme}" is not accepted; use "exact"`);
+  let network: string;
+  try {
+    network = toCaip2(p.network);
+  } catch {
+    return reject(402, "invalid_network", `network "${p.network}" is unknown`);
+  }
+  const index = offer.v2.findIndex((r) => r.network === network);
+  if (index < 0)
+    return reject(
+      402,
+      "invalid_network",
+      `network ${p.network} is not accepted; accepted: ${offer.v1.map((r) => r.network).join(", ")}`,
+    );
+  const requirement = offer.v1[index];
+  const bad = checkBinding(
+    bindingOf(p.payload),
+    { payTo: requirement.payTo, amount: requirement.maxAmountRequired, asset: requirement.asset },
+    now,
+  );
+  return bad ?? { version: 1, payload: p, requirement };
+}
+
+/** A key that identifies one signed authorization, for replay protection. */
+export function replayKey(matched: Matched): string | undefined {
+  const b = bindingOf(matched.payload.payload);
+  if (!b.nonce) return undefined;
+  const asset = matched.version === 2 ? matched.requirement.asset : matched.requirement.asset;
+  return `${asset.toLowerCase()}:${(b.from ?? "").toLowerCase()}:${b.nonce.toLowerCase()}`;
+}

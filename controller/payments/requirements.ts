@@ -1,0 +1,78 @@
+/**
+ * What an offer asks buyers to pay, in both x402 wire shapes: v2 (CAIP-2 networks, `amount`)
+ * and v1 (legacy network names, `maxAmountRequired`). Pure: derived from the ServiceOffer spec.
+ */
+import type { PaymentRequirementsV1, PaymentRequirementsV2 } from "@x402/core/schemas";
+import { type Caip2, legacyNetworkName } from "../../api/chains";
+import { toAtomic } from "../../api/money";
+import type { Payment, ServiceOfferSpec } from "../../api/resources";
+
+/**
+ * perMTok offers are charged per request on a fixed, documented basis: the price of
+ * PER_MTOK_BASIS_TOKENS tokens (1,000), rounded up to the token's smallest unit. The charge is
+ * known before the upstream runs, so `exact` payments work and the buyer's worst case is bounded.
+ */
+export const PER_MTOK_BASIS_TOKENS = 1000n;
+
+/** The atomic amount charged per request for one payment option. */
+export function chargePerRequest(payment: Payment): bigint {
+  const { perRequest, perMTok } = payment.price;
+  if (perRequest !== undefined) return toAtomic(perRequest, payment.asset.decimals);
+  if (perMTok !== undefined) {
+    const perMillion = toAtomic(perMTok, payment.asset.decimals);
+    return (perMillion * PER_MTOK_BASIS_TOKENS + 999_999n) / 1_000_000n;
+  }
+  throw new Error("payment has no price");
+}
+
+export interface OfferRequirements {
+  v2: PaymentRequirementsV2[];
+  v1: PaymentRequirementsV1[];
+}
+
+export function offerPayments(spec: ServiceOfferSpec): Payment[] {
+  return [spec.payment, ...(spec.payments ?? [])];
+}
+
+export function requirementsFor(spec: ServiceOfferSpec, resourceUrl: string): OfferRequirements {
+  const description =
+    spec.description ?? `${spec.type === "inference" ? `Inference (${spec.model?.name})` : "API"} via x402`;
+  const v2: PaymentRequirementsV2[] = [];
+  const v1: PaymentRequirementsV1[] = [];
+  for (const p of offerPayments(spec)) {
+    const amount = chargePerRequest(p).toString();
+    const extra = {
+      name: p.asset.eip712Name,
+      version: p.asset.eip712Version,
+      assetTransferMethod: p.asset.transferMethod,
+    };
+    v2.push({
+      scheme: "exact",
+      network: p.network as Caip2,
+      amount,
+      asset: p.asset.address,
+      payTo: p.payTo,
+      maxTimeoutSeconds: p.maxTimeoutSeconds,
+      extra,
+    });
+    v1.push({
+      scheme: "exact",
+      network: legacyNetworkName(p.network as Caip2),
+      maxAmountRequired: amount,
+      resource: resourceUrl,
+      description,
+      mimeType: "application/json",
+      payTo: p.payTo,
+      maxTimeoutSeconds: p.maxTimeoutSeconds,
+      asset: p.asset.address,
+      extra,
+    });
+  }
+  return { v2, v1 };
+}
+
+export function resourceDescription(spec: ServiceOfferSpec): string {
+  return (
+    spec.description ?? (spec.type === "inference" ? `Inference: ${spec.model?.name ?? "model"}` : "Paid API")
+  );
+}

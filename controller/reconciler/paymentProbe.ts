@@ -1,0 +1,214 @@
+/**
+ * Reading a seller's 402 and checking it against what a PurchaseRequest declared. Pure helpers
+ * (parse and evaluate) plus the probe itself.
+ */
+import { decodePaymentRequiredHeader } from "@x402/core/http";
+import { type Caip2, chainInfo, toCaip2 } from "../../api/chains";
+import { compareDecimal, fromAtomic } from "../../api/money";
+import type { PurchaseRequestSpec } from "../../api/resources";
+import { CONTROLLER_USER_AGENT, fetchWithTimeout } from "../shared/outbound";
+
+/** One payment option from a 402, normalized: CAIP-2 network and an atomic amount. */
+export interface OfferedPayment {
+  readonly scheme: string;
+  readonly network: string;
+  readonly caip2?: Caip2;
+  readonly asset: string;
+  readonly amountAtomic: bigint;
+  readonly payTo: string;
+  readonly decimals?: number;
+}
+
+export interface Parsed402 {
+  readonly x402Version: number;
+  readonly accepts: readonly OfferedPayment[];
+}
+
+function record(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === "object" && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : undefined;
+}
+
+function normalizeAccept(raw: unknown): OfferedPayment | undefined {
+  const a = record(raw);
+  if (!a) return undefined;
+  const amount = a.amount ?? a.maxAmountRequired;
+  if (typeof a.network !== "string" || typeof a.asset !== "string" || typeof amount !== "string")
+    return undefined;
+  if (!/^[0-9]+$/.test(amount)) return undefined;
+  let caip2: Caip2 | undefined;
+  try {
+    caip2 = toCaip2(a.network);
+  } catch {
+    caip2 = undefined;
+  }
+  const extra = record(a.extra);
+  const decimals = typeof extra?.decimals === "number" ? extra.decimals : undefined;
+  return {
+    scheme: typeof a.scheme === "string" ? a.scheme : "exact",
+    network: a.network,
+    caip2,
+    asset: a.asset,
+    amountAtomic: BigInt(amount),
+    payTo: typeof a.payTo === "string" ? a.payTo : "",
+    decimals,
+  };
+}
+
+/**
+ * Parses a 402: the v2 PAYMENT-REQUIRED header (base64 JSON) when present, else the body's
+ * `accepts[]` (v1 and v2 bodies). Returns undefined when neither carries payment options.
+ */
+export function parse402(header: string | null, body: string): Parsed402 | undefined {
+  let doc: Record<string, unknown> | undefined;
+  if (header) {
+    try {
+      doc = record(decodePaymentRequiredHeader(header));
+    } catch {
+      doc = undefined;
+    }
+  }
+  if (!doc) {
+    try {
+      doc = record(JSON.parse(body));
+    } catch {
+      return undefined;
+    }
+  }
+  if (!doc || !Array.isArray(doc.accepts)) return undefined;
+  const accepts = doc.accepts.map(normalizeAccept).filter((a): a is OfferedPayment => a !== undefined);
+  return { x402Version: typeof doc.x402Version === "number" ? doc.x402Version : 1, accepts };
+}
+
+export type ProbeVerdict =
+  | { readonly ok: true; readonly reason: "Validated"; readonly message: string; readonly price: string }
+  | {
+      readonly ok: false;
+      readonly reason:
+        | "ProbeError"
+        | "NotPaymentGated"
+        | "NetworkMismatch"
+        | "AssetMismatch"
+        | "PricingMismatch";
+      readonly message: string;
+    };
+
+function decimalsFor(option: OfferedPayment): number | undefined {
+  if (option.decimals !== undefined) return option.decimals;
+  const usdc = option.caip2 ? chainInfo(option.caip2)?.usdc : undefined;
+  return usdc && usdc.address.toLowerCase() === option.asset.toLowerCase() ? usdc.decimals : undefined;
+}
+
+/** Checks the seller's options against the declared network, asset and maximum price. */
+export function evaluate402(parsed: Parsed402, declared: PurchaseRequestSpec["payment"]): ProbeVerdict {
+  const offered = parsed.accepts
+    .map((a) => `${a.scheme} ${a.amountAtomic} of ${a.asset} on ${a.caip2 ?? a.network}`)
+    .join("; ");
+  if (parsed.accepts.length === 0) {
+    return {
+      ok: false,
+      reason: "ProbeError",
+      message: "the seller answered 402 but offered no payment options (accepts[] is empty)",
+    };
+  }
+  const onNetwork = parsed.accepts.filter((a) => a.scheme === "exact" && a.caip2 === declared.network);
+  if (onNetwork.length === 0) {
+    return {
+      ok: false,
+      reason: "NetworkMismatch",
+      message: `the seller does not accept payment on ${declared.network}; it offers: ${offered}`,
+    };
+  }
+  const withAsset = declared.asset
+    ? onNetwork.filter((a) => a.asset.toLowerCase() === declared.asset?.toLowerCase())
+    : onNetwork;
+  if (withAsset.length === 0) {
+    return {
+      ok: false,
+      reason: "AssetMismatch",
+      message: `the seller does not accept asset ${declared.asset} on ${declared.network}; it offers: ${offered}`,
+    };
+  }
+  const priced = withAsset
+    .map((a) => ({ a, decimals: decimalsFor(a) }))
+    .filter((x): x is { a: OfferedPayment; decimals: number } => x.decimals !== undefined)
+    .map((x) => ({ ...x, price: fromAtomic(x.a.amountAtomic, x.decimals) }))
+    .sort((x, y) => compareDecimal(x.price, y.price));
+  if (priced.length === 0) {
+    return {
+      ok: false,
+      reason: "PricingMismatch",
+      message: `cannot tell the token decimals of ${withAsset.map((a) => a.asset).join(", ")}; declare payment.asset as a known token`,
+    };
+  }
+  const cheapest = priced[0];
+  if (compareDecimal(cheapest.price, declared.maxPrice) > 0) {
+    return {
+      ok: false,
+      reason: "PricingMismatch",
+      message: `the seller asks ${cheapest.price} per request, more than maxPrice ${declared.maxPrice}`,
+    };
+  }
+  return {
+    ok: true,
+    reason: "Validated",
+    message: `the seller asks ${cheapest.price} of ${cheapest.a.asset} on ${declared.network} (≤ maxPrice ${declared.maxPrice})`,
+    price: cheapest.price,
+  };
+}
+
+/**
+ * Calls the seller without payment: POST a minimal chat request (what the buyer will send),
+ * falling back to GET if POST is not allowed. A payment-gated seller answers 402.
+ */
+export async function probeSeller(spec: PurchaseRequestSpec, timeoutMs: number): Promise<ProbeVerdict> {
+  const headers = { "user-agent": CONTROLLER_USER_AGENT, accept: "application/json" };
+  const body = JSON.stringify({
+    model: spec.model,
+    messages: [{ role: "user", content: "ping" }],
+    max_tokens: 1,
+  });
+  let res: Response;
+  try {
+    res = await fetchWithTimeout(
+      spec.endpoint,
+      { method: "POST", headers: { ...headers, "content-type": "application/json" }, body },
+      timeoutMs,
+    );
+    if (res.status === 405) {
+      await res.body?.cancel().catch(() => undefined);
+      res = await fetchWithTimeout(spec.endpoint, { method: "GET", headers }, timeoutMs);
+    }
+  } catch (err) {
+    return {
+      ok: false,
+      reason: "ProbeError",
+      message: `probing ${spec.endpoint} failed: ${err instanceof Error ? err.message : String(err)}`,
+    };
+  }
+  const text = await res.text().catch(() => "");
+  if (res.status >= 200 && res.status < 300) {
+    return {
+      ok: false,
+      reason: "NotPaymentGated",
+      message: `${spec.endpoint} answered ${res.status} without payment; it is not an x402 seller`,
+    };
+  }
+  if (res.status !== 402) {
+    return {
+      ok: false,
+      reason: "ProbeError",
+      message: `${spec.endpoint} answered ${res.status} without payment; expected 402 Payment Required`,
+    };
+  }
+  const parsed = parse402(res.headers.get("payment-required"), text);
+  if (!parsed) {
+    return {
+      ok: false,
+      reason: "ProbeError",
+      message: `${spec.endpoint} answered 402 without payment requirements (no PAYMENT-REQUIRED header or accepts[] body)`,
+    };
+  }
+  return evaluate402(parsed, spec.payment);
+}

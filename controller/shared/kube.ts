@@ -1,0 +1,155 @@
+/**
+ * Kubernetes access for the runtime: kubeconfig loading, informers on the obol.org custom
+ * resources (list+watch, cached, restarted after errors) and status writes through the status
+ * subresource with a JSON merge patch.
+ */
+import * as fs from "node:fs";
+import * as k8s from "@kubernetes/client-node";
+import type { z } from "zod";
+import {
+  type agentIdentityStatusSchema,
+  GROUP,
+  type purchaseRequestStatusSchema,
+  type serviceOfferStatusSchema,
+  VERSION,
+} from "../../api/resources";
+
+export type ServiceOfferStatus = z.infer<typeof serviceOfferStatusSchema>;
+export type AgentIdentityStatus = z.infer<typeof agentIdentityStatusSchema>;
+export type PurchaseRequestStatus = z.infer<typeof purchaseRequestStatusSchema>;
+
+/** A custom object as the API server returns it: spec is parsed (zod) by whoever reads it. */
+export interface CustomObject<Status> extends k8s.KubernetesObject {
+  spec?: unknown;
+  status?: Status;
+}
+export type ServiceOfferObject = CustomObject<ServiceOfferStatus>;
+export type AgentIdentityObject = CustomObject<AgentIdentityStatus>;
+export type PurchaseRequestObject = CustomObject<PurchaseRequestStatus>;
+
+export const PLURALS = {
+  serviceOffer: "serviceoffers",
+  agentIdentity: "agentidentities",
+  purchaseRequest: "purchaserequests",
+} as const;
+export type Plural = (typeof PLURALS)[keyof typeof PLURALS];
+
+/**
+ * Loads credentials: an explicit --kubeconfig path, else $KUBECONFIG, else the in-cluster
+ * ServiceAccount, else ~/.kube/config.
+ */
+export function loadKubeConfig(path: string | undefined): k8s.KubeConfig {
+  const kc = new k8s.KubeConfig();
+  const file = path || process.env.KUBECONFIG;
+  if (file) {
+    if (!fs.existsSync(file)) throw new Error(`kubeconfig ${file} does not exist: pass --kubeconfig <path>`);
+    kc.loadFromFile(file);
+  } else if (process.env.KUBERNETES_SERVICE_HOST) {
+    kc.loadFromCluster();
+  } else {
+    kc.loadFromDefault();
+  }
+  if (!kc.getCurrentCluster()) {
+    throw new Error("no Kubernetes cluster configured: pass --kubeconfig <path> or set KUBECONFIG");
+  }
+  return kc;
+}
+
+/** The namespace to watch: --namespace, else $POD_NAMESPACE (set by the Deployment), else "obol". */
+export function resolveNamespace(flag: string | undefined): string {
+  return flag || process.env.POD_NAMESPACE || "obol";
+}
+
+export interface WatchedCache<T extends k8s.KubernetesObject> {
+  list(): readonly T[];
+  get(name: string): T | undefined;
+  /** True once the first list succeeded. */
+  synced(): boolean;
+  on(event: "add" | "update" | "delete", cb: (obj: T) => void): void;
+  stop(): Promise<void>;
+}
+
+/**
+ * An informer on one custom resource in one namespace. A failed list or watch is retried with
+ * backoff (1s doubling to 30s) rather than ending the process: CRDs may be installed later.
+ */
+export async function watchCustomObjects<T extends k8s.KubernetesObject>(
+  kc: k8s.KubeConfig,
+  plural: Plural,
+  namespace: string,
+  log: (msg: string) => void,
+): Promise<WatchedCache<T>> {
+  const api = kc.makeApiClient(k8s.CustomObjectsApi);
+  const path = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${plural}`;
+  let listed = false;
+  const list = async (): Promise<k8s.KubernetesListObject<T>> => {
+    const result = (await api.listNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace,
+      plural,
+    })) as k8s.KubernetesListObject<T>;
+    listed = true;
+    return result;
+  };
+  const informer = k8s.makeInformer<T>(kc, path, list);
+  let stopped = false;
+  let delay = 1000;
+  let timer: NodeJS.Timeout | undefined;
+  informer.on("error", (err: unknown) => {
+    if (stopped) return;
+    log(`watch ${plural} in ${namespace} failed (${errorText(err)}); retrying in ${delay} ms`);
+    timer = setTimeout(() => {
+      informer.start().catch(() => undefined);
+    }, delay);
+    delay = Math.min(delay * 2, 30_000);
+  });
+  informer.on("connect", () => {
+    delay = 1000;
+  });
+  await informer.start();
+  return {
+    list: () => informer.list(namespace),
+    get: (name) => informer.get(name, namespace),
+    synced: () => listed,
+    on: (event, cb) => informer.on(event, cb),
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await informer.stop();
+    },
+  };
+}
+
+/** Writes `status` through the status subresource (JSON merge patch: arrays are replaced whole). */
+export async function patchStatus(
+  kc: k8s.KubeConfig,
+  plural: Plural,
+  namespace: string,
+  name: string,
+  status: object,
+): Promise<void> {
+  const api = kc.makeApiClient(k8s.CustomObjectsApi);
+  await api.patchNamespacedCustomObjectStatus(
+    { group: GROUP, version: VERSION, namespace, plural, name, body: { status } },
+    k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+  );
+}
+
+export function objectKey(obj: k8s.KubernetesObject): string {
+  return `${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`;
+}
+
+/** A short description of an API or network error for logs and condition messages. */
+export function errorText(err: unknown): string {
+  if (err instanceof k8s.ApiException) {
+    const body = typeof err.body === "string" ? err.body : JSON.stringify(err.body);
+    return `HTTP ${err.code}: ${body.slice(0, 300)}`;
+  }
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+export function isApiStatus(err: unknown, code: number): boolean {
+  return err instanceof k8s.ApiException && err.code === code;
+}

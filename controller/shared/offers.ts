@@ -1,0 +1,195 @@
+/**
+ * Pure rules about ServiceOffers shared by the controller and the gateway, so both always agree
+ * on which offer owns a path: spec validation, reserved paths, first-claimant-wins conflicts,
+ * upstream URL resolution and public readiness.
+ */
+import { isReservedPath } from "../../api/config";
+import {
+  type Condition,
+  OfferCondition,
+  type ServiceOfferSpec,
+  serviceOfferSpecSchema,
+} from "../../api/resources";
+import type { ServiceOfferObject } from "./kube";
+
+export type ClaimReason = "InvalidSpec" | "ReservedPath" | "PathConflict" | "HostnameConflict";
+
+export type ClaimVerdict =
+  | { readonly ok: true; readonly spec: ServiceOfferSpec }
+  | {
+      readonly ok: false;
+      readonly reason: ClaimReason;
+      readonly message: string;
+      readonly spec?: ServiceOfferSpec;
+    };
+
+export function offerKey(obj: ServiceOfferObject): string {
+  return `${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`;
+}
+
+export function parseOfferSpec(
+  obj: ServiceOfferObject,
+): { ok: true; spec: ServiceOfferSpec } | { ok: false; message: string } {
+  const parsed = serviceOfferSpecSchema.safeParse(obj.spec);
+  if (parsed.success) return { ok: true, spec: parsed.data };
+  const message = parsed.error.issues
+    .map((i) => `spec.${i.path.map(String).join(".")}: ${i.message}`)
+    .join("; ");
+  return {
+    ok: false,
+    message: `the spec does not match the ServiceOffer schema (${message}); fix the offer in stack config`,
+  };
+}
+
+/** True when one path equals the other or lies below it. */
+export function pathsOverlap(a: string, b: string): boolean {
+  const x = a.replace(/\/+$/, "") || "/";
+  const y = b.replace(/\/+$/, "") || "/";
+  return x === y || x.startsWith(`${y}/`) || y.startsWith(`${x}/`) || x === "/" || y === "/";
+}
+
+function creationOrder(a: ServiceOfferObject, b: ServiceOfferObject): number {
+  const ta = a.metadata?.creationTimestamp ? new Date(a.metadata.creationTimestamp).getTime() : 0;
+  const tb = b.metadata?.creationTimestamp ? new Date(b.metadata.creationTimestamp).getTime() : 0;
+  if (ta !== tb) return ta - tb;
+  return offerKey(a).localeCompare(offerKey(b));
+}
+
+/**
+ * Decides which offers may hold their path and hostname. The first claimant (oldest
+ * creationTimestamp, then namespace/name) wins; later offers on an overlapping path or the same
+ * hostname lose with PathConflict / HostnameConflict. Offers being deleted claim nothing.
+ */
+export function resolveClaims(offers: readonly ServiceOfferObject[]): Map<string, ClaimVerdict> {
+  const verdicts = new Map<string, ClaimVerdict>();
+  const winners: { key: string; name: string; path: string; hostname?: string }[] = [];
+  const live = offers.filter((o) => !o.metadata?.deletionTimestamp).sort(creationOrder);
+  for (const obj of live) {
+    const key = offerKey(obj);
+    const parsed = parseOfferSpec(obj);
+    if (!parsed.ok) {
+      verdicts.set(key, { ok: false, reason: "InvalidSpec", message: parsed.message });
+      continue;
+    }
+    const spec = parsed.spec;
+    if (isReservedPath(spec.path)) {
+      verdicts.set(key, {
+        ok: false,
+        reason: "ReservedPath",
+        spec,
+        message: `path ${spec.path} is reserved for the gateway's own pages; use a path such as /services/${obj.metadata?.name}`,
+      });
+      continue;
+    }
+    const hostClash = spec.hostname
+      ? winners.find((w) => w.hostname?.toLowerCase() === spec.hostname?.toLowerCase())
+      : undefined;
+    if (hostClash) {
+      verdicts.set(key, {
+        ok: false,
+        reason: "HostnameConflict",
+        spec,
+        message: `hostname ${spec.hostname} is already claimed by the older offer ${hostClash.key}; choose another hostname or remove that offer`,
+      });
+      continue;
+    }
+    const pathClash = winners.find((w) => pathsOverlap(w.path, spec.path));
+    if (pathClash) {
+      verdicts.set(key, {
+        ok: false,
+        reason: "PathConflict",
+        spec,
+        message: `path ${spec.path} overlaps ${pathClash.path}, already claimed by the older offer ${pathClash.key}; choose another path`,
+      });
+      continue;
+    }
+    winners.push({ key, name: obj.metadata?.name ?? "", path: spec.path, hostname: spec.hostname });
+    verdicts.set(key, { ok: true, spec });
+  }
+  return verdicts;
+}
+
+/** Maps `<service>.<namespace>` to a base URL, so tests on loopback can stand in for Services. */
+export type UpstreamOverrides = Readonly<Record<string, string>>;
+
+export function parseUpstreamOverrides(raw: string | undefined): UpstreamOverrides {
+  if (!raw) return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new Error(
+      `upstream overrides must be a JSON object such as {"svc.ns": "http://127.0.0.1:1234"}, got ${raw}`,
+    );
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new Error(`upstream overrides must be a JSON object such as {"svc.ns": "http://127.0.0.1:1234"}`);
+  }
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v !== "string") throw new Error(`upstream override for ${k} must be a URL string`);
+    out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * The upstream base URL: spec.upstream.url if set, else the Service
+ * `http://<service>.<namespace>.svc:<port>` (namespace defaults to the offer's), unless an
+ * override maps `<service>.<namespace>` elsewhere.
+ */
+export function upstreamBaseUrl(
+  spec: ServiceOfferSpec,
+  offerNamespace: string,
+  overrides: UpstreamOverrides,
+): { ok: true; url: URL } | { ok: false; message: string } {
+  const u = spec.upstream;
+  let raw: string;
+  if (u.url) {
+    raw = u.url;
+  } else if (u.service && u.port) {
+    const ns = u.namespace || offerNamespace;
+    raw = overrides[`${u.service}.${ns}`] ?? `http://${u.service}.${ns}.svc:${u.port}`;
+  } else {
+    return { ok: false, message: "spec.upstream needs either url, or service and port" };
+  }
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return { ok: false, message: `upstream URL "${raw}" is not a valid URL` };
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return { ok: false, message: `upstream URL "${raw}" must use http or https` };
+  }
+  return { ok: true, url };
+}
+
+/** Joins a base URL (which may carry a path prefix) with a sub-path and query. */
+export function joinUrl(base: URL, subPath: string, search = ""): URL {
+  const url = new URL(base.toString());
+  const prefix = url.pathname.replace(/\/+$/, "");
+  const rest = subPath.startsWith("/") ? subPath : `/${subPath}`;
+  url.pathname = `${prefix}${rest}` || "/";
+  url.search = search;
+  return url;
+}
+
+export function findCondition(
+  conditions: readonly Condition[] | undefined,
+  type: string,
+): Condition | undefined {
+  return conditions?.find((c) => c.type === type);
+}
+
+/** Ready=True for the offer's current generation: the gateway routes and lists only these. */
+export function isOfferReady(obj: ServiceOfferObject): boolean {
+  const ready = findCondition(obj.status?.conditions, OfferCondition.Ready);
+  if (ready?.status !== "True") return false;
+  const generation = obj.metadata?.generation;
+  return (
+    generation === undefined ||
+    ready.observedGeneration === undefined ||
+    ready.observedGeneration === generation
+  );
+}

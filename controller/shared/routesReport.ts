@@ -1,0 +1,32 @@
+/**
+ * What the gateway reports on its internal port (GET /internal/routes): the offers whose routes
+ * it holds (valid and conflict-free, whether or not they are Ready yet). The controller turns
+ * this into PaymentGateReady.
+ */
+export const INTERNAL_ROUTES_PATH = "/internal/routes";
+
+export interface HeldRoute {
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+  readonly generation: number;
+  readonly path: string;
+  readonly hostname?: string;
+  /** Ready=True for this generation, so the route is also served publicly. */
+  readonly public: boolean;
+  /** Name of the PaymentGate implementation guarding paid routes. */
+  readonly paymentGate: string;
+}
+
+export interface RoutesReport {
+  /** False until the gateway's informers finished their first list. */
+  readonly synced: boolean;
+  readonly paymentGate: string;
+  readonly routes: readonly HeldRoute[];
+}
+
+export function isRoutesReport(value: unknown): value is RoutesReport {
+  if (typeof value !== "object" || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return typeof v.synced === "boolean" && Array.isArray(v.routes);
+}

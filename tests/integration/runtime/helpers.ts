@@ -1,0 +1,329 @@
+/**
+ * Helpers for the runtime's integration tests: CRDs and objects on the shared control plane,
+ * loopback upstreams whose health can be switched, and the runtime as real child processes.
+ */
+import * as http from "node:http";
+import * as https from "node:https";
+import type * as net from "node:net";
+import * as path from "node:path";
+import { chainInfo } from "../../../api/chains";
+import { CRD_DEFINITIONS, crdManifest } from "../../../api/crds";
+import { API_VERSION, GROUP, VERSION } from "../../../api/resources";
+import type { ControlPlane } from "../../harness/controlPlane";
+import { freePort, type ManagedProcess, startProcess, tail, waitFor } from "../../harness/processes";
+
+export const REPO = path.resolve(__dirname, "../../..");
+export const PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C";
+export const BASE_SEPOLIA = "eip155:84532";
+export const USDC = chainInfo(BASE_SEPOLIA)!.usdc!;
+
+export interface ApiResponse {
+  status: number;
+  body: string;
+  json<T = unknown>(): T;
+}
+
+/** An authenticated API request with an explicit content type (merge patches need one). */
+export function api(
+  cp: ControlPlane,
+  method: string,
+  apiPath: string,
+  body?: unknown,
+  contentType = "application/json",
+): Promise<ApiResponse> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = https.request(
+      `${cp.server}${apiPath}`,
+      {
+        method,
+        rejectUnauthorized: false,
+        timeout: 10_000,
+        headers: {
+          authorization: `Bearer ${cp.token}`,
+          accept: "application/json",
+          ...(payload ? { "content-type": contentType, "content-length": Buffer.byteLength(payload) } : {}),
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          resolve({ status: res.statusCode ?? 0, body: text, json: () => JSON.parse(text) });
+        });
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error(`${method} ${apiPath}: timeout`)));
+    req.on("error", reject);
+    if (payload) req.write(payload);
+    req.end();
+  });
+}
+
+function expectStatus(res: ApiResponse, ok: number[], what: string): ApiResponse {
+  if (!ok.includes(res.status)) throw new Error(`${what} failed (${res.status}): ${res.body}`);
+  return res;
+}
+
+/** Installs (or keeps) the obol.org CRDs and waits until the API serves them. */
+export async function installCrds(cp: ControlPlane): Promise<void> {
+  for (const def of CRD_DEFINITIONS) {
+    const res = await api(
+      cp,
+      "POST",
+      "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+      crdManifest(def),
+    );
+    expectStatus(res, [201, 409], `creating CRD ${def.plural}`);
+  }
+  await waitFor(
+    "the obol.org CRDs to be served",
+    async () => {
+      const res = await api(cp, "GET", `/apis/${GROUP}/${VERSION}`);
+      if (res.status !== 200) return false;
+      const names = res.json<{ resources: { name: string }[] }>().resources.map((r) => r.name);
+      return CRD_DEFINITIONS.every((d) => names.includes(d.plural));
+    },
+    { timeoutMs: 30_000, intervalMs: 200 },
+  );
+}
+
+export async function createNamespace(cp: ControlPlane, name: string): Promise<void> {
+  const res = await api(cp, "POST", "/api/v1/namespaces", {
+    apiVersion: "v1",
+    kind: "Namespace",
+    metadata: { name },
+  });
+  expectStatus(res, [201, 409], `creating namespace ${name}`);
+}
+
+export function crPath(ns: string, plural: string, name?: string): string {
+  return `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${plural}${name ? `/${name}` : ""}`;
+}
+
+export async function createObject(
+  cp: ControlPlane,
+  ns: string,
+  plural: string,
+  kind: string,
+  name: string,
+  spec: unknown,
+) {
+  const res = await api(cp, "POST", crPath(ns, plural), {
+    apiVersion: API_VERSION,
+    kind,
+    metadata: { name, namespace: ns },
+    spec,
+  });
+  return expectStatus(res, [201], `creating ${kind} ${ns}/${name}`).json<KubeObject>();
+}
+
+export async function deleteObject(
+  cp: ControlPlane,
+  ns: string,
+  plural: string,
+  name: string,
+): Promise<void> {
+  expectStatus(
+    await api(cp, "DELETE", crPath(ns, plural, name)),
+    [200, 202, 404],
+    `deleting ${plural}/${name}`,
+  );
+}
+
+export async function mergePatch(cp: ControlPlane, ns: string, plural: string, name: string, patch: unknown) {
+  const res = await api(cp, "PATCH", crPath(ns, plural, name), patch, "application/merge-patch+json");
+  return expectStatus(res, [200], `patching ${plural}/${name}`).json<KubeObject>();
+}
+
+export interface KubeCondition {
+  type: string;
+  status: string;
+  reason: string;
+  message?: string;
+  observedGeneration?: number;
+  lastTransitionTime: string;
+}
+
+export interface KubeObject {
+  metadata: { name: string; namespace: string; generation?: number; uid: string };
+  spec: Record<string, unknown>;
+  status?: { conditions?: KubeCondition[]; [key: string]: unknown };
+}
+
+export async function getObject(
+  cp: ControlPlane,
+  ns: string,
+  plural: string,
+  name: string,
+): Promise<KubeObject | undefined> {
+  const res = await api(cp, "GET", crPath(ns, plural, name));
+  if (res.status === 404) return undefined;
+  return expectStatus(res, [200], `reading ${plural}/${name}`).json<KubeObject>();
+}
+
+export function condition(obj: KubeObject | undefined, type: string): KubeCondition | undefined {
+  return obj?.status?.conditions?.find((c) => c.type === type);
+}
+
+/** Waits until condition `type` has `status` (and `reason`, if given); returns the object. */
+export async function waitForCondition(
+  cp: ControlPlane,
+  ns: string,
+  plural: string,
+  name: string,
+  want: { type: string; status: string; reason?: string },
+  opts: { timeoutMs?: number; logs?: ManagedProcess[] } = {},
+): Promise<KubeObject> {
+  let last: KubeObject | undefined;
+  await waitFor(
+    `${plural}/${name} ${want.type}=${want.status}${want.reason ? ` (${want.reason})` : ""}`,
+    async () => {
+      last = await getObject(cp, ns, plural, name);
+      const c = condition(last, want.type);
+      return c?.status === want.status && (!want.reason || c.reason === want.reason);
+    },
+    {
+      timeoutMs: opts.timeoutMs ?? 30_000,
+      intervalMs: 200,
+      describe: () =>
+        `last status: ${JSON.stringify(last?.status)}\n${(opts.logs ?? []).map((p) => `--- ${p.name}\n${tail(p.logFile, 15)}`).join("\n")}`,
+    },
+  );
+  return last!;
+}
+
+export function offerSpec(port: number, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    type: "http",
+    description: "Echoes what you send",
+    upstream: { url: `http://127.0.0.1:${port}`, healthPath: "/health" },
+    payment: {
+      scheme: "exact",
+      network: BASE_SEPOLIA,
+      payTo: PAY_TO,
+      asset: USDC,
+      price: { perRequest: "0.001" },
+      maxTimeoutSeconds: 300,
+    },
+    path: "/services/echo",
+    routes: [
+      { path: "/free/*", gate: "free" },
+      { path: "/health", gate: "free", methods: ["GET"] },
+    ],
+    ...overrides,
+  };
+}
+
+/** A loopback HTTP upstream: /health answers 200 (or hangs when `slowHealthMs` is set), the rest echoes. */
+export class Upstream {
+  server?: http.Server;
+  port = 0;
+  slowHealthMs = 0;
+  readonly requests: { method: string; url: string; headers: http.IncomingHttpHeaders }[] = [];
+  private readonly sockets = new Set<net.Socket>();
+
+  async start(port?: number): Promise<void> {
+    this.port = port ?? (this.port || (await freePort()));
+    const server = http.createServer((req, res) => {
+      this.requests.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers });
+      if (req.url === "/health") {
+        setTimeout(() => res.writeHead(200, { "content-type": "text/plain" }).end("ok"), this.slowHealthMs);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      req.on("data", (c) => chunks.push(c));
+      req.on("end", () => {
+        const body = JSON.stringify({
+          echo: true,
+          method: req.method,
+          url: req.url,
+          userAgent: req.headers["user-agent"],
+          forwardedFor: req.headers["x-forwarded-for"],
+          forwardedPrefix: req.headers["x-forwarded-prefix"],
+          body: Buffer.concat(chunks).toString("utf8"),
+        });
+        res.writeHead(200, {
+          "content-type": "application/json",
+          connection: "keep-alive",
+          "keep-alive": "timeout=5",
+        });
+        res.end(body);
+      });
+    });
+    server.on("connection", (s) => {
+      this.sockets.add(s);
+      s.on("close", () => this.sockets.delete(s));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.port, "127.0.0.1", resolve);
+    });
+    this.server = server;
+  }
+
+  /** Takes the upstream down: connections are refused until start() again. */
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+/** Starts `controller/main.ts <command>` through tsx, as the image would run it. */
+export function startRuntime(
+  name: string,
+  command: string,
+  args: string[],
+  logDir: string,
+  env: NodeJS.ProcessEnv = {},
+): ManagedProcess {
+  return startProcess(
+    name,
+    process.execPath,
+    [path.join(REPO, "node_modules/tsx/dist/cli.mjs"), "controller/main.ts", command, ...args],
+    {
+      logDir,
+      cwd: REPO,
+      env: { ...process.env, KUBECONFIG: "", ...env },
+    },
+  );
+}
+
+export async function httpGet(
+  url: string,
+  init: RequestInit = {},
+): Promise<{ status: number; text: string; headers: Headers }> {
+  const res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) });
+  return { status: res.status, text: await res.text(), headers: res.headers };
+}
+
+export async function waitForHttp(what: string, url: string, proc: ManagedProcess): Promise<void> {
+  await waitFor(
+    what,
+    async () => {
+      if (proc.child.exitCode !== null) throw new Error(`${proc.name} exited:\n${tail(proc.logFile)}`);
+      return (await httpGet(url)).status === 200;
+    },
+    { timeoutMs: 60_000, intervalMs: 200, describe: () => tail(proc.logFile) },
+  );
+}
+
+/** GET with an explicit Host header (fetch does not let a caller set Host). */
+export function httpGetWithHost(url: string, host: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: "GET", headers: { host }, timeout: 10_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }),
+      );
+    });
+    req.on("timeout", () => req.destroy(new Error(`GET ${url}: timeout`)));
+    req.on("error", reject);
+    req.end();
+  });
+}

@@ -1,0 +1,568 @@
+/**
+ * The runtime's non-payment half against the real control plane: the controller and the gateway
+ * run as child processes, upstreams are real HTTP servers on loopback.
+ */
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import Ajv2020 from "ajv/dist/2020";
+import { chromium, type Locator } from "playwright-core";
+import { SERVICES_JSON_SCHEMA } from "../../../controller/gateway/catalog/servicesJson";
+import type { ControlPlane } from "../../harness/controlPlane";
+import { scratchDir, sharedControlPlane } from "../../harness/env";
+import { freePort, type ManagedProcess, waitFor } from "../../harness/processes";
+import {
+  api,
+  BASE_SEPOLIA,
+  condition,
+  createNamespace,
+  createObject,
+  deleteObject,
+  getObject,
+  httpGet,
+  httpGetWithHost,
+  installCrds,
+  mergePatch,
+  offerSpec,
+  startRuntime,
+  Upstream,
+  USDC,
+  waitForCondition,
+  waitForHttp,
+} from "./helpers";
+import { OPENAPI_31_STRUCTURE_SCHEMA, REGISTRATION_V1_SCHEMA } from "./schemas";
+import { FakeSeller } from "./seller";
+
+const CHROMIUM = "/usr/bin/chromium";
+const ARTIFACTS = path.resolve(__dirname, "../../../artifacts");
+
+/** The text a person sees (layout-aware, unlike textContent). */
+function visibleText(locator: Locator): Promise<string> {
+  // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text we assert on
+  return locator.innerText();
+}
+
+const SO = "serviceoffers";
+
+describe("runtime: controller and gateway against the control plane", () => {
+  let cp: ControlPlane;
+  let ns: string;
+  let logDir: string;
+  let gateway: ManagedProcess;
+  let controller: ManagedProcess;
+  let publicUrl: string;
+  let internalUrl: string;
+  const upstream = new Upstream();
+  let controllerArgs: string[];
+
+  const logs = () => [controller, gateway].filter(Boolean);
+
+  before(async () => {
+    cp = await sharedControlPlane();
+    await installCrds(cp);
+    ns = `rt-${process.pid}`;
+    await createNamespace(cp, ns);
+    logDir = path.join(scratchDir("runtime"), "logs");
+    await upstream.start();
+    const [port, internalPort, controllerPort] = [await freePort(), await freePort(), await freePort()];
+    publicUrl = `http://127.0.0.1:${port}`;
+    internalUrl = `http://127.0.0.1:${internalPort}`;
+    gateway = startRuntime(
+      "gateway",
+      "gateway",
+      ["--kubeconfig", cp.kubeconfigPath, "--namespace", ns, "--port", String(port), "--host", "127.0.0.1"],
+      logDir,
+      { INTERNAL_PORT: String(internalPort), INTERNAL_HOST: "127.0.0.1" },
+    );
+    controllerArgs = [
+      "--kubeconfig",
+      cp.kubeconfigPath,
+      "--namespace",
+      ns,
+      "--gateway-internal-url",
+      internalUrl,
+      "--port",
+      String(controllerPort),
+      "--probe-interval-ms",
+      "1000",
+      "--max-backoff-ms",
+      "2000",
+      "--probe-timeout-ms",
+      "1500",
+      "--lease-duration-seconds",
+      "4",
+      "--lease-retry-ms",
+      "500",
+    ];
+    controller = startRuntime("controller", "controller", controllerArgs, logDir);
+    await waitForHttp("gateway /readyz", `${publicUrl}/readyz`, gateway);
+    await waitForHttp("controller /healthz", `http://127.0.0.1:${controllerPort}/healthz`, controller);
+  });
+
+  after(async () => {
+    await controller?.stop();
+    await gateway?.stop();
+    await upstream.stop();
+  });
+
+  it("brings an offer with a healthy upstream to Ready and serves it through the gateway", async () => {
+    await createObject(cp, ns, SO, "ServiceOffer", "echo", offerSpec(upstream.port));
+    const offer = await waitForCondition(
+      cp,
+      ns,
+      SO,
+      "echo",
+      { type: "Ready", status: "True", reason: "Ready" },
+      { logs: logs() },
+    );
+    assert.equal(condition(offer, "UpstreamHealthy")?.reason, "Healthy");
+    assert.equal(condition(offer, "PaymentGateReady")?.reason, "RouteHeld");
+    assert.equal(condition(offer, "Registered")?.status, "False", "no identity yet, and Ready regardless");
+    assert.equal(offer.status?.observedGeneration, offer.metadata.generation);
+    assert.equal(condition(offer, "Ready")?.observedGeneration, offer.metadata.generation);
+    assert.equal(offer.status?.endpoint, "/services/echo");
+    const probe = upstream.requests.find((r) => r.url === "/health");
+    assert.equal(probe?.headers["user-agent"], "obol-stack-controller/0.1", "health probes name themselves");
+
+    await waitFor(
+      "the gateway to route /services/echo",
+      async () => (await httpGet(`${publicUrl}/services/echo/free/hello?x=1`)).status === 200,
+      {
+        timeoutMs: 5_000,
+      },
+    );
+    const free = await httpGet(`${publicUrl}/services/echo/free/hello?x=1`, {
+      headers: { "user-agent": "test-agent/1" },
+    });
+    const echoed = JSON.parse(free.text);
+    assert.equal(echoed.url, "/free/hello?x=1", "the offer prefix is stripped, the query kept");
+    assert.equal(echoed.userAgent, "test-agent/1");
+    assert.equal(echoed.forwardedPrefix, "/services/echo");
+    assert.match(String(echoed.forwardedFor), /127\.0\.0\.1/);
+
+    const paid = await httpGet(`${publicUrl}/services/echo/anything`);
+    assert.equal(paid.status, 402, "paid routes go through the (default, not configured) payment gate");
+    assert.equal(JSON.parse(paid.text).error, "payment_not_configured");
+    assert.ok(
+      !upstream.requests.some((r) => r.url === "/anything"),
+      "nothing was proxied for an unpaid request",
+    );
+
+    const services = JSON.parse((await httpGet(`${publicUrl}/api/services.json`)).text);
+    const validate = new Ajv2020({ allErrors: true, strict: false }).compile(SERVICES_JSON_SCHEMA);
+    assert.ok(validate(services), JSON.stringify(validate.errors));
+    assert.deepEqual(
+      services.services.map((s: { name: string }) => s.name),
+      ["echo"],
+    );
+    assert.equal(
+      services.services[0].endpoint,
+      `${publicUrl}/services/echo`,
+      "base URL from the Host header",
+    );
+    assert.equal(services.services[0].priceAtomicUnits, "1000");
+    const skill = (await httpGet(`${publicUrl}/skill.md`)).text;
+    assert.match(skill, /\| echo \| http \|/);
+    assert.match(skill, /0\.001 USDC per request/);
+    const home = await httpGet(`${publicUrl}/`);
+    assert.match(home.headers.get("content-type") ?? "", /text\/html/);
+    assert.match(home.text, /data-offer="echo"/);
+  });
+
+  it("fails closed: unknown paths 404, internal endpoints only on the internal port", async () => {
+    assert.equal((await httpGet(`${publicUrl}/internal/routes`)).status, 404);
+    assert.equal((await httpGet(`${publicUrl}/services/nope`)).status, 404);
+    assert.equal((await httpGet(`${publicUrl}/services/echo/../../internal/routes`)).status, 404);
+    assert.equal((await httpGet(`${publicUrl}/metrics`)).status, 404);
+    const report = JSON.parse((await httpGet(`${internalUrl}/internal/routes`)).text);
+    assert.equal(report.synced, true);
+    assert.deepEqual(
+      report.routes.map((r: { name: string; public: boolean }) => [r.name, r.public]),
+      [["echo", true]],
+    );
+  });
+
+  it("takes an offer out of routing and catalogs while its upstream is down, and back when it returns", async () => {
+    await upstream.stop();
+    const down = await waitForCondition(
+      cp,
+      ns,
+      SO,
+      "echo",
+      { type: "UpstreamHealthy", status: "False", reason: "Unreachable" },
+      { logs: logs() },
+    );
+    assert.equal(condition(down, "Ready")?.status, "False");
+    assert.equal(condition(down, "Ready")?.reason, "Unreachable");
+    await waitFor(
+      "the gateway to stop routing echo",
+      async () => (await httpGet(`${publicUrl}/services/echo/free/x`)).status === 404,
+      {
+        timeoutMs: 3_000,
+      },
+    );
+    const services = JSON.parse((await httpGet(`${publicUrl}/api/services.json`)).text);
+    assert.deepEqual(services.services, []);
+    assert.doesNotMatch((await httpGet(`${publicUrl}/skill.md`)).text, /\| echo \|/);
+    assert.doesNotMatch((await httpGet(`${publicUrl}/`)).text, /data-offer="echo"/);
+    const tombstone = JSON.parse((await httpGet(`${publicUrl}/.well-known/agent-registration.json`)).text);
+    assert.equal(tombstone.active, false);
+    assert.equal(tombstone.x402Support, false);
+
+    await upstream.start();
+    await waitForCondition(cp, ns, SO, "echo", { type: "Ready", status: "True" }, { logs: logs() });
+    await waitFor(
+      "the gateway to route echo again",
+      async () => (await httpGet(`${publicUrl}/services/echo/free/x`)).status === 200,
+      {
+        timeoutMs: 3_000,
+      },
+    );
+    const back = JSON.parse((await httpGet(`${publicUrl}/api/services.json`)).text);
+    assert.deepEqual(
+      back.services.map((s: { name: string }) => s.name),
+      ["echo"],
+    );
+  });
+
+  it("gives a later offer on a taken path PathConflict, and hands the path over when the winner goes", async () => {
+    await createObject(
+      cp,
+      ns,
+      SO,
+      "ServiceOffer",
+      "echo-copy",
+      offerSpec(upstream.port, { description: "second claimant" }),
+    );
+    const loser = await waitForCondition(
+      cp,
+      ns,
+      SO,
+      "echo-copy",
+      { type: "Ready", status: "False", reason: "PathConflict" },
+      { logs: logs() },
+    );
+    assert.match(condition(loser, "Ready")?.message ?? "", /already claimed by the older offer .*\/echo/);
+    assert.equal(condition(loser, "PaymentGateReady")?.reason, "PathConflict");
+    assert.equal(
+      condition(await getObject(cp, ns, SO, "echo"), "Ready")?.status,
+      "True",
+      "the first claimant keeps its path",
+    );
+
+    await createObject(
+      cp,
+      ns,
+      SO,
+      "ServiceOffer",
+      "host-copy",
+      offerSpec(upstream.port, { path: "/services/host-a", hostname: "a.example.com" }),
+    );
+    await waitForCondition(cp, ns, SO, "host-copy", { type: "Ready", status: "True" }, { logs: logs() });
+    await createObject(
+      cp,
+      ns,
+      SO,
+      "ServiceOffer",
+      "host-copy-2",
+      offerSpec(upstream.port, { path: "/services/host-b", hostname: "A.example.com" }),
+    );
+    await waitForCondition(
+      cp,
+      ns,
+      SO,
+      "host-copy-2",
+      { type: "Ready", status: "False", reason: "HostnameConflict" },
+      { logs: logs() },
+    );
+    await waitFor(
+      "the gateway to serve a.example.com",
+      async () => (await httpGetWithHost(`${publicUrl}/free/x`, "a.example.com")).status === 200,
+      { timeoutMs: 3_000 },
+    );
+    const viaHost = await httpGetWithHost(`${publicUrl}/free/x`, "a.example.com");
+    assert.equal(JSON.parse(viaHost.text).url, "/free/x", "a hostname offer serves its whole host");
+
+    await createObject(
+      cp,
+      ns,
+      SO,
+      "ServiceOffer",
+      "reserved",
+      offerSpec(upstream.port, { path: "/api/mine" }),
+    );
+    await waitForCondition(
+      cp,
+      ns,
+      SO,
+      "reserved",
+      { type: "Ready", status: "False", reason: "ReservedPath" },
+      { logs: logs() },
+    );
+
+    await deleteObject(cp, ns, SO, "echo");
+    const winner = await waitForCondition(
+      cp,
+      ns,
+      SO,
+      "echo-copy",
+      { type: "Ready", status: "True" },
+      { logs: logs() },
+    );
+    assert.equal(condition(winner, "PaymentGateReady")?.reason, "RouteHeld");
+    await waitFor(
+      "the gateway to serve echo-copy",
+      async () =>
+        JSON.parse((await httpGet(`${publicUrl}/api/services.json`)).text).services.some(
+          (s: { name: string }) => s.name === "echo-copy",
+        ),
+      { timeoutMs: 3_000 },
+    );
+    for (const name of ["host-copy", "host-copy-2", "reserved"]) await deleteObject(cp, ns, SO, name);
+  });
+
+  it("summarizes published offers on the AgentIdentity and renders the ERC-8004 registration", async () => {
+    await createObject(cp, ns, "agentidentities", "AgentIdentity", "default", {
+      name: "Echo Agent",
+      description: "Echo <as> a service",
+      image: "https://example.com/icon.png",
+      registrations: [
+        { network: "eip155:84532", agentId: "42", registry: "0x8004A818BFB912233c491871b3d84c89A494BD9e" },
+      ],
+    });
+    await waitFor(
+      "AgentIdentity status.publishedOffers",
+      async () => {
+        const id = await getObject(cp, ns, "agentidentities", "default");
+        return (
+          JSON.stringify(id?.status?.publishedOffers) === JSON.stringify(["echo-copy"]) &&
+          id?.status?.active === true
+        );
+      },
+      { timeoutMs: 10_000 },
+    );
+    await waitForCondition(
+      cp,
+      ns,
+      SO,
+      "echo-copy",
+      { type: "Registered", status: "True", reason: "Registered" },
+      { logs: logs() },
+    );
+    const doc = JSON.parse((await httpGet(`${publicUrl}/.well-known/agent-registration.json`)).text);
+    assert.deepEqual(doc, {
+      type: "https://eips.ethereum.org/EIPS/eip-8004#registration-v1",
+      name: "Echo Agent",
+      description: "Echo <as> a service",
+      image: "https://example.com/icon.png",
+      services: [{ name: "web", endpoint: `${publicUrl}/` }],
+      x402Support: true,
+      active: true,
+      registrations: [
+        { agentId: 42, agentRegistry: "eip155:84532:0x8004A818BFB912233c491871b3d84c89A494BD9e" },
+      ],
+      supportedTrust: [],
+    });
+    const home = (await httpGet(`${publicUrl}/`)).text;
+    assert.match(home, /<h1>Echo Agent<\/h1>/);
+    assert.match(home, /Echo &lt;as&gt; a service/, "user data is escaped");
+  });
+
+  it("recovers when the controller is killed mid-reconcile and a new one starts", async () => {
+    upstream.slowHealthMs = 1_200;
+    const seen = upstream.requests.length;
+    await mergePatch(cp, ns, SO, "echo-copy", { spec: { description: "changed while the controller dies" } });
+    await waitFor(
+      "a health probe in flight",
+      async () => upstream.requests.slice(seen).some((r) => r.url === "/health"),
+      {
+        timeoutMs: 5_000,
+      },
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(-controller.child.pid!, "SIGKILL");
+    await controller.stop();
+    const before = await getObject(cp, ns, SO, "echo-copy");
+    upstream.slowHealthMs = 0;
+
+    controller = startRuntime("controller-2", "controller", controllerArgs, logDir);
+    await waitFor(
+      "the new controller to reconcile the new generation",
+      async () => {
+        const o = await getObject(cp, ns, SO, "echo-copy");
+        return (
+          o?.status?.observedGeneration === o?.metadata.generation && condition(o, "Ready")?.status === "True"
+        );
+      },
+      { timeoutMs: 30_000, intervalMs: 250 },
+    );
+    assert.ok(before?.metadata.generation);
+    const lease = (
+      await api(cp, "GET", `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/obol-controller`)
+    ).json<{
+      spec: { holderIdentity: string; leaseTransitions: number };
+    }>();
+    assert.ok(lease.spec.leaseTransitions >= 1, "the new controller took the lease over after it expired");
+
+    // A clean stop releases the lease at once.
+    await controller.stop();
+    assert.equal(controller.child.exitCode, 0);
+    const released = (
+      await api(cp, "GET", `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/obol-controller`)
+    ).json<{
+      spec: { holderIdentity?: string };
+    }>();
+    assert.equal(released.spec.holderIdentity, undefined);
+    controller = startRuntime("controller-3", "controller", controllerArgs, logDir);
+  });
+  it("probes PurchaseRequests: validates the seller's 402 against network, asset and max price", async () => {
+    const seller = new FakeSeller();
+    await seller.start();
+    try {
+      const pr = (endpoint: string, maxPrice: string, network = BASE_SEPOLIA) => ({
+        endpoint: `http://127.0.0.1:${seller.port}${endpoint}`,
+        model: "qwen3",
+        payment: { network, asset: USDC.address, maxPrice },
+        budget: { maxPerRequest: maxPrice },
+      });
+      const cases: [string, ReturnType<typeof pr>, string, string][] = [
+        ["v2-ok", pr("/v2/chat", "0.002"), "True", "Validated"],
+        ["v1-ok", pr("/v1/chat", "0.001"), "True", "Validated"],
+        ["too-cheap", pr("/v2/chat", "0.0005"), "False", "PricingMismatch"],
+        ["wrong-chain", pr("/v2/chat", "0.01", "eip155:8453"), "False", "NetworkMismatch"],
+        ["free-api", pr("/free", "0.01"), "False", "NotPaymentGated"],
+        [
+          "nobody-home",
+          { ...pr("/v2/chat", "0.01"), endpoint: `http://127.0.0.1:${await freePort()}/x` },
+          "False",
+          "ProbeError",
+        ],
+      ];
+      for (const [name, spec] of cases)
+        await createObject(cp, ns, "purchaserequests", "PurchaseRequest", name, spec);
+      for (const [name, , status, reason] of cases) {
+        const obj = await waitForCondition(
+          cp,
+          ns,
+          "purchaserequests",
+          name,
+          { type: "Probed", status, reason },
+          { logs: logs() },
+        );
+        assert.equal(condition(obj, "Ready")?.status, status, name);
+        if (status === "True") assert.equal(obj.status?.probedPrice, "0.001", name);
+      }
+      assert.ok(seller.requests.length > 0);
+      for (const r of seller.requests) assert.equal(r.userAgent, "obol-stack-controller/0.1");
+      assert.ok(seller.requests.some((r) => r.method === "POST"));
+    } finally {
+      await seller.stop();
+    }
+  });
+
+  it("serves services.json, openapi.json and agent-registration.json that validate against their schemas", async () => {
+    const ajv = new Ajv2020({ allErrors: true, strict: false });
+    const services = JSON.parse((await httpGet(`${publicUrl}/api/services.json`)).text);
+    const checkServices = ajv.compile(SERVICES_JSON_SCHEMA);
+    assert.ok(checkServices(services), JSON.stringify(checkServices.errors));
+
+    const openapi = JSON.parse((await httpGet(`${publicUrl}/openapi.json`)).text);
+    const checkOpenApi = ajv.compile(OPENAPI_31_STRUCTURE_SCHEMA);
+    assert.ok(checkOpenApi(openapi as unknown), JSON.stringify(checkOpenApi.errors));
+    assert.equal(openapi.servers[0].url, publicUrl);
+    const paid = openapi.paths["/services/echo/{subpath}"];
+    assert.ok(paid?.get?.responses["402"], "paid operations document the 402");
+    assert.equal(paid.get["x-payment-info"].amount, "1000");
+    const free = openapi.paths["/services/echo/free/{subpath}"];
+    assert.ok(free?.get, "free routes are described");
+    assert.equal(free.get.responses["402"], undefined, "free routes never answer 402");
+    for (const [p, item] of Object.entries<Record<string, unknown>>(openapi.paths)) {
+      const params = [...p.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]);
+      for (const op of Object.values(item) as { parameters?: { name: string; in: string }[] }[]) {
+        const declared = (op.parameters ?? []).filter((x) => x.in === "path").map((x) => x.name);
+        assert.deepEqual(declared.sort(), params.sort(), `path parameters of ${p} are declared`);
+      }
+    }
+
+    const registration = JSON.parse((await httpGet(`${publicUrl}/.well-known/agent-registration.json`)).text);
+    const checkRegistration = ajv.compile(REGISTRATION_V1_SCHEMA);
+    assert.ok(checkRegistration(registration), JSON.stringify(checkRegistration.errors));
+  });
+
+  it("renders the storefront in headless Chromium with every ready offer, its price and network", async function () {
+    if (!fs.existsSync(CHROMIUM)) {
+      console.warn(`      skipped: ${CHROMIUM} is missing; install it with \`apt-get install -y chromium\``);
+      this.skip();
+    }
+    await createObject(cp, ns, SO, "ServiceOffer", "qwen-chat", {
+      ...offerSpec(upstream.port, { path: "/services/qwen-chat" }),
+      type: "inference",
+      description: "Qwen3 0.6B chat completions, OpenAI-compatible",
+      model: { name: "qwen3:0.6b", runtime: "ollama" },
+      payment: { ...(offerSpec(upstream.port).payment as object), price: { perMTok: "0.25" } },
+      routes: [{ path: "/v1/models", gate: "free", methods: ["GET"] }],
+      listing: { category: "inference", weight: 10 },
+    });
+    await waitForCondition(cp, ns, SO, "qwen-chat", { type: "Ready", status: "True" }, { logs: logs() });
+    await waitFor(
+      "the storefront to list qwen-chat",
+      async () => /data-offer="qwen-chat"/.test((await httpGet(`${publicUrl}/`)).text),
+      {
+        timeoutMs: 3_000,
+      },
+    );
+
+    const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "obol-chromium-"));
+    const context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+      viewport: { width: 1280, height: 900 },
+    });
+    try {
+      const page = await context.newPage();
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(e.message));
+      await page.goto(`${publicUrl}/`, { waitUntil: "load" });
+      fs.mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: path.join(ARTIFACTS, "storefront.png"), fullPage: true });
+
+      assert.equal(await page.title(), "Echo Agent");
+      const cards = page.locator("article.card");
+      assert.equal(await cards.count(), 2);
+      assert.deepEqual(
+        await page.locator("article.card h2").allInnerTexts(),
+        ["qwen-chat", "echo-copy"],
+        "weight orders the cards",
+      );
+      const qwen = page.locator('article[data-offer="qwen-chat"]');
+      assert.equal(await visibleText(qwen.locator(".amount")), "0.25 USDC");
+      assert.equal(await visibleText(qwen.locator(".unit")), "per 1M tokens");
+      assert.match(await visibleText(qwen), /Base Sepolia/);
+      assert.match(await visibleText(qwen), /qwen3:0\.6b/);
+      const echo = page.locator('article[data-offer="echo-copy"]');
+      assert.equal(await visibleText(echo.locator(".amount")), "0.001 USDC");
+      assert.equal(await visibleText(echo.locator(".unit")), "per request");
+      assert.match(
+        await visibleText(echo.locator("pre")),
+        new RegExp(`curl -i '${publicUrl}/services/echo/'`),
+      );
+      assert.match(await visibleText(page.locator(".summary")), /2 services available/);
+      assert.ok(await page.locator("header h1").isVisible());
+      assert.deepEqual(errors, [], "the page runs without script errors");
+    } finally {
+      await context.close();
+      fs.rmSync(userDataDir, { recursive: true, force: true });
+    }
+  });
+});

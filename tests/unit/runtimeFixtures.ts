@@ -1,0 +1,51 @@
+/** Offer objects for the runtime's unit tests (what the API server would return). */
+import { chainInfo } from "../../api/chains";
+import type { ServiceOfferObject } from "../../controller/shared/kube";
+
+export const USDC = chainInfo("eip155:84532")!.usdc!;
+
+export function offerObject(
+  name: string,
+  spec: Record<string, unknown> = {},
+  meta: { created?: string; generation?: number; ready?: boolean; readyGeneration?: number } = {},
+): ServiceOfferObject {
+  const generation = meta.generation ?? 1;
+  return {
+    apiVersion: "obol.org/v1alpha1",
+    kind: "ServiceOffer",
+    metadata: {
+      name,
+      namespace: "ns",
+      uid: `uid-${name}`,
+      generation,
+      creationTimestamp: new Date(meta.created ?? "2026-01-01T00:00:00Z"),
+    },
+    spec: {
+      type: "http",
+      upstream: { url: "http://127.0.0.1:9/base", healthPath: "/health" },
+      payment: {
+        scheme: "exact",
+        network: "eip155:84532",
+        payTo: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+        asset: USDC,
+        price: { perRequest: "0.001" },
+        maxTimeoutSeconds: 300,
+      },
+      path: `/services/${name}`,
+      ...spec,
+    },
+    status: meta.ready
+      ? {
+          conditions: [
+            {
+              type: "Ready",
+              status: "True",
+              reason: "Ready",
+              lastTransitionTime: "2026-01-01T00:00:00Z",
+              observedGeneration: meta.readyGeneration ?? generation,
+            },
+          ],
+        }
+      : undefined,
+  };
+}
