@@ -103,3 +103,13 @@ export function compileContract(sourceFile: string, contractName: string): Contr
 export function identityRegistryArtifact(): ContractArtifact {
   return compileContract("IdentityRegistry.sol", "IdentityRegistry");
 }
+
+/** A USDC-like EIP-3009 token for payment tests. */
+export function testUsdcArtifact(): ContractArtifact {
+  return compileContract("TestUSDC.sol", "TestUSDC");
+}
+
+/** Multicall3's tryAggregate, which x402's EVM facilitator reads through. */
+export function multicallArtifact(): ContractArtifact {
+  return compileContract("Multicall.sol", "Multicall");
+}

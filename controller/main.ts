@@ -4,7 +4,7 @@
  */
 const COMMANDS: Record<string, () => Promise<{ run(argv: string[]): Promise<void> }>> = {
   controller: () => import("./reconciler/main.js"),
-  gateway: () => import("./gateway/main.js"),
+  gateway: () => import("./payments/gatewayMain.js"),
   facilitator: () => import("./facilitator/main.js"),
   buyer: () => import("./buyer/main.js"),
 };

@@ -15,7 +15,7 @@ import {
 } from "../shared/kube";
 import { parseUpstreamOverrides } from "../shared/offers";
 import { NotConfiguredPaymentGate, type PaymentGate } from "./paymentGate";
-import { createInternalHandler, createPublicHandler } from "./server";
+import { createInternalHandler, createPublicHandler, type GatewayOptions } from "./server";
 import { RouteState } from "./state";
 
 const FLAGS = [
@@ -48,7 +48,11 @@ function listen(server: http.Server, port: number, host: string): Promise<void> 
  * Starts the gateway. `gate` is the payment seam: the x402 implementation is passed here; the
  * default answers 402 "payment not configured" and never proxies paid routes.
  */
-export async function run(argv: string[], gate: PaymentGate = new NotConfiguredPaymentGate()): Promise<void> {
+export async function run(
+  argv: string[],
+  gate: PaymentGate = new NotConfiguredPaymentGate(),
+  metrics?: GatewayOptions["metrics"],
+): Promise<void> {
   const f = parseFlags(argv, FLAGS);
   const env = process.env;
   const kc = loadKubeConfig(f.kubeconfig);
@@ -86,6 +90,7 @@ export async function run(argv: string[], gate: PaymentGate = new NotConfiguredP
     publicBaseUrl: f["public-base-url"] || env.PUBLIC_BASE_URL || undefined,
     upstreamTimeoutMs: intSetting(f["upstream-timeout-ms"], 300_000, "--upstream-timeout-ms"),
     log,
+    ...(metrics ? { metrics } : {}),
   };
   const publicServer = http.createServer(createPublicHandler(options));
   const internalServer = http.createServer(createInternalHandler(options));

@@ -17,6 +17,20 @@ export interface UpstreamHead {
   readonly headers: http.IncomingHttpHeaders;
 }
 
+/**
+ * Thrown from `beforeResponse` to answer the client with this response instead of the
+ * upstream's (e.g. a 402 when settlement failed): the upstream body is discarded.
+ */
+export class GateResponse extends Error {
+  constructor(
+    readonly status: number,
+    readonly headers: Record<string, string>,
+    readonly body: string,
+  ) {
+    super(`gate answered ${status}`);
+  }
+}
+
 export interface ProxyOptions {
   /**
    * Runs after the upstream answered and before anything is written to the client. Returned

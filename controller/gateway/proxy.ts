@@ -6,7 +6,7 @@
 import * as http from "node:http";
 import * as https from "node:https";
 import { GATEWAY_USER_AGENT } from "../shared/outbound";
-import type { ProxyOptions, ProxyOutcome } from "./paymentGate";
+import { GateResponse, type ProxyOptions, type ProxyOutcome } from "./paymentGate";
 
 const HOP_BY_HOP = new Set([
   "connection",
@@ -128,6 +128,15 @@ export function proxyRequest(
       } catch (err) {
         upstreamRes.destroy();
         const message = err instanceof Error ? err.message : String(err);
+        if (err instanceof GateResponse && !res.headersSent) {
+          res.writeHead(err.status, {
+            ...err.headers,
+            "content-length": String(Buffer.byteLength(err.body)),
+          });
+          res.end(err.body);
+          finish({ status: err.status, completed: false, clientAborted: false, error: message });
+          return;
+        }
         sendError(res, 502, "gateway_error", message);
         finish({ status: 502, completed: false, clientAborted: false, error: message });
         return;

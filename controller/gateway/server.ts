@@ -24,6 +24,8 @@ export interface GatewayOptions {
   readonly publicBaseUrl?: string;
   readonly upstreamTimeoutMs?: number;
   readonly log: (msg: string) => void;
+  /** Prometheus metrics, served on the internal port only. */
+  readonly metrics?: { readonly contentType: string; render(): Promise<string> };
 }
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -208,6 +210,11 @@ export function createInternalHandler(opts: GatewayOptions): Handler {
       sendJson(res, 200, opts.state.report(opts.gate.name));
     } else if (path === "/healthz") {
       send(res, 200, "text/plain; charset=utf-8", "ok\n", false);
+    } else if (path === "/metrics" && req.method === "GET" && opts.metrics) {
+      opts.metrics.render().then(
+        (text) => send(res, 200, opts.metrics!.contentType, text, false),
+        (err) => sendJson(res, 500, { error: "metrics_failed", message: String(err) }),
+      );
     } else {
       sendJson(res, 404, { error: "not_found" });
     }

@@ -39,7 +39,6 @@ const ARTIFACTS = path.resolve(__dirname, "../../../artifacts");
 
 /** The text a person sees (layout-aware, unlike textContent). */
 function visibleText(locator: Locator): Promise<string> {
-  // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text we assert on
   return locator.innerText();
 }
 

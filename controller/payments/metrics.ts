@@ -1,0 +1,52 @@
+import { Counter, Histogram, Registry } from "prom-client";
+
+/** Prometheus metrics of the payment path, served on the gateway's internal port (/metrics). */
+export class PaymentMetrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: "x402_requests_total",
+    help: "Paid-route requests by offer and outcome (payment_required, rejected, served, upstream_failed, settle_failed, facilitator_unavailable)",
+    labelNames: ["offer", "outcome"],
+    registers: [this.registry],
+  });
+  readonly verified = new Counter({
+    name: "x402_payments_verified_total",
+    help: "Payments the facilitator verified",
+    labelNames: ["offer", "network"],
+    registers: [this.registry],
+  });
+  readonly settled = new Counter({
+    name: "x402_payments_settled_total",
+    help: "Payments settled on chain after a successful upstream response",
+    labelNames: ["offer", "network"],
+    registers: [this.registry],
+  });
+  readonly failed = new Counter({
+    name: "x402_payments_failed_total",
+    help: "Payments refused or not settled, by reason",
+    labelNames: ["offer", "reason"],
+    registers: [this.registry],
+  });
+  readonly duration = new Histogram({
+    name: "x402_request_duration_seconds",
+    help: "Time from request to response head for paid routes, by outcome",
+    labelNames: ["outcome"],
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly facilitatorDuration = new Histogram({
+    name: "x402_facilitator_duration_seconds",
+    help: "Facilitator call latency by operation",
+    labelNames: ["op"],
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
