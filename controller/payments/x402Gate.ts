@@ -20,6 +20,7 @@ import { encodePaymentRequiredHeader, encodePaymentResponseHeader } from "@x402/
 import type { PaymentRequiredV1, PaymentRequiredV2 } from "@x402/core/schemas";
 import type { FacilitatorClient } from "@x402/core/server";
 import type { PaymentPayload, PaymentRequired, PaymentRequirements, SettleResponse } from "@x402/core/types";
+import { toCaip2 } from "../../api/chains";
 import { type GatedRoute, GateResponse, type PaymentGate, type ProxyFn } from "../gateway/paymentGate";
 import type { HeldOffer } from "../gateway/routing";
 import type { PaymentMetrics } from "./metrics";
@@ -153,7 +154,9 @@ export class X402PaymentGate implements PaymentGate {
         message: verify.invalidMessage ?? "the facilitator rejected the payment",
       });
     }
-    const network = requirement.network;
+    // Labels and logs use CAIP-2 whatever version the buyer spoke.
+    const network =
+      matched.version === 2 ? matched.requirement.network : toCaip2(matched.requirement.network);
     metrics.verified.inc({ offer: offer.name, network });
     if (key) this.seen.set(key, this.expiry(matched));
 

@@ -72,7 +72,12 @@ describe("runtime: controller and gateway against the control plane", () => {
       "gateway",
       ["--kubeconfig", cp.kubeconfigPath, "--namespace", ns, "--port", String(port), "--host", "127.0.0.1"],
       logDir,
-      { INTERNAL_PORT: String(internalPort), INTERNAL_HOST: "127.0.0.1" },
+      // Unpaid requests never reach the facilitator; an unreachable one proves it.
+      {
+        INTERNAL_PORT: String(internalPort),
+        INTERNAL_HOST: "127.0.0.1",
+        FACILITATOR_URL: "http://127.0.0.1:9",
+      },
     );
     controllerArgs = [
       "--kubeconfig",
@@ -141,8 +146,11 @@ describe("runtime: controller and gateway against the control plane", () => {
     assert.match(String(echoed.forwardedFor), /127\.0\.0\.1/);
 
     const paid = await httpGet(`${publicUrl}/services/echo/anything`);
-    assert.equal(paid.status, 402, "paid routes go through the (default, not configured) payment gate");
-    assert.equal(JSON.parse(paid.text).error, "payment_not_configured");
+    assert.equal(paid.status, 402, "paid routes go through the x402 payment gate");
+    assert.ok(paid.headers.get("payment-required"), "the v2 requirements travel in PAYMENT-REQUIRED");
+    const v1 = JSON.parse(paid.text);
+    assert.equal(v1.x402Version, 1);
+    assert.equal(v1.accepts[0].network, "base-sepolia", "the body speaks v1, with the legacy network name");
     assert.ok(
       !upstream.requests.some((r) => r.url === "/anything"),
       "nothing was proxied for an unpaid request",

@@ -1,0 +1,400 @@
+/**
+ * x402 end to end, every part a real process on loopback: anvil with an EIP-3009 token, the
+ * self-run facilitator, the controller, the gateway (watching the control plane), a real
+ * upstream, and buyers using @x402/fetch and hand-made payment headers.
+ */
+import * as assert from "node:assert/strict";
+import * as http from "node:http";
+import * as path from "node:path";
+import { x402Client } from "@x402/core/client";
+import {
+  decodePaymentRequiredHeader,
+  decodePaymentResponseHeader,
+  encodePaymentSignatureHeader,
+} from "@x402/core/http";
+import type { PaymentPayload, PaymentRequired } from "@x402/core/types";
+import { registerExactEvmScheme } from "@x402/evm/exact/client";
+import { wrapFetchWithPayment } from "@x402/fetch";
+import type { Address } from "viem";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { ANVIL_KEYS } from "../harness/anvil";
+import type { ControlPlane } from "../harness/controlPlane";
+import { scratchDir, sharedControlPlane } from "../harness/env";
+import { type PaymentChain, startPaymentChain } from "../harness/paymentChain";
+import { freePort, type ManagedProcess, waitFor } from "../harness/processes";
+import {
+  createNamespace,
+  createObject,
+  installCrds,
+  startRuntime,
+  waitForCondition,
+  waitForHttp,
+} from "./runtime/helpers";
+
+const PRICE_ATOMIC = 1000n; // "0.001" with 6 decimals
+
+/** An upstream with a JSON route, a failing route and a slow server-sent-events stream. */
+class PaidUpstream {
+  readonly seen: { url: string; headers: http.IncomingHttpHeaders }[] = [];
+  private server?: http.Server;
+  port = 0;
+
+  async start(): Promise<void> {
+    this.port = await freePort();
+    this.server = http.createServer((req, res) => {
+      this.seen.push({ url: req.url ?? "", headers: req.headers });
+      if (req.url === "/health") return void res.writeHead(200).end("ok");
+      if (req.url?.startsWith("/fail"))
+        return void res.writeHead(500, { "content-type": "application/json" }).end('{"error":"boom"}');
+      if (req.url?.startsWith("/stream")) {
+        res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+        let n = 0;
+        const timer = setInterval(() => {
+          res.write(`data: token-${n}\n\n`);
+          if (++n === 4) {
+            clearInterval(timer);
+            res.end("data: [DONE]\n\n");
+          }
+        }, 300);
+        return;
+      }
+      res
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ ok: true, url: req.url }));
+    });
+    await new Promise<void>((resolve) => this.server!.listen(this.port, "127.0.0.1", resolve));
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+
+describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real processes)", function () {
+  this.timeout(5 * 60_000);
+
+  let cp: ControlPlane;
+  let chain: PaymentChain;
+  let facilitator: ManagedProcess;
+  let gateway: ManagedProcess;
+  let controller: ManagedProcess;
+  const upstream = new PaidUpstream();
+  let publicUrl: string;
+  let internalUrl: string;
+  let facilitatorPort: number;
+  let logDir: string;
+  const buyerKey = ANVIL_KEYS[2];
+  const buyer = privateKeyToAccount(buyerKey);
+  const payTo = privateKeyToAccount(generatePrivateKey()).address as Address;
+  const offerUrl = () => `${publicUrl}/services/paid`;
+
+  const payingFetch = () => {
+    const client = new x402Client();
+    registerExactEvmScheme(client, { signer: buyer });
+    client.setSpendControls(false); // the test token is not in the SDK's default asset table
+    return wrapFetchWithPayment(fetch, client);
+  };
+
+  /** A signed payment for the 402 of `url`, optionally with the requirement tampered before signing. */
+  async function signedPayment(
+    url: string,
+    tamper?: (r: PaymentRequired["accepts"][number]) => void,
+  ): Promise<PaymentPayload> {
+    const res = await fetch(url);
+    const required = decodePaymentRequiredHeader(res.headers.get("payment-required")!);
+    if (tamper) tamper(required.accepts[0]);
+    const client = new x402Client();
+    registerExactEvmScheme(client, { signer: buyer });
+    client.setSpendControls(false);
+    return client.createPaymentPayload(required);
+  }
+
+  const startFacilitator = () => {
+    facilitator = startRuntime("facilitator", "facilitator", [], logDir, {
+      SIGNER_KEY: ANVIL_KEYS[0],
+      RPC_URL: chain.anvil.rpcUrl,
+      PORT: String(facilitatorPort),
+      HOST: "127.0.0.1",
+    });
+    return waitForHttp("the facilitator", `http://127.0.0.1:${facilitatorPort}/supported`, facilitator);
+  };
+
+  before(async () => {
+    logDir = path.join(scratchDir("payments"), "logs");
+    cp = await sharedControlPlane();
+    await installCrds(cp);
+    const ns = `pay-${process.pid}`;
+    await createNamespace(cp, ns);
+    chain = await startPaymentChain(logDir);
+    await chain.mint(buyer.address, 10_000_000n);
+    await upstream.start();
+    facilitatorPort = await freePort();
+    await startFacilitator();
+    const [port, internalPort, controllerPort] = [await freePort(), await freePort(), await freePort()];
+    publicUrl = `http://127.0.0.1:${port}`;
+    internalUrl = `http://127.0.0.1:${internalPort}`;
+    gateway = startRuntime(
+      "gateway",
+      "gateway",
+      ["--kubeconfig", cp.kubeconfigPath, "--namespace", ns, "--port", String(port), "--host", "127.0.0.1"],
+      logDir,
+      {
+        INTERNAL_PORT: String(internalPort),
+        INTERNAL_HOST: "127.0.0.1",
+        FACILITATOR_URL: `http://127.0.0.1:${facilitatorPort}`,
+      },
+    );
+    controller = startRuntime(
+      "controller",
+      "controller",
+      [
+        "--kubeconfig",
+        cp.kubeconfigPath,
+        "--namespace",
+        ns,
+        "--gateway-internal-url",
+        internalUrl,
+        "--port",
+        String(controllerPort),
+        "--probe-interval-ms",
+        "1000",
+      ],
+      logDir,
+    );
+    await waitForHttp("the gateway", `${internalUrl}/healthz`, gateway);
+    await createObject(cp, ns, "serviceoffers", "ServiceOffer", "paid", {
+      type: "http",
+      description: "A paid echo",
+      upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
+      payment: {
+        scheme: "exact",
+        network: chain.network,
+        payTo,
+        asset: chain.asset,
+        price: { perRequest: "0.001" },
+        maxTimeoutSeconds: 120,
+      },
+      path: "/services/paid",
+    });
+    await waitForCondition(
+      cp,
+      ns,
+      "serviceoffers",
+      "paid",
+      { type: "Ready", status: "True" },
+      { logs: [controller, gateway] },
+    );
+    // The gateway routes a Ready offer within about a second of its status change.
+    await waitFor("the offer routed", async () => (await fetch(offerUrl())).status === 402, {
+      timeoutMs: 10_000,
+    });
+  });
+
+  after(async () => {
+    await Promise.all([gateway?.stop(), controller?.stop(), facilitator?.stop()]);
+    await upstream.stop();
+    await chain?.stop();
+  });
+
+  it("answers an unpaid request with 402: v2 PAYMENT-REQUIRED (CAIP-2) and a v1 body (legacy names)", async () => {
+    const res = await fetch(`${offerUrl()}/anything`);
+    assert.equal(res.status, 402);
+    const v2 = decodePaymentRequiredHeader(res.headers.get("payment-required")!);
+    assert.equal(v2.x402Version, 2);
+    assert.deepEqual(
+      {
+        network: v2.accepts[0].network,
+        amount: v2.accepts[0].amount,
+        payTo: v2.accepts[0].payTo,
+        asset: v2.accepts[0].asset,
+      },
+      { network: "eip155:84532", amount: PRICE_ATOMIC.toString(), payTo, asset: chain.asset.address },
+    );
+    const v1 = (await res.json()) as {
+      x402Version: number;
+      accepts: { network: string; maxAmountRequired: string }[];
+    };
+    assert.equal(v1.x402Version, 1);
+    assert.equal(v1.accepts[0].network, "base-sepolia");
+    assert.equal(v1.accepts[0].maxAmountRequired, "1000");
+    assert.ok(!upstream.seen.some((r) => r.url === "/anything"), "nothing was proxied");
+  });
+
+  it("a buyer pays with @x402/fetch: verified, proxied without payment headers, settled on chain, receipt returned", async () => {
+    const [buyerBefore, sellerBefore] = [await chain.balanceOf(buyer.address), await chain.balanceOf(payTo)];
+    const res = await payingFetch()(`${offerUrl()}/hello`);
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.deepEqual(await res.json(), { ok: true, url: "/hello" });
+    const receipt = decodePaymentResponseHeader(res.headers.get("payment-response")!);
+    assert.equal(receipt.success, true);
+    assert.match(receipt.transaction, /^0x[0-9a-f]{64}$/);
+    assert.equal(await chain.balanceOf(buyer.address), buyerBefore - PRICE_ATOMIC);
+    assert.equal(await chain.balanceOf(payTo), sellerBefore + PRICE_ATOMIC);
+    const proxied = upstream.seen.find((r) => r.url === "/hello")!;
+    assert.equal(proxied.headers["payment-signature"], undefined, "payment headers are stripped");
+  });
+
+  it("refuses a replayed payment without proxying or settling", async () => {
+    const payment = await signedPayment(`${offerUrl()}/once`);
+    const header = encodePaymentSignatureHeader(payment);
+    const first = await fetch(`${offerUrl()}/once`, { headers: { "payment-signature": header } });
+    assert.equal(first.status, 200);
+    const balance = await chain.balanceOf(buyer.address);
+    const again = await fetch(`${offerUrl()}/once`, { headers: { "payment-signature": header } });
+    assert.equal(again.status, 402);
+    assert.equal(((await again.json()) as { error: string }).error, "replayed");
+    assert.equal(await chain.balanceOf(buyer.address), balance, "nothing settled twice");
+    assert.equal(upstream.seen.filter((r) => r.url === "/once").length, 1, "proxied once");
+  });
+
+  describe("bad payments get a reason; nothing is proxied or settled", () => {
+    const cases: [string, (r: PaymentRequired["accepts"][number]) => void, RegExp][] = [
+      ["wrong amount", (r) => void (r.amount = "1"), /amount_mismatch/],
+      [
+        "wrong payTo",
+        (r) => void (r.payTo = "0x000000000000000000000000000000000000dEaD"),
+        /recipient_mismatch/,
+      ],
+      ["wrong asset", (r) => void (r.asset = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"), /asset_mismatch/],
+      ["wrong network", (r) => void (r.network = "eip155:8453"), /invalid_network/],
+      ["wrong scheme", (r) => void (r.scheme = "upto"), /unsupported_scheme/],
+    ];
+    for (const [what, tamper, reason] of cases) {
+      it(what, async () => {
+        const balance = await chain.balanceOf(buyer.address);
+        const url = `${offerUrl()}/bad-${what.replace(/ /g, "-")}`;
+        let payment: PaymentPayload;
+        try {
+          payment = await signedPayment(url, tamper);
+        } catch {
+          // The SDK refuses to sign some tampered requirements (e.g. an unknown scheme): forge it.
+          payment = await signedPayment(url);
+          tamper(payment.accepted);
+        }
+        const res = await fetch(url, {
+          headers: { "payment-signature": encodePaymentSignatureHeader(payment) },
+        });
+        assert.equal(res.status, 402);
+        assert.match(((await res.json()) as { error: string }).error, reason);
+        assert.equal(await chain.balanceOf(buyer.address), balance);
+        assert.ok(!upstream.seen.some((r) => r.url === new URL(url).pathname.replace("/services/paid", "")));
+      });
+    }
+
+    it("expired and not-yet-valid authorizations", async () => {
+      for (const [field, value, reason] of [
+        ["validBefore", "1", /expired/],
+        ["validAfter", String(Math.floor(Date.now() / 1000) + 3600), /not_yet_valid/],
+      ] as const) {
+        const payment = await signedPayment(`${offerUrl()}/time`);
+        (payment.payload.authorization as Record<string, string>)[field] = value;
+        const res = await fetch(`${offerUrl()}/time`, {
+          headers: { "payment-signature": encodePaymentSignatureHeader(payment) },
+        });
+        assert.equal(res.status, 402);
+        assert.match(((await res.json()) as { error: string }).error, reason);
+      }
+    });
+
+    it("a bad signature is refused by the facilitator's verification", async () => {
+      const payment = await signedPayment(`${offerUrl()}/sig`);
+      const sig = payment.payload.signature as string;
+      payment.payload.signature = `${sig.slice(0, 10)}${sig[10] === "0" ? "1" : "0"}${sig.slice(11)}`;
+      const res = await fetch(`${offerUrl()}/sig`, {
+        headers: { "payment-signature": encodePaymentSignatureHeader(payment) },
+      });
+      assert.equal(res.status, 402);
+      assert.match(((await res.json()) as { error: string }).error, /signature/);
+      assert.ok(!upstream.seen.some((r) => r.url === "/sig"));
+    });
+
+    it("malformed, wrong-version and oversized headers", async () => {
+      const url = `${offerUrl()}/malformed`;
+      const malformed = await fetch(url, { headers: { "payment-signature": "not base64 !!" } });
+      assert.equal(malformed.status, 400);
+      const notJson = await fetch(url, {
+        headers: { "payment-signature": Buffer.from("{nope").toString("base64") },
+      });
+      assert.equal(notJson.status, 400);
+      const v1InV2 = await fetch(url, {
+        headers: { "payment-signature": Buffer.from(JSON.stringify({ x402Version: 1 })).toString("base64") },
+      });
+      assert.equal(v1InV2.status, 402);
+      assert.equal(((await v1InV2.json()) as { error: string }).error, "invalid_x402_version");
+      const huge = await fetch(url, { headers: { "payment-signature": "A".repeat(9000) } });
+      assert.equal(huge.status, 400);
+      assert.ok(!upstream.seen.some((r) => r.url === "/malformed"));
+    });
+  });
+
+  it("does not settle when the upstream fails: the buyer gets the error and keeps the money", async () => {
+    const balance = await chain.balanceOf(buyer.address);
+    const res = await payingFetch()(`${offerUrl()}/fail`);
+    assert.equal(res.status, 500);
+    assert.equal(res.headers.get("payment-response"), null);
+    assert.equal(await chain.balanceOf(buyer.address), balance);
+  });
+
+  it("streams server-sent events through, paid once, without buffering the whole response", async () => {
+    const balance = await chain.balanceOf(buyer.address);
+    const started = Date.now();
+    const res = await payingFetch()(`${offerUrl()}/stream`);
+    assert.equal(res.status, 200);
+    assert.ok(res.headers.get("payment-response"));
+    const reader = res.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    const firstAt = Date.now() - started;
+    let rest = "";
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read())
+      rest += new TextDecoder().decode(chunk.value);
+    const doneAt = Date.now() - started;
+    assert.match(first, /token-0/);
+    assert.match(rest, /\[DONE\]/);
+    assert.ok(
+      doneAt - firstAt >= 600,
+      `the first event arrived ${doneAt - firstAt} ms before the end: streamed, not buffered`,
+    );
+    assert.equal(await chain.balanceOf(buyer.address), balance - PRICE_ATOMIC);
+  });
+
+  it("accepts v1 buyers (X-PAYMENT, legacy network name) and answers with X-PAYMENT-RESPONSE", async () => {
+    const res402 = await fetch(`${offerUrl()}/v1`);
+    const v1Required = (await res402.json()) as PaymentRequired;
+    const client = new x402Client();
+    registerExactEvmScheme(client, { signer: buyer });
+    client.setSpendControls(false);
+    const payment = await client.createPaymentPayload(v1Required);
+    assert.equal(payment.x402Version, 1);
+    const balance = await chain.balanceOf(buyer.address);
+    const res = await fetch(`${offerUrl()}/v1`, {
+      headers: { "x-payment": Buffer.from(JSON.stringify(payment)).toString("base64") },
+    });
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.equal(decodePaymentResponseHeader(res.headers.get("x-payment-response")!).success, true);
+    assert.equal(await chain.balanceOf(buyer.address), balance - PRICE_ATOMIC);
+  });
+
+  it("exposes payment metrics on the internal port only", async () => {
+    const text = await (await fetch(`${internalUrl}/metrics`)).text();
+    assert.match(text, /x402_payments_settled_total\{offer="paid",network="eip155:84532"\} [1-9]/);
+    assert.doesNotMatch(text, /network="base-sepolia"/, "v1 payments are counted under their CAIP-2 network");
+    assert.match(text, /x402_payments_failed_total\{offer="paid",reason="replayed"\} 1/);
+    assert.match(text, /x402_request_duration_seconds_bucket/);
+    assert.equal((await fetch(`${publicUrl}/metrics`)).status, 404);
+  });
+
+  it("fails closed with 503 when the facilitator is down: nothing proxied", async () => {
+    const payment = await signedPayment(`${offerUrl()}/down`);
+    await facilitator.stop();
+    try {
+      const res = await fetch(`${offerUrl()}/down`, {
+        headers: { "payment-signature": encodePaymentSignatureHeader(payment) },
+      });
+      assert.equal(res.status, 503);
+      assert.equal(((await res.json()) as { error: string }).error, "facilitator_unavailable");
+      assert.ok(!upstream.seen.some((r) => r.url === "/down"));
+    } finally {
+      await startFacilitator();
+    }
+  });
+});
