@@ -249,15 +249,39 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
 
   describe("bad payments get a reason; nothing is proxied or settled", () => {
     const cases: [string, (r: PaymentRequired["accepts"][number]) => void, RegExp][] = [
-      ["wrong amount", (r) => void (r.amount = "1"), /amount_mismatch/],
+      [
+        "wrong amount",
+        (r) => {
+          r.amount = "1";
+        },
+        /amount_mismatch/,
+      ],
       [
         "wrong payTo",
         (r) => void (r.payTo = "0x000000000000000000000000000000000000dEaD"),
         /recipient_mismatch/,
       ],
-      ["wrong asset", (r) => void (r.asset = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"), /asset_mismatch/],
-      ["wrong network", (r) => void (r.network = "eip155:8453"), /invalid_network/],
-      ["wrong scheme", (r) => void (r.scheme = "upto"), /unsupported_scheme/],
+      [
+        "wrong asset",
+        (r) => {
+          r.asset = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
+        },
+        /asset_mismatch/,
+      ],
+      [
+        "wrong network",
+        (r) => {
+          r.network = "eip155:8453";
+        },
+        /invalid_network/,
+      ],
+      [
+        "wrong scheme",
+        (r) => {
+          r.scheme = "upto";
+        },
+        /unsupported_scheme/,
+      ],
     ];
     for (const [what, tamper, reason] of cases) {
       it(what, async () => {
