@@ -258,7 +258,9 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       ],
       [
         "wrong payTo",
-        (r) => void (r.payTo = "0x000000000000000000000000000000000000dEaD"),
+        (r) => {
+          r.payTo = "0x000000000000000000000000000000000000dEaD";
+        },
         /recipient_mismatch/,
       ],
       [
