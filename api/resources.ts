@@ -139,6 +139,8 @@ export const purchaseRequestSpecSchema = z.object({
   payment: z.object({
     network: caip2Schema,
     asset: addressSchema.optional(),
+    /** Decimals of the payment token, to read maxPrice and budgets (6 for USDC). */
+    decimals: z.number().int().min(0).max(36).default(6),
     maxPrice: decimalSchema.meta({ description: "Most the buyer pays for one request, in token units" }),
   }),
   budget: z.object({

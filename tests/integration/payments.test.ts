@@ -25,6 +25,7 @@ import { freePort, type ManagedProcess, waitFor } from "../harness/processes";
 import {
   createNamespace,
   createObject,
+  getObject,
   installCrds,
   startRuntime,
   waitForCondition,
@@ -87,6 +88,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
   const buyer = privateKeyToAccount(buyerKey);
   const payTo = privateKeyToAccount(generatePrivateKey()).address as Address;
   const offerUrl = () => `${publicUrl}/services/paid`;
+  let ns: string;
 
   const payingFetch = () => {
     const client = new x402Client();
@@ -123,7 +125,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     logDir = path.join(scratchDir("payments"), "logs");
     cp = await sharedControlPlane();
     await installCrds(cp);
-    const ns = `pay-${process.pid}`;
+    ns = `pay-${process.pid}`;
     await createNamespace(cp, ns);
     chain = await startPaymentChain(logDir);
     await chain.mint(buyer.address, 10_000_000n);
@@ -422,5 +424,93 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     } finally {
       await startFacilitator();
     }
+  });
+
+  describe("the buyer proxy (behind LiteLLM's paid/* route)", () => {
+    const buyerAccount = privateKeyToAccount(ANVIL_KEYS[3]);
+    let buyerProc: ManagedProcess;
+    let buyerUrl: string;
+    let ledgerPath: string;
+
+    const startBuyerProcess = async () => {
+      const port = await freePort();
+      buyerUrl = `http://127.0.0.1:${port}`;
+      buyerProc = startRuntime(
+        "buyer",
+        "buyer",
+        ["--kubeconfig", cp.kubeconfigPath, "--namespace", ns, "--port", String(port), "--host", "127.0.0.1"],
+        logDir,
+        {
+          SIGNER_KEY: ANVIL_KEYS[3],
+          LEDGER_PATH: ledgerPath,
+        },
+      );
+      await waitForHttp("the buyer", `${buyerUrl}/healthz`, buyerProc);
+    };
+    const chat = (model: string) =>
+      fetch(`${buyerUrl}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
+      });
+
+    before(async () => {
+      ledgerPath = path.join(logDir, "..", "buyer", "ledger.jsonl");
+      await chain.mint(buyerAccount.address, 10_000_000n);
+      const purchase = (name: string, model: string, maxPrice: string) =>
+        createObject(cp, ns, "purchaserequests", "PurchaseRequest", name, {
+          endpoint: offerUrl(),
+          model,
+          payment: { network: chain.network, asset: chain.asset.address, decimals: 6, maxPrice },
+          budget: { maxPerRequest: "0.001", maxTotal: "0.002" },
+        });
+      await purchase("echo", "echo-model", "0.001");
+      await purchase("too-cheap", "cheap-model", "0.0005");
+      await startBuyerProcess();
+    });
+
+    after(async () => {
+      await buyerProc?.stop();
+    });
+
+    it("pays the seller for paid/<model>, with its own User-Agent, within the budget, and records the spend", async () => {
+      const before = await chain.balanceOf(buyerAccount.address);
+      const res = await chat("paid/echo-model");
+      assert.equal(res.status, 200, await res.clone().text());
+      assert.deepEqual(await res.json(), { ok: true, url: "/v1/chat/completions" });
+      assert.equal(await chain.balanceOf(buyerAccount.address), before - PRICE_ATOMIC);
+      const seen = upstream.seen.filter((r) => r.url === "/v1/chat/completions").at(-1)!;
+      assert.equal(seen.headers["user-agent"], "obol-stack-buyer/0.1");
+      assert.equal((await chat("echo-model")).status, 200, "the bare model name works too");
+      await waitFor(
+        "PurchaseRequest spend counters",
+        async () => {
+          const status = (await getObject(cp, ns, "purchaserequests", "echo"))?.status as
+            | { spentTotal?: string; requests?: number }
+            | undefined;
+          return status?.spentTotal === "0.002" && status.requests === 2;
+        },
+        { timeoutMs: 10_000 },
+      );
+    });
+
+    it("refuses what the budget does not allow, and remembers the spend across a restart", async () => {
+      const before = await chain.balanceOf(buyerAccount.address);
+      const over = await chat("paid/echo-model");
+      assert.equal(over.status, 402);
+      assert.equal(((await over.json()) as { error: { type: string } }).error.type, "over_max_total");
+      const cheap = await chat("paid/cheap-model");
+      assert.equal(((await cheap.json()) as { error: { type: string } }).error.type, "over_max_price");
+
+      await buyerProc.stop();
+      await startBuyerProcess();
+      const afterRestart = await chat("paid/echo-model");
+      assert.equal(afterRestart.status, 402, "the durable ledger still counts what was spent");
+      assert.equal(await chain.balanceOf(buyerAccount.address), before, "nothing more was paid");
+    });
+
+    it("answers 404 for a model nobody sells", async () => {
+      assert.equal((await chat("paid/unknown")).status, 404);
+    });
   });
 });

@@ -207,7 +207,7 @@ describe("runtime: reading a seller's 402", () => {
     maxTimeoutSeconds: 60,
     extra: {},
   };
-  const declared = { network: "eip155:84532", asset: USDC.address, maxPrice: "0.002" };
+  const declared = { network: "eip155:84532", asset: USDC.address, maxPrice: "0.002", decimals: 6 };
 
   it("parses the v2 PAYMENT-REQUIRED header and the v1 body with legacy network names", () => {
     const header = encodePaymentRequiredHeader({

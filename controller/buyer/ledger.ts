@@ -1,0 +1,104 @@
+/**
+ * The buyer's durable spend ledger: an append-only JSON-lines file, fsynced before a payment is
+ * signed. A payment is first *reserved*; it becomes *settled* (with its transaction) or is
+ * *released* when the seller did not charge. After a crash, a reservation with no outcome is
+ * counted as spent: a restart may under-spend the budget, never re-spend it.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+export type LedgerEvent =
+  | { kind: "reserved"; id: string; purchase: string; amount: string; at: number }
+  | { kind: "settled"; id: string; tx: string; at: number }
+  | { kind: "released"; id: string; at: number };
+
+interface Entry {
+  purchase: string;
+  amount: bigint;
+  at: number;
+  state: "reserved" | "settled" | "released";
+}
+
+export interface Spend {
+  /** Atomic units counted against the budget (settled + unresolved reservations). */
+  total: bigint;
+  /** The same, since 00:00 UTC of `now`. */
+  today: bigint;
+  /** Payments that settled. */
+  settledCount: number;
+}
+
+const DAY_MS = 86_400_000;
+
+export class SpendLedger {
+  private readonly entries = new Map<string, Entry>();
+  private readonly fd: number;
+
+  constructor(readonly file: string) {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    if (fs.existsSync(file)) {
+      const lines = fs.readFileSync(file, "utf8").split("\n");
+      lines.forEach((line, i) => {
+        if (!line.trim()) return;
+        try {
+          this.apply(JSON.parse(line) as LedgerEvent);
+        } catch {
+          // A torn last line (crash mid-write) is ignored; anything else is corruption.
+          if (i < lines.length - 2)
+            throw new Error(
+              `spend ledger ${file} is corrupt at line ${i + 1}; refusing to guess what was spent`,
+            );
+        }
+      });
+    }
+    this.fd = fs.openSync(file, "a", 0o600);
+  }
+
+  private apply(event: LedgerEvent): void {
+    if (event.kind === "reserved") {
+      this.entries.set(event.id, {
+        purchase: event.purchase,
+        amount: BigInt(event.amount),
+        at: event.at,
+        state: "reserved",
+      });
+      return;
+    }
+    const entry = this.entries.get(event.id);
+    if (entry) entry.state = event.kind;
+  }
+
+  private append(event: LedgerEvent): void {
+    fs.writeSync(this.fd, `${JSON.stringify(event)}\n`);
+    fs.fsyncSync(this.fd);
+    this.apply(event);
+  }
+
+  reserve(id: string, purchase: string, amount: bigint, at = Date.now()): void {
+    this.append({ kind: "reserved", id, purchase, amount: amount.toString(), at });
+  }
+
+  settle(id: string, tx: string, at = Date.now()): void {
+    this.append({ kind: "settled", id, tx, at });
+  }
+
+  release(id: string, at = Date.now()): void {
+    this.append({ kind: "released", id, at });
+  }
+
+  spend(purchase: string, now = Date.now()): Spend {
+    const dayStart = now - (now % DAY_MS);
+    const result: Spend = { total: 0n, today: 0n, settledCount: 0 };
+    for (const e of this.entries.values()) {
+      if (e.purchase !== purchase || e.state === "released") continue;
+      result.total += e.amount;
+      if (e.at >= dayStart) result.today += e.amount;
+      if (e.state === "settled") result.settledCount++;
+    }
+    return result;
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * The buyer proxy: the OpenAI-compatible upstream behind LiteLLM's static `paid/*` route.
+ * A request for model `paid/<m>` (or `<m>`) is matched to the PurchaseRequest whose spec.model
+ * is `<m>`, sent to that seller's endpoint, and paid with @x402/fetch when the seller answers
+ * 402 — only if the price fits the purchase's budget, which the durable ledger enforces across
+ * restarts. The seller's response (including SSE streams) is piped back unbuffered.
+ */
+import { randomUUID } from "node:crypto";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import { Readable } from "node:stream";
+import { x402Client } from "@x402/core/client";
+import { decodePaymentResponseHeader } from "@x402/core/http";
+import { registerExactEvmScheme } from "@x402/evm/exact/client";
+import { wrapFetchWithPayment } from "@x402/fetch";
+import type { LocalAccount } from "viem";
+import { fromAtomic } from "../../api/money";
+import type { PurchaseRequestSpec } from "../../api/resources";
+import { readJsonBody, sendJson } from "../shared/http";
+import { checkBudget } from "./budget";
+import type { SpendLedger } from "./ledger";
+
+export const BUYER_USER_AGENT = "obol-stack-buyer/0.1";
+const MAX_REQUEST_BYTES = 4 << 20;
+const FORWARDED_PATHS = new Set([
+  "/v1/chat/completions",
+  "/v1/completions",
+  "/v1/embeddings",
+  "/v1/responses",
+]);
+
+export interface Purchase {
+  readonly name: string;
+  readonly spec: PurchaseRequestSpec;
+}
+
+export interface BuyerOptions {
+  account: LocalAccount;
+  ledger: SpendLedger;
+  /** The purchase for a model name (without the `paid/` prefix), from the PurchaseRequest watch. */
+  purchaseFor(model: string): Purchase | undefined;
+  /** Called after each paid or refused request, to publish spend counters. */
+  onSpend?(purchase: Purchase): void;
+  log: (message: string) => void;
+  port?: number;
+  host?: string;
+}
+
+export interface RunningBuyer {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export function startBuyer(opts: BuyerOptions): Promise<RunningBuyer> {
+  const server = http.createServer((req, res) => {
+    handle(opts, req, res).catch((err) => {
+      opts.log(`buyer: ${err instanceof Error ? err.message : String(err)}`);
+      if (!res.headersSent) sendJson(res, 502, { error: { type: "buyer_error", message: String(err) } });
+      else res.destroy();
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(opts.port ?? 0, opts.host ?? "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo;
+      resolve({
+        url: `http://${opts.host ?? "127.0.0.1"}:${port}`,
+        close: () => new Promise((done) => server.close(() => done())),
+      });
+    });
+  });
+}
+
+async function handle(
+  opts: BuyerOptions,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<void> {
+  const path = (req.url ?? "/").split("?")[0];
+  if (req.method === "GET" && (path === "/healthz" || path === "/readyz"))
+    return sendJson(res, 200, { ok: true });
+  if (req.method !== "POST" || !FORWARDED_PATHS.has(path)) {
+    return sendJson(res, 404, {
+      error: { type: "not_found", message: `POST one of ${[...FORWARDED_PATHS].join(", ")}` },
+    });
+  }
+  const body = (await readJsonBody(req, MAX_REQUEST_BYTES)) as { model?: unknown };
+  const requested = typeof body?.model === "string" ? body.model.replace(/^paid\//, "") : "";
+  const purchase = opts.purchaseFor(requested);
+  if (!purchase) {
+    return sendJson(res, 404, {
+      error: { type: "unknown_model", message: `no PurchaseRequest for model "${requested}"` },
+    });
+  }
+
+  // One client per request: its hook sees the seller's price before anything is signed.
+  const paymentId = randomUUID();
+  let reserved = false;
+  let refusal: { reason: string; message: string } | undefined;
+  const client = new x402Client();
+  registerExactEvmScheme(client, { signer: opts.account });
+  client.setSpendControls(false); // the budget below is the spend control
+  client.onBeforePaymentCreation(async ({ selectedRequirements: r }) => {
+    const amount = BigInt(
+      (r as { amount?: string; maxAmountRequired?: string }).amount ??
+        (r as { maxAmountRequired?: string }).maxAmountRequired ??
+        "0",
+    );
+    const decision = checkBudget(
+      purchase.spec,
+      { network: r.network, asset: r.asset, amount },
+      opts.ledger.spend(purchase.name),
+    );
+    if (!decision.ok) {
+      refusal = { reason: decision.reason!, message: decision.message! };
+      return { abort: true, reason: decision.message! };
+    }
+    // Durable before the signature exists: a crash from here on counts the payment as spent.
+    opts.ledger.reserve(paymentId, purchase.name, amount);
+    reserved = true;
+    return undefined;
+  });
+  const paidFetch = wrapFetchWithPayment(fetch, client);
+  const target = `${purchase.spec.endpoint.replace(/\/+$/, "")}${path}`;
+  let upstream: Response;
+  try {
+    upstream = await paidFetch(target, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "user-agent": BUYER_USER_AGENT,
+        accept: String(req.headers.accept ?? "*/*"),
+      },
+      body: JSON.stringify({ ...body, model: purchase.spec.model }),
+    });
+  } catch (err) {
+    if (reserved) opts.ledger.release(paymentId);
+    opts.onSpend?.(purchase);
+    if (refusal) return sendJson(res, 402, { error: { type: refusal.reason, message: refusal.message } });
+    return sendJson(res, 502, {
+      error: {
+        type: "seller_unreachable",
+        message: `${target}: ${err instanceof Error ? err.message : String(err)}`,
+      },
+    });
+  }
+
+  const receiptHeader =
+    upstream.headers.get("payment-response") ?? upstream.headers.get("x-payment-response");
+  const receipt = receiptHeader ? safeDecode(receiptHeader) : undefined;
+  if (reserved) {
+    if (receipt?.success) opts.ledger.settle(paymentId, receipt.transaction);
+    else opts.ledger.release(paymentId); // the seller did not charge
+  }
+  opts.onSpend?.(purchase);
+  if (receipt?.success) {
+    const spent = opts.ledger.spend(purchase.name);
+    opts.log(`buyer: paid ${purchase.name} (tx ${receipt.transaction}); total ${spent.total}`);
+  }
+
+  const headers: Record<string, string> = {};
+  upstream.headers.forEach((value, key) => {
+    if (!["content-length", "transfer-encoding", "connection", "content-encoding"].includes(key))
+      headers[key] = value;
+  });
+  res.writeHead(upstream.status, headers);
+  if (!upstream.body) return void res.end();
+  Readable.fromWeb(upstream.body as import("node:stream/web").ReadableStream).pipe(res);
+}
+
+function safeDecode(header: string): { success: boolean; transaction: string } | undefined {
+  try {
+    return decodePaymentResponseHeader(header);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Spend counters for PurchaseRequest status, in token units. */
+export function spendStatus(ledger: SpendLedger, purchase: Purchase) {
+  const spend = ledger.spend(purchase.name);
+  return {
+    requests: spend.settledCount,
+    spentToday: fromAtomic(spend.today, purchase.spec.payment.decimals),
+    spentTotal: fromAtomic(spend.total, purchase.spec.payment.decimals),
+  };
+}
