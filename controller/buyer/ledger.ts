@@ -37,17 +37,19 @@ export class SpendLedger {
   constructor(readonly file: string) {
     fs.mkdirSync(path.dirname(file), { recursive: true });
     if (fs.existsSync(file)) {
-      const lines = fs.readFileSync(file, "utf8").split("\n");
-      lines.forEach((line, i) => {
+      const text = fs.readFileSync(file, "utf8");
+      // A crash mid-write leaves a torn last line without its newline: drop it (the event it
+      // held was never acted on), so later appends start on a fresh line.
+      const complete = text.slice(0, text.lastIndexOf("\n") + 1);
+      if (complete.length !== text.length) fs.truncateSync(file, Buffer.byteLength(complete));
+      complete.split("\n").forEach((line, i) => {
         if (!line.trim()) return;
         try {
           this.apply(JSON.parse(line) as LedgerEvent);
         } catch {
-          // A torn last line (crash mid-write) is ignored; anything else is corruption.
-          if (i < lines.length - 2)
-            throw new Error(
-              `spend ledger ${file} is corrupt at line ${i + 1}; refusing to guess what was spent`,
-            );
+          throw new Error(
+            `spend ledger ${file} is corrupt at line ${i + 1}; refusing to guess what was spent`,
+          );
         }
       });
     }

@@ -1,0 +1,217 @@
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { ServiceOfferSpec } from "../../api/resources";
+import { checkBudget } from "../../controller/buyer/budget";
+import { SpendLedger } from "../../controller/buyer/ledger";
+import {
+  isRejection,
+  matchPayment,
+  parsePaymentHeader,
+  replayKey,
+} from "../../controller/payments/paymentHeader";
+import { chargePerRequest, requirementsFor } from "../../controller/payments/requirements";
+
+const PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+const ASSET = {
+  address: "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+  symbol: "USDC",
+  decimals: 6,
+  transferMethod: "eip3009" as const,
+  eip712Name: "USDC",
+  eip712Version: "2",
+};
+const spec: ServiceOfferSpec = {
+  type: "http",
+  upstream: { url: "http://127.0.0.1:1", healthPath: "/health" },
+  payment: {
+    scheme: "exact",
+    network: "eip155:84532",
+    payTo: PAY_TO,
+    asset: ASSET,
+    price: { perRequest: "0.001" },
+    maxTimeoutSeconds: 300,
+  },
+  path: "/services/x",
+};
+const NOW = 1_800_000_000;
+const b64 = (x: unknown) => Buffer.from(JSON.stringify(x)).toString("base64");
+
+function v2Payment(overrides: { accepted?: object; authorization?: object } = {}) {
+  const reqs = requirementsFor(spec, "https://s/services/x");
+  return {
+    x402Version: 2,
+    accepted: { ...reqs.v2[0], ...overrides.accepted },
+    payload: {
+      signature: "0xsig",
+      authorization: {
+        from: "0x1111111111111111111111111111111111111111",
+        to: PAY_TO,
+        value: "1000",
+        validAfter: "0",
+        validBefore: String(NOW + 300),
+        nonce: `0x${"ab".repeat(32)}`,
+        ...overrides.authorization,
+      },
+    },
+  };
+}
+
+describe("x402 requirements", () => {
+  it("prices per request exactly, in both wire shapes", () => {
+    const reqs = requirementsFor(spec, "https://s/services/x");
+    assert.deepEqual(
+      { network: reqs.v2[0].network, amount: reqs.v2[0].amount, extra: reqs.v2[0].extra },
+      {
+        network: "eip155:84532",
+        amount: "1000",
+        extra: { name: "USDC", version: "2", assetTransferMethod: "eip3009" },
+      },
+    );
+    assert.equal(reqs.v1[0].network, "base-sepolia");
+    assert.equal(reqs.v1[0].maxAmountRequired, "1000");
+    assert.equal(reqs.v1[0].resource, "https://s/services/x");
+  });
+
+  it("charges perMTok on a fixed 1,000-token basis, rounded up", () => {
+    assert.equal(chargePerRequest({ ...spec.payment, price: { perMTok: "2" } }), 2000n);
+    assert.equal(chargePerRequest({ ...spec.payment, price: { perMTok: "0.0001" } }), 1n, "never free");
+  });
+
+  it("lists every accepted payment", () => {
+    const multi = {
+      ...spec,
+      payments: [{ ...spec.payment, network: "eip155:8453", price: { perRequest: "0.002" } }],
+    };
+    assert.deepEqual(
+      requirementsFor(multi, "u").v2.map((r) => [r.network, r.amount]),
+      [
+        ["eip155:84532", "1000"],
+        ["eip155:8453", "2000"],
+      ],
+    );
+  });
+});
+
+describe("payment headers", () => {
+  const reqs = requirementsFor(spec, "https://s/services/x");
+  const match = (payment: unknown, header = "payment-signature") => {
+    const parsed = parsePaymentHeader({ [header]: b64(payment) });
+    assert.ok(parsed && !isRejection(parsed), JSON.stringify(parsed));
+    return matchPayment(parsed, reqs, NOW);
+  };
+
+  it("accepts a payment that matches every signed field", () => {
+    const m = match(v2Payment());
+    assert.ok(!isRejection(m));
+    assert.equal(
+      replayKey(m),
+      `${ASSET.address.toLowerCase()}:0x1111111111111111111111111111111111111111:0x${"ab".repeat(32)}`,
+    );
+  });
+
+  it("names what is wrong", () => {
+    const reasons = [
+      v2Payment({ accepted: { amount: "999" } }),
+      v2Payment({ authorization: { value: "999" } }),
+      v2Payment({ authorization: { to: "0x2222222222222222222222222222222222222222" } }),
+      v2Payment({ accepted: { network: "eip155:1" } }),
+      v2Payment({ accepted: { asset: "0x3333333333333333333333333333333333333333" } }),
+      v2Payment({ accepted: { scheme: "upto" } }),
+      v2Payment({ authorization: { validBefore: String(NOW + 2) } }),
+      v2Payment({ authorization: { validAfter: String(NOW + 60) } }),
+    ].map((p) => {
+      const m = match(p);
+      return isRejection(m) ? m.reason : "accepted";
+    });
+    assert.deepEqual(reasons, [
+      "amount_mismatch",
+      "amount_mismatch",
+      "recipient_mismatch",
+      "invalid_network",
+      "asset_mismatch",
+      "unsupported_scheme",
+      "expired",
+      "not_yet_valid",
+    ]);
+  });
+
+  it("maps v1 legacy names to the CAIP-2 requirement", () => {
+    const v1 = { x402Version: 1, scheme: "exact", network: "base-sepolia", payload: v2Payment().payload };
+    const m = match(v1, "x-payment");
+    assert.ok(!isRejection(m) && m.version === 1 && m.requirement.network === "base-sepolia");
+  });
+
+  it("refuses malformed, oversized and wrong-version headers with 400/402", () => {
+    const status = (headers: Record<string, string>) => {
+      const r = parsePaymentHeader(headers);
+      return isRejection(r) ? [r.status, r.reason] : r;
+    };
+    assert.equal(parsePaymentHeader({}), undefined);
+    assert.deepEqual(status({ "payment-signature": "%%%" }), [400, "malformed_payment"]);
+    assert.deepEqual(status({ "payment-signature": "A".repeat(9000) }), [400, "payment_header_too_large"]);
+    assert.deepEqual(status({ "payment-signature": b64({ x402Version: 1 }) }), [402, "invalid_x402_version"]);
+    assert.deepEqual(status({ "x-payment": b64({ x402Version: 2 }) }), [402, "invalid_x402_version"]);
+    assert.deepEqual(status({ "payment-signature": b64({ x402Version: 2, accepted: {} }) }), [
+      400,
+      "invalid_payload",
+    ]);
+  });
+});
+
+describe("buyer budget and ledger", () => {
+  const purchase = {
+    endpoint: "https://s/services/x",
+    model: "m",
+    payment: { network: "eip155:84532", decimals: 6, maxPrice: "0.002" },
+    budget: { maxPerRequest: "0.0015", maxPerDay: "0.003", maxTotal: "0.004" },
+  };
+  const offer = (amount: bigint) => ({ network: "eip155:84532", asset: ASSET.address, amount });
+
+  it("enforces price, per-request, per-day and total limits", () => {
+    const none = { total: 0n, today: 0n, settledCount: 0 };
+    assert.ok(checkBudget(purchase, offer(1000n), none).ok);
+    assert.equal(checkBudget(purchase, offer(2500n), none).reason, "over_max_price");
+    assert.equal(checkBudget(purchase, offer(1600n), none).reason, "over_max_per_request");
+    assert.equal(
+      checkBudget(purchase, offer(1000n), { total: 2500n, today: 2500n, settledCount: 2 }).reason,
+      "over_max_per_day",
+    );
+    assert.equal(
+      checkBudget(purchase, offer(1000n), { total: 3500n, today: 0n, settledCount: 3 }).reason,
+      "over_max_total",
+    );
+    assert.equal(
+      checkBudget(purchase, { ...offer(1000n), network: "eip155:8453" }, none).reason,
+      "wrong_network",
+    );
+  });
+
+  it("persists reservations; unresolved ones count as spent after a restart; released ones do not", () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ledger-")), "ledger.jsonl");
+    const day = 1_800_000_000_000;
+    const ledger = new SpendLedger(file);
+    ledger.reserve("a", "p", 1000n, day);
+    ledger.settle("a", "0xtx", day);
+    ledger.reserve("b", "p", 500n, day);
+    ledger.release("b", day);
+    ledger.reserve("c", "p", 250n, day); // crash before the outcome
+    ledger.reserve("d", "other", 7n, day - 86_400_000);
+    ledger.close();
+    fs.appendFileSync(file, '{"kind":"settled","id":"c"'); // a torn last line
+
+    const reopened = new SpendLedger(file);
+    assert.deepEqual(reopened.spend("p", day), { total: 1250n, today: 1250n, settledCount: 1 });
+    assert.deepEqual(reopened.spend("other", day), { total: 7n, today: 0n, settledCount: 0 });
+    reopened.settle("c", "0xtx2", day);
+    reopened.close();
+    assert.deepEqual(
+      new SpendLedger(file).spend("p", day),
+      { total: 1250n, today: 1250n, settledCount: 2 },
+      "appends after a torn line stay readable",
+    );
+    fs.writeFileSync(file, 'garbage\n{"kind":"released","id":"a","at":1}\n');
+    assert.throws(() => new SpendLedger(file), /corrupt at line 1/);
+  });
+});
