@@ -120,7 +120,12 @@ const rawPurchase = z.strictObject({
   name: z.string(),
   endpoint: z.string(),
   model: z.string().min(1),
-  payment: z.strictObject({ network: z.string(), asset: z.string().optional(), maxPrice: amount }),
+  payment: z.strictObject({
+    network: z.string(),
+    asset: z.string().optional(),
+    decimals: z.number().int().min(0).max(36).optional(),
+    maxPrice: amount,
+  }),
   budget: z.strictObject({
     maxPerRequest: amount,
     maxPerDay: amount.optional(),
@@ -209,7 +214,7 @@ export interface PurchaseConfig {
   name: string;
   endpoint: string;
   model: string;
-  payment: { network: `eip155:${number}`; asset?: string; maxPrice: string };
+  payment: { network: `eip155:${number}`; asset?: string; decimals: number; maxPrice: string };
   budget: { maxPerRequest: string; maxPerDay?: string; maxTotal?: string };
 }
 
@@ -492,13 +497,24 @@ export function parseStackConfig(raw: Record<string, unknown>, ctx: ParseContext
     if (p.payment.asset !== undefined && !isAddress(p.payment.asset, { strict: false })) {
       issue(`${at}.payment.asset`, `"${p.payment.asset}" is not an address`);
     }
-    if (network && maxPrice && maxPerRequest) {
+    // Budgets are in token units: the token's decimals must be known to count them exactly.
+    const usdc = network ? chainInfo(network)?.usdc : undefined;
+    const isUsdc = !p.payment.asset || (usdc && p.payment.asset.toLowerCase() === usdc.address.toLowerCase());
+    const decimals = p.payment.decimals ?? (isUsdc ? usdc?.decimals : undefined);
+    if (network && decimals === undefined) {
+      issue(
+        `${at}.payment.decimals`,
+        "required when the asset is not the chain's USDC (the token's decimals, e.g. 18)",
+      );
+    }
+    if (network && maxPrice && maxPerRequest && decimals !== undefined) {
       purchases.push({
         name: p.name,
         endpoint: p.endpoint,
         model: p.model,
         payment: {
           network,
+          decimals,
           maxPrice,
           ...(p.payment.asset && isAddress(p.payment.asset, { strict: false })
             ? { asset: getAddress(p.payment.asset) }

@@ -3,6 +3,7 @@ import { GROUP } from "../api/resources";
 import { RuntimeWorkload } from "./runtimeWorkload";
 
 export const BUYER_PORT = 8402;
+const LEDGER_DIR = "/var/lib/obol-buyer";
 
 export interface BuyerArgs {
   namespace: pulumi.Input<string>;
@@ -32,8 +33,19 @@ export class Buyer extends pulumi.ComponentResource {
           { apiGroups: [GROUP], resources: ["purchaserequests"], verbs: ["get", "list", "watch"] },
           { apiGroups: [GROUP], resources: ["purchaserequests/status"], verbs: ["get", "update", "patch"] },
         ],
-        ...(args.signerKey ? { secretFiles: { "signer-key": args.signerKey } } : {}),
-        env: args.signerKey ? [{ name: "SIGNER_KEY_FILE", value: "/var/run/secrets/obol/signer-key" }] : [],
+        ...(args.signerKey
+          ? {
+              secretFiles: { "signer-key": args.signerKey },
+              // The spend ledger must outlive the pod, or a restart could re-spend the budget.
+              persistentVolume: { mountPath: LEDGER_DIR, size: "1Gi" },
+            }
+          : {}),
+        env: args.signerKey
+          ? [
+              { name: "SIGNER_KEY_FILE", value: "/var/run/secrets/obol/signer-key" },
+              { name: "LEDGER_PATH", value: `${LEDGER_DIR}/ledger.jsonl` },
+            ]
+          : [],
       },
       { parent: this },
     );

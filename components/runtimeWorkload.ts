@@ -25,6 +25,8 @@ export interface RuntimeWorkloadArgs {
   /** Secret values, mounted as files under /var/run/secrets/obol (never as env literals). */
   secretFiles?: Record<string, pulumi.Input<string>>;
   replicas?: number;
+  /** A persistent volume for state that must survive restarts (one replica, Recreate rollouts). */
+  persistentVolume?: { mountPath: string; size: string };
 }
 
 /**
@@ -75,12 +77,35 @@ export class RuntimeWorkload extends pulumi.ComponentResource {
       volumeMounts.push({ name: "secrets", mountPath: "/var/run/secrets/obol", readOnly: true });
     }
 
+    if (args.persistentVolume) {
+      const claim = new k8s.core.v1.PersistentVolumeClaim(
+        args.component,
+        {
+          metadata: {
+            ...meta,
+            name: `${args.component}-data`,
+            // Provisioners such as k3d's local-path bind when the pod is scheduled.
+            annotations: { "pulumi.com/skipAwait": "true" },
+          },
+          spec: {
+            accessModes: ["ReadWriteOnce"],
+            resources: { requests: { storage: args.persistentVolume.size } },
+          },
+        },
+        { parent: this },
+      );
+      volumes.push({ name: "data", persistentVolumeClaim: { claimName: claim.metadata.name } });
+      volumeMounts.push({ name: "data", mountPath: args.persistentVolume.mountPath });
+    }
+
     this.deployment = new k8s.apps.v1.Deployment(
       args.component,
       {
         metadata: meta,
         spec: {
-          replicas: args.replicas ?? 1,
+          replicas: args.persistentVolume ? 1 : (args.replicas ?? 1),
+          // Two pods must never write the same state at once.
+          ...(args.persistentVolume ? { strategy: { type: "Recreate" } } : {}),
           selector: { matchLabels: selector },
           template: {
             metadata: { labels: { ...labels, ...selector } },

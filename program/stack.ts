@@ -9,6 +9,7 @@ import { Gateway } from "../components/gateway";
 import { LiteLLM } from "../components/litellm";
 import { Offer } from "../components/offer";
 import { Platform } from "../components/platform";
+import { Purchase } from "../components/purchase";
 import { Tunnel } from "../components/tunnel";
 import { AgentRegistration } from "../providers/agentRegistration";
 import { GeneratedSecret } from "../providers/generatedSecret";
@@ -131,6 +132,10 @@ export function deployStack(cfg: StackConfig) {
       { namespace, name: offer.name, spec: offer.spec, publicBaseUrl: publicUrl },
       inPlatform,
     ).endpoint;
+  }
+
+  for (const purchase of cfg.purchases) {
+    new Purchase(`purchase-${purchase.name}`, { namespace, purchase }, inPlatform);
   }
 
   // ERC-8004: one registration per chain the offers use. They live on-chain, not on the

@@ -8,10 +8,13 @@ import { privateKeyToAccount } from "viem/accounts";
 import { parse as parseYaml } from "yaml";
 import { identityRegistryArtifact } from "../../contracts/compile";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../harness/anvil";
+import { kubeRequest } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import { deploymentAvailability, kubeGet, programStack, serviceOfferNames } from "../harness/project";
 import { outputCollector, storedStateText } from "../harness/pulumi";
 
+/** anvil's fourth development key (a test value, never a real wallet). */
+const BUYER_KEY = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
 const EXPECTED_DEPLOYMENTS = ["cloudflared", "litellm", "obol-controller", "x402-buyer", "x402-gateway"];
 
 /** Resource operations the engine planned or performed, by resource type and name. */
@@ -67,6 +70,29 @@ describe("the Pulumi program against a real control plane", function () {
           "obol-stack:cluster": { value: JSON.stringify({ mode: "kubeconfig" }) },
           "obol-stack:kubeconfig": { value: cluster.kubeconfig, secret: true },
           "obol-stack:namespace": { value: namespace },
+          "obol-stack:purchases": {
+            value: JSON.stringify([
+              {
+                name: "remote-llama",
+                endpoint: "https://other-seller.example.com/services/llama",
+                model: "llama3.2",
+                payment: { network: "base-sepolia", maxPrice: "0.002" },
+                budget: { maxPerRequest: "0.002", maxPerDay: "1", maxTotal: "10" },
+              },
+            ]),
+          },
+          "obol-stack:buyerSignerKey": { value: BUYER_KEY, secret: true },
+        },
+      });
+      // The buyer's ledger volume: a pre-provisioned PersistentVolume (no provisioner here).
+      await kubeRequest(cluster.server, cluster.token, "POST", "/api/v1/persistentvolumes", {
+        apiVersion: "v1",
+        kind: "PersistentVolume",
+        metadata: { name: `ledger-${process.pid}` },
+        spec: {
+          capacity: { storage: "1Gi" },
+          accessModes: ["ReadWriteOnce"],
+          hostPath: { path: "/tmp/obol-ledger" },
         },
       });
     });
@@ -80,6 +106,27 @@ describe("the Pulumi program against a real control plane", function () {
       assert.equal(up.summary.result, "succeeded", log.text());
       await assertStackHealthy(target, namespace, ["llama", "weather"]);
       assert.equal(up.outputs.offerEndpoints.value.weather, "/services/weather");
+      const purchase = await kubeGet<{ spec: { payment: { network: string; decimals: number } } }>(
+        target,
+        `/apis/obol.org/v1alpha1/namespaces/${namespace}/purchaserequests/remote-llama`,
+      );
+      assert.deepEqual(purchase.body.spec.payment, {
+        network: "eip155:84532",
+        decimals: 6,
+        maxPrice: "0.002",
+      });
+      const buyer = await kubeGet<{
+        spec: {
+          strategy: { type: string };
+          template: { spec: { volumes: { persistentVolumeClaim?: { claimName: string } }[] } };
+        };
+      }>(target, `/apis/apps/v1/namespaces/${namespace}/deployments/x402-buyer`);
+      assert.equal(buyer.body.spec.strategy.type, "Recreate", "one writer of the spend ledger at a time");
+      assert.ok(
+        buyer.body.spec.template.spec.volumes.some(
+          (v) => v.persistentVolumeClaim?.claimName === "x402-buyer-data",
+        ),
+      );
       assert.match(up.outputs.gatewayService.value, /^http:\/\/x402-gateway\./);
       assert.match(up.outputs.liteLLMService.value, /^http:\/\/litellm\./);
     });
@@ -104,6 +151,7 @@ describe("the Pulumi program against a real control plane", function () {
       };
       assert.equal(where(masterKey), "", "the generated LiteLLM master key is encrypted in state");
       assert.equal(where(cluster.token), "", "the kubeconfig's bearer token is encrypted in state");
+      assert.equal(where(BUYER_KEY.slice(2)), "", "the buyer's wallet key is encrypted in state");
       assert.match(state, /"ciphertext":/, "state does hold secrets, as ciphertext");
       const configMaps = await kubeGet<{ items: { data?: Record<string, string> }[] }>(
         target,

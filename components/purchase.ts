@@ -1,0 +1,33 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import type { PurchaseConfig } from "../api/config";
+import { API_VERSION } from "../api/resources";
+import { labelsFor } from "./labels";
+
+export interface PurchaseArgs {
+  namespace: pulumi.Input<string>;
+  purchase: PurchaseConfig;
+}
+
+/** One PurchaseRequest: what to buy from which seller, and the most to spend on it. */
+export class Purchase extends pulumi.ComponentResource {
+  constructor(name: string, args: PurchaseArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("obol:index:Purchase", name, {}, opts);
+    const { name: purchaseName, ...spec } = args.purchase;
+    new k8s.apiextensions.CustomResource(
+      purchaseName,
+      {
+        apiVersion: API_VERSION,
+        kind: "PurchaseRequest",
+        metadata: {
+          namespace: args.namespace,
+          name: purchaseName,
+          labels: labelsFor("purchase", purchaseName),
+        },
+        spec,
+      },
+      { parent: this },
+    );
+    this.registerOutputs({});
+  }
+}
