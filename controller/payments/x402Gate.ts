@@ -130,6 +130,11 @@ export class X402PaymentGate implements PaymentGate {
         message: "this payment authorization was already used",
       });
     }
+    // Claimed before the first await: concurrent copies of one authorization see it at once.
+    if (key) this.seen.set(key, this.expiry(matched));
+    const unclaim = () => {
+      if (key) this.seen.delete(key);
+    };
 
     const payload = matched.payload as PaymentPayload;
     const requirement = matched.requirement as PaymentRequirements;
@@ -137,6 +142,7 @@ export class X402PaymentGate implements PaymentGate {
     try {
       verify = await this.timed("verify", () => this.opts.facilitator.verify(payload, requirement));
     } catch (err) {
+      unclaim();
       this.opts.log(`x402: facilitator verify failed for offer ${offer.name}: ${describe(err)}`);
       metrics.failed.inc({ offer: offer.name, reason: "facilitator_unavailable" });
       answer(
@@ -148,6 +154,7 @@ export class X402PaymentGate implements PaymentGate {
       return;
     }
     if (!verify.isValid) {
+      unclaim();
       return refuse({
         status: 402,
         reason: verify.invalidReason ?? "invalid_payment",
@@ -158,7 +165,6 @@ export class X402PaymentGate implements PaymentGate {
     const network =
       matched.version === 2 ? matched.requirement.network : toCaip2(matched.requirement.network);
     metrics.verified.inc({ offer: offer.name, network });
-    if (key) this.seen.set(key, this.expiry(matched));
 
     let settlement: SettleResponse | undefined;
     const outcome = await proxy({
@@ -197,7 +203,7 @@ export class X402PaymentGate implements PaymentGate {
         return { [responseHeader]: encodePaymentResponseHeader(settlement) };
       },
     });
-    if (!settlement?.success && key) this.seen.delete(key); // not charged: the authorization may be retried
+    if (!settlement?.success) unclaim(); // not charged: the authorization may be retried
     done(
       settlement?.success
         ? "served"
