@@ -422,7 +422,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     const text = await (await fetch(`${internalUrl}/metrics`)).text();
     assert.match(text, /x402_payments_settled_total\{offer="paid",network="eip155:84532"\} [1-9]/);
     assert.doesNotMatch(text, /network="base-sepolia"/, "v1 payments are counted under their CAIP-2 network");
-    assert.match(text, /x402_payments_failed_total\{offer="paid",reason="replayed"\} [1-9]);
+    assert.match(text, /x402_payments_failed_total\{offer="paid",reason="replayed"\} [1-9]/);
     assert.match(text, /x402_request_duration_seconds_bucket/);
     assert.equal((await fetch(`${publicUrl}/metrics`)).status, 404);
   });
