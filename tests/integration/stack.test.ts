@@ -3,13 +3,13 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
-import { createPublicClient, createWalletClient, getAddress, http } from "viem";
+import { createPublicClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { parse as parseYaml } from "yaml";
-import { identityRegistryArtifact } from "../../contracts/compile";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../harness/anvil";
 import { kubeRequest } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
+import { deployIdentityRegistry } from "../harness/identityRegistry";
 import { deploymentAvailability, kubeGet, programStack, serviceOfferNames } from "../harness/project";
 import { outputCollector, storedStateText } from "../harness/pulumi";
 
@@ -331,15 +331,7 @@ describe("the Pulumi program against a real control plane", function () {
       k3dHome = path.join(dir, "k3d");
       // A chain with the ERC-8004 registry, so the resume also proves the identity is reused.
       anvil = await startAnvil({ logDir: path.join(dir, "logs"), chainId: 84532 });
-      const { abi, bytecode } = identityRegistryArtifact();
-      const deployer = createWalletClient({
-        account: privateKeyToAccount(ANVIL_KEYS[0]),
-        transport: http(anvil.rpcUrl),
-      });
-      const receipt = await createPublicClient({ transport: http(anvil.rpcUrl) }).waitForTransactionReceipt({
-        hash: await deployer.deployContract({ abi, bytecode, chain: null }),
-      });
-      const registry = getAddress(receipt.contractAddress!);
+      const registry = await deployIdentityRegistry(anvil.rpcUrl);
       stack = await programStack({
         dir,
         stackName: "k3d",

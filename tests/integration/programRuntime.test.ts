@@ -1,0 +1,169 @@
+/**
+ * The program and the runtime together: `pulumi up` declares an offer (and an ERC-8004
+ * registration on anvil); the controller and gateway, run as real processes against the same
+ * cluster (kwok runs no containers), make it Ready, route it, list it in the catalogs, and
+ * publish the on-chain registration in /.well-known/agent-registration.json.
+ */
+import * as assert from "node:assert/strict";
+import * as path from "node:path";
+import type { Stack } from "@pulumi/pulumi/automation";
+import { ANVIL_KEYS, type Anvil, startAnvil } from "../harness/anvil";
+import type { ControlPlane } from "../harness/controlPlane";
+import { scratchDir, sharedControlPlane } from "../harness/env";
+import { deployIdentityRegistry } from "../harness/identityRegistry";
+import { freePort, type ManagedProcess, waitFor } from "../harness/processes";
+import { programStack } from "../harness/project";
+import { outputCollector } from "../harness/pulumi";
+import { startRuntime, Upstream, waitForCondition, waitForHttp } from "./runtime/helpers";
+
+describe("pulumi up + the runtime: a declared offer becomes Ready, routed and published", function () {
+  this.timeout(10 * 60_000);
+  const namespace = `prog-${process.pid}`;
+  const upstream = new Upstream();
+  const log = outputCollector();
+  let cp: ControlPlane;
+  let anvil: Anvil;
+  let registry: string;
+  let stack: Stack;
+  let agentId: string;
+  let gateway: ManagedProcess;
+  let controller: ManagedProcess;
+  let publicUrl: string;
+
+  before(async () => {
+    const dir = scratchDir("program-runtime");
+    cp = await sharedControlPlane();
+    anvil = await startAnvil({ logDir: path.join(dir, "logs"), chainId: 84532 });
+    registry = await deployIdentityRegistry(anvil.rpcUrl);
+    await upstream.start();
+    stack = await programStack({
+      dir,
+      stackName: "prog",
+      fromDevStack: false,
+      config: {
+        "obol-stack:cluster": { value: JSON.stringify({ mode: "kubeconfig" }) },
+        "obol-stack:kubeconfig": { value: cp.kubeconfig, secret: true },
+        "obol-stack:namespace": { value: namespace },
+        "obol-stack:tunnel": { value: JSON.stringify({ mode: "none" }) },
+        "obol-stack:publicBaseUrl": { value: "https://seller.example.com" },
+        "obol-stack:offers": {
+          value: JSON.stringify([
+            {
+              name: "echo",
+              description: "Echoes the request",
+              upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
+              payment: {
+                network: "base-sepolia",
+                payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                price: { perRequest: "0.001" },
+              },
+              routes: [{ path: "/free/*", gate: "free" }],
+            },
+          ]),
+        },
+        "obol-stack:identity": {
+          value: JSON.stringify({
+            register: true,
+            name: "Program test seller",
+            rpcUrls: { "base-sepolia": anvil.rpcUrl },
+            registries: { "base-sepolia": registry },
+          }),
+        },
+        "obol-stack:identitySignerKey": { value: ANVIL_KEYS[1], secret: true },
+      },
+    });
+    const up = await stack.up({ onOutput: log.onOutput });
+    assert.equal(up.summary.result, "succeeded", log.text());
+    agentId = up.outputs.agentIds.value["eip155:84532"];
+
+    const logDir = path.join(dir, "logs");
+    const [port, internalPort, controllerPort] = [await freePort(), await freePort(), await freePort()];
+    publicUrl = `http://127.0.0.1:${port}`;
+    gateway = startRuntime(
+      "gateway",
+      "gateway",
+      [
+        "--kubeconfig",
+        cp.kubeconfigPath,
+        "--namespace",
+        namespace,
+        "--port",
+        String(port),
+        "--host",
+        "127.0.0.1",
+        "--public-base-url",
+        "https://seller.example.com",
+      ],
+      logDir,
+      {
+        INTERNAL_PORT: String(internalPort),
+        INTERNAL_HOST: "127.0.0.1",
+        FACILITATOR_URL: "http://127.0.0.1:9",
+      },
+    );
+    controller = startRuntime(
+      "controller",
+      "controller",
+      [
+        "--kubeconfig",
+        cp.kubeconfigPath,
+        "--namespace",
+        namespace,
+        "--gateway-internal-url",
+        `http://127.0.0.1:${internalPort}`,
+        "--port",
+        String(controllerPort),
+        "--probe-interval-ms",
+        "1000",
+      ],
+      logDir,
+    );
+    await waitForHttp("the gateway", `http://127.0.0.1:${internalPort}/healthz`, gateway);
+  });
+
+  after(async () => {
+    await Promise.all([gateway?.stop(), controller?.stop()]);
+    if (stack) await stack.destroy({ onOutput: log.onOutput }).catch(() => undefined);
+    await upstream.stop();
+    await anvil?.stop();
+  });
+
+  it("reaches Ready and is served through the gateway at /services/<name>/", async () => {
+    await waitForCondition(
+      cp,
+      namespace,
+      "serviceoffers",
+      "echo",
+      { type: "Ready", status: "True" },
+      { logs: [controller, gateway] },
+    );
+    await waitFor(
+      "the offer routed",
+      async () => (await fetch(`${publicUrl}/services/echo/free/hi`)).status === 200,
+      { timeoutMs: 10_000 },
+    );
+    const res = await fetch(`${publicUrl}/services/echo/free/hi`);
+    assert.equal(((await res.json()) as { url: string }).url, "/free/hi");
+    assert.equal((await fetch(`${publicUrl}/services/echo/paid`)).status, 402);
+  });
+
+  it("is listed in services.json, skill.md and the storefront", async () => {
+    const services = await (await fetch(`${publicUrl}/api/services.json`)).text();
+    assert.match(services, /"echo"/);
+    assert.match(await (await fetch(`${publicUrl}/skill.md`)).text(), /services\/echo/);
+    assert.match(await (await fetch(`${publicUrl}/`)).text(), /Echoes the request/);
+  });
+
+  it("publishes the on-chain registration: eip155:<chainId>:<registry> with the minted agentId", async () => {
+    const doc = (await (await fetch(`${publicUrl}/.well-known/agent-registration.json`)).json()) as {
+      active: boolean;
+      name: string;
+      registrations: { agentId: number; agentRegistry: string }[];
+    };
+    assert.equal(doc.active, true);
+    assert.equal(doc.name, "Program test seller");
+    assert.deepEqual(doc.registrations, [
+      { agentId: Number(agentId), agentRegistry: `eip155:84532:${registry}` },
+    ]);
+  });
+});
