@@ -69,6 +69,8 @@ build_k8s_provider() {
   # The upstream main package embeds two generated files; generate them from the committed
   # schema the same way upstream's generate.go does (set .version, re-marshal compactly).
   local src
+  # The generated files come from the module's source: fetch it first (a cold cache has nothing).
+  go mod download github.com/pulumi/pulumi-kubernetes/provider/v4
   src="$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)/cmd/pulumi-resource-kubernetes"
   node -e '
     const fs = require("fs"); const [src, version] = process.argv.slice(1);
@@ -105,6 +107,7 @@ build_kwok() {
   # kwok itself ships no default behaviour: the node and pod lifecycle "stages" are YAML in its
   # module (kwokctl embeds them). Install the fast ones kwokctl uses, with lease heartbeats.
   local src stages="$1/../share/kwok-stages.yaml"
+  go mod download sigs.k8s.io/kwok
   src="$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage"
   mkdir -p "$(dirname "$stages")"
   : >"$stages"
