@@ -23,6 +23,7 @@ import {
   createObject,
   installCrds,
   startRuntime,
+  startSellerRuntime,
   waitForCondition,
   waitForHttp,
 } from "../tests/integration/runtime/helpers";
@@ -45,8 +46,9 @@ async function main() {
     await chain.mint(buyer.address, 1_000_000_000n);
 
     const tsx = path.join(REPO, "node_modules/tsx/dist/cli.mjs");
-    const [upstreamPort, barePort, facilitatorPort, gatewayPort, internalPort, controllerPort] =
-      await Promise.all(Array.from({ length: 6 }, () => freePort()));
+    const [upstreamPort, barePort, facilitatorPort] = await Promise.all(
+      Array.from({ length: 3 }, () => freePort()),
+    );
     const server = (name: string, args: string[]) => {
       const p = startProcess(name, process.execPath, [tsx, path.join(REPO, "bench/servers.ts"), ...args], {
         logDir,
@@ -62,44 +64,16 @@ async function main() {
       PORT: String(facilitatorPort),
       HOST: "127.0.0.1",
     });
-    const gateway = startRuntime(
-      "gateway",
-      "gateway",
-      [
-        "--kubeconfig",
-        cp.kubeconfigPath,
-        "--namespace",
-        "bench",
-        "--port",
-        String(gatewayPort),
-        "--host",
-        "127.0.0.1",
-      ],
-      logDir,
-      {
-        INTERNAL_PORT: String(internalPort),
-        INTERNAL_HOST: "127.0.0.1",
-        FACILITATOR_URL: `http://127.0.0.1:${facilitatorPort}`,
-      },
-    );
-    const controller = startRuntime(
-      "controller",
-      "controller",
-      [
-        "--kubeconfig",
-        cp.kubeconfigPath,
-        "--namespace",
-        "bench",
-        "--gateway-internal-url",
-        `http://127.0.0.1:${internalPort}`,
-        "--port",
-        String(controllerPort),
-      ],
-      logDir,
-    );
-    procs.push(facilitator, gateway, controller);
+    procs.push(facilitator);
     await waitForHttp("the facilitator", `http://127.0.0.1:${facilitatorPort}/supported`, facilitator);
-    await waitForHttp("the gateway", `http://127.0.0.1:${internalPort}/healthz`, gateway);
+    const seller = await startSellerRuntime({
+      cp,
+      namespace: "bench",
+      logDir,
+      facilitatorUrl: `http://127.0.0.1:${facilitatorPort}`,
+      controllerArgs: [],
+    });
+    procs.push(seller.gateway, seller.controller);
     await createObject(cp, "bench", "serviceoffers", "ServiceOffer", "bench", {
       type: "http",
       upstream: { url: `http://127.0.0.1:${upstreamPort}`, healthPath: "/health" },
@@ -122,7 +96,7 @@ async function main() {
       { type: "Ready", status: "True" },
       { timeoutMs: 60_000 },
     );
-    const gw = `http://127.0.0.1:${gatewayPort}/services/bench`;
+    const gw = `${seller.publicUrl}/services/bench`;
     await waitFor("the route", async () => (await fetch(`${gw}/free/x`)).status === 200, {
       timeoutMs: 10_000,
     });

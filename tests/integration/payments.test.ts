@@ -28,6 +28,7 @@ import {
   getObject,
   installCrds,
   startRuntime,
+  startSellerRuntime,
   waitForCondition,
   waitForHttp,
 } from "./runtime/helpers";
@@ -132,38 +133,13 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     await upstream.start();
     facilitatorPort = await freePort();
     await startFacilitator();
-    const [port, internalPort, controllerPort] = [await freePort(), await freePort(), await freePort()];
-    publicUrl = `http://127.0.0.1:${port}`;
-    internalUrl = `http://127.0.0.1:${internalPort}`;
-    gateway = startRuntime(
-      "gateway",
-      "gateway",
-      ["--kubeconfig", cp.kubeconfigPath, "--namespace", ns, "--port", String(port), "--host", "127.0.0.1"],
+    const seller = await startSellerRuntime({
+      cp,
+      namespace: ns,
       logDir,
-      {
-        INTERNAL_PORT: String(internalPort),
-        INTERNAL_HOST: "127.0.0.1",
-        FACILITATOR_URL: `http://127.0.0.1:${facilitatorPort}`,
-      },
-    );
-    controller = startRuntime(
-      "controller",
-      "controller",
-      [
-        "--kubeconfig",
-        cp.kubeconfigPath,
-        "--namespace",
-        ns,
-        "--gateway-internal-url",
-        internalUrl,
-        "--port",
-        String(controllerPort),
-        "--probe-interval-ms",
-        "1000",
-      ],
-      logDir,
-    );
-    await waitForHttp("the gateway", `${internalUrl}/healthz`, gateway);
+      facilitatorUrl: `http://127.0.0.1:${facilitatorPort}`,
+    });
+    ({ gateway, controller, publicUrl, internalUrl } = seller);
     await createObject(cp, ns, "serviceoffers", "ServiceOffer", "paid", {
       type: "http",
       description: "A paid echo",

@@ -11,10 +11,10 @@ import { ANVIL_KEYS, type Anvil, startAnvil } from "../harness/anvil";
 import type { ControlPlane } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import { deployIdentityRegistry } from "../harness/identityRegistry";
-import { freePort, type ManagedProcess, waitFor } from "../harness/processes";
+import { type ManagedProcess, waitFor } from "../harness/processes";
 import { programStack } from "../harness/project";
 import { outputCollector } from "../harness/pulumi";
-import { startRuntime, Upstream, waitForCondition, waitForHttp } from "./runtime/helpers";
+import { startSellerRuntime, Upstream, waitForCondition } from "./runtime/helpers";
 
 describe("pulumi up + the runtime: a declared offer becomes Ready, routed and published", function () {
   this.timeout(10 * 60_000);
@@ -76,49 +76,13 @@ describe("pulumi up + the runtime: a declared offer becomes Ready, routed and pu
     assert.equal(up.summary.result, "succeeded", log.text());
     agentId = up.outputs.agentIds.value["eip155:84532"];
 
-    const logDir = path.join(dir, "logs");
-    const [port, internalPort, controllerPort] = [await freePort(), await freePort(), await freePort()];
-    publicUrl = `http://127.0.0.1:${port}`;
-    gateway = startRuntime(
-      "gateway",
-      "gateway",
-      [
-        "--kubeconfig",
-        cp.kubeconfigPath,
-        "--namespace",
-        namespace,
-        "--port",
-        String(port),
-        "--host",
-        "127.0.0.1",
-        "--public-base-url",
-        "https://seller.example.com",
-      ],
-      logDir,
-      {
-        INTERNAL_PORT: String(internalPort),
-        INTERNAL_HOST: "127.0.0.1",
-        FACILITATOR_URL: "http://127.0.0.1:9",
-      },
-    );
-    controller = startRuntime(
-      "controller",
-      "controller",
-      [
-        "--kubeconfig",
-        cp.kubeconfigPath,
-        "--namespace",
-        namespace,
-        "--gateway-internal-url",
-        `http://127.0.0.1:${internalPort}`,
-        "--port",
-        String(controllerPort),
-        "--probe-interval-ms",
-        "1000",
-      ],
-      logDir,
-    );
-    await waitForHttp("the gateway", `http://127.0.0.1:${internalPort}/healthz`, gateway);
+    const seller = await startSellerRuntime({
+      cp,
+      namespace,
+      logDir: path.join(dir, "logs"),
+      publicBaseUrl: "https://seller.example.com",
+    });
+    ({ gateway, controller, publicUrl } = seller);
   });
 
   after(async () => {

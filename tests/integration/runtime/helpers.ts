@@ -327,3 +327,80 @@ export function httpGetWithHost(url: string, host: string): Promise<{ status: nu
     req.end();
   });
 }
+
+export interface SellerRuntime {
+  readonly gateway: ManagedProcess;
+  readonly controller: ManagedProcess;
+  /** The gateway's public origin (what the tunnel would expose). */
+  readonly publicUrl: string;
+  /** The gateway's internal port (route reports, /metrics). */
+  readonly internalUrl: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The seller side of the runtime as real processes against a namespace: the gateway (with the
+ * x402 gate, verifying with `facilitatorUrl`) and the controller. Resolves once the gateway
+ * answers; offers still have to reach Ready.
+ */
+export async function startSellerRuntime(opts: {
+  cp: ControlPlane;
+  namespace: string;
+  logDir: string;
+  /** Unpaid and free requests never reach it; the default is an unreachable address. */
+  facilitatorUrl?: string;
+  publicBaseUrl?: string;
+  controllerArgs?: string[];
+}): Promise<SellerRuntime> {
+  const [port, internalPort, controllerPort] = [await freePort(), await freePort(), await freePort()];
+  const internalUrl = `http://127.0.0.1:${internalPort}`;
+  const gateway = startRuntime(
+    "gateway",
+    "gateway",
+    [
+      ...[
+        "--kubeconfig",
+        opts.cp.kubeconfigPath,
+        "--namespace",
+        opts.namespace,
+        "--port",
+        String(port),
+        "--host",
+        "127.0.0.1",
+      ],
+      ...(opts.publicBaseUrl ? ["--public-base-url", opts.publicBaseUrl] : []),
+    ],
+    opts.logDir,
+    {
+      INTERNAL_PORT: String(internalPort),
+      INTERNAL_HOST: "127.0.0.1",
+      FACILITATOR_URL: opts.facilitatorUrl ?? "http://127.0.0.1:9",
+    },
+  );
+  const controller = startRuntime(
+    "controller",
+    "controller",
+    [
+      ...[
+        "--kubeconfig",
+        opts.cp.kubeconfigPath,
+        "--namespace",
+        opts.namespace,
+        "--gateway-internal-url",
+        internalUrl,
+      ],
+      ...["--port", String(controllerPort), ...(opts.controllerArgs ?? ["--probe-interval-ms", "1000"])],
+    ],
+    opts.logDir,
+  );
+  await waitForHttp("the gateway", `${internalUrl}/healthz`, gateway);
+  return {
+    gateway,
+    controller,
+    publicUrl: `http://127.0.0.1:${port}`,
+    internalUrl,
+    async stop() {
+      await Promise.all([gateway.stop(), controller.stop()]);
+    },
+  };
+}
