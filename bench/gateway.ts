@@ -6,7 +6,7 @@
  *   (d) the gateway on a paid route: local checks + verification with the self-run facilitator
  *       (anvil), proxied; the upstream answers 500 so settlement (one chain transaction per
  *       request, by design) is excluded from the measurement.
- * The peer comparison with @x402/express middleware is not run: see the README.
+ *   (e) the same paid workload through the official @x402/express middleware (bench/expressPeer.ts)
  */
 import * as path from "node:path";
 import { x402Client } from "@x402/core/client";
@@ -46,8 +46,8 @@ async function main() {
     await chain.mint(buyer.address, 1_000_000_000n);
 
     const tsx = path.join(REPO, "node_modules/tsx/dist/cli.mjs");
-    const [upstreamPort, barePort, facilitatorPort] = await Promise.all(
-      Array.from({ length: 3 }, () => freePort()),
+    const [upstreamPort, barePort, facilitatorPort, expressPort] = await Promise.all(
+      Array.from({ length: 4 }, () => freePort()),
     );
     const server = (name: string, args: string[]) => {
       const p = startProcess(name, process.execPath, [tsx, path.join(REPO, "bench/servers.ts"), ...args], {
@@ -97,6 +97,32 @@ async function main() {
       { timeoutMs: 60_000 },
     );
     const gw = `${seller.publicUrl}/services/bench`;
+    const sellerAddress = privateKeyToAccount(ANVIL_KEYS[1]).address;
+    procs.push(
+      startProcess(
+        "express-peer",
+        process.execPath,
+        [
+          tsx,
+          path.join(REPO, "bench/expressPeer.ts"),
+          String(expressPort),
+          String(upstreamPort),
+          `http://127.0.0.1:${facilitatorPort}`,
+          chain.network,
+          sellerAddress,
+          JSON.stringify(chain.asset),
+        ],
+        { logDir },
+      ),
+    );
+    const peer = `http://127.0.0.1:${expressPort}`;
+    await waitFor(
+      "the express peer",
+      async () => (await fetch(`${peer}/fail`).catch(() => undefined))?.status === 402,
+      {
+        timeoutMs: 30_000,
+      },
+    );
     await waitFor("the route", async () => (await fetch(`${gw}/free/x`)).status === 200, {
       timeoutMs: 10_000,
     });
@@ -112,6 +138,12 @@ async function main() {
     const payments: string[] = [];
     for (let i = 0; i < paidCount; i++)
       payments.push(encodePaymentSignatureHeader(await client.createPaymentPayload(required)));
+    const peerRequired = decodePaymentRequiredHeader(
+      (await fetch(`${peer}/fail`)).headers.get("payment-required")!,
+    );
+    const peerPayments: string[] = [];
+    for (let i = 0; i < paidCount; i++)
+      peerPayments.push(encodePaymentSignatureHeader(await client.createPaymentPayload(peerRequired)));
 
     console.log(`gateway benchmark: ${CONCURRENCY} concurrent clients, ${SECONDS} s per run, loopback`);
     const bare = await load({
@@ -131,7 +163,17 @@ async function main() {
       headers: (i) => ({ "payment-signature": payments[i % payments.length] }),
     });
     console.log(row("(d) gateway, paid: verify + proxy (no settle)", paid));
+    const express = await load({
+      url: `${peer}/fail`,
+      seconds: SECONDS,
+      concurrency: CONCURRENCY,
+      headers: (i) => ({ "payment-signature": peerPayments[i % peerPayments.length] }),
+    });
+    console.log(row("(e) @x402/express peer, same paid workload", express));
     console.log(`ratio (b)/(a) = ${(free.rps / bare.rps).toFixed(2)} (goal >= 0.8)`);
+    console.log(
+      `ratio (d)/(e) = ${(paid.rps / express.rps).toFixed(2)} (goal >= 1: the gateway at least matches the middleware, and streams)`,
+    );
     if (paid.requests > payments.length)
       console.log(
         "note: (d) reused payments after exhausting the pre-signed ones (replays are refused fast)",
