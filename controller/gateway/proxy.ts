@@ -147,8 +147,8 @@ export function proxyRequest(
       }
       const status = upstreamRes.statusCode ?? 502;
       res.writeHead(status, { ...stripHopByHop(upstreamRes.headers), ...(extra ?? {}) });
-      // Stream server-sent events and chunked bodies as they arrive.
-      res.flushHeaders();
+      // Streams (no length: SSE, chunked) get their head at once; sized bodies go out with it.
+      if (upstreamRes.headers["content-length"] === undefined) res.flushHeaders();
       upstreamRes.pipe(res);
       upstreamRes.on("error", () => res.destroy());
       res.on("finish", () => finish({ status, completed: true, clientAborted: false }));
