@@ -260,6 +260,5 @@ export function matchPayment(
 export function replayKey(matched: Matched): string | undefined {
   const b = bindingOf(matched.payload.payload);
   if (!b.nonce) return undefined;
-  const asset = matched.version === 2 ? matched.requirement.asset : matched.requirement.asset;
-  return `${asset.toLowerCase()}:${(b.from ?? "").toLowerCase()}:${b.nonce.toLowerCase()}`;
+  return `${matched.requirement.asset.toLowerCase()}:${(b.from ?? "").toLowerCase()}:${b.nonce.toLowerCase()}`;
 }

@@ -35,8 +35,7 @@ export function offerPayments(spec: ServiceOfferSpec): Payment[] {
 }
 
 export function requirementsFor(spec: ServiceOfferSpec, resourceUrl: string): OfferRequirements {
-  const description =
-    spec.description ?? `${spec.type === "inference" ? `Inference (${spec.model?.name})` : "API"} via x402`;
+  const description = resourceDescription(spec);
   const v2: PaymentRequirementsV2[] = [];
   const v1: PaymentRequirementsV1[] = [];
   for (const p of offerPayments(spec)) {

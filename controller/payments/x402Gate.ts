@@ -25,6 +25,7 @@ import { type GatedRoute, GateResponse, type PaymentGate, type ProxyFn } from ".
 import type { HeldOffer } from "../gateway/routing";
 import type { PaymentMetrics } from "./metrics";
 import {
+  bindingOf,
   isRejection,
   type Matched,
   matchPayment,
@@ -223,8 +224,8 @@ export class X402PaymentGate implements PaymentGate {
   }
 
   private expiry(matched: Matched): number {
-    const auth = (matched.payload.payload as { authorization?: { validBefore?: string } }).authorization;
-    const validBefore = Number(auth?.validBefore ?? 0);
+    // EIP-3009 validBefore or Permit2 deadline: after it, the chain refuses the authorization anyway.
+    const validBefore = Number(bindingOf(matched.payload.payload).validBefore ?? 0);
     return validBefore > 0 ? validBefore : this.now() + 3600;
   }
 
