@@ -51,12 +51,25 @@ function resolveImport(importPath: string): { contents: string } | { error: stri
   return { error: `${importPath} not found in node_modules or contracts/: run \`npm ci\`` };
 }
 
+function localSources(): Record<string, string> {
+  const sources: Record<string, string> = {};
+  for (const file of fs
+    .readdirSync(CONTRACTS_DIR)
+    .filter((f) => f.endsWith(".sol"))
+    .sort()) {
+    sources[file] = fs.readFileSync(path.join(CONTRACTS_DIR, file), "utf8");
+  }
+  return sources;
+}
+
 function cacheKey(sourceFile: string, source: string): string {
   return createHash("sha256")
     .update(
       JSON.stringify({
         sourceFile,
         source,
+        // Local imports (e.g. the proxy importing Permit2.sol) must invalidate the cache too.
+        siblings: localSources(),
         solc: packageVersion("solc"),
         openzeppelin: packageVersion("@openzeppelin/contracts"),
         settings: SETTINGS,
@@ -112,4 +125,19 @@ export function testUsdcArtifact(): ContractArtifact {
 /** Multicall3's tryAggregate, which x402's EVM facilitator reads through. */
 export function multicallArtifact(): ContractArtifact {
   return compileContract("Multicall.sol", "Multicall");
+}
+
+/** A plain ERC-20 (no EIP-3009): the asset of Permit2 payment tests. */
+export function testTokenArtifact(): ContractArtifact {
+  return compileContract("TestToken.sol", "TestToken");
+}
+
+/** Permit2's signature transfer, placed at Permit2's canonical address on test chains. */
+export function permit2Artifact(): ContractArtifact {
+  return compileContract("Permit2.sol", "Permit2");
+}
+
+/** x402's exact Permit2 proxy, placed at its canonical address on test chains. */
+export function x402ExactPermit2ProxyArtifact(): ContractArtifact {
+  return compileContract("X402ExactPermit2Proxy.sol", "X402ExactPermit2Proxy");
 }

@@ -240,14 +240,13 @@ export function matchPayment(
   } catch {
     return reject(402, "invalid_network", `network "${p.network}" is unknown`);
   }
-  const index = offer.v2.findIndex((r) => r.network === network);
-  if (index < 0)
+  const requirement = offer.v1.find((r) => toCaip2(r.network) === network);
+  if (!requirement)
     return reject(
       402,
       "invalid_network",
-      `network ${p.network} is not accepted; accepted: ${offer.v1.map((r) => r.network).join(", ")}`,
+      `network ${p.network} is not accepted from x402 v1 buyers; accepted: ${offer.v1.map((r) => r.network).join(", ") || "none (this offer is paid through Permit2, which needs x402 v2)"}`,
     );
-  const requirement = offer.v1[index];
   const bad = checkBinding(
     bindingOf(p.payload),
     { payTo: requirement.payTo, amount: requirement.maxAmountRequired, asset: requirement.asset },

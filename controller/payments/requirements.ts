@@ -27,6 +27,7 @@ export function chargePerRequest(payment: Payment): bigint {
 
 export interface OfferRequirements {
   v2: PaymentRequirementsV2[];
+  /** The v1 shape of the EIP-3009 entries only: v1 has no Permit2. */
   v1: PaymentRequirementsV1[];
 }
 
@@ -54,6 +55,8 @@ export function requirementsFor(spec: ServiceOfferSpec, resourceUrl: string): Of
       maxTimeoutSeconds: p.maxTimeoutSeconds,
       extra,
     });
+    // x402 v1's exact-EVM scheme knows only EIP-3009: a v1 buyer cannot pay through Permit2.
+    if (p.asset.transferMethod === "permit2") continue;
     v1.push({
       scheme: "exact",
       network: legacyNetworkName(p.network as Caip2),

@@ -6,14 +6,41 @@ import {
   getAddress,
   type Hex,
   http,
+  maxUint256,
   type PublicClient,
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { multicallArtifact, testUsdcArtifact } from "../../contracts/compile";
+import {
+  multicallArtifact,
+  permit2Artifact,
+  testTokenArtifact,
+  testUsdcArtifact,
+  x402ExactPermit2ProxyArtifact,
+} from "../../contracts/compile";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "./anvil";
 
 /** Where x402's EVM facilitator expects Multicall3 (the same address on every chain). */
 export const MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11";
+/** Uniswap's Permit2 and x402's exact Permit2 proxy: @x402/evm hard-codes both addresses. */
+export const PERMIT2_ADDRESS = "0x000000000022D473030F116dDEE9F6B43aC78BA3";
+export const X402_EXACT_PERMIT2_PROXY_ADDRESS = "0x402085c248EeA27D92E8b30b2C58ed07f9E20001";
+
+/** A plain ERC-20 that x402 pays through Permit2. */
+export interface Permit2Token {
+  readonly asset: {
+    address: Address;
+    symbol: string;
+    decimals: number;
+    transferMethod: "permit2";
+    /** The token's own EIP-712 domain: unused by Permit2 signatures, required by the CRD. */
+    eip712Name: string;
+    eip712Version: string;
+  };
+  balanceOf(owner: Address): Promise<bigint>;
+  mint(to: Address, amount: bigint): Promise<void>;
+  /** The one-time on-chain step a Permit2 payer takes: approve Permit2 to move the token. */
+  approvePermit2(ownerKey: Hex): Promise<void>;
+}
 
 export interface PaymentChain {
   readonly anvil: Anvil;
@@ -28,6 +55,8 @@ export interface PaymentChain {
     eip712Name: string;
     eip712Version: string;
   };
+  /** A second asset, paid through Permit2 and x402's Permit2 proxy. */
+  readonly permit2Token: Permit2Token;
   balanceOf(owner: Address): Promise<bigint>;
   mint(to: Address, amount: bigint): Promise<void>;
   stop(): Promise<void>;
@@ -35,8 +64,9 @@ export interface PaymentChain {
 
 /**
  * A real chain for payment tests: anvil with Base Sepolia's chain id (so v1 buyers' legacy name
- * "base-sepolia" resolves to it too), a USDC-like EIP-3009 token, and Multicall at its
- * canonical address.
+ * "base-sepolia" resolves to it too), a USDC-like EIP-3009 token, a plain ERC-20, and Multicall,
+ * Permit2 and x402's exact Permit2 proxy at their canonical addresses (our own contracts with
+ * the same interfaces and signature hashing; see contracts/).
  */
 export async function startPaymentChain(logDir: string): Promise<PaymentChain> {
   const anvil = await startAnvil({ logDir, chainId: 84532 });
@@ -57,9 +87,28 @@ export async function startPaymentChain(logDir: string): Promise<PaymentChain> {
   };
   const usdc = testUsdcArtifact();
   const token = await deploy(usdc, ["USD Coin", "2"]);
-  const multicall = await deploy(multicallArtifact());
-  const code = await client.getCode({ address: multicall });
-  await client.request({ method: "anvil_setCode" as never, params: [MULTICALL3_ADDRESS, code] as never });
+  /** Deploys, then copies the runtime code to the address the x402 SDK expects. */
+  const deployAt = async (canonical: Address, artifact: { abi: readonly unknown[]; bytecode: Hex }) => {
+    const code = await client.getCode({ address: await deploy(artifact) });
+    await client.request({ method: "anvil_setCode" as never, params: [canonical, code] as never });
+  };
+  await deployAt(MULTICALL3_ADDRESS, multicallArtifact());
+  await deployAt(PERMIT2_ADDRESS, permit2Artifact());
+  await deployAt(X402_EXACT_PERMIT2_PROXY_ADDRESS, x402ExactPermit2ProxyArtifact());
+  const plain = testTokenArtifact();
+  const plainToken = await deploy(plain, ["Test Dollar", "TDOL", 6]);
+  const mintOf = (address: Address, abi: readonly unknown[]) => async (to: Address, amount: bigint) => {
+    const hash = await deployer.writeContract({
+      address,
+      abi,
+      functionName: "mint",
+      args: [to, amount],
+      chain: null,
+    });
+    await client.waitForTransactionReceipt({ hash });
+  };
+  const balanceOfToken = (address: Address) => (owner: Address) =>
+    client.readContract({ address, abi: erc20Abi, functionName: "balanceOf", args: [owner] });
 
   return {
     anvil,
@@ -73,18 +122,34 @@ export async function startPaymentChain(logDir: string): Promise<PaymentChain> {
       eip712Name: "USD Coin",
       eip712Version: "2",
     },
-    balanceOf: (owner) =>
-      client.readContract({ address: token, abi: erc20Abi, functionName: "balanceOf", args: [owner] }),
-    async mint(to, amount) {
-      const hash = await deployer.writeContract({
-        address: token,
-        abi: usdc.abi,
-        functionName: "mint",
-        args: [to, amount],
-        chain: null,
-      });
-      await client.waitForTransactionReceipt({ hash });
+    permit2Token: {
+      asset: {
+        address: plainToken,
+        symbol: "TDOL",
+        decimals: 6,
+        transferMethod: "permit2",
+        eip712Name: "Test Dollar",
+        eip712Version: "1",
+      },
+      balanceOf: balanceOfToken(plainToken),
+      mint: mintOf(plainToken, plain.abi),
+      async approvePermit2(ownerKey) {
+        const owner = createWalletClient({
+          account: privateKeyToAccount(ownerKey),
+          transport: http(anvil.rpcUrl),
+        });
+        const hash = await owner.writeContract({
+          address: plainToken,
+          abi: erc20Abi,
+          functionName: "approve",
+          args: [PERMIT2_ADDRESS, maxUint256],
+          chain: null,
+        });
+        await client.waitForTransactionReceipt({ hash });
+      },
     },
+    balanceOf: balanceOfToken(token),
+    mint: mintOf(token, usdc.abi),
     stop: () => anvil.stop(),
   };
 }

@@ -20,7 +20,11 @@ import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS } from "../harness/anvil";
 import type { ControlPlane } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
-import { type PaymentChain, startPaymentChain } from "../harness/paymentChain";
+import {
+  type PaymentChain,
+  startPaymentChain,
+  X402_EXACT_PERMIT2_PROXY_ADDRESS,
+} from "../harness/paymentChain";
 import { freePort, type ManagedProcess, waitFor } from "../harness/processes";
 import {
   createNamespace,
@@ -401,6 +405,145 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     assert.match(text, /x402_payments_failed_total\{offer="paid",reason="replayed"\} [1-9]/);
     assert.match(text, /x402_request_duration_seconds_bucket/);
     assert.equal((await fetch(`${publicUrl}/metrics`)).status, 404);
+  });
+
+  describe("the Permit2 path: a plain ERC-20, Permit2 and x402's exact Permit2 proxy", () => {
+    const token = () => chain.permit2Token;
+    const permit2Url = () => `${publicUrl}/services/permit2`;
+    // Holds tokens but never approved Permit2.
+    const unapproved = privateKeyToAccount(ANVIL_KEYS[1]);
+    const payingFetchAs = (account: typeof buyer) => {
+      const client = new x402Client();
+      registerExactEvmScheme(client, { signer: account });
+      client.setSpendControls(false);
+      return wrapFetchWithPayment(fetch, client);
+    };
+    const permit2Payment = async (path: string, account = buyer): Promise<PaymentPayload> => {
+      const required = decodePaymentRequiredHeader(
+        (await fetch(`${permit2Url()}${path}`)).headers.get("payment-required")!,
+      );
+      const client = new x402Client();
+      registerExactEvmScheme(client, { signer: account });
+      client.setSpendControls(false);
+      return client.createPaymentPayload(required);
+    };
+    const served = (path: string) => upstream.seen.filter((r) => r.url === path).length;
+
+    before(async () => {
+      await token().mint(buyer.address, 10_000_000n);
+      await token().mint(unapproved.address, 10_000_000n);
+      await token().approvePermit2(buyerKey);
+      await createObject(cp, ns, "serviceoffers", "ServiceOffer", "paid-permit2", {
+        type: "http",
+        upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
+        payment: {
+          scheme: "exact",
+          network: chain.network,
+          payTo,
+          asset: token().asset,
+          price: { perRequest: "0.001" },
+          maxTimeoutSeconds: 120,
+        },
+        path: "/services/permit2",
+      });
+      await waitForCondition(
+        cp,
+        ns,
+        "serviceoffers",
+        "paid-permit2",
+        { type: "Ready", status: "True" },
+        {
+          logs: [controller, gateway],
+        },
+      );
+      await waitFor("the Permit2 offer routed", async () => (await fetch(permit2Url())).status === 402, {
+        timeoutMs: 10_000,
+      });
+    });
+
+    it("asks v2 buyers for a Permit2 transfer and offers v1 buyers nothing (v1 has no Permit2)", async () => {
+      const res = await fetch(`${permit2Url()}/quote`);
+      assert.equal(res.status, 402);
+      const v2 = decodePaymentRequiredHeader(res.headers.get("payment-required")!);
+      assert.equal(v2.accepts[0].asset, token().asset.address);
+      assert.equal(v2.accepts[0].extra?.assetTransferMethod, "permit2");
+      assert.deepEqual(((await res.json()) as { accepts: unknown[] }).accepts, []);
+    });
+
+    it("a buyer pays with @x402/fetch: settled on chain through the proxy, exactly the price", async () => {
+      const [buyerBefore, sellerBefore] = [
+        await token().balanceOf(buyer.address),
+        await token().balanceOf(payTo),
+      ];
+      const usdcBefore = await chain.balanceOf(buyer.address);
+      const res = await payingFetchAs(buyer)(`${permit2Url()}/p2-hello`);
+      assert.equal(res.status, 200, await res.clone().text());
+      assert.deepEqual(await res.json(), { ok: true, url: "/p2-hello" });
+      const receipt = decodePaymentResponseHeader(res.headers.get("payment-response")!);
+      assert.equal(receipt.success, true);
+      const tx = await chain.client.getTransactionReceipt({ hash: receipt.transaction as `0x${string}` });
+      assert.equal(
+        tx.to?.toLowerCase(),
+        X402_EXACT_PERMIT2_PROXY_ADDRESS.toLowerCase(),
+        "settled by the proxy",
+      );
+      assert.equal(await token().balanceOf(buyer.address), buyerBefore - PRICE_ATOMIC);
+      assert.equal(await token().balanceOf(payTo), sellerBefore + PRICE_ATOMIC);
+      assert.equal(await chain.balanceOf(buyer.address), usdcBefore, "the EIP-3009 token is untouched");
+      assert.equal(served("/p2-hello"), 1);
+    });
+
+    it("refuses a payer that never approved Permit2, with the reason, before proxying", async () => {
+      const balance = await token().balanceOf(unapproved.address);
+      const payment = await permit2Payment("/p2-unapproved", unapproved);
+      const res = await fetch(`${permit2Url()}/p2-unapproved`, {
+        headers: { "payment-signature": encodePaymentSignatureHeader(payment) },
+      });
+      assert.equal(res.status, 402);
+      assert.match(((await res.json()) as { error: string }).error, /permit2_allowance_required/);
+      assert.equal(await token().balanceOf(unapproved.address), balance);
+      assert.equal(served("/p2-unapproved"), 0);
+    });
+
+    it("a redirected witness or a replayed Permit2 nonce moves nothing", async () => {
+      const redirected = await permit2Payment("/p2-redirect");
+      const auth = redirected.payload.permit2Authorization as { witness: { to: string } };
+      auth.witness.to = "0x000000000000000000000000000000000000dEaD";
+      redirected.accepted.payTo = auth.witness.to;
+      const balance = await token().balanceOf(buyer.address);
+      const res = await fetch(`${permit2Url()}/p2-redirect`, {
+        headers: { "payment-signature": encodePaymentSignatureHeader(redirected) },
+      });
+      assert.equal(res.status, 402);
+      assert.match(((await res.json()) as { error: string }).error, /recipient_mismatch/);
+      assert.equal(served("/p2-redirect"), 0);
+
+      const payment = await permit2Payment("/p2-race");
+      const header = encodePaymentSignatureHeader(payment);
+      const results = await Promise.all(
+        Array.from({ length: 10 }, () =>
+          fetch(`${permit2Url()}/p2-race`, { headers: { "payment-signature": header } }),
+        ),
+      );
+      const statuses = results.map((r) => r.status).sort();
+      assert.deepEqual(statuses, [200, ...Array(9).fill(402)], JSON.stringify(statuses));
+      assert.equal(await token().balanceOf(buyer.address), balance - PRICE_ATOMIC, "one nonce, one transfer");
+      assert.equal(served("/p2-race"), 1);
+      // The chain itself refuses the spent nonce, whatever a gateway remembers: the facilitator's
+      // simulation of the proxy's settle now fails.
+      const requirement = decodePaymentRequiredHeader(
+        (await fetch(`${permit2Url()}/p2-race`)).headers.get("payment-required")!,
+      ).accepts[0];
+      const verdict = (await (
+        await fetch(`http://127.0.0.1:${facilitatorPort}/verify`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ x402Version: 2, paymentPayload: payment, paymentRequirements: requirement }),
+        })
+      ).json()) as { isValid: boolean; invalidReason?: string };
+      assert.deepEqual(verdict.isValid, false);
+      assert.match(verdict.invalidReason ?? "", /permit2_simulation_failed/);
+    });
   });
 
   it("fails closed with 503 when the facilitator is down: nothing proxied", async () => {

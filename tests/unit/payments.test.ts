@@ -143,6 +143,76 @@ describe("payment headers", () => {
     assert.ok(!isRejection(m) && m.version === 1 && m.requirement.network === "base-sepolia");
   });
 
+  it("offers Permit2 assets to v2 buyers only, and binds a Permit2 payload's witness and token", () => {
+    const permit2Asset = {
+      ...ASSET,
+      address: "0x4200000000000000000000000000000000000042",
+      transferMethod: "permit2" as const,
+    };
+    const mixed: ServiceOfferSpec = {
+      ...spec,
+      payments: [{ ...spec.payment, network: "eip155:8453", asset: permit2Asset }],
+    };
+    const reqs = requirementsFor(mixed, "https://s/services/x");
+    assert.deepEqual(
+      reqs.v2.map((r) => [r.network, r.extra?.assetTransferMethod]),
+      [
+        ["eip155:84532", "eip3009"],
+        ["eip155:8453", "permit2"],
+      ],
+    );
+    assert.deepEqual(
+      reqs.v1.map((r) => r.network),
+      ["base-sepolia"],
+      "x402 v1 has no Permit2",
+    );
+    const v1OnBase = { x402Version: 1, scheme: "exact", network: "base", payload: v2Payment().payload };
+    const refused = matchPayment(parsePaymentHeader({ "x-payment": b64(v1OnBase) }) as never, reqs, NOW);
+    assert.ok(isRejection(refused) && refused.reason === "invalid_network");
+
+    const permit2Payment = (witnessTo: string, token: string) => ({
+      x402Version: 2,
+      accepted: reqs.v2[1],
+      payload: {
+        signature: "0xsig",
+        permit2Authorization: {
+          from: "0x1111111111111111111111111111111111111111",
+          spender: "0x402085c248EeA27D92E8b30b2C58ed07f9E20001",
+          permitted: { token, amount: "1000" },
+          nonce: "42",
+          deadline: String(NOW + 300),
+          witness: { to: witnessTo, validAfter: "0" },
+        },
+      },
+    });
+    const ok = matchPayment(
+      parsePaymentHeader({ "payment-signature": b64(permit2Payment(PAY_TO, permit2Asset.address)) }) as never,
+      reqs,
+      NOW,
+    );
+    assert.ok(!isRejection(ok), JSON.stringify(ok));
+    assert.equal(
+      replayKey(ok),
+      `${permit2Asset.address.toLowerCase()}:0x1111111111111111111111111111111111111111:42`,
+    );
+    const redirected = matchPayment(
+      parsePaymentHeader({
+        "payment-signature": b64(
+          permit2Payment("0x000000000000000000000000000000000000dEaD", permit2Asset.address),
+        ),
+      }) as never,
+      reqs,
+      NOW,
+    );
+    assert.ok(isRejection(redirected) && redirected.reason === "recipient_mismatch");
+    const otherToken = matchPayment(
+      parsePaymentHeader({ "payment-signature": b64(permit2Payment(PAY_TO, ASSET.address)) }) as never,
+      reqs,
+      NOW,
+    );
+    assert.ok(isRejection(otherToken) && otherToken.reason === "asset_mismatch");
+  });
+
   it("refuses malformed, oversized and wrong-version headers with 400/402", () => {
     const status = (headers: Record<string, string>) => {
       const r = parsePaymentHeader(headers);

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {Permit2} from "./Permit2.sol";
+
+/// @notice The x402 exact-scheme Permit2 proxy, as far as @x402/evm's facilitator calls it: the
+/// payer signs a Permit2 transfer whose spender is this contract and whose witness
+/// {to, validAfter} pins the recipient, so the facilitator that submits `settle` cannot redirect
+/// the funds or change the amount. Tests place its runtime code at the proxy's canonical address
+/// with anvil_setCode, so it keeps no constructor state: Permit2's address is a constant and the
+/// reentrancy guard lives in transient storage. EIP-2612 gas sponsoring (`settleWithPermit`) is
+/// not implemented: buyers approve Permit2 on the token themselves.
+contract X402ExactPermit2Proxy is ReentrancyGuardTransient {
+    struct Witness {
+        address to;
+        uint256 validAfter;
+    }
+
+    Permit2 public constant PERMIT2 = Permit2(0x000000000022D473030F116dDEE9F6B43aC78BA3);
+    string public constant WITNESS_TYPE_STRING =
+        "Witness witness)TokenPermissions(address token,uint256 amount)Witness(address to,uint256 validAfter)";
+    bytes32 public constant WITNESS_TYPEHASH = keccak256("Witness(address to,uint256 validAfter)");
+
+    event Settled();
+
+    error InvalidAmount();
+    error InvalidDestination();
+    error InvalidOwner();
+    error PaymentTooEarly();
+
+    /// @notice Moves exactly the permitted amount from `owner` to `witness.to`.
+    function settle(
+        Permit2.PermitTransferFrom calldata permit,
+        address owner,
+        Witness calldata witness,
+        bytes calldata signature
+    ) external nonReentrant {
+        if (owner == address(0)) revert InvalidOwner();
+        if (witness.to == address(0)) revert InvalidDestination();
+        if (permit.permitted.amount == 0) revert InvalidAmount();
+        if (block.timestamp < witness.validAfter) revert PaymentTooEarly();
+        PERMIT2.permitWitnessTransferFrom(
+            permit,
+            Permit2.SignatureTransferDetails({to: witness.to, requestedAmount: permit.permitted.amount}),
+            owner,
+            keccak256(abi.encode(WITNESS_TYPEHASH, witness.to, witness.validAfter)),
+            WITNESS_TYPE_STRING,
+            signature
+        );
+        emit Settled();
+    }
+}
