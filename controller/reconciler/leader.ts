@@ -29,8 +29,12 @@ function microNow(): k8s.V1MicroTime {
 export class LeaderElector {
   private readonly api: k8s.CoordinationV1Api;
   private renewTimer?: NodeJS.Timeout;
+  /** The renew round in flight, so release() can wait for it instead of racing it. */
+  private renewing?: Promise<void>;
   private lastRenew = 0;
   private leading = false;
+  /** Set by release(): no renew round may start (or re-acquire the lease) afterwards. */
+  private released = false;
 
   constructor(
     kc: k8s.KubeConfig,
@@ -46,10 +50,15 @@ export class LeaderElector {
   /** Waits until this process holds the lease; resolves false if `signal` aborts first. */
   async acquire(signal: AbortSignal): Promise<boolean> {
     let announced = false;
-    while (!signal.aborted) {
+    while (!signal.aborted && !this.released) {
       try {
         if (await this.tryAcquireOrRenew()) {
           this.leading = true;
+          // Shut down while the write was in flight: hand the lease back rather than keep it.
+          if (signal.aborted || this.released) {
+            await this.release();
+            return false;
+          }
           this.lastRenew = Date.now();
           this.opts.log(
             `leader: acquired lease ${this.opts.namespace}/${this.opts.leaseName} as ${this.opts.identity}`,
@@ -70,7 +79,7 @@ export class LeaderElector {
 
   /** Renews periodically; calls `onLost` once if the lease cannot be renewed before it expires. */
   keepRenewing(onLost: (why: string) => void): void {
-    const tick = async () => {
+    const round = async () => {
       try {
         if (await this.tryAcquireOrRenew()) {
           this.lastRenew = Date.now();
@@ -86,14 +95,30 @@ export class LeaderElector {
           return;
         }
       }
-      this.renewTimer = setTimeout(tick, this.opts.retryMs);
+      schedule();
     };
-    this.renewTimer = setTimeout(tick, this.opts.retryMs);
+    const schedule = () => {
+      if (this.released) return;
+      this.renewTimer = setTimeout(() => {
+        this.renewTimer = undefined;
+        if (this.released) return;
+        this.renewing = round().finally(() => {
+          this.renewing = undefined;
+        });
+      }, this.opts.retryMs);
+    };
+    schedule();
   }
 
-  /** Gives the lease up so a successor can start at once (best effort). */
+  /**
+   * Gives the lease up so a successor can start at once (best effort). Stops renewing first and
+   * waits for a renew round in flight, which could otherwise write the lease back after us.
+   */
   async release(): Promise<void> {
+    this.released = true;
     if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.renewTimer = undefined;
+    await this.renewing?.catch(() => undefined);
     if (!this.leading) return;
     this.leading = false;
     try {

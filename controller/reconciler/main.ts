@@ -5,7 +5,7 @@
 import * as http from "node:http";
 import * as os from "node:os";
 import { intSetting, parseFlags } from "../shared/flags";
-import { loadKubeConfig, resolveNamespace } from "../shared/kube";
+import { errorText, loadKubeConfig, resolveNamespace } from "../shared/kube";
 import { parseUpstreamOverrides } from "../shared/offers";
 import { Controller } from "./controller";
 import { LeaderElector } from "./leader";
@@ -48,7 +48,32 @@ function log(msg: string): void {
   console.log(`${new Date().toISOString()} ${msg}`);
 }
 
+/** How long a shutdown may take before the process exits anyway (a Pod gets 30 s by default). */
+export const SHUTDOWN_DEADLINE_MS = 8_000;
+
 export async function run(argv: string[]): Promise<void> {
+  // Signals are handled before anything else: a SIGTERM while the controller is still starting
+  // or waiting for the lease must end it cleanly (exit 0), like one that arrives later.
+  const shutdown = new AbortController();
+  let stopping: Promise<void> | undefined;
+  let teardown: (() => Promise<void>) | undefined;
+  const stop = (code: number, why: string): Promise<void> => {
+    // Later signals (a supervisor that repeats SIGTERM) join the shutdown already under way.
+    stopping ??= (async () => {
+      log(`controller: stopping (${why})`);
+      shutdown.abort();
+      setTimeout(() => {
+        log(`controller: shutdown did not finish within ${SHUTDOWN_DEADLINE_MS} ms; exiting`);
+        process.exit(code || 1);
+      }, SHUTDOWN_DEADLINE_MS).unref();
+      await teardown?.().catch((err) => log(`controller: shutdown failed: ${errorText(err)}`));
+      process.exit(code);
+    })();
+    return stopping;
+  };
+  process.on("SIGTERM", () => void stop(0, "SIGTERM"));
+  process.on("SIGINT", () => void stop(0, "SIGINT"));
+
   const f = parseFlags(argv, FLAGS);
   const env = process.env;
   const kc = loadKubeConfig(f.kubeconfig);
@@ -98,30 +123,33 @@ export async function run(argv: string[]): Promise<void> {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
     }
   });
+
+  // The acquisition (and start) in flight: shutdown waits for it, so a lease written in the
+  // same moment as SIGTERM is handed back rather than left to expire.
+  let acquiring: Promise<boolean> = Promise.resolve(false);
+  let starting: Promise<void> = Promise.resolve();
+  teardown = async () => {
+    await acquiring.catch(() => false);
+    await starting.catch(() => undefined);
+    // In-flight reconciles finish (each is bounded by the probe timeout); no new ones start.
+    await controller
+      .stop()
+      .catch((err) => log(`controller: stopping the work queue failed: ${errorText(err)}`));
+    await elector.release();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, resolve);
   });
   log(`controller ${identity}: health on :${port}, namespace ${namespace}`);
 
-  const shutdown = new AbortController();
-  let exiting = false;
-  const stop = async (code: number, why: string) => {
-    if (exiting) return;
-    exiting = true;
-    log(`controller: stopping (${why})`);
-    shutdown.abort();
-    await controller.stop().catch(() => undefined);
-    await elector.release();
-    server.close();
-    process.exit(code);
-  };
-  // `on`, not `once`: a second SIGTERM (e.g. relayed by a wrapper) must not kill a clean shutdown.
-  process.on("SIGTERM", () => void stop(0, "SIGTERM"));
-  process.on("SIGINT", () => void stop(0, "SIGINT"));
-
-  if (!(await elector.acquire(shutdown.signal))) return;
+  acquiring = elector.acquire(shutdown.signal);
+  if (!(await acquiring) || shutdown.signal.aborted) return;
   elector.keepRenewing((why) => void stop(1, `lost leadership: ${why}`));
   started = true;
-  await controller.start();
+  starting = controller.start();
+  await starting;
 }

@@ -6,6 +6,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import type * as net from "node:net";
 import * as path from "node:path";
+import { pathToFileURL } from "node:url";
 import { chainInfo } from "../../../api/chains";
 import { CRD_DEFINITIONS, crdManifest } from "../../../api/crds";
 import { API_VERSION, GROUP, VERSION } from "../../../api/resources";
@@ -273,7 +274,16 @@ export class Upstream {
   }
 }
 
-/** Starts `controller/main.ts <command>` through tsx, as the image would run it. */
+/** tsx's loader (ESM and CommonJS hooks) as a file URL, so it resolves from any cwd. */
+const TSX_LOADER = pathToFileURL(require.resolve("tsx")).href;
+
+/**
+ * Starts `controller/main.ts <command>` as the image would run it, with tsx loaded in-process
+ * (`node --import tsx`) rather than through the tsx CLI. The CLI is a wrapper process that relays
+ * signals to a child and SIGKILLs it (exiting 143) when the child does not acknowledge a signal
+ * within ~60 ms, e.g. while its event loop is busy; with `--import` there is exactly one process,
+ * and it alone decides how it shuts down.
+ */
 export function startRuntime(
   name: string,
   command: string,
@@ -284,7 +294,7 @@ export function startRuntime(
   return startProcess(
     name,
     process.execPath,
-    [path.join(REPO, "node_modules/tsx/dist/cli.mjs"), "controller/main.ts", command, ...args],
+    ["--import", TSX_LOADER, path.join(REPO, "controller/main.ts"), command, ...args],
     {
       logDir,
       cwd: REPO,

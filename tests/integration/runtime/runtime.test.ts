@@ -11,7 +11,7 @@ import { chromium, type Locator } from "playwright-core";
 import { SERVICES_JSON_SCHEMA } from "../../../controller/gateway/catalog/servicesJson";
 import type { ControlPlane } from "../../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../../harness/env";
-import { freePort, type ManagedProcess, waitFor } from "../../harness/processes";
+import { freePort, type ManagedProcess, tail, waitFor } from "../../harness/processes";
 import {
   api,
   BASE_SEPOLIA,
@@ -413,15 +413,21 @@ describe("runtime: controller and gateway against the control plane", () => {
     assert.ok(lease.spec.leaseTransitions >= 1, "the new controller took the lease over after it expired");
 
     // A clean stop releases the lease at once.
-    await controller.stop();
-    assert.equal(controller.child.exitCode, 0);
+    const stopped = controller;
+    await stopped.stop();
     const released = (
       await api(cp, "GET", `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/obol-controller`)
     ).json<{
       spec: { holderIdentity?: string };
     }>();
-    assert.equal(released.spec.holderIdentity, undefined);
+    // The later tests need a controller whatever the verdict here, so start it before asserting.
     controller = startRuntime("controller-3", "controller", controllerArgs, logDir);
+    assert.deepEqual(
+      { exitCode: stopped.child.exitCode, signal: stopped.child.signalCode },
+      { exitCode: 0, signal: null },
+      `SIGTERM ends the controller cleanly:\n${tail(stopped.logFile)}`,
+    );
+    assert.equal(released.spec.holderIdentity, undefined);
   });
   it("probes PurchaseRequests: validates the seller's 402 against network, asset and max price", async () => {
     const seller = new FakeSeller();
