@@ -12,6 +12,7 @@ import { renderRegistration } from "./catalog/registration";
 import { renderServicesJson } from "./catalog/servicesJson";
 import { renderSkillMd } from "./catalog/skillMd";
 import { renderStorefront } from "./catalog/storefront";
+import { OfferLimiter } from "./limits";
 import type { GatedRoute, PaymentGate, ProxyFn } from "./paymentGate";
 import { type ForwardContext, proxyRequest } from "./proxy";
 import { decideRoute, type HeldOffer, matchOfferByHost, matchOfferByPath } from "./routing";
@@ -26,6 +27,8 @@ export interface GatewayOptions {
   readonly log: (msg: string) => void;
   /** Prometheus metrics, served on the internal port only. */
   readonly metrics?: { readonly contentType: string; render(): Promise<string> };
+  /** Enforces offers' `spec.limits`; one per gateway process (limits are per replica). */
+  readonly limiter?: OfferLimiter;
 }
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -72,7 +75,8 @@ function notFound(res: http.ServerResponse): void {
   });
 }
 
-export function createPublicHandler(opts: GatewayOptions): Handler {
+export function createPublicHandler(options: GatewayOptions): Handler {
+  const opts: GatewayOptions = { ...options, limiter: options.limiter ?? new OfferLimiter() };
   const catalogFor = (req: http.IncomingMessage): Catalog =>
     buildCatalog(opts.state.publicOffers(), publicBase(req, opts.publicBaseUrl), opts.state.identity());
 
@@ -179,6 +183,15 @@ async function serveOffer(
     });
     return;
   }
+  // Before any payment work: a request over the offer's limits is never verified or proxied.
+  const admission = opts.limiter?.admit(`${offer.namespace}/${offer.name}`, offer.spec.limits);
+  if (admission && !admission.admitted) {
+    req.resume();
+    res.setHeader("retry-after", String(admission.retryAfterSeconds));
+    sendJson(res, 429, { error: admission.reason, message: admission.message });
+    return;
+  }
+  if (admission) res.once("close", admission.release);
   const decision = decideRoute(offer.spec.routes, subPath, req.method ?? "GET");
   const base = publicBase(req, opts.publicBaseUrl);
   const route: GatedRoute = {

@@ -381,6 +381,57 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     assert.equal(await chain.balanceOf(buyer.address), balance - PRICE_ATOMIC);
   });
 
+  it("enforces the offer's limits before any payment work: refused requests cost nothing", async () => {
+    await createObject(cp, ns, "serviceoffers", "ServiceOffer", "limited", {
+      type: "http",
+      upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
+      payment: {
+        scheme: "exact",
+        network: chain.network,
+        payTo,
+        asset: chain.asset,
+        price: { perRequest: "0.001" },
+        maxTimeoutSeconds: 120,
+      },
+      path: "/services/limited",
+      limits: { maxInFlight: 1, rps: 3 },
+    });
+    const limitedUrl = `${publicUrl}/services/limited`;
+    await waitFor("the limited offer routed", async () => (await fetch(limitedUrl)).status === 402, {
+      timeoutMs: 60_000,
+    });
+    await new Promise((r) => setTimeout(r, 1_100)); // the bucket refills after the probe above
+
+    const second = await signedPayment(`${limitedUrl}/stream?second`);
+    const balance = await chain.balanceOf(buyer.address);
+    const streaming = await payingFetch()(`${limitedUrl}/stream`);
+    assert.equal(streaming.status, 200);
+    // While the paid stream is in flight, a second paid request is turned away unverified.
+    const refused = await fetch(`${limitedUrl}/stream?second`, {
+      headers: { "payment-signature": encodePaymentSignatureHeader(second) },
+    });
+    assert.equal(refused.status, 429);
+    assert.equal(refused.headers.get("retry-after"), "1");
+    assert.equal(((await refused.json()) as { error: string }).error, "too_many_in_flight");
+    await streaming.text();
+    assert.equal(
+      await chain.balanceOf(buyer.address),
+      balance - PRICE_ATOMIC,
+      "only the admitted request paid",
+    );
+    assert.ok(!upstream.seen.some((r) => r.url === "/stream?second"), "the refused one was not proxied");
+
+    // The stream has ended: the slot is free again, and a burst beyond 3 rps is refused.
+    await new Promise((r) => setTimeout(r, 1_100));
+    const burst = await Promise.all(Array.from({ length: 8 }, () => fetch(`${limitedUrl}/burst`)));
+    const statuses = burst.map((r) => r.status);
+    assert.ok(statuses.filter((s) => s === 402).length <= 4, JSON.stringify(statuses));
+    assert.ok(statuses.filter((s) => s === 402).length >= 1, JSON.stringify(statuses));
+    const limited = burst.filter((r) => r.status === 429);
+    assert.ok(limited.length >= 4, JSON.stringify(statuses));
+    assert.equal(((await limited[0].json()) as { error: string }).error, "rate_limited");
+  });
+
   it("accepts v1 buyers (X-PAYMENT, legacy network name) and answers with X-PAYMENT-RESPONSE", async () => {
     const res402 = await fetch(`${offerUrl()}/v1`);
     const v1Required = (await res402.json()) as PaymentRequired;

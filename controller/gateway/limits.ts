@@ -1,0 +1,101 @@
+/**
+ * Per-offer admission limits (ServiceOffer `spec.limits`), enforced by each gateway replica
+ * before any payment work: a refused request is never verified, proxied or settled.
+ *
+ *   rps          a token bucket per offer: `rps` requests per second, bursts of up to `rps`
+ *   maxInFlight  requests of the offer being served at once (a stream counts until it ends)
+ *
+ * Absent or 0 means no limit. Pure apart from the injected clock.
+ */
+import type { ServiceOfferSpec } from "../../api/resources";
+
+export type OfferLimits = NonNullable<ServiceOfferSpec["limits"]>;
+
+export type Admission =
+  | { readonly admitted: true; release(): void }
+  | {
+      readonly admitted: false;
+      readonly reason: "rate_limited" | "too_many_in_flight";
+      readonly retryAfterSeconds: number;
+      readonly message: string;
+    };
+
+interface OfferState {
+  rps: number;
+  tokens: number;
+  refilledAtMs: number;
+  inFlight: number;
+}
+
+const UNLIMITED: Admission = { admitted: true, release: () => {} };
+
+export class OfferLimiter {
+  private readonly offers = new Map<string, OfferState>();
+
+  constructor(private readonly nowMs: () => number = () => performance.now()) {}
+
+  admit(offer: string, limits: OfferLimits | undefined): Admission {
+    const rps = limits?.rps ?? 0;
+    const maxInFlight = limits?.maxInFlight ?? 0;
+    if (rps <= 0 && maxInFlight <= 0) {
+      this.offers.delete(offer);
+      return UNLIMITED;
+    }
+    const state = this.stateOf(offer, rps);
+    if (maxInFlight > 0 && state.inFlight >= maxInFlight) {
+      return {
+        admitted: false,
+        reason: "too_many_in_flight",
+        retryAfterSeconds: 1,
+        message: `${offer} serves at most ${maxInFlight} request(s) at once; retry shortly`,
+      };
+    }
+    if (rps > 0) {
+      this.refill(state);
+      if (state.tokens < 1) {
+        return {
+          admitted: false,
+          reason: "rate_limited",
+          retryAfterSeconds: Math.max(1, Math.ceil((1 - state.tokens) / rps)),
+          message: `${offer} accepts at most ${rps} request(s) per second`,
+        };
+      }
+      state.tokens -= 1;
+    }
+    state.inFlight += 1;
+    let released = false;
+    return {
+      admitted: true,
+      release: () => {
+        if (released) return;
+        released = true;
+        state.inFlight -= 1;
+      },
+    };
+  }
+
+  /** Requests of `offer` being served now (for tests and metrics). */
+  inFlight(offer: string): number {
+    return this.offers.get(offer)?.inFlight ?? 0;
+  }
+
+  private stateOf(offer: string, rps: number): OfferState {
+    let state = this.offers.get(offer);
+    if (!state) {
+      state = { rps, tokens: rps, refilledAtMs: this.nowMs(), inFlight: 0 };
+      this.offers.set(offer, state);
+    } else if (state.rps !== rps) {
+      // A changed limit takes effect at once; the bucket never holds more than the new burst.
+      this.refill(state);
+      state.rps = rps;
+      state.tokens = Math.min(state.tokens, rps);
+    }
+    return state;
+  }
+
+  private refill(state: OfferState): void {
+    const now = this.nowMs();
+    state.tokens = Math.min(state.rps, state.tokens + ((now - state.refilledAtMs) / 1000) * state.rps);
+    state.refilledAtMs = now;
+  }
+}
