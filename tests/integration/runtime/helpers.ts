@@ -275,7 +275,7 @@ export class Upstream {
 }
 
 /** tsx's loader (ESM and CommonJS hooks) as a file URL, so it resolves from any cwd. */
-const TSX_LOADER = pathToFileURL(require.resolve("tsx")).href;
+export const TSX_LOADER = pathToFileURL(require.resolve("tsx")).href;
 
 /**
  * Starts `controller/main.ts <command>` as the image would run it, with tsx loaded in-process
