@@ -670,13 +670,15 @@ function normalizePayment(p: z.infer<typeof rawPayment>, at: string, issue: Issu
   if (p.asset) {
     if (!isAddress(p.asset.address, { strict: false })) {
       issue(`${at}.asset.address`, `"${p.asset.address}" is not an address`);
-    } else if (!p.asset.eip712Name) {
+    } else if (!p.asset.eip712Name && p.asset.transferMethod === "eip3009") {
       issue(
         `${at}.asset.eip712Name`,
-        "required with a custom asset: the token's EIP-712 domain name (its name() for most tokens)",
+        "required with a custom EIP-3009 asset: the token's EIP-712 domain name (its name() for most tokens); or set transferMethod: permit2 for a plain ERC-20",
       );
     } else {
-      asset = { ...p.asset, address: getAddress(p.asset.address), eip712Name: p.asset.eip712Name };
+      // Permit2 signatures use Permit2's own domain: the token's name is informational only.
+      const eip712Name = p.asset.eip712Name ?? p.asset.symbol;
+      asset = { ...p.asset, address: getAddress(p.asset.address), eip712Name };
     }
   } else if (network) {
     const usdc = chainInfo(network)?.usdc;

@@ -60,6 +60,29 @@ describe("stack config", () => {
     assert.deepEqual(cfg.secrets, []);
   });
 
+  it("accepts a plain ERC-20 paid through Permit2 without an EIP-712 name; an EIP-3009 token needs one", () => {
+    const asset = { address: "0x4200000000000000000000000000000000000042", symbol: "TDOL", decimals: 18 };
+    const payment = (extra: Record<string, unknown>) => ({
+      network: "base-sepolia",
+      payTo: PAY_TO,
+      price: { perRequest: "0.5" },
+      asset: { ...asset, ...extra },
+    });
+    const cfg = parseStackConfig(
+      { offers: [offer({ payment: payment({ transferMethod: "permit2" }) })] },
+      ctx,
+    );
+    assert.deepEqual(
+      { ...cfg.offers[0].spec.payment.asset },
+      { ...asset, transferMethod: "permit2", eip712Name: "TDOL", eip712Version: "2" },
+    );
+    expectIssue(
+      { offers: [offer({ payment: payment({}) })] },
+      "offers[0].payment.asset.eip712Name",
+      /permit2/,
+    );
+  });
+
   it("reports every problem at once", () => {
     try {
       parseStackConfig(
