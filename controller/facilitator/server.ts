@@ -7,7 +7,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { x402Facilitator } from "@x402/core/facilitator";
 import type { Network, PaymentPayload, PaymentRequirements } from "@x402/core/types";
-import { toFacilitatorEvmSigner } from "@x402/evm";
+import { PERMIT2_ADDRESS, toFacilitatorEvmSigner, x402ExactPermit2ProxyAddress } from "@x402/evm";
 import { registerExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { createWalletClient, type Hex, http as httpTransport, publicActions } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
@@ -32,6 +32,32 @@ export interface RunningFacilitator {
 
 const MAX_BODY = 64 * 1024;
 
+/** The contracts a Permit2 payment goes through; @x402/evm uses these canonical addresses. */
+const PERMIT2_CONTRACTS = [
+  ["Permit2", PERMIT2_ADDRESS],
+  ["x402's exact Permit2 proxy", x402ExactPermit2ProxyAddress],
+] as const;
+
+function isPermit2Payment(payment: PaymentPayload): boolean {
+  const payload = (payment as { payload?: unknown }).payload;
+  return typeof payload === "object" && payload !== null && "permit2Authorization" in payload;
+}
+
+function refusal(path: string, payment: PaymentPayload, why: string) {
+  const reason = "permit2_proxy_not_deployed";
+  const payer = (payment.payload as { permit2Authorization?: { from?: string } }).permit2Authorization?.from;
+  return path === "/verify"
+    ? { isValid: false, invalidReason: reason, invalidMessage: why, payer }
+    : {
+        success: false,
+        errorReason: reason,
+        errorMessage: why,
+        transaction: "",
+        network: payment.accepted?.network,
+        payer,
+      };
+}
+
 export async function startFacilitator(opts: FacilitatorOptions): Promise<RunningFacilitator> {
   const account = privateKeyToAccount(opts.signerKey);
   const client = createWalletClient({ account, transport: httpTransport(opts.rpcUrl) }).extend(publicActions);
@@ -46,6 +72,20 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
     waitForTransactionReceipt: (args) => client.waitForTransactionReceipt(args),
     getCode: (args) => client.getCode(args),
   });
+  /**
+   * A call to an address without code succeeds and moves nothing, and @x402/evm's simulation of
+   * the proxy's `settle` (no return value) cannot tell. So before any Permit2 verify or settle,
+   * Permit2 and x402's proxy must have code on the chain; checked every time (one eth_getCode
+   * each), so a chain that loses them is noticed at once.
+   */
+  const missingPermit2Contract = async (payment: PaymentPayload): Promise<string | undefined> => {
+    if (!isPermit2Payment(payment)) return undefined;
+    for (const [name, address] of PERMIT2_CONTRACTS) {
+      const code = await client.getCode({ address });
+      if (!code || code === "0x") return `${name} has no code at ${address} on this chain`;
+    }
+    return undefined;
+  };
   const facilitator = new x402Facilitator();
   registerExactEvmScheme(facilitator, { signer, networks });
 
@@ -66,6 +106,8 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
             error: "body must be {x402Version, paymentPayload, paymentRequirements}",
           });
         }
+        const missing = await missingPermit2Contract(body.paymentPayload);
+        if (missing) return sendJson(res, 200, refusal(path, body.paymentPayload, missing));
         const result =
           path === "/verify"
             ? await facilitator.verify(body.paymentPayload, body.paymentRequirements)

@@ -1,3 +1,4 @@
+import { x402ExactPermit2ProxyAddress, PERMIT2_ADDRESS as x402Permit2Address } from "@x402/evm";
 import {
   type Address,
   createPublicClient,
@@ -21,9 +22,9 @@ import { ANVIL_KEYS, type Anvil, startAnvil } from "./anvil";
 
 /** Where x402's EVM facilitator expects Multicall3 (the same address on every chain). */
 export const MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11";
-/** Uniswap's Permit2 and x402's exact Permit2 proxy: @x402/evm hard-codes both addresses. */
-export const PERMIT2_ADDRESS = "0x000000000022D473030F116dDEE9F6B43aC78BA3";
-export const X402_EXACT_PERMIT2_PROXY_ADDRESS = "0x402085c248EeA27D92E8b30b2C58ed07f9E20001";
+/** Uniswap's Permit2 and x402's exact Permit2 proxy, where @x402/evm expects them. */
+export const PERMIT2_ADDRESS: Address = x402Permit2Address;
+export const X402_EXACT_PERMIT2_PROXY_ADDRESS: Address = x402ExactPermit2ProxyAddress;
 
 /** A plain ERC-20 that x402 pays through Permit2. */
 export interface Permit2Token {

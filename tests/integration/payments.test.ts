@@ -556,6 +556,33 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       assert.equal(served("/p2-unapproved"), 0);
     });
 
+    it("refuses Permit2 payments on a chain without x402's Permit2 proxy instead of settling nothing", async () => {
+      // A transaction to an address without code succeeds and moves nothing: without a check the
+      // seller would serve for free while the receipt says "success".
+      const code = await chain.client.getCode({ address: X402_EXACT_PERMIT2_PROXY_ADDRESS });
+      await chain.client.request({
+        method: "anvil_setCode" as never,
+        params: [X402_EXACT_PERMIT2_PROXY_ADDRESS, "0x"] as never,
+      });
+      try {
+        const [buyerBefore, sellerBefore] = [
+          await token().balanceOf(buyer.address),
+          await token().balanceOf(payTo),
+        ];
+        const res = await payingFetchAs(buyer)(`${permit2Url()}/p2-no-proxy`);
+        assert.equal(res.status, 402, await res.clone().text());
+        assert.match(((await res.json()) as { error: string }).error, /permit2_proxy_not_deployed/);
+        assert.equal(served("/p2-no-proxy"), 0);
+        assert.equal(await token().balanceOf(buyer.address), buyerBefore);
+        assert.equal(await token().balanceOf(payTo), sellerBefore);
+      } finally {
+        await chain.client.request({
+          method: "anvil_setCode" as never,
+          params: [X402_EXACT_PERMIT2_PROXY_ADDRESS, code] as never,
+        });
+      }
+    });
+
     it("a redirected witness or a replayed Permit2 nonce moves nothing", async () => {
       const redirected = await permit2Payment("/p2-redirect");
       const auth = redirected.payload.permit2Authorization as { witness: { to: string } };
