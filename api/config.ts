@@ -73,6 +73,7 @@ const rawAsset = z.strictObject({
   transferMethod: z.enum(["eip3009", "permit2"]).default("eip3009"),
   eip712Name: z.string().optional(),
   eip712Version: z.string().default("2"),
+  eip2612: z.boolean().optional(),
 });
 const rawPayment = z.strictObject({
   network: z.string(),

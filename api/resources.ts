@@ -41,6 +41,10 @@ export const assetSchema = z.object({
   transferMethod: z.enum(["eip3009", "permit2"]),
   eip712Name: z.string().min(1).max(64),
   eip712Version: z.string().min(1).max(16),
+  eip2612: z.boolean().optional().meta({
+    description:
+      "The token implements EIP-2612 permit: Permit2 buyers without an allowance approve Permit2 by signature and the facilitator submits it with the payment (eip2612GasSponsoring)",
+  }),
 });
 export type Asset = z.infer<typeof assetSchema>;
 

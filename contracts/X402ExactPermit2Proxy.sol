@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {Permit2} from "./Permit2.sol";
 
@@ -9,12 +10,21 @@ import {Permit2} from "./Permit2.sol";
 /// {to, validAfter} pins the recipient, so the facilitator that submits `settle` cannot redirect
 /// the funds or change the amount. Tests place its runtime code at the proxy's canonical address
 /// with anvil_setCode, so it keeps no constructor state: Permit2's address is a constant and the
-/// reentrancy guard lives in transient storage. EIP-2612 gas sponsoring (`settleWithPermit`) is
-/// not implemented: buyers approve Permit2 on the token themselves.
+/// reentrancy guard lives in transient storage. `settleWithPermit` is the EIP-2612 gas-sponsored
+/// form: the payer's signed `permit` approves Permit2 in the same transaction, so a buyer never
+/// sends an approve transaction.
 contract X402ExactPermit2Proxy is ReentrancyGuardTransient {
     struct Witness {
         address to;
         uint256 validAfter;
+    }
+
+    struct EIP2612Permit {
+        uint256 value;
+        uint256 deadline;
+        bytes32 r;
+        bytes32 s;
+        uint8 v;
     }
 
     Permit2 public constant PERMIT2 = Permit2(0x000000000022D473030F116dDEE9F6B43aC78BA3);
@@ -23,11 +33,13 @@ contract X402ExactPermit2Proxy is ReentrancyGuardTransient {
     bytes32 public constant WITNESS_TYPEHASH = keccak256("Witness(address to,uint256 validAfter)");
 
     event Settled();
+    event SettledWithPermit();
 
     error InvalidAmount();
     error InvalidDestination();
     error InvalidOwner();
     error PaymentTooEarly();
+    error Permit2612AmountMismatch();
 
     /// @notice Moves exactly the permitted amount from `owner` to `witness.to`.
     function settle(
@@ -36,6 +48,34 @@ contract X402ExactPermit2Proxy is ReentrancyGuardTransient {
         Witness calldata witness,
         bytes calldata signature
     ) external nonReentrant {
+        _settle(permit, owner, witness, signature);
+        emit Settled();
+    }
+
+    /// @notice Applies the payer's EIP-2612 permit (token allowance for Permit2, exactly the
+    /// payment), then settles as `settle` does. A permit someone already submitted is not an
+    /// error: the transfer then simply needs the allowance it created.
+    function settleWithPermit(
+        EIP2612Permit calldata permit2612,
+        Permit2.PermitTransferFrom calldata permit,
+        address owner,
+        Witness calldata witness,
+        bytes calldata signature
+    ) external nonReentrant {
+        if (permit2612.value != permit.permitted.amount) revert Permit2612AmountMismatch();
+        try IERC20Permit(permit.permitted.token).permit(
+            owner, address(PERMIT2), permit2612.value, permit2612.deadline, permit2612.v, permit2612.r, permit2612.s
+        ) {} catch {}
+        _settle(permit, owner, witness, signature);
+        emit SettledWithPermit();
+    }
+
+    function _settle(
+        Permit2.PermitTransferFrom calldata permit,
+        address owner,
+        Witness calldata witness,
+        bytes calldata signature
+    ) private {
         if (owner == address(0)) revert InvalidOwner();
         if (witness.to == address(0)) revert InvalidDestination();
         if (permit.permitted.amount == 0) revert InvalidAmount();
@@ -48,6 +88,5 @@ contract X402ExactPermit2Proxy is ReentrancyGuardTransient {
             WITNESS_TYPE_STRING,
             signature
         );
-        emit Settled();
     }
 }

@@ -3,6 +3,7 @@
  * and v1 (legacy network names, `maxAmountRequired`). Pure: derived from the ServiceOffer spec.
  */
 import type { PaymentRequirementsV1, PaymentRequirementsV2 } from "@x402/core/schemas";
+import { declareEip2612GasSponsoringExtension } from "@x402/extensions";
 import { type Caip2, legacyNetworkName } from "../../api/chains";
 import { toAtomic } from "../../api/money";
 import type { Payment, ServiceOfferSpec } from "../../api/resources";
@@ -29,6 +30,8 @@ export interface OfferRequirements {
   v2: PaymentRequirementsV2[];
   /** The v1 shape of the EIP-3009 entries only: v1 has no Permit2. */
   v1: PaymentRequirementsV1[];
+  /** x402 v2 extensions the 402 declares (eip2612GasSponsoring for EIP-2612 Permit2 assets). */
+  extensions?: Record<string, unknown>;
 }
 
 export function offerPayments(spec: ServiceOfferSpec): Payment[] {
@@ -70,7 +73,10 @@ export function requirementsFor(spec: ServiceOfferSpec, resourceUrl: string): Of
       extra,
     });
   }
-  return { v2, v1 };
+  // Buyers of an EIP-2612 token need no approve transaction: they sign a permit for Permit2 and
+  // the facilitator submits it with the payment (the proxy's settleWithPermit).
+  const sponsored = offerPayments(spec).some((p) => p.asset.transferMethod === "permit2" && p.asset.eip2612);
+  return sponsored ? { v2, v1, extensions: declareEip2612GasSponsoringExtension() } : { v2, v1 };
 }
 
 export function resourceDescription(spec: ServiceOfferSpec): string {

@@ -51,6 +51,7 @@ function paymentRequired(reqs: OfferRequirements, resource: string, description:
     error,
     resource: { url: resource, description, mimeType: "application/json" },
     accepts: reqs.v2,
+    ...(reqs.extensions ? { extensions: reqs.extensions } : {}),
   };
   const v1: PaymentRequiredV1 = { x402Version: 1, error, accepts: reqs.v1 };
   return { v2, v1 };

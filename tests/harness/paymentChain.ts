@@ -33,14 +33,17 @@ export interface Permit2Token {
     symbol: string;
     decimals: number;
     transferMethod: "permit2";
-    /** The token's own EIP-712 domain: unused by Permit2 signatures, required by the CRD. */
+    /** The token's own EIP-712 domain, for its EIP-2612 permits (Permit2 signatures use Permit2's). */
     eip712Name: string;
     eip712Version: string;
+    eip2612: true;
   };
   balanceOf(owner: Address): Promise<bigint>;
   mint(to: Address, amount: bigint): Promise<void>;
   /** The one-time on-chain step a Permit2 payer takes: approve Permit2 to move the token. */
   approvePermit2(ownerKey: Hex): Promise<void>;
+  /** What `owner` lets Permit2 move. */
+  permit2Allowance(owner: Address): Promise<bigint>;
 }
 
 export interface PaymentChain {
@@ -131,9 +134,17 @@ export async function startPaymentChain(logDir: string): Promise<PaymentChain> {
         transferMethod: "permit2",
         eip712Name: "Test Dollar",
         eip712Version: "1",
+        eip2612: true,
       },
       balanceOf: balanceOfToken(plainToken),
       mint: mintOf(plainToken, plain.abi),
+      permit2Allowance: (owner) =>
+        client.readContract({
+          address: plainToken,
+          abi: erc20Abi,
+          functionName: "allowance",
+          args: [owner, PERMIT2_ADDRESS],
+        }),
       async approvePermit2(ownerKey) {
         const owner = createWalletClient({
           account: privateKeyToAccount(ownerKey),

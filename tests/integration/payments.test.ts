@@ -544,6 +544,42 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       assert.equal(served("/p2-hello"), 1);
     });
 
+    it("a payer without an allowance approves by EIP-2612 signature: no transaction of its own (gas sponsored)", async () => {
+      const sponsored = privateKeyToAccount(generatePrivateKey()); // holds tokens, no ETH at all
+      await token().mint(sponsored.address, 1_000_000n);
+      const required = decodePaymentRequiredHeader(
+        (await fetch(`${permit2Url()}/p2-sponsored`)).headers.get("payment-required")!,
+      );
+      assert.ok(required.extensions?.eip2612GasSponsoring, "the 402 declares eip2612GasSponsoring");
+      const client = new x402Client();
+      // The RPC lets the client see it has no allowance and read its permit nonce.
+      registerExactEvmScheme(client, { signer: sponsored, schemeOptions: { rpcUrl: chain.anvil.rpcUrl } });
+      client.setSpendControls(false);
+      const sellerBefore = await token().balanceOf(payTo);
+      const res = await wrapFetchWithPayment(fetch, client)(`${permit2Url()}/p2-sponsored`);
+      assert.equal(res.status, 200, await res.clone().text());
+      const receipt = decodePaymentResponseHeader(res.headers.get("payment-response")!);
+      const tx = await chain.client.getTransaction({ hash: receipt.transaction as `0x${string}` });
+      assert.equal(tx.to?.toLowerCase(), X402_EXACT_PERMIT2_PROXY_ADDRESS.toLowerCase());
+      assert.equal(
+        tx.from.toLowerCase(),
+        privateKeyToAccount(ANVIL_KEYS[0]).address.toLowerCase(),
+        "the facilitator paid the gas",
+      );
+      assert.equal(
+        await chain.client.getTransactionCount({ address: sponsored.address }),
+        0,
+        "the payer sent nothing",
+      );
+      assert.equal(await token().balanceOf(sponsored.address), 1_000_000n - PRICE_ATOMIC);
+      assert.equal(await token().balanceOf(payTo), sellerBefore + PRICE_ATOMIC);
+      assert.equal(
+        await token().permit2Allowance(sponsored.address),
+        0n,
+        "the permit covered exactly this payment",
+      );
+    });
+
     it("refuses a payer that never approved Permit2, with the reason, before proxying", async () => {
       const balance = await token().balanceOf(unapproved.address);
       const payment = await permit2Payment("/p2-unapproved", unapproved);

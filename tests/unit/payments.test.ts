@@ -166,6 +166,18 @@ describe("payment headers", () => {
       ["base-sepolia"],
       "x402 v1 has no Permit2",
     );
+    assert.equal(reqs.extensions, undefined, "no gas sponsoring without an EIP-2612 token");
+    const sponsored = requirementsFor(
+      {
+        ...mixed,
+        payments: [{ ...spec.payment, network: "eip155:8453", asset: { ...permit2Asset, eip2612: true } }],
+      },
+      "u",
+    );
+    assert.ok(
+      sponsored.extensions?.eip2612GasSponsoring,
+      "an EIP-2612 Permit2 token declares eip2612GasSponsoring",
+    );
     const v1OnBase = { x402Version: 1, scheme: "exact", network: "base", payload: v2Payment().payload };
     const refused = matchPayment(parsePaymentHeader({ "x-payment": b64(v1OnBase) }) as never, reqs, NOW);
     assert.ok(isRejection(refused) && refused.reason === "invalid_network");
