@@ -126,6 +126,7 @@ const rawPurchase = z.strictObject({
     asset: z.string().optional(),
     decimals: z.number().int().min(0).max(36).optional(),
     maxPrice: amount,
+    rpcUrl: z.string().optional(),
   }),
   budget: z.strictObject({
     maxPerRequest: amount,
@@ -215,7 +216,13 @@ export interface PurchaseConfig {
   name: string;
   endpoint: string;
   model: string;
-  payment: { network: `eip155:${number}`; asset?: string; decimals: number; maxPrice: string };
+  payment: {
+    network: `eip155:${number}`;
+    asset?: string;
+    decimals: number;
+    maxPrice: string;
+    rpcUrl?: string;
+  };
   budget: { maxPerRequest: string; maxPerDay?: string; maxTotal?: string };
 }
 
@@ -495,6 +502,11 @@ export function parseStackConfig(raw: Record<string, unknown>, ctx: ParseContext
       p.budget.maxTotal === undefined
         ? undefined
         : normalizeAmount(p.budget.maxTotal, `${at}.budget.maxTotal`, issue);
+    if (p.payment.rpcUrl !== undefined && !/^https?:\/\/[^\s]+$/.test(p.payment.rpcUrl))
+      issue(
+        `${at}.payment.rpcUrl`,
+        `"${p.payment.rpcUrl}" must be an http(s) JSON-RPC URL of ${p.payment.network}`,
+      );
     if (p.payment.asset !== undefined && !isAddress(p.payment.asset, { strict: false })) {
       issue(`${at}.payment.asset`, `"${p.payment.asset}" is not an address`);
     }
@@ -517,6 +529,7 @@ export function parseStackConfig(raw: Record<string, unknown>, ctx: ParseContext
           network,
           decimals,
           maxPrice,
+          ...(p.payment.rpcUrl ? { rpcUrl: p.payment.rpcUrl } : {}),
           ...(p.payment.asset && isAddress(p.payment.asset, { strict: false })
             ? { asset: getAddress(p.payment.asset) }
             : {}),

@@ -146,6 +146,10 @@ export const purchaseRequestSpecSchema = z.object({
     /** Decimals of the payment token, to read maxPrice and budgets (6 for USDC). */
     decimals: z.number().int().min(0).max(36).default(6),
     maxPrice: decimalSchema.meta({ description: "Most the buyer pays for one request, in token units" }),
+    rpcUrl: z.string().url().max(2048).optional().meta({
+      description:
+        "A JSON-RPC URL of the network: lets the buyer pay Permit2 sellers of EIP-2612 tokens by signature when it has no Permit2 allowance (it reads its allowance and permit nonce)",
+    }),
   }),
   budget: z.object({
     maxPerRequest: decimalSchema,

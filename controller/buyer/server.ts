@@ -97,7 +97,9 @@ async function handle(
   let reserved = false;
   let refusal: { reason: string; message: string } | undefined;
   const client = new x402Client();
-  registerExactEvmScheme(client, { signer: opts.account });
+  // With an RPC the client can see a missing Permit2 allowance and sign an EIP-2612 permit instead.
+  const rpcUrl = purchase.spec.payment.rpcUrl;
+  registerExactEvmScheme(client, { signer: opts.account, ...(rpcUrl ? { schemeOptions: { rpcUrl } } : {}) });
   client.setSpendControls(false); // the budget below is the spend control
   client.onBeforePaymentCreation(async ({ selectedRequirements: r }) => {
     const amount = BigInt(

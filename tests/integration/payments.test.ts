@@ -715,6 +715,20 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
         });
       await purchase("echo", "echo-model", "0.001");
       await purchase("too-cheap", "cheap-model", "0.0005");
+      // The Permit2 seller (created by the Permit2 suite, which runs first): no allowance, an RPC.
+      await chain.permit2Token.mint(buyerAccount.address, 10_000_000n);
+      await createObject(cp, ns, "purchaserequests", "PurchaseRequest", "permit2-echo", {
+        endpoint: `${publicUrl}/services/permit2`,
+        model: "permit2-model",
+        payment: {
+          network: chain.network,
+          asset: chain.permit2Token.asset.address,
+          decimals: 6,
+          maxPrice: "0.001",
+          rpcUrl: chain.anvil.rpcUrl,
+        },
+        budget: { maxPerRequest: "0.001" },
+      });
       await startBuyerProcess();
     });
 
@@ -756,6 +770,18 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       const afterRestart = await chat("paid/echo-model");
       assert.equal(afterRestart.status, 402, "the durable ledger still counts what was spent");
       assert.equal(await chain.balanceOf(buyerAccount.address), before, "nothing more was paid");
+    });
+
+    it("pays a Permit2 seller of an EIP-2612 token by signature: no approve transaction", async () => {
+      const [tokensBefore, nonceBefore] = [
+        await chain.permit2Token.balanceOf(buyerAccount.address),
+        await chain.client.getTransactionCount({ address: buyerAccount.address }),
+      ];
+      assert.equal(await chain.permit2Token.permit2Allowance(buyerAccount.address), 0n);
+      const res = await chat("paid/permit2-model");
+      assert.equal(res.status, 200, await res.clone().text());
+      assert.equal(await chain.permit2Token.balanceOf(buyerAccount.address), tokensBefore - PRICE_ATOMIC);
+      assert.equal(await chain.client.getTransactionCount({ address: buyerAccount.address }), nonceBefore);
     });
 
     it("answers 404 for a model nobody sells", async () => {

@@ -333,6 +333,24 @@ describe("stack config", () => {
         /quoted/,
         { stack: "dev", secretKeys: new Set(["buyerSignerKey"]) },
       ],
+      [
+        "a purchase whose RPC URL is not http(s)",
+        {
+          purchases: [
+            {
+              name: "p",
+              endpoint: "https://s.example.com/services/x",
+              model: "m",
+              payment: { network: "base-sepolia", maxPrice: "0.01", rpcUrl: "wss://rpc.example.com" },
+              budget: { maxPerRequest: "0.01" },
+            },
+          ],
+          buyerSignerKey: "k",
+        },
+        "purchases[0].payment.rpcUrl",
+        /http\(s\) JSON-RPC URL of base-sepolia/,
+        { stack: "dev", secretKeys: new Set(["buyerSignerKey"]) },
+      ],
     ];
     for (const [what, raw, path, pattern, context] of cases) {
       it(what, () => expectIssue(raw, path, pattern, context));
