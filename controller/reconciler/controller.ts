@@ -2,6 +2,10 @@
  * Wires informers to work queues and reconcilers. Every reconcile reads from the informer
  * caches, runs its checks, and writes status only when it changed. Requeues use backoff for
  * failures and a steady interval for health re-checks.
+ *
+ * Throughput: reconciles run `concurrency` at a time; upstream probes go through one bounded
+ * keep-alive pool and are shared per health URL (offers on one upstream cost one probe); path
+ * claims are resolved once per change of the offer set, not once per reconcile.
  */
 import type * as k8s from "@kubernetes/client-node";
 import {
@@ -11,14 +15,21 @@ import {
   PLURALS,
   type Plural,
   type PurchaseRequestObject,
-  patchStatus,
   type ServiceOfferObject,
+  StatusWriter,
   type WatchedCache,
   watchCustomObjects,
 } from "../shared/kube";
-import { joinUrl, offerKey, resolveClaims, type UpstreamOverrides, upstreamBaseUrl } from "../shared/offers";
+import {
+  type ClaimVerdict,
+  joinUrl,
+  offerKey,
+  resolveClaims,
+  type UpstreamOverrides,
+  upstreamBaseUrl,
+} from "../shared/offers";
 import { computeIdentityStatus } from "./agentIdentity";
-import { GatewayRoutesClient, probeUpstream } from "./checks";
+import { GatewayRoutesClient, UpstreamProber } from "./checks";
 import { jsonEqual } from "./conditions";
 import { probeSeller } from "./paymentProbe";
 import { computePurchaseStatus, parsePurchaseSpec } from "./purchaseRequest";
@@ -34,6 +45,10 @@ export interface ControllerOptions {
   /** Re-check interval for healthy offers (and the cap of failure backoff). */
   readonly probeIntervalMs: number;
   readonly probeTimeoutMs: number;
+  /** How long one upstream probe answer is shared by the offers behind the same health URL. */
+  readonly probeCacheTtlMs: number;
+  /** Reconciles in flight at once. */
+  readonly concurrency: number;
   readonly maxBackoffMs: number;
   readonly purchaseProbeIntervalMs: number;
   readonly log: (msg: string) => void;
@@ -50,12 +65,28 @@ export class Controller {
   private readonly queue: WorkQueue;
   private readonly backoff: Backoff;
   private readonly gateway: GatewayRoutesClient;
+  private readonly prober: UpstreamProber;
+  private readonly statuses: StatusWriter;
   private readonly generations = new Map<string, number | undefined>();
+  /** What each offer contributes to path claims: uid, generation (spec) and deletion. */
+  private readonly claimInputs = new Map<string, string>();
+  /** Path and hostname claims over all offers, until an offer's claim inputs change. */
+  private claims?: Map<string, ClaimVerdict>;
+  /** Our last status write per object, until the informer cache shows it (see writeStatus). */
+  private readonly written = new Map<string, { readonly over?: string; readonly status: object }>();
+  /** Kinds to re-enqueue wholesale at the end of this turn (a burst of events enqueues once). */
+  private readonly enqueueAllPending = new Set<(typeof KIND)[keyof typeof KIND]>();
 
   constructor(private readonly opts: ControllerOptions) {
-    this.queue = new WorkQueue((key) => this.reconcile(key), 2);
+    this.queue = new WorkQueue((key) => this.reconcile(key), opts.concurrency);
     this.backoff = new Backoff(500, opts.maxBackoffMs);
     this.gateway = new GatewayRoutesClient(opts.gatewayInternalUrl, opts.probeTimeoutMs);
+    this.prober = new UpstreamProber({
+      timeoutMs: opts.probeTimeoutMs,
+      // Never longer than half the re-check interval: a periodic re-check sees a fresh answer.
+      cacheTtlMs: Math.min(opts.probeCacheTtlMs, Math.floor(opts.probeIntervalMs / 2)),
+    });
+    this.statuses = new StatusWriter(opts.kc, opts.namespace, { maxSockets: opts.concurrency });
   }
 
   synced(): boolean {
@@ -70,25 +101,28 @@ export class Controller {
       watchCustomObjects<PurchaseRequestObject>(kc, PLURALS.purchaseRequest, namespace, log),
     ]);
     const offerEvent = (obj: ServiceOfferObject, kind: "add" | "update" | "delete") => {
-      // Our own status writes bump resourceVersion, not generation: they need no re-reconcile
-      // of every offer, only of the identities that summarize readiness.
-      if (kind !== "update" || this.generationChanged(KIND.offer, obj)) this.enqueueAll(KIND.offer);
-      if (kind === "delete") this.generations.delete(`${KIND.offer}/${obj.metadata?.name}`);
-      this.enqueueAll(KIND.identity);
+      // Our own status writes bump resourceVersion, not generation: they change no claim and
+      // need no re-reconcile of every offer, only of the identities that summarize readiness.
+      // A new, changed or deleted offer can move a path claim to or from any other offer.
+      if (this.claimInputsChanged(obj, kind)) this.enqueueAllSoon(KIND.offer);
+      if (kind === "delete") this.written.delete(`${PLURALS.serviceOffer}/${obj.metadata?.name}`);
+      this.enqueueAllSoon(KIND.identity);
     };
     this.offers.on("add", (o) => offerEvent(o, "add"));
     this.offers.on("update", (o) => offerEvent(o, "update"));
     this.offers.on("delete", (o) => offerEvent(o, "delete"));
     const identityEvent = (obj: AgentIdentityObject, kind: "add" | "update" | "delete") => {
+      if (kind === "delete") this.written.delete(`${PLURALS.agentIdentity}/${obj.metadata?.name}`);
       if (kind !== "update" || this.generationChanged(KIND.identity, obj)) {
         this.queue.add(`${KIND.identity}/${obj.metadata?.name}`);
-        this.enqueueAll(KIND.offer);
+        this.enqueueAllSoon(KIND.offer);
       }
     };
     this.identities.on("add", (o) => identityEvent(o, "add"));
     this.identities.on("update", (o) => identityEvent(o, "update"));
     this.identities.on("delete", (o) => identityEvent(o, "delete"));
     const purchaseEvent = (obj: PurchaseRequestObject, kind: "add" | "update" | "delete") => {
+      if (kind === "delete") this.written.delete(`${PLURALS.purchaseRequest}/${obj.metadata?.name}`);
       if (kind !== "update" || this.generationChanged(KIND.purchase, obj)) {
         this.queue.add(`${KIND.purchase}/${obj.metadata?.name}`);
       }
@@ -96,6 +130,7 @@ export class Controller {
     this.purchases.on("add", (o) => purchaseEvent(o, "add"));
     this.purchases.on("update", (o) => purchaseEvent(o, "update"));
     this.purchases.on("delete", (o) => purchaseEvent(o, "delete"));
+    for (const obj of this.offers.list()) this.claimInputsChanged(obj, "add");
     this.enqueueAll(KIND.offer);
     this.enqueueAll(KIND.identity);
     this.enqueueAll(KIND.purchase);
@@ -105,6 +140,39 @@ export class Controller {
   async stop(): Promise<void> {
     await this.queue.shutdown();
     await Promise.all([this.offers?.stop(), this.identities?.stop(), this.purchases?.stop()]);
+    this.prober.close();
+    this.statuses.close();
+  }
+
+  /** Records what `obj` contributes to path claims; true (and claims dropped) if that changed. */
+  private claimInputsChanged(obj: ServiceOfferObject, kind: "add" | "update" | "delete"): boolean {
+    const name = obj.metadata?.name ?? "";
+    const before = this.claimInputs.get(name);
+    const now =
+      kind === "delete"
+        ? undefined
+        : `${obj.metadata?.uid}/${obj.metadata?.generation}/${obj.metadata?.deletionTimestamp ?? ""}`;
+    if (before === now) return false;
+    if (now === undefined) this.claimInputs.delete(name);
+    else this.claimInputs.set(name, now);
+    this.claims = undefined;
+    return true;
+  }
+
+  private currentClaims(): Map<string, ClaimVerdict> {
+    this.claims ??= resolveClaims(this.offers.list());
+    return this.claims;
+  }
+
+  private enqueueAllSoon(kind: (typeof KIND)[keyof typeof KIND]): void {
+    if (this.enqueueAllPending.size === 0) {
+      setImmediate(() => {
+        const kinds = [...this.enqueueAllPending];
+        this.enqueueAllPending.clear();
+        for (const k of kinds) this.enqueueAll(k);
+      });
+    }
+    this.enqueueAllPending.add(kind);
   }
 
   private generationChanged(kind: string, obj: k8s.KubernetesObject): boolean {
@@ -119,7 +187,8 @@ export class Controller {
     const cache =
       kind === KIND.offer ? this.offers : kind === KIND.identity ? this.identities : this.purchases;
     for (const obj of cache.list()) {
-      this.generations.set(`${kind}/${obj.metadata?.name}`, obj.metadata?.generation);
+      if (kind !== KIND.offer)
+        this.generations.set(`${kind}/${obj.metadata?.name}`, obj.metadata?.generation);
       this.queue.add(`${kind}/${obj.metadata?.name}`);
     }
   }
@@ -143,13 +212,13 @@ export class Controller {
       this.backoff.reset(key);
       return;
     }
-    const verdict = resolveClaims(this.offers.list()).get(offerKey(obj));
+    const verdict = this.currentClaims().get(offerKey(obj));
     if (!verdict) return;
     let upstream: UpstreamCheck;
     if (verdict.spec) {
       const base = upstreamBaseUrl(verdict.spec, this.opts.namespace, this.opts.upstreamOverrides);
       upstream = base.ok
-        ? await probeUpstream(joinUrl(base.url, verdict.spec.upstream.healthPath), this.opts.probeTimeoutMs)
+        ? await this.prober.probe(joinUrl(base.url, verdict.spec.upstream.healthPath))
         : { ok: false, reason: "InvalidUpstream", message: base.message };
     } else {
       upstream = { ok: false, reason: "InvalidSpec", message: verdict.ok ? "" : verdict.message };
@@ -169,7 +238,7 @@ export class Controller {
     const ready = status.conditions?.find((c) => c.type === "Ready")?.status === "True";
     if (ready) {
       this.backoff.reset(key);
-      this.queue.add(key, this.opts.probeIntervalMs);
+      this.queue.add(key, jitter(this.opts.probeIntervalMs));
     } else {
       this.queue.add(key, Math.min(this.backoff.next(key), this.opts.probeIntervalMs));
     }
@@ -210,27 +279,38 @@ export class Controller {
     }
   }
 
+  /**
+   * Writes `status` unless the object already has it. Right after a write the informer cache
+   * still holds the object as it was (until the watch event arrives): a reconcile in between
+   * compares against what we wrote over that version, so it does not write the same again.
+   */
   private async writeStatus(
     plural: Plural,
     obj: k8s.KubernetesObject & { status?: object },
     status: object,
   ): Promise<void> {
-    if (jsonEqual(obj.status ?? {}, status)) return;
     const name = obj.metadata?.name ?? "";
+    const key = `${plural}/${name}`;
+    const version = obj.metadata?.resourceVersion;
+    const pending = this.written.get(key);
+    const observed = pending && pending.over === version ? pending.status : (obj.status ?? {});
+    if (pending && pending.over !== version) this.written.delete(key);
+    if (jsonEqual(observed, status)) return;
     try {
-      await patchStatus(
-        this.opts.kc,
-        plural,
-        this.opts.namespace,
-        name,
-        withRemovals(obj.status ?? {}, status),
-      );
+      await this.statuses.patch(plural, name, withRemovals(observed, status));
     } catch (err) {
+      this.written.delete(key);
       if (isApiStatus(err, 404)) return; // deleted meanwhile
       throw err;
     }
+    this.written.set(key, { over: version, status });
     this.opts.log(`status ${plural}/${name}: ${summary(status)}`);
   }
+}
+
+/** `ms` ± 10%, so offers created together do not all re-check in the same instant. */
+function jitter(ms: number): number {
+  return Math.round(ms * (0.9 + Math.random() * 0.2));
 }
 
 /** A merge patch removes a key only when it is sent as null. */

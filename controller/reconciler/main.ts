@@ -19,6 +19,8 @@ const FLAGS = [
   "port",
   "probe-interval-ms",
   "probe-timeout-ms",
+  "probe-cache-ms",
+  "concurrency",
   "max-backoff-ms",
   "purchase-probe-interval-ms",
   "lease-name",
@@ -93,6 +95,8 @@ export async function run(argv: string[]): Promise<void> {
       "--probe-interval-ms",
     ),
     probeTimeoutMs: intSetting(f["probe-timeout-ms"] ?? env.PROBE_TIMEOUT_MS, 2_000, "--probe-timeout-ms"),
+    probeCacheTtlMs: intSetting(f["probe-cache-ms"] ?? env.PROBE_CACHE_MS, 2_000, "--probe-cache-ms"),
+    concurrency: Math.max(1, intSetting(f.concurrency ?? env.CONCURRENCY, 16, "--concurrency")),
     maxBackoffMs: intSetting(f["max-backoff-ms"] ?? env.MAX_BACKOFF_MS, 30_000, "--max-backoff-ms"),
     purchaseProbeIntervalMs: intSetting(
       f["purchase-probe-interval-ms"],

@@ -27,10 +27,27 @@ export function offerKey(obj: ServiceOfferObject): string {
   return `${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`;
 }
 
+/**
+ * Specs parsed so far, per spec object: informer caches hand out the same object until it
+ * changes, so a claim resolution over N offers parses only the offers that changed.
+ */
+const parsedSpecs = new WeakMap<object, ReturnType<typeof parseSpec>>();
+
 export function parseOfferSpec(
   obj: ServiceOfferObject,
 ): { ok: true; spec: ServiceOfferSpec } | { ok: false; message: string } {
-  const parsed = serviceOfferSpecSchema.safeParse(obj.spec);
+  const raw = obj.spec;
+  if (typeof raw !== "object" || raw === null) return parseSpec(raw);
+  let parsed = parsedSpecs.get(raw);
+  if (!parsed) {
+    parsed = parseSpec(raw);
+    parsedSpecs.set(raw, parsed);
+  }
+  return parsed;
+}
+
+function parseSpec(raw: unknown): { ok: true; spec: ServiceOfferSpec } | { ok: false; message: string } {
+  const parsed = serviceOfferSpecSchema.safeParse(raw);
   if (parsed.success) return { ok: true, spec: parsed.data };
   const message = parsed.error.issues
     .map((i) => `spec.${i.path.map(String).join(".")}: ${i.message}`)
@@ -41,31 +58,81 @@ export function parseOfferSpec(
   };
 }
 
+function normalizePath(p: string): string {
+  return p.replace(/\/+$/, "") || "/";
+}
+
 /** True when one path equals the other or lies below it. */
 export function pathsOverlap(a: string, b: string): boolean {
-  const x = a.replace(/\/+$/, "") || "/";
-  const y = b.replace(/\/+$/, "") || "/";
+  const x = normalizePath(a);
+  const y = normalizePath(b);
   return x === y || x.startsWith(`${y}/`) || y.startsWith(`${x}/`) || x === "/" || y === "/";
 }
 
-function creationOrder(a: ServiceOfferObject, b: ServiceOfferObject): number {
-  const ta = a.metadata?.creationTimestamp ? new Date(a.metadata.creationTimestamp).getTime() : 0;
-  const tb = b.metadata?.creationTimestamp ? new Date(b.metadata.creationTimestamp).getTime() : 0;
-  if (ta !== tb) return ta - tb;
-  return offerKey(a).localeCompare(offerKey(b));
+/** The proper ancestors of a normalized path, as pathsOverlap sees them: "/a/b" → ["/a"]. */
+function ancestors(p: string): string[] {
+  const out: string[] = [];
+  for (let i = p.indexOf("/", 1); i > 0; i = p.indexOf("/", i + 1)) out.push(p.slice(0, i));
+  return out;
+}
+
+interface Winner {
+  readonly key: string;
+  readonly path: string;
+}
+
+/**
+ * The paths already claimed, indexed so that finding the oldest claim overlapping a new path
+ * costs O(depth of the path) instead of a scan of every claim. Answers exactly what
+ * `winners.find((w) => pathsOverlap(w.path, path))` would, given that claims never overlap
+ * each other.
+ */
+class PathClaims {
+  private first?: Winner;
+  private root?: Winner;
+  /** Claimed path → its claim. */
+  private readonly exact = new Map<string, Winner>();
+  /** Claimed path or any ancestor of one → the oldest claim at or below it. */
+  private readonly below = new Map<string, Winner>();
+
+  overlapping(path: string): Winner | undefined {
+    const p = normalizePath(path);
+    if (this.root) return this.root;
+    if (p === "/") return this.first;
+    // At most one claim can be an ancestor of p (two would overlap each other) ...
+    for (const a of ancestors(p)) {
+      const w = this.exact.get(a);
+      if (w) return w;
+    }
+    // ... and if none is, the oldest claim at or below p is the first one to overlap.
+    return this.below.get(p);
+  }
+
+  add(winner: Winner): void {
+    const p = normalizePath(winner.path);
+    this.first ??= winner;
+    if (p === "/") this.root ??= winner;
+    this.exact.set(p, winner);
+    for (const key of [p, ...ancestors(p)]) if (!this.below.has(key)) this.below.set(key, winner);
+  }
 }
 
 /**
  * Decides which offers may hold their path and hostname. The first claimant (oldest
  * creationTimestamp, then namespace/name) wins; later offers on an overlapping path or the same
  * hostname lose with PathConflict / HostnameConflict. Offers being deleted claim nothing.
+ * O(N log N) in the number of offers: the controller and the gateway resolve claims over every
+ * offer whenever one changes.
  */
 export function resolveClaims(offers: readonly ServiceOfferObject[]): Map<string, ClaimVerdict> {
   const verdicts = new Map<string, ClaimVerdict>();
-  const winners: { key: string; name: string; path: string; hostname?: string }[] = [];
-  const live = offers.filter((o) => !o.metadata?.deletionTimestamp).sort(creationOrder);
-  for (const obj of live) {
-    const key = offerKey(obj);
+  const paths = new PathClaims();
+  const hostnames = new Map<string, Winner>();
+  const live = offers
+    .filter((o) => !o.metadata?.deletionTimestamp)
+    .map((obj) => ({ obj, key: offerKey(obj), created: createdAt(obj) }))
+    .sort((a, b) => a.created - b.created || a.key.localeCompare(b.key));
+  for (const { obj, key } of live) {
     const parsed = parseOfferSpec(obj);
     if (!parsed.ok) {
       verdicts.set(key, { ok: false, reason: "InvalidSpec", message: parsed.message });
@@ -81,9 +148,8 @@ export function resolveClaims(offers: readonly ServiceOfferObject[]): Map<string
       });
       continue;
     }
-    const hostClash = spec.hostname
-      ? winners.find((w) => w.hostname?.toLowerCase() === spec.hostname?.toLowerCase())
-      : undefined;
+    const host = spec.hostname?.toLowerCase();
+    const hostClash = host ? hostnames.get(host) : undefined;
     if (hostClash) {
       verdicts.set(key, {
         ok: false,
@@ -93,7 +159,7 @@ export function resolveClaims(offers: readonly ServiceOfferObject[]): Map<string
       });
       continue;
     }
-    const pathClash = winners.find((w) => pathsOverlap(w.path, spec.path));
+    const pathClash = paths.overlapping(spec.path);
     if (pathClash) {
       verdicts.set(key, {
         ok: false,
@@ -103,10 +169,17 @@ export function resolveClaims(offers: readonly ServiceOfferObject[]): Map<string
       });
       continue;
     }
-    winners.push({ key, name: obj.metadata?.name ?? "", path: spec.path, hostname: spec.hostname });
+    const winner = { key, path: spec.path };
+    paths.add(winner);
+    if (host && !hostnames.has(host)) hostnames.set(host, winner);
     verdicts.set(key, { ok: true, spec });
   }
   return verdicts;
+}
+
+function createdAt(obj: ServiceOfferObject): number {
+  const t = obj.metadata?.creationTimestamp;
+  return t ? new Date(t).getTime() : 0;
 }
 
 /** Maps `<service>.<namespace>` to a base URL, so tests on loopback can stand in for Services. */

@@ -217,7 +217,10 @@ export function offerSpec(port: number, overrides: Record<string, unknown> = {})
   };
 }
 
-/** A loopback HTTP upstream: /health answers 200 (or hangs when `slowHealthMs` is set), the rest echoes. */
+/**
+ * A loopback HTTP upstream: /health and /health/* answer 200 (after `slowHealthMs`, when set),
+ * the rest echoes.
+ */
 export class Upstream {
   server?: http.Server;
   port = 0;
@@ -229,7 +232,7 @@ export class Upstream {
     this.port = port ?? (this.port || (await freePort()));
     const server = http.createServer((req, res) => {
       this.requests.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers });
-      if (req.url === "/health") {
+      if (req.url === "/health" || req.url?.startsWith("/health/")) {
         setTimeout(() => res.writeHead(200, { "content-type": "text/plain" }).end("ok"), this.slowHealthMs);
         return;
       }

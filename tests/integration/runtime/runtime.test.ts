@@ -379,10 +379,14 @@ describe("runtime: controller and gateway against the control plane", () => {
   it("recovers when the controller is killed mid-reconcile and a new one starts", async () => {
     upstream.slowHealthMs = 1_200;
     const seen = upstream.requests.length;
-    await mergePatch(cp, ns, SO, "echo-copy", { spec: { description: "changed while the controller dies" } });
+    // A new health path: the new generation's reconcile cannot use a shared (cached) answer
+    // for the old one, it has to probe, and the probe is slow.
+    await mergePatch(cp, ns, SO, "echo-copy", {
+      spec: { description: "changed while the controller dies", upstream: { healthPath: "/health/v2" } },
+    });
     await waitFor(
       "a health probe in flight",
-      async () => upstream.requests.slice(seen).some((r) => r.url === "/health"),
+      async () => upstream.requests.slice(seen).some((r) => r.url === "/health/v2"),
       {
         timeoutMs: 5_000,
       },
@@ -392,6 +396,11 @@ describe("runtime: controller and gateway against the control plane", () => {
     await controller.stop();
     const before = await getObject(cp, ns, SO, "echo-copy");
     upstream.slowHealthMs = 0;
+    assert.notEqual(
+      before?.status?.observedGeneration,
+      before?.metadata.generation,
+      "the first controller died before it reconciled the new generation",
+    );
 
     controller = startRuntime("controller-2", "controller", controllerArgs, logDir);
     await waitFor(
