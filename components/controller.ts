@@ -9,6 +9,8 @@ export interface ControllerArgs {
   gatewayInternalUrl: pulumi.Input<string>;
   /** The public origin, so offer status shows absolute endpoints. */
   publicBaseUrl?: pulumi.Input<string>;
+  /** Without a public origin: cloudflared's metrics URL, to follow a quick tunnel's random URL. */
+  quickTunnelMetricsUrl?: pulumi.Input<string>;
 }
 
 /**
@@ -43,6 +45,9 @@ export class Controller extends pulumi.ComponentResource {
         env: [
           { name: "GATEWAY_INTERNAL_URL", value: args.gatewayInternalUrl },
           ...(args.publicBaseUrl ? [{ name: "PUBLIC_BASE_URL", value: args.publicBaseUrl }] : []),
+          ...(args.quickTunnelMetricsUrl && !args.publicBaseUrl
+            ? [{ name: "QUICK_TUNNEL_METRICS_URL", value: args.quickTunnelMetricsUrl }]
+            : []),
         ],
       },
       { parent: this },

@@ -17,6 +17,11 @@ export interface TunnelArgs {
   token?: pulumi.Input<string>;
 }
 
+/** Where the controller reads a quick tunnel's URL (the cloudflared-metrics Service below). */
+export function quickTunnelMetricsUrl(namespace: pulumi.Input<string>): pulumi.Output<string> {
+  return pulumi.interpolate`http://cloudflared-metrics.${namespace}.svc:${TUNNEL_METRICS_PORT}`;
+}
+
 /** cloudflared args for each mode; the gateway is the single origin. */
 export function cloudflaredArgs(mode: "quick" | "named", gatewayUrl: string): string[] {
   const common = ["tunnel", "--no-autoupdate", "--metrics", `0.0.0.0:${TUNNEL_METRICS_PORT}`];

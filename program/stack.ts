@@ -10,7 +10,7 @@ import { LiteLLM } from "../components/litellm";
 import { Offer } from "../components/offer";
 import { Platform } from "../components/platform";
 import { Purchase } from "../components/purchase";
-import { Tunnel } from "../components/tunnel";
+import { quickTunnelMetricsUrl, Tunnel } from "../components/tunnel";
 import { AgentRegistration } from "../providers/agentRegistration";
 import { GeneratedSecret } from "../providers/generatedSecret";
 import { RuntimeImage } from "../providers/runtimeImage";
@@ -79,7 +79,11 @@ export function deployStack(cfg: StackConfig) {
       namespace,
       image,
       gatewayInternalUrl: gateway.internalUrl,
-      ...(cfg.publicBaseUrl ? { publicBaseUrl: cfg.publicBaseUrl } : {}),
+      ...(cfg.publicBaseUrl
+        ? { publicBaseUrl: cfg.publicBaseUrl }
+        : cfg.tunnel.mode === "quick"
+          ? { quickTunnelMetricsUrl: quickTunnelMetricsUrl(namespace) }
+          : {}),
     },
     inPlatform,
   );

@@ -77,7 +77,10 @@ export class Controller {
   /** Kinds to re-enqueue wholesale at the end of this turn (a burst of events enqueues once). */
   private readonly enqueueAllPending = new Set<(typeof KIND)[keyof typeof KIND]>();
 
+  private publicBaseUrl?: string;
+
   constructor(private readonly opts: ControllerOptions) {
+    this.publicBaseUrl = opts.publicBaseUrl;
     this.queue = new WorkQueue((key) => this.reconcile(key), opts.concurrency);
     this.backoff = new Backoff(500, opts.maxBackoffMs);
     this.gateway = new GatewayRoutesClient(opts.gatewayInternalUrl, opts.probeTimeoutMs);
@@ -87,6 +90,16 @@ export class Controller {
       cacheTtlMs: Math.min(opts.probeCacheTtlMs, Math.floor(opts.probeIntervalMs / 2)),
     });
     this.statuses = new StatusWriter(opts.kc, opts.namespace, { maxSockets: opts.concurrency });
+  }
+
+  /**
+   * The public origin behind offer endpoints: configured, or followed at run time (a quick
+   * tunnel's URL). A change re-reconciles every offer.
+   */
+  setPublicBaseUrl(url: string): void {
+    if (url === this.publicBaseUrl) return;
+    this.publicBaseUrl = url;
+    if (this.offers) this.enqueueAllSoon(KIND.offer);
   }
 
   synced(): boolean {
@@ -231,7 +244,7 @@ export class Controller {
       upstream,
       gateway,
       identity: this.identities.get(DEFAULT_IDENTITY_NAME),
-      publicBaseUrl: this.opts.publicBaseUrl,
+      publicBaseUrl: this.publicBaseUrl,
       now: new Date(),
     });
     await this.writeStatus(PLURALS.serviceOffer, current, status);

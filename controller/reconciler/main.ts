@@ -9,12 +9,15 @@ import { errorText, loadKubeConfig, resolveNamespace } from "../shared/kube";
 import { parseUpstreamOverrides } from "../shared/offers";
 import { Controller } from "./controller";
 import { LeaderElector } from "./leader";
+import { QuickTunnelWatch } from "./quickTunnel";
 
 const FLAGS = [
   "kubeconfig",
   "namespace",
   "gateway-internal-url",
   "public-base-url",
+  "quick-tunnel-metrics-url",
+  "quick-tunnel-poll-ms",
   "upstream-overrides",
   "port",
   "probe-interval-ms",
@@ -105,6 +108,21 @@ export async function run(argv: string[]): Promise<void> {
     ),
     log,
   });
+  // With a quick tunnel and no configured origin, follow the URL cloudflared reports.
+  const publicBaseUrl = f["public-base-url"] || env.PUBLIC_BASE_URL;
+  const quickTunnelMetricsUrl = f["quick-tunnel-metrics-url"] || env.QUICK_TUNNEL_METRICS_URL;
+  const quickTunnel =
+    !publicBaseUrl && quickTunnelMetricsUrl
+      ? new QuickTunnelWatch({
+          metricsUrl: quickTunnelMetricsUrl,
+          searchIntervalMs: 2_000,
+          followIntervalMs: intSetting(f["quick-tunnel-poll-ms"], 30_000, "--quick-tunnel-poll-ms"),
+          timeoutMs: 2_000,
+          onUrl: (url) => controller.setPublicBaseUrl(url),
+          log,
+        })
+      : undefined;
+  quickTunnel?.start();
   const elector = new LeaderElector(kc, {
     namespace,
     leaseName: f["lease-name"] || "obol-controller",
@@ -133,6 +151,7 @@ export async function run(argv: string[]): Promise<void> {
   let acquiring: Promise<boolean> = Promise.resolve(false);
   let starting: Promise<void> = Promise.resolve();
   teardown = async () => {
+    quickTunnel?.stop();
     await acquiring.catch(() => false);
     await starting.catch(() => undefined);
     // In-flight reconciles finish (each is bounded by the probe timeout); no new ones start.

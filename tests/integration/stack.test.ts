@@ -127,6 +127,16 @@ describe("the Pulumi program against a real control plane", function () {
           (v) => v.persistentVolumeClaim?.claimName === "x402-buyer-data",
         ),
       );
+      // Quick tunnel, no public origin: the controller follows the URL cloudflared reports.
+      const controller = await kubeGet<{
+        spec: { template: { spec: { containers: { env?: { name: string; value?: string }[] }[] } } };
+      }>(target, `/apis/apps/v1/namespaces/${namespace}/deployments/obol-controller`);
+      const env = controller.body.spec.template.spec.containers[0].env ?? [];
+      assert.equal(
+        env.find((e) => e.name === "QUICK_TUNNEL_METRICS_URL")?.value,
+        `http://cloudflared-metrics.${namespace}.svc:2000`,
+      );
+      assert.ok(!env.some((e) => e.name === "PUBLIC_BASE_URL"));
       assert.match(up.outputs.gatewayService.value, /^http:\/\/x402-gateway\./);
       assert.match(up.outputs.liteLLMService.value, /^http:\/\/litellm\./);
     });
