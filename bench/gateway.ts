@@ -8,9 +8,10 @@
  *       request, by design) is excluded from the measurement.
  *   (e) the same paid workload through the official @x402/express middleware (bench/expressPeer.ts)
  *                                              → ratio (d)/(e), goal ≥ 1
- * (d) and (e) are warmed up, then run BENCH_ROUNDS times in alternating order (best round counts),
- * each with never-used authorizations, and report the CPU each server and the facilitator spend
- * per paid request: on a small machine those processes share the cores.
+ * Each compared pair, (a)/(b) and (d)/(e), is warmed up, then run BENCH_ROUNDS times in
+ * alternating order (the best round counts): on a small shared machine run order and noise
+ * otherwise decide the ratio. Paid runs use never-used authorizations and report the CPU each
+ * server and the facilitator spend per paid request (those processes share the cores).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -181,15 +182,28 @@ async function main() {
     };
     const gatewayPayments = await sign(required, perRun * ROUNDS);
     const peerPayments = await sign(peerRequired, perRun * ROUNDS);
+    const best = (rs: LoadResult[]) => rs.reduce((a, b) => (b.rps > a.rps ? b : a));
     console.log(`gateway benchmark: ${CONCURRENCY} concurrent clients, ${SECONDS} s per run, loopback`);
-    const bare = await load({
-      url: `http://127.0.0.1:${barePort}/free/x`,
-      seconds: SECONDS,
-      concurrency: CONCURRENCY,
-    });
+    // (a) and (b), like (d) and (e) below: warmed, then alternating rounds, best round counts.
+    const bareUrl = `http://127.0.0.1:${barePort}/free/x`;
+    const freeUrl = `${gw}/free/x`;
+    for (const url of [bareUrl, freeUrl])
+      await load({ url, seconds: WARMUP_SECONDS, concurrency: CONCURRENCY });
+    const bareRounds: LoadResult[] = [];
+    const freeRounds: LoadResult[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const url of round % 2 === 0 ? [bareUrl, freeUrl] : [freeUrl, bareUrl]) {
+        const result = await load({ url, seconds: SECONDS, concurrency: CONCURRENCY });
+        (url === bareUrl ? bareRounds : freeRounds).push(result);
+      }
+    }
+    const bare = best(bareRounds);
+    const free = best(freeRounds);
     console.log(row("(a) bare Node reverse proxy", bare));
-    const free = await load({ url: `${gw}/free/x`, seconds: SECONDS, concurrency: CONCURRENCY });
     console.log(row("(b) gateway, free route", free));
+    console.log(
+      `    rounds (req/s): bare ${bareRounds.map((r) => r.rps.toFixed(0)).join(", ")}; gateway ${freeRounds.map((r) => r.rps.toFixed(0)).join(", ")}`,
+    );
     const unpaid = await load({ url: `${gw}/paid`, seconds: SECONDS, concurrency: CONCURRENCY });
     console.log(row("(c) gateway, 402 answer", unpaid));
     // (d) and (e) share the facilitator and anvil, so neither may inherit the other's warm-up:
@@ -234,7 +248,6 @@ async function main() {
         else expressRounds.push(await paidRun(`${peer}/fail`, peerPayments, SECONDS, "express"));
       }
     }
-    const best = (rs: LoadResult[]) => rs.reduce((a, b) => (b.rps > a.rps ? b : a));
     const paid = best(paidRounds);
     const express = best(expressRounds);
     console.log(row("(d) gateway, paid: verify + proxy (no settle)", paid));

@@ -12,7 +12,7 @@ import type { ServiceOfferSpec } from "../../api/resources";
 export type OfferLimits = NonNullable<ServiceOfferSpec["limits"]>;
 
 export type Admission =
-  | { readonly admitted: true; release(): void }
+  | { readonly admitted: true; readonly limited: boolean; release(): void }
   | {
       readonly admitted: false;
       readonly reason: "rate_limited" | "too_many_in_flight";
@@ -27,7 +27,7 @@ interface OfferState {
   inFlight: number;
 }
 
-const UNLIMITED: Admission = { admitted: true, release: () => {} };
+const UNLIMITED: Admission = { admitted: true, limited: false, release: () => {} };
 
 export class OfferLimiter {
   private readonly offers = new Map<string, OfferState>();
@@ -66,6 +66,7 @@ export class OfferLimiter {
     let released = false;
     return {
       admitted: true,
+      limited: true,
       release: () => {
         if (released) return;
         released = true;

@@ -81,6 +81,15 @@ function sendError(res: http.ServerResponse, status: number, error: string, mess
   res.end(body);
 }
 
+/**
+ * Upstream connections: kept alive and reused most-recent-first, so a busy route keeps a small
+ * set of warm sockets instead of cycling through many.
+ */
+const AGENTS = {
+  "http:": new http.Agent({ keepAlive: true, maxSockets: 256, scheduling: "lifo" }),
+  "https:": new https.Agent({ keepAlive: true, maxSockets: 256, scheduling: "lifo" }),
+} as const;
+
 /** Forwards `req` to `target` and streams the answer to `res`. */
 export function proxyRequest(
   req: http.IncomingMessage,
@@ -99,9 +108,17 @@ export function proxyRequest(
       }
     };
     const transport = target.protocol === "https:" ? https : http;
-    const upstreamReq = transport.request(target, {
+    const upstreamReq = transport.request({
+      protocol: target.protocol,
+      hostname: target.hostname.replace(/^\[|\]$/g, ""),
+      port: target.port || undefined,
+      path: `${target.pathname}${target.search}`,
+      ...(target.username
+        ? { auth: `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}` }
+        : {}),
       method: req.method,
       headers: upstreamRequestHeaders(req.headers, target, ctx, options.stripRequestHeaders),
+      agent: target.protocol === "https:" ? AGENTS["https:"] : AGENTS["http:"],
       timeout: timeoutMs,
     });
     res.on("close", () => {
@@ -117,41 +134,47 @@ export function proxyRequest(
       sendError(res, status, "upstream_unavailable", `the upstream did not answer: ${err.message}`);
       finish({ status, completed: false, clientAborted: false, error: err.message });
     });
-    upstreamReq.on("response", async (upstreamRes) => {
-      let extra: Record<string, string> | undefined;
-      try {
-        extra =
-          (await options.beforeResponse?.({
-            status: upstreamRes.statusCode ?? 502,
-            headers: upstreamRes.headers,
-          })) ?? undefined;
-      } catch (err) {
-        upstreamRes.destroy();
-        const message = err instanceof Error ? err.message : String(err);
-        if (err instanceof GateResponse && !res.headersSent) {
-          res.writeHead(err.status, {
-            ...err.headers,
-            "content-length": String(Buffer.byteLength(err.body)),
-          });
-          res.end(err.body);
-          finish({ status: err.status, completed: false, clientAborted: false, error: message });
-          return;
-        }
-        sendError(res, 502, "gateway_error", message);
-        finish({ status: 502, completed: false, clientAborted: false, error: message });
-        return;
-      }
+    const relay = (upstreamRes: http.IncomingMessage, extra: Record<string, string> | undefined) => {
       if (res.destroyed) {
         upstreamRes.destroy();
         return;
       }
       const status = upstreamRes.statusCode ?? 502;
-      res.writeHead(status, { ...stripHopByHop(upstreamRes.headers), ...(extra ?? {}) });
+      res.writeHead(
+        status,
+        extra ? { ...stripHopByHop(upstreamRes.headers), ...extra } : stripHopByHop(upstreamRes.headers),
+      );
       // Streams (no length: SSE, chunked) get their head at once; sized bodies go out with it.
       if (upstreamRes.headers["content-length"] === undefined) res.flushHeaders();
       upstreamRes.pipe(res);
       upstreamRes.on("error", () => res.destroy());
       res.on("finish", () => finish({ status, completed: true, clientAborted: false }));
+    };
+    const refuse = (upstreamRes: http.IncomingMessage, err: unknown) => {
+      upstreamRes.destroy();
+      const message = err instanceof Error ? err.message : String(err);
+      if (err instanceof GateResponse && !res.headersSent) {
+        res.writeHead(err.status, {
+          ...err.headers,
+          "content-length": String(Buffer.byteLength(err.body)),
+        });
+        res.end(err.body);
+        finish({ status: err.status, completed: false, clientAborted: false, error: message });
+        return;
+      }
+      sendError(res, 502, "gateway_error", message);
+      finish({ status: 502, completed: false, clientAborted: false, error: message });
+    };
+    upstreamReq.on("response", (upstreamRes) => {
+      const hook = options.beforeResponse;
+      // Free routes have no hook: relay in the same tick.
+      if (!hook) return relay(upstreamRes, undefined);
+      Promise.resolve()
+        .then(() => hook({ status: upstreamRes.statusCode ?? 502, headers: upstreamRes.headers }))
+        .then(
+          (extra) => relay(upstreamRes, extra ?? undefined),
+          (err) => refuse(upstreamRes, err),
+        );
     });
     req.pipe(upstreamReq);
   });

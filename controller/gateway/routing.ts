@@ -75,7 +75,21 @@ export function matchOfferByHost(
   return offers.find((o) => o.spec.hostname?.toLowerCase() === name);
 }
 
+/** Compiled route globs: a gateway holds few distinct ones, and compiling per request shows up. */
+const compiledGlobs = new Map<string, RegExp>();
+const MAX_COMPILED_GLOBS = 10_000;
+
 function globToRegExp(glob: string): RegExp {
+  let compiled = compiledGlobs.get(glob);
+  if (!compiled) {
+    if (compiledGlobs.size >= MAX_COMPILED_GLOBS) compiledGlobs.clear();
+    compiled = compileGlob(glob);
+    compiledGlobs.set(glob, compiled);
+  }
+  return compiled;
+}
+
+function compileGlob(glob: string): RegExp {
   const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*");
   // "/v1/*" also matches "/v1" itself.
   const optionalTail = escaped.endsWith("/.*") ? `${escaped.slice(0, -3)}(/.*)?` : escaped;

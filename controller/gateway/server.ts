@@ -184,14 +184,16 @@ async function serveOffer(
     return;
   }
   // Before any payment work: a request over the offer's limits is never verified or proxied.
-  const admission = opts.limiter?.admit(`${offer.namespace}/${offer.name}`, offer.spec.limits);
+  const admission = offer.spec.limits
+    ? opts.limiter?.admit(`${offer.namespace}/${offer.name}`, offer.spec.limits)
+    : undefined;
   if (admission && !admission.admitted) {
     req.resume();
     res.setHeader("retry-after", String(admission.retryAfterSeconds));
     sendJson(res, 429, { error: admission.reason, message: admission.message });
     return;
   }
-  if (admission) res.once("close", admission.release);
+  if (admission?.limited) res.once("close", admission.release);
   const decision = decideRoute(offer.spec.routes, subPath, req.method ?? "GET");
   const base = publicBase(req, opts.publicBaseUrl);
   const route: GatedRoute = {
