@@ -7,7 +7,13 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { x402Facilitator } from "@x402/core/facilitator";
 import type { Network, PaymentPayload, PaymentRequirements } from "@x402/core/types";
-import { PERMIT2_ADDRESS, toFacilitatorEvmSigner, x402ExactPermit2ProxyAddress } from "@x402/evm";
+import {
+  type ExactEvmPayloadV2,
+  isPermit2Payload,
+  PERMIT2_ADDRESS,
+  toFacilitatorEvmSigner,
+  x402ExactPermit2ProxyAddress,
+} from "@x402/evm";
 import { registerExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { createWalletClient, type Hex, http as httpTransport, publicActions } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
@@ -40,7 +46,7 @@ const PERMIT2_CONTRACTS = [
 
 function isPermit2Payment(payment: PaymentPayload): boolean {
   const payload = (payment as { payload?: unknown }).payload;
-  return typeof payload === "object" && payload !== null && "permit2Authorization" in payload;
+  return typeof payload === "object" && payload !== null && isPermit2Payload(payload as ExactEvmPayloadV2);
 }
 
 function refusal(path: string, payment: PaymentPayload, why: string) {

@@ -19,7 +19,11 @@ import {
 } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { identityRegistryArtifact } from "../../contracts/compile";
-import { IDENTITY_REGISTRY_ABI, parseDataUriJson } from "../../providers/agentRegistrationLogic";
+import {
+  type AgentRegistrationInputs,
+  IDENTITY_REGISTRY_ABI,
+  parseDataUriJson,
+} from "../../providers/agentRegistrationLogic";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../harness/anvil";
 import { scratchDir } from "../harness/env";
 import { outputCollector, TEST_PASSPHRASE, testStack } from "../harness/pulumi";
@@ -40,16 +44,8 @@ interface TestChain {
   wallet(key: Hex): WalletClient<Transport, Chain, Account>;
 }
 
-interface RegistrationConfig {
-  name: string;
-  network: string;
-  registry: string;
-  rpcUrl: string;
-  agentURI: string;
-  metadata?: Record<string, string>;
-  adoptAgentId?: string;
-  agentWallet?: string;
-}
+/** One registration the fixture program declares: the provider's plain inputs, keys aside. */
+type RegistrationConfig = Omit<AgentRegistrationInputs, "signerKey" | "agentWalletKey"> & { name: string };
 
 interface Secret {
   ciphertext?: string;

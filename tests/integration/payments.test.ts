@@ -95,26 +95,42 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
   const offerUrl = () => `${publicUrl}/services/paid`;
   let ns: string;
 
-  const payingFetch = () => {
+  /** An official x402 client paying as `account` (the test tokens are not in the SDK's asset table). */
+  const x402ClientFor = (account: typeof buyer = buyer, rpcUrl?: string) => {
     const client = new x402Client();
-    registerExactEvmScheme(client, { signer: buyer });
-    client.setSpendControls(false); // the test token is not in the SDK's default asset table
-    return wrapFetchWithPayment(fetch, client);
+    registerExactEvmScheme(client, { signer: account, ...(rpcUrl ? { schemeOptions: { rpcUrl } } : {}) });
+    client.setSpendControls(false);
+    return client;
   };
+  const payingFetch = (account: typeof buyer = buyer) => wrapFetchWithPayment(fetch, x402ClientFor(account));
 
   /** A signed payment for the 402 of `url`, optionally with the requirement tampered before signing. */
   async function signedPayment(
     url: string,
     tamper?: (r: PaymentRequired["accepts"][number]) => void,
+    account: typeof buyer = buyer,
   ): Promise<PaymentPayload> {
     const res = await fetch(url);
     const required = decodePaymentRequiredHeader(res.headers.get("payment-required")!);
     if (tamper) tamper(required.accepts[0]);
-    const client = new x402Client();
-    registerExactEvmScheme(client, { signer: buyer });
-    client.setSpendControls(false);
-    return client.createPaymentPayload(required);
+    return x402ClientFor(account).createPaymentPayload(required);
   }
+
+  /** A ServiceOffer on the test upstream, paid with `asset` at 0.001 per request. */
+  const createPaidOffer = (name: string, asset: object, extra: Record<string, unknown> = {}) =>
+    createObject(cp, ns, "serviceoffers", "ServiceOffer", name, {
+      type: "http",
+      upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
+      payment: {
+        scheme: "exact",
+        network: chain.network,
+        payTo,
+        asset,
+        price: { perRequest: "0.001" },
+        maxTimeoutSeconds: 120,
+      },
+      ...extra,
+    });
 
   const startFacilitator = () => {
     facilitator = startRuntime("facilitator", "facilitator", [], logDir, {
@@ -144,20 +160,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       facilitatorUrl: `http://127.0.0.1:${facilitatorPort}`,
     });
     ({ gateway, controller, publicUrl, internalUrl } = seller);
-    await createObject(cp, ns, "serviceoffers", "ServiceOffer", "paid", {
-      type: "http",
-      description: "A paid echo",
-      upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
-      payment: {
-        scheme: "exact",
-        network: chain.network,
-        payTo,
-        asset: chain.asset,
-        price: { perRequest: "0.001" },
-        maxTimeoutSeconds: 120,
-      },
-      path: "/services/paid",
-    });
+    await createPaidOffer("paid", chain.asset, { description: "A paid echo", path: "/services/paid" });
     await waitForCondition(
       cp,
       ns,
@@ -382,17 +385,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
   });
 
   it("enforces the offer's limits before any payment work: refused requests cost nothing", async () => {
-    await createObject(cp, ns, "serviceoffers", "ServiceOffer", "limited", {
-      type: "http",
-      upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
-      payment: {
-        scheme: "exact",
-        network: chain.network,
-        payTo,
-        asset: chain.asset,
-        price: { perRequest: "0.001" },
-        maxTimeoutSeconds: 120,
-      },
+    await createPaidOffer("limited", chain.asset, {
       path: "/services/limited",
       limits: { maxInFlight: 1, rps: 3 },
     });
@@ -435,10 +428,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
   it("accepts v1 buyers (X-PAYMENT, legacy network name) and answers with X-PAYMENT-RESPONSE", async () => {
     const res402 = await fetch(`${offerUrl()}/v1`);
     const v1Required = (await res402.json()) as PaymentRequired;
-    const client = new x402Client();
-    registerExactEvmScheme(client, { signer: buyer });
-    client.setSpendControls(false);
-    const payment = await client.createPaymentPayload(v1Required);
+    const payment = await x402ClientFor().createPaymentPayload(v1Required);
     assert.equal(payment.x402Version, 1);
     const balance = await chain.balanceOf(buyer.address);
     const res = await fetch(`${offerUrl()}/v1`, {
@@ -463,40 +453,15 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     const permit2Url = () => `${publicUrl}/services/permit2`;
     // Holds tokens but never approved Permit2.
     const unapproved = privateKeyToAccount(ANVIL_KEYS[1]);
-    const payingFetchAs = (account: typeof buyer) => {
-      const client = new x402Client();
-      registerExactEvmScheme(client, { signer: account });
-      client.setSpendControls(false);
-      return wrapFetchWithPayment(fetch, client);
-    };
-    const permit2Payment = async (path: string, account = buyer): Promise<PaymentPayload> => {
-      const required = decodePaymentRequiredHeader(
-        (await fetch(`${permit2Url()}${path}`)).headers.get("payment-required")!,
-      );
-      const client = new x402Client();
-      registerExactEvmScheme(client, { signer: account });
-      client.setSpendControls(false);
-      return client.createPaymentPayload(required);
-    };
+    const permit2Payment = (path: string, account = buyer) =>
+      signedPayment(`${permit2Url()}${path}`, undefined, account);
     const served = (path: string) => upstream.seen.filter((r) => r.url === path).length;
 
     before(async () => {
       await token().mint(buyer.address, 10_000_000n);
       await token().mint(unapproved.address, 10_000_000n);
       await token().approvePermit2(buyerKey);
-      await createObject(cp, ns, "serviceoffers", "ServiceOffer", "paid-permit2", {
-        type: "http",
-        upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
-        payment: {
-          scheme: "exact",
-          network: chain.network,
-          payTo,
-          asset: token().asset,
-          price: { perRequest: "0.001" },
-          maxTimeoutSeconds: 120,
-        },
-        path: "/services/permit2",
-      });
+      await createPaidOffer("paid-permit2", token().asset, { path: "/services/permit2" });
       await waitForCondition(
         cp,
         ns,
@@ -527,7 +492,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
         await token().balanceOf(payTo),
       ];
       const usdcBefore = await chain.balanceOf(buyer.address);
-      const res = await payingFetchAs(buyer)(`${permit2Url()}/p2-hello`);
+      const res = await payingFetch(buyer)(`${permit2Url()}/p2-hello`);
       assert.equal(res.status, 200, await res.clone().text());
       assert.deepEqual(await res.json(), { ok: true, url: "/p2-hello" });
       const receipt = decodePaymentResponseHeader(res.headers.get("payment-response")!);
@@ -551,10 +516,8 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
         (await fetch(`${permit2Url()}/p2-sponsored`)).headers.get("payment-required")!,
       );
       assert.ok(required.extensions?.eip2612GasSponsoring, "the 402 declares eip2612GasSponsoring");
-      const client = new x402Client();
       // The RPC lets the client see it has no allowance and read its permit nonce.
-      registerExactEvmScheme(client, { signer: sponsored, schemeOptions: { rpcUrl: chain.anvil.rpcUrl } });
-      client.setSpendControls(false);
+      const client = x402ClientFor(sponsored, chain.anvil.rpcUrl);
       const sellerBefore = await token().balanceOf(payTo);
       const res = await wrapFetchWithPayment(fetch, client)(`${permit2Url()}/p2-sponsored`);
       assert.equal(res.status, 200, await res.clone().text());
@@ -605,7 +568,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
           await token().balanceOf(buyer.address),
           await token().balanceOf(payTo),
         ];
-        const res = await payingFetchAs(buyer)(`${permit2Url()}/p2-no-proxy`);
+        const res = await payingFetch(buyer)(`${permit2Url()}/p2-no-proxy`);
         assert.equal(res.status, 402, await res.clone().text());
         assert.match(((await res.json()) as { error: string }).error, /permit2_proxy_not_deployed/);
         assert.equal(served("/p2-no-proxy"), 0);
