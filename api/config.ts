@@ -460,7 +460,8 @@ export function parseStackConfig(raw: Record<string, unknown>, ctx: ParseContext
       normalizePayment(p, j === 0 ? `${at}.payment` : `${at}.payments[${j - 1}]`, issue),
     );
     for (const p of payments) if (p) networks.add(p.network as `eip155:${number}`);
-    if (payments.every((p): p is Payment => p !== undefined)) {
+    const [primary, ...extra] = payments;
+    if (primary && extra.every((p): p is Payment => p !== undefined)) {
       offers.push({
         name: o.name,
         spec: {
@@ -468,8 +469,8 @@ export function parseStackConfig(raw: Record<string, unknown>, ctx: ParseContext
           ...(o.description ? { description: o.description } : {}),
           ...(o.model ? { model: o.model } : {}),
           upstream: { ...up, ...(up.service ? { namespace: up.namespace ?? cfg.namespace } : {}) },
-          payment: payments[0],
-          ...(payments.length > 1 ? { payments: payments.slice(1) } : {}),
+          payment: primary,
+          ...(extra.length > 0 ? { payments: extra } : {}),
           path,
           ...(o.hostname ? { hostname: o.hostname } : {}),
           ...(o.routes ? { routes: o.routes } : {}),
@@ -585,19 +586,32 @@ export function parseStackConfig(raw: Record<string, unknown>, ctx: ParseContext
       name: clusterName,
       servers: cfg.cluster.servers,
       agents: cfg.cluster.agents,
-      k3sImage: cfg.cluster.k3sImage,
+      ...(cfg.cluster.k3sImage !== undefined ? { k3sImage: cfg.cluster.k3sImage } : {}),
     },
     namespace: cfg.namespace,
     images: { ...images, buildRuntime: cfg.cluster.mode === "k3d" && !cfg.images.runtime },
-    litellm: cfg.litellm,
-    facilitator: cfg.facilitator,
-    tunnel: cfg.tunnel,
+    litellm: {
+      models: cfg.litellm.models.map(({ apiBase, apiKeySecret, ...m }) => ({
+        ...m,
+        ...(apiBase !== undefined ? { apiBase } : {}),
+        ...(apiKeySecret !== undefined ? { apiKeySecret } : {}),
+      })),
+    },
+    facilitator: {
+      mode: cfg.facilitator.mode,
+      ...(cfg.facilitator.url !== undefined ? { url: cfg.facilitator.url } : {}),
+      ...(cfg.facilitator.rpcUrl !== undefined ? { rpcUrl: cfg.facilitator.rpcUrl } : {}),
+    },
+    tunnel: {
+      mode: cfg.tunnel.mode,
+      ...(cfg.tunnel.hostname !== undefined ? { hostname: cfg.tunnel.hostname } : {}),
+    },
     ...(publicBaseUrl ? { publicBaseUrl } : {}),
     identity: {
       register: cfg.identity.register,
       name: cfg.identity.name,
       description: cfg.identity.description,
-      image: cfg.identity.image,
+      ...(cfg.identity.image !== undefined ? { image: cfg.identity.image } : {}),
       chains,
     },
     offers,

@@ -22,7 +22,7 @@ export function toAtomic(value: string, decimals: number): bigint {
       `"${value}" is not a decimal amount: write it like "0.001" (no sign, exponent or unit)`,
     );
   }
-  const [whole, fraction = ""] = value.split(".");
+  const [whole = "0", fraction = ""] = value.split(".");
   const trimmed = fraction.replace(/0+$/, "");
   if (trimmed.length > decimals) {
     throw new PriceError(

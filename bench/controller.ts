@@ -32,10 +32,11 @@ const SIZES = (process.env.BENCH_SIZES ?? "100,1000").split(",").map(Number);
 const USDC = chainInfo("eip155:84532")!.usdc!;
 
 async function inParallel<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
+  // One iterator shared by the workers: each item is taken exactly once.
+  const queue = items.values();
   await Promise.all(
     Array.from({ length: width }, async () => {
-      while (next < items.length) await fn(items[next++]);
+      for (const item of queue) await fn(item);
     }),
   );
 }

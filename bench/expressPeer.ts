@@ -11,7 +11,18 @@ import { registerExactEvmScheme } from "@x402/evm/exact/server";
 import { paymentMiddleware } from "@x402/express";
 import express from "express";
 
-const [port, upstreamPort, facilitatorUrl, network, payTo, assetJson] = process.argv.slice(2);
+const args = process.argv.slice(2);
+function arg(index: number, name: string): string {
+  const value = args[index];
+  if (value === undefined) throw new Error(`missing argument <${name}> (position ${index + 1})`);
+  return value;
+}
+const port = arg(0, "port");
+const upstreamPort = arg(1, "upstream-port");
+const facilitatorUrl = arg(2, "facilitator-url");
+const network = arg(3, "network");
+const payTo = arg(4, "payTo");
+const assetJson = arg(5, "asset-json");
 const asset = JSON.parse(assetJson) as { address: string; eip712Name: string; eip712Version: string };
 
 const server = new x402ResourceServer(new HTTPFacilitatorClient({ url: facilitatorUrl }));

@@ -40,7 +40,7 @@ import { type LoadResult, load, row } from "./load";
 function cpuSeconds(pid: number | undefined): number {
   if (!pid) return Number.NaN;
   try {
-    const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    const fields = (fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] ?? "").split(" ");
     return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
   } catch {
     return Number.NaN;
@@ -53,11 +53,14 @@ class PaymentPool {
   wrapped = false;
   constructor(private readonly headers: string[]) {}
   next(): string {
-    if (this.cursor === this.headers.length) {
+    let header = this.headers[this.cursor++];
+    if (header === undefined) {
       this.cursor = 0;
       this.wrapped = true;
+      header = this.headers[this.cursor++];
+      if (header === undefined) throw new Error("the payment pool is empty");
     }
-    return this.headers[this.cursor++];
+    return header;
   }
 }
 
@@ -218,7 +221,7 @@ async function main() {
       server?: "gateway" | "express",
     ) => {
       const serverPid = server === "gateway" ? seller.gateway.child.pid : expressPeer.child.pid;
-      const before = [cpuSeconds(serverPid), cpuSeconds(facilitator.child.pid)];
+      const before = { server: cpuSeconds(serverPid), facilitator: cpuSeconds(facilitator.child.pid) };
       const result = await load({
         url,
         seconds,
@@ -228,10 +231,10 @@ async function main() {
       if (server) {
         const perRequestMs = (pid: number | undefined, start: number) =>
           ((cpuSeconds(pid) - start) * 1000) / Math.max(1, result.requests);
-        cpu[server] = perRequestMs(serverPid, before[0]);
+        cpu[server] = perRequestMs(serverPid, before.server);
         cpu[server === "gateway" ? "facilitatorForGateway" : "facilitatorForExpress"] = perRequestMs(
           facilitator.child.pid,
-          before[1],
+          before.facilitator,
         );
       }
       return result;

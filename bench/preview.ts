@@ -23,7 +23,7 @@ function offers(n: number) {
 async function main() {
   const cluster = await startControlPlane({ dir: path.join(RUN_DIR, "bench-cluster") });
   try {
-    const times: Record<number, number> = {};
+    const times = new Map<number, number>();
     for (const n of [5, 25, 50]) {
       const stack = await programStack({
         dir: path.join(RUN_DIR, `bench-${n}`),
@@ -43,10 +43,11 @@ async function main() {
         await stack.preview();
         samples.push(Number(process.hrtime.bigint() - start) / 1e9);
       }
-      times[n] = samples.sort((a, b) => a - b)[1]; // the median of three
-      console.log(`preview with ${String(n).padStart(2)} offers: ${times[n].toFixed(2)} s (median of 3)`);
+      const median = samples.sort((a, b) => a - b)[1] ?? Number.NaN; // the median of three
+      times.set(n, median);
+      console.log(`preview with ${String(n).padStart(2)} offers: ${median.toFixed(2)} s (median of 3)`);
     }
-    const ratio = times[50] / times[5];
+    const ratio = (times.get(50) ?? Number.NaN) / (times.get(5) ?? Number.NaN);
     console.log(`ratio t(50)/t(5) = ${ratio.toFixed(2)} (target < 4)`);
   } finally {
     await cluster.destroy();

@@ -37,7 +37,7 @@ export function httpProbe(
 
 /** A pod spec running one container of `image` as an unprivileged user (uid 65532). */
 export function podSpec(args: {
-  serviceAccountName?: pulumi.Input<string>;
+  serviceAccountName?: pulumi.Input<string> | undefined;
   container: Container;
   volumes?: k8s.types.input.core.v1.Volume[];
   uid?: number;

@@ -252,7 +252,7 @@ export function parseDataUriJson(uri: string): Record<string, unknown> | undefin
 export function tombstoneDocument(args: {
   agentId: string;
   agentRegistry: string;
-  name?: string;
+  name?: string | undefined;
 }): RegistrationDocument {
   return {
     type: REGISTRATION_V1,
@@ -266,7 +266,7 @@ export function tombstoneDocument(args: {
   };
 }
 
-export function tombstoneUri(args: { agentId: string; agentRegistry: string; name?: string }): string {
+export function tombstoneUri(args: Parameters<typeof tombstoneDocument>[0]): string {
   const json = JSON.stringify(tombstoneDocument(args));
   return `data:application/json;base64,${Buffer.from(json, "utf8").toString("base64")}`;
 }

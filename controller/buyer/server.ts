@@ -75,7 +75,7 @@ async function handle(
   req: http.IncomingMessage,
   res: http.ServerResponse,
 ): Promise<void> {
-  const path = (req.url ?? "/").split("?")[0];
+  const path = (req.url ?? "/").split("?")[0] ?? "/";
   if (req.method === "GET" && (path === "/healthz" || path === "/readyz"))
     return sendJson(res, 200, { ok: true });
   if (req.method !== "POST" || !FORWARDED_PATHS.has(path)) {

@@ -40,11 +40,11 @@ export function stripHopByHop(
 }
 
 export interface ForwardContext {
-  readonly clientIp?: string;
+  readonly clientIp?: string | undefined;
   readonly proto: "http" | "https";
-  readonly host?: string;
+  readonly host?: string | undefined;
   /** Path prefix stripped before forwarding (X-Forwarded-Prefix). */
-  readonly prefix?: string;
+  readonly prefix?: string | undefined;
 }
 
 /** Headers for the upstream request. */

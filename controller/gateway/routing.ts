@@ -16,7 +16,7 @@ export interface HeldOffer {
   readonly generation: number;
   readonly spec: ServiceOfferSpec;
   /** Undefined when the upstream cannot be resolved (the controller reports why). */
-  readonly upstream?: URL;
+  readonly upstream?: URL | undefined;
   /** Ready=True for this generation: routed publicly and listed in catalogs. */
   readonly ready: boolean;
 }

@@ -22,7 +22,7 @@ export interface GatewayOptions {
   readonly state: RouteState;
   readonly gate: PaymentGate;
   /** The public origin for catalogs; derived from the Host header when absent. */
-  readonly publicBaseUrl?: string;
+  readonly publicBaseUrl?: string | undefined;
   readonly upstreamTimeoutMs?: number;
   readonly log: (msg: string) => void;
   /** Prometheus metrics, served on the internal port only. */
@@ -36,10 +36,8 @@ type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 const HOST_RE = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:.]+\](:\d{1,5})?$/;
 
 function requestProto(req: http.IncomingMessage): "http" | "https" {
-  const forwarded = String(req.headers["x-forwarded-proto"] ?? "")
-    .split(",")[0]
-    .trim();
-  return forwarded === "https" ? "https" : "http";
+  const [forwarded = ""] = String(req.headers["x-forwarded-proto"] ?? "").split(",");
+  return forwarded.trim() === "https" ? "https" : "http";
 }
 
 /** PUBLIC_BASE_URL if set, else `<proto>://<Host>` from the request (a malformed Host is ignored). */

@@ -8,12 +8,12 @@ import { PaymentMetrics } from "./metrics";
 import { X402PaymentGate } from "./x402Gate";
 
 /** Pulls `--name=value` / `--name value` out of argv (the gateway's own flags stay). */
-function takeFlag(argv: string[], name: string): { value?: string; rest: string[] } {
+function takeFlag(argv: string[], name: string): { value: string | undefined; rest: string[] } {
   const rest: string[] = [];
   let value: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === `--${name}`) value = argv[++i];
+  const queue = [...argv];
+  for (let arg = queue.shift(); arg !== undefined; arg = queue.shift()) {
+    if (arg === `--${name}`) value = queue.shift();
     else if (arg.startsWith(`--${name}=`)) value = arg.slice(name.length + 3);
     else rest.push(arg);
   }

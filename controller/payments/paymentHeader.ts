@@ -102,13 +102,13 @@ const same = (a: string | undefined, b: string | undefined) =>
 
 /** The fields of an exact-EVM payload that bind the transfer (EIP-3009 or Permit2). */
 interface Binding {
-  to?: string;
-  value?: string;
-  token?: string;
-  validAfter?: string;
-  validBefore?: string;
-  nonce?: string;
-  from?: string;
+  to?: string | undefined;
+  value?: string | undefined;
+  token?: string | undefined;
+  validAfter?: string | undefined;
+  validBefore?: string | undefined;
+  nonce?: string | undefined;
+  from?: string | undefined;
 }
 
 export function bindingOf(payload: Record<string, unknown>): Binding {

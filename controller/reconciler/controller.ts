@@ -40,7 +40,7 @@ export interface ControllerOptions {
   readonly kc: k8s.KubeConfig;
   readonly namespace: string;
   readonly gatewayInternalUrl: string;
-  readonly publicBaseUrl?: string;
+  readonly publicBaseUrl?: string | undefined;
   readonly upstreamOverrides: UpstreamOverrides;
   /** Re-check interval for healthy offers (and the cap of failure backoff). */
   readonly probeIntervalMs: number;
@@ -71,13 +71,16 @@ export class Controller {
   /** What each offer contributes to path claims: uid, generation (spec) and deletion. */
   private readonly claimInputs = new Map<string, string>();
   /** Path and hostname claims over all offers, until an offer's claim inputs change. */
-  private claims?: Map<string, ClaimVerdict>;
+  private claims: Map<string, ClaimVerdict> | undefined;
   /** Our last status write per object, until the informer cache shows it (see writeStatus). */
-  private readonly written = new Map<string, { readonly over?: string; readonly status: object }>();
+  private readonly written = new Map<
+    string,
+    { readonly over: string | undefined; readonly status: object }
+  >();
   /** Kinds to re-enqueue wholesale at the end of this turn (a burst of events enqueues once). */
   private readonly enqueueAllPending = new Set<(typeof KIND)[keyof typeof KIND]>();
 
-  private publicBaseUrl?: string;
+  private publicBaseUrl: string | undefined;
 
   constructor(private readonly opts: ControllerOptions) {
     this.publicBaseUrl = opts.publicBaseUrl;
@@ -207,7 +210,10 @@ export class Controller {
   }
 
   private async reconcile(key: string): Promise<void> {
-    const [kind, name] = key.split("/", 2);
+    // Keys are `<kind>/<name>`; Kubernetes names never contain a slash.
+    const slash = key.indexOf("/");
+    const kind = key.slice(0, slash);
+    const name = key.slice(slash + 1);
     try {
       if (kind === KIND.offer) await this.reconcileOffer(key, name);
       else if (kind === KIND.identity) await this.reconcileIdentity(name);

@@ -28,9 +28,9 @@ function microNow(): k8s.V1MicroTime {
 
 export class LeaderElector {
   private readonly api: k8s.CoordinationV1Api;
-  private renewTimer?: NodeJS.Timeout;
+  private renewTimer: NodeJS.Timeout | undefined;
   /** The renew round in flight, so release() can wait for it instead of racing it. */
-  private renewing?: Promise<void>;
+  private renewing: Promise<void> | undefined;
   private lastRenew = 0;
   private leading = false;
   /** Set by release(): no renew round may start (or re-acquire the lease) afterwards. */
@@ -127,13 +127,9 @@ export class LeaderElector {
         namespace: this.opts.namespace,
       });
       if (lease.spec?.holderIdentity !== this.opts.identity) return;
-      lease.spec = {
-        ...lease.spec,
-        holderIdentity: undefined,
-        renewTime: undefined,
-        acquireTime: undefined,
-        leaseDurationSeconds: 1,
-      };
+      // Released: no holder, no renew or acquire time (absent fields, as the API server stores them).
+      const { holderIdentity: _holder, renewTime: _renewed, acquireTime: _acquired, ...kept } = lease.spec;
+      lease.spec = { ...kept, leaseDurationSeconds: 1 };
       await this.api.replaceNamespacedLease({
         name: this.opts.leaseName,
         namespace: this.opts.namespace,
@@ -188,7 +184,7 @@ export class LeaderElector {
       holderIdentity: identity,
       leaseDurationSeconds: this.opts.leaseDurationSeconds,
       renewTime: microNow(),
-      acquireTime: takingOver ? microNow() : spec.acquireTime,
+      ...(takingOver ? { acquireTime: microNow() } : {}),
       leaseTransitions: (spec.leaseTransitions ?? 0) + (takingOver ? 1 : 0),
     };
     try {

@@ -12,11 +12,11 @@ import { CONTROLLER_USER_AGENT, fetchWithTimeout } from "../shared/outbound";
 export interface OfferedPayment {
   readonly scheme: string;
   readonly network: string;
-  readonly caip2?: Caip2;
+  readonly caip2?: Caip2 | undefined;
   readonly asset: string;
   readonly amountAtomic: bigint;
   readonly payTo: string;
-  readonly decimals?: number;
+  readonly decimals?: number | undefined;
 }
 
 export interface Parsed402 {
@@ -135,14 +135,14 @@ export function evaluate402(parsed: Parsed402, declared: PurchaseRequestSpec["pa
     .filter((x): x is { a: OfferedPayment; decimals: number } => x.decimals !== undefined)
     .map((x) => ({ ...x, price: fromAtomic(x.a.amountAtomic, x.decimals) }))
     .sort((x, y) => compareDecimal(x.price, y.price));
-  if (priced.length === 0) {
+  const [cheapest] = priced;
+  if (!cheapest) {
     return {
       ok: false,
       reason: "PricingMismatch",
       message: `cannot tell the token decimals of ${withAsset.map((a) => a.asset).join(", ")}; declare payment.asset as a known token`,
     };
   }
-  const cheapest = priced[0];
   if (compareDecimal(cheapest.price, declared.maxPrice) > 0) {
     return {
       ok: false,

@@ -37,7 +37,7 @@ export class QuickTunnelWatch {
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private current?: string;
-  private lastError?: string;
+  private lastError: string | undefined;
 
   constructor(private readonly opts: QuickTunnelWatchOptions) {}
 

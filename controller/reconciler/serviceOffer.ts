@@ -26,8 +26,8 @@ export interface OfferInputs {
   readonly upstream: UpstreamCheck;
   readonly gateway: GatewayCheck;
   /** The namespace's `default` AgentIdentity, if any. */
-  readonly identity?: AgentIdentityObject;
-  readonly publicBaseUrl?: string;
+  readonly identity?: AgentIdentityObject | undefined;
+  readonly publicBaseUrl?: string | undefined;
   readonly now: Date;
 }
 

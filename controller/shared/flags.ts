@@ -6,8 +6,8 @@ export type Flags = Record<string, string>;
 
 export function parseFlags(argv: readonly string[], known: readonly string[]): Flags {
   const flags: Flags = {};
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
+  const queue = [...argv];
+  for (let arg = queue.shift(); arg !== undefined; arg = queue.shift()) {
     if (!arg.startsWith("--")) {
       throw new Error(
         `unexpected argument "${arg}": flags look like --name value (known: ${known.join(", ")})`,
@@ -21,10 +21,9 @@ export function parseFlags(argv: readonly string[], known: readonly string[]): F
     if (eq >= 0) {
       flags[name] = arg.slice(eq + 1);
     } else {
-      const value = argv[i + 1];
+      const value = queue.shift();
       if (value === undefined || value.startsWith("--")) throw new Error(`flag --${name} needs a value`);
       flags[name] = value;
-      i++;
     }
   }
   return flags;

@@ -10,8 +10,8 @@ export function toChecksumAddress(address: string): string | undefined {
   const lower = address.slice(2).toLowerCase();
   const hash = keccak256Hex(new TextEncoder().encode(lower));
   let out = "0x";
-  for (let i = 0; i < lower.length; i++) {
-    out += Number.parseInt(hash[i], 16) >= 8 ? lower[i].toUpperCase() : lower[i];
+  for (const [i, ch] of [...lower].entries()) {
+    out += Number.parseInt(hash.charAt(i), 16) >= 8 ? ch.toUpperCase() : ch;
   }
   return out;
 }

@@ -35,26 +35,41 @@ function rotl(x: bigint, n: number): bigint {
   return ((x << s) | (x >> (64n - s))) & MASK;
 }
 
+/** Lane `i` of a fixed-size state; every index here is computed within bounds. */
+function at(array: readonly bigint[], i: number): bigint {
+  const v = array[i];
+  if (v === undefined) throw new RangeError(`keccak: lane ${i} out of range ${array.length}`);
+  return v;
+}
+
+/** Element `i` of a byte or offset table; every index here is computed within bounds. */
+function num(array: Uint8Array | readonly number[], i: number): number {
+  const v = array[i];
+  if (v === undefined) throw new RangeError(`keccak: index ${i} out of range ${array.length}`);
+  return v;
+}
+
 function permute(a: bigint[]): void {
-  const c: bigint[] = new Array(5);
-  const b: bigint[] = new Array(25);
+  const c: bigint[] = new Array(5).fill(0n);
+  const b: bigint[] = new Array(25).fill(0n);
   for (const rc of ROUND_CONSTANTS) {
-    for (let x = 0; x < 5; x++) c[x] = a[x] ^ a[x + 5] ^ a[x + 10] ^ a[x + 15] ^ a[x + 20];
+    for (let x = 0; x < 5; x++)
+      c[x] = at(a, x) ^ at(a, x + 5) ^ at(a, x + 10) ^ at(a, x + 15) ^ at(a, x + 20);
     for (let x = 0; x < 5; x++) {
-      const d = c[(x + 4) % 5] ^ rotl(c[(x + 1) % 5], 1);
-      for (let y = 0; y < 25; y += 5) a[x + y] ^= d;
+      const d = at(c, (x + 4) % 5) ^ rotl(at(c, (x + 1) % 5), 1);
+      for (let y = 0; y < 25; y += 5) a[x + y] = at(a, x + y) ^ d;
     }
     for (let x = 0; x < 5; x++) {
       for (let y = 0; y < 5; y++) {
-        b[y + 5 * ((2 * x + 3 * y) % 5)] = rotl(a[x + 5 * y], ROTATIONS[x + 5 * y]);
+        b[y + 5 * ((2 * x + 3 * y) % 5)] = rotl(at(a, x + 5 * y), num(ROTATIONS, x + 5 * y));
       }
     }
     for (let y = 0; y < 25; y += 5) {
       for (let x = 0; x < 5; x++) {
-        a[x + y] = b[x + y] ^ (~b[((x + 1) % 5) + y] & MASK & b[((x + 2) % 5) + y]);
+        a[x + y] = at(b, x + y) ^ (~at(b, ((x + 1) % 5) + y) & MASK & at(b, ((x + 2) % 5) + y));
       }
     }
-    a[0] ^= rc;
+    a[0] = at(a, 0) ^ rc;
   }
 }
 
@@ -62,21 +77,21 @@ function permute(a: bigint[]): void {
 export function keccak256Hex(data: Uint8Array): string {
   const padded = new Uint8Array(Math.ceil((data.length + 1) / RATE_BYTES) * RATE_BYTES);
   padded.set(data);
-  padded[data.length] ^= 0x01;
-  padded[padded.length - 1] ^= 0x80;
+  padded[data.length] = num(padded, data.length) ^ 0x01;
+  padded[padded.length - 1] = num(padded, padded.length - 1) ^ 0x80;
   const state: bigint[] = new Array(25).fill(0n);
   for (let offset = 0; offset < padded.length; offset += RATE_BYTES) {
     for (let lane = 0; lane < RATE_BYTES / 8; lane++) {
       let v = 0n;
-      for (let i = 7; i >= 0; i--) v = (v << 8n) | BigInt(padded[offset + lane * 8 + i]);
-      state[lane] ^= v;
+      for (let i = 7; i >= 0; i--) v = (v << 8n) | BigInt(num(padded, offset + lane * 8 + i));
+      state[lane] = at(state, lane) ^ v;
     }
     permute(state);
   }
   let hex = "";
   for (let lane = 0; lane < 4; lane++) {
     for (let i = 0; i < 8; i++)
-      hex += Number((state[lane] >> BigInt(8 * i)) & 0xffn)
+      hex += Number((at(state, lane) >> BigInt(8 * i)) & 0xffn)
         .toString(16)
         .padStart(2, "0");
   }

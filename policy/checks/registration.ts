@@ -47,7 +47,8 @@ export function checkRegistrationTunnel(
   const quick = resources
     .flatMap((r) => tunnelContainers(r.type, r.props))
     .filter((t) => isQuickTunnel(t.args));
-  if (quick.length === 0) return [];
+  const [first] = quick;
+  if (!first) return [];
   const stableBase = resources.some((r) =>
     containersOf(r.type, r.props).some(({ container }) =>
       asArray(container.env).some((e) => {
@@ -59,6 +60,6 @@ export function checkRegistrationTunnel(
   );
   if (stableBase) return [];
   return [
-    `${registrations.length} ERC-8004 registration(s) while ${quick[0].label} runs a quick tunnel and no stable PUBLIC_BASE_URL is set: the on-chain agentURI would go stale on the next restart; use tunnel.mode named or set publicBaseUrl`,
+    `${registrations.length} ERC-8004 registration(s) while ${first.label} runs a quick tunnel and no stable PUBLIC_BASE_URL is set: the on-chain agentURI would go stale on the next restart; use tunnel.mode named or set publicBaseUrl`,
   ];
 }

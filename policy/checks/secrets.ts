@@ -39,7 +39,8 @@ export function isSecretName(name: string): boolean {
     .toLowerCase()
     .split(/[^a-z0-9]+/)
     .filter(Boolean);
-  if (words.length === 0 || REFERENCE_WORDS.has(words[words.length - 1])) return false;
+  const last = words.at(-1);
+  if (last === undefined || REFERENCE_WORDS.has(last)) return false;
   return words.some((w) => SECRET_WORDS.has(w));
 }
 

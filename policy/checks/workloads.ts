@@ -80,11 +80,13 @@ export function checkResources(type: string, props: JsonObject): string[] {
   const problems: string[] = [];
   for (const { label, container } of containersOf(type, props)) {
     if (isUnknown(container.resources)) continue;
-    const missing = [
-      ["requests", "cpu"],
-      ["requests", "memory"],
-      ["limits", "memory"],
-    ]
+    const missing = (
+      [
+        ["requests", "cpu"],
+        ["requests", "memory"],
+        ["limits", "memory"],
+      ] as const
+    )
       .filter(([group, key]) => at(container, "resources", group, key) === undefined)
       .map(([group, key]) => `resources.${group}.${key}`);
     if (missing.length > 0) {

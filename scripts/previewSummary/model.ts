@@ -58,7 +58,7 @@ export interface OfferChange {
   kind: "added" | "removed" | "changed" | "replaced";
   /** The terms after the change (before, for a removal). */
   terms: PaymentTerms[];
-  priceChanges: { network: string; unit: string; from?: string; to?: string }[];
+  priceChanges: { network: string; unit: string; from?: string | undefined; to?: string | undefined }[];
   payToChanges: { network: string; from: string; to: string }[];
   networksAdded: string[];
   networksRemoved: string[];
@@ -70,9 +70,9 @@ export interface OfferChange {
 export interface RegistrationChange {
   name: string;
   kind: "mint" | "uri-update" | "re-mint" | "removed" | "changed";
-  network?: string;
-  fromUri?: string;
-  toUri?: string;
+  network?: string | undefined;
+  fromUri?: string | undefined;
+  toUri?: string | undefined;
 }
 
 export interface PlatformChange {
@@ -82,7 +82,7 @@ export interface PlatformChange {
 }
 
 export interface PreviewSummary {
-  stack?: string;
+  stack?: string | undefined;
   offers: OfferChange[];
   registrations: RegistrationChange[];
   platform: PlatformChange[];

@@ -127,7 +127,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       mode: 0o600,
     });
   }
-  const token = fs.readFileSync(tokenFile, "utf8").split(",")[0];
+  const tokenCsv = fs.readFileSync(tokenFile, "utf8");
+  const token = tokenCsv.slice(0, tokenCsv.indexOf(","));
 
   // Ports are kept with the data, so a stopped and restarted cluster keeps its address.
   const portsFile = path.join(dir, "ports.json");
@@ -137,9 +138,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       JSON.stringify(await Promise.all(Array.from({ length: 6 }, () => freePort()))),
     );
   }
-  const [etcdClient, etcdPeer, apiPort, kcmPort, schedPort, kwokPort]: number[] = JSON.parse(
-    fs.readFileSync(portsFile, "utf8"),
-  );
+  const [etcdClient, etcdPeer, apiPort, kcmPort, schedPort, kwokPort]: [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ] = JSON.parse(fs.readFileSync(portsFile, "utf8"));
   const server = `https://127.0.0.1:${apiPort}`;
   const kubeconfig = kubeconfigYaml(server, token);
   const kubeconfigPath = path.join(dir, "kubeconfig.yaml");

@@ -53,7 +53,7 @@ export function startProcess(
   name: string,
   command: string,
   args: string[],
-  opts: { logDir: string; env?: NodeJS.ProcessEnv; cwd?: string; detach?: boolean },
+  opts: { logDir: string; env?: NodeJS.ProcessEnv; cwd?: string; detach?: boolean | undefined },
 ): ManagedProcess {
   fs.mkdirSync(opts.logDir, { recursive: true });
   const logFile = path.join(opts.logDir, `${name}.log`);

@@ -8,8 +8,8 @@ export interface TestStackOptions {
   stackName: string;
   /** Where this test's `file://` backend keeps state. */
   stateDir: string;
-  config?: ConfigMap;
-  env?: Record<string, string>;
+  config?: ConfigMap | undefined;
+  env?: Record<string, string> | undefined;
 }
 
 /** The passphrase of every test backend; state is still encrypted with it, as a user's would be. */

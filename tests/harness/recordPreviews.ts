@@ -11,6 +11,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Stack } from "@pulumi/pulumi/automation";
+import { at } from "./assertions";
 import { startControlPlane } from "./controlPlane";
 import { RUN_DIR } from "./env";
 import { compactDigest, previewJson } from "./previews";
@@ -32,7 +33,11 @@ const SCENARIOS: Record<string, (offers: Offer[]) => Offer[]> = {
     {
       name: "translate",
       upstream: { url: "http://translate.apps.svc:8080" },
-      payment: { network: "base-sepolia", payTo: offers[0].payment.payTo, price: { perRequest: "0.002" } },
+      payment: {
+        network: "base-sepolia",
+        payTo: at(offers, 0).payment.payTo,
+        price: { perRequest: "0.002" },
+      },
     } as Offer,
   ],
   "price-change": (offers) =>

@@ -18,6 +18,7 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import type { Address } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS } from "../harness/anvil";
+import { at } from "../harness/assertions";
 import type { ControlPlane } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import {
@@ -112,7 +113,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
   ): Promise<PaymentPayload> {
     const res = await fetch(url);
     const required = decodePaymentRequiredHeader(res.headers.get("payment-required")!);
-    if (tamper) tamper(required.accepts[0]);
+    if (tamper) tamper(at(required.accepts, 0));
     return x402ClientFor(account).createPaymentPayload(required);
   }
 
@@ -188,10 +189,10 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     assert.equal(v2.x402Version, 2);
     assert.deepEqual(
       {
-        network: v2.accepts[0].network,
-        amount: v2.accepts[0].amount,
-        payTo: v2.accepts[0].payTo,
-        asset: v2.accepts[0].asset,
+        network: at(v2.accepts, 0).network,
+        amount: at(v2.accepts, 0).amount,
+        payTo: at(v2.accepts, 0).payTo,
+        asset: at(v2.accepts, 0).asset,
       },
       { network: "eip155:84532", amount: PRICE_ATOMIC.toString(), payTo, asset: chain.asset.address },
     );
@@ -200,8 +201,8 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       accepts: { network: string; maxAmountRequired: string }[];
     };
     assert.equal(v1.x402Version, 1);
-    assert.equal(v1.accepts[0].network, "base-sepolia");
-    assert.equal(v1.accepts[0].maxAmountRequired, "1000");
+    assert.equal(at(v1.accepts, 0).network, "base-sepolia");
+    assert.equal(at(v1.accepts, 0).maxAmountRequired, "1000");
     assert.ok(!upstream.seen.some((r) => r.url === "/anything"), "nothing was proxied");
   });
 
@@ -422,7 +423,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     assert.ok(statuses.filter((s) => s === 402).length >= 1, JSON.stringify(statuses));
     const limited = burst.filter((r) => r.status === 429);
     assert.ok(limited.length >= 4, JSON.stringify(statuses));
-    assert.equal(((await limited[0].json()) as { error: string }).error, "rate_limited");
+    assert.equal(((await at(limited, 0).json()) as { error: string }).error, "rate_limited");
   });
 
   it("accepts v1 buyers (X-PAYMENT, legacy network name) and answers with X-PAYMENT-RESPONSE", async () => {
@@ -481,8 +482,8 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       const res = await fetch(`${permit2Url()}/quote`);
       assert.equal(res.status, 402);
       const v2 = decodePaymentRequiredHeader(res.headers.get("payment-required")!);
-      assert.equal(v2.accepts[0].asset, token().asset.address);
-      assert.equal(v2.accepts[0].extra?.assetTransferMethod, "permit2");
+      assert.equal(at(v2.accepts, 0).asset, token().asset.address);
+      assert.equal(at(v2.accepts, 0).extra?.assetTransferMethod, "permit2");
       assert.deepEqual(((await res.json()) as { accepts: unknown[] }).accepts, []);
     });
 

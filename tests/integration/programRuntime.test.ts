@@ -8,6 +8,7 @@ import * as assert from "node:assert/strict";
 import * as path from "node:path";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../harness/anvil";
+import { defined } from "../harness/assertions";
 import type { ControlPlane } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import { deployIdentityRegistry } from "../harness/identityRegistry";
@@ -74,7 +75,7 @@ describe("pulumi up + the runtime: a declared offer becomes Ready, routed and pu
     });
     const up = await stack.up({ onOutput: log.onOutput });
     assert.equal(up.summary.result, "succeeded", log.text());
-    agentId = up.outputs.agentIds.value["eip155:84532"];
+    agentId = defined(up.outputs.agentIds, "output agentIds").value["eip155:84532"];
 
     const seller = await startSellerRuntime({
       cp,

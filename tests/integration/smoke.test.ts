@@ -1,5 +1,6 @@
 import * as assert from "node:assert/strict";
 import * as path from "node:path";
+import { defined } from "../harness/assertions";
 import { kubeRequest } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import { outputCollector, testStack } from "../harness/pulumi";
@@ -21,8 +22,12 @@ describe("foundation smoke: the real engine against the local control plane", ()
 
     const up = await stack.up({ onOutput: log.onOutput });
     assert.equal(up.summary.result, "succeeded", log.text());
-    assert.equal(up.outputs.namespace.value, namespace);
-    assert.equal(up.outputs.readyReplicas.value, 2, "the Deployment awaited both replicas Ready (kwok)");
+    assert.equal(defined(up.outputs.namespace, "output namespace").value, namespace);
+    assert.equal(
+      defined(up.outputs.readyReplicas, "output readyReplicas").value,
+      2,
+      "the Deployment awaited both replicas Ready (kwok)",
+    );
 
     const cm = await kubeRequest(
       cluster.server,

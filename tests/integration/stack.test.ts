@@ -7,6 +7,7 @@ import { createPublicClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { parse as parseYaml } from "yaml";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../harness/anvil";
+import { at, defined } from "../harness/assertions";
 import { kubeRequest } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import { deployIdentityRegistry } from "../harness/identityRegistry";
@@ -105,7 +106,10 @@ describe("the Pulumi program against a real control plane", function () {
       const up = await stack.up({ onOutput: log.onOutput });
       assert.equal(up.summary.result, "succeeded", log.text());
       await assertStackHealthy(target, namespace, ["llama", "weather"]);
-      assert.equal(up.outputs.offerEndpoints.value.weather, "/services/weather");
+      assert.equal(
+        defined(up.outputs.offerEndpoints, "output offerEndpoints").value.weather,
+        "/services/weather",
+      );
       const purchase = await kubeGet<{ spec: { payment: { network: string; decimals: number } } }>(
         target,
         `/apis/obol.org/v1alpha1/namespaces/${namespace}/purchaserequests/remote-llama`,
@@ -131,14 +135,17 @@ describe("the Pulumi program against a real control plane", function () {
       const controller = await kubeGet<{
         spec: { template: { spec: { containers: { env?: { name: string; value?: string }[] }[] } } };
       }>(target, `/apis/apps/v1/namespaces/${namespace}/deployments/obol-controller`);
-      const env = controller.body.spec.template.spec.containers[0].env ?? [];
+      const env = at(controller.body.spec.template.spec.containers, 0).env ?? [];
       assert.equal(
         env.find((e) => e.name === "QUICK_TUNNEL_METRICS_URL")?.value,
         `http://cloudflared-metrics.${namespace}.svc:2000`,
       );
       assert.ok(!env.some((e) => e.name === "PUBLIC_BASE_URL"));
-      assert.match(up.outputs.gatewayService.value, /^http:\/\/x402-gateway\./);
-      assert.match(up.outputs.liteLLMService.value, /^http:\/\/litellm\./);
+      assert.match(
+        defined(up.outputs.gatewayService, "output gatewayService").value,
+        /^http:\/\/x402-gateway\./,
+      );
+      assert.match(defined(up.outputs.liteLLMService, "output liteLLMService").value, /^http:\/\/litellm\./);
     });
 
     it("(b) previews no changes right after up", async () => {
@@ -153,7 +160,10 @@ describe("the Pulumi program against a real control plane", function () {
         target,
         `/api/v1/namespaces/${namespace}/secrets/litellm-secrets`,
       );
-      const masterKey = Buffer.from(secret.body.data.LITELLM_MASTER_KEY, "base64").toString();
+      const masterKey = Buffer.from(
+        defined(secret.body.data.LITELLM_MASTER_KEY, "LITELLM_MASTER_KEY"),
+        "base64",
+      ).toString();
       assert.match(masterKey, /^sk-[0-9a-f]{48}$/);
       const where = (needle: string) => {
         const at = state.indexOf(needle);
@@ -385,10 +395,10 @@ describe("the Pulumi program against a real control plane", function () {
         target(),
         "/apis/apps/v1/namespaces/obol/deployments/x402-gateway",
       );
-      assert.equal(gateway.body.spec.template.spec.containers[0].image, tag);
+      assert.equal(at(gateway.body.spec.template.spec.containers, 0).image, tag);
       await assertStackHealthy(target(), "obol", ["llama", "weather"]);
       // One agent minted on the offers' chain, and published in the AgentIdentity.
-      const agentId = up.outputs.agentIds.value["eip155:84532"];
+      const agentId = defined(up.outputs.agentIds, "output agentIds").value["eip155:84532"];
       assert.match(agentId, /^[0-9]+$/);
       assert.equal(await nonce(), 1, "exactly one transaction: the mint");
       assert.deepEqual(
@@ -404,11 +414,17 @@ describe("the Pulumi program against a real control plane", function () {
       k3d("cluster", "delete", "obol-itest"); // stops the control plane and wipes its data
       assert.ok(!fs.existsSync(path.join(k3dHome, "clusters", "obol-itest")));
 
-      const agentIdBefore = (await stack.outputs()).agentIds.value["eip155:84532"];
+      const agentIdBefore = defined((await stack.outputs()).agentIds, "output agentIds").value[
+        "eip155:84532"
+      ];
       const up = await stack.up({ onOutput: log.onOutput });
       assert.equal(up.summary.result, "succeeded", log.text());
       const after = target();
-      assert.equal(up.outputs.agentIds.value["eip155:84532"], agentIdBefore, "the same agent, reused");
+      assert.equal(
+        defined(up.outputs.agentIds, "output agentIds").value["eip155:84532"],
+        agentIdBefore,
+        "the same agent, reused",
+      );
       assert.equal(await nonce(), 1, "no new mint (the signer sent nothing)");
       assert.deepEqual(
         (await agentIdentity(after)).map((r) => [r.network, r.agentId]),

@@ -3,6 +3,7 @@ import { legacyNetworkName, toCaip2, UnknownChainError } from "../../api/chains"
 import { CRD_DEFINITIONS, crdManifest, jsonSchemaOf } from "../../api/crds";
 import { compareDecimal, fromAtomic, PriceError, toAtomic } from "../../api/money";
 import { serviceOfferSpecSchema } from "../../api/resources";
+import { defined, first } from "../harness/assertions";
 
 describe("chains", () => {
   it("converts legacy names and CAIP-2 to CAIP-2, once", () => {
@@ -51,7 +52,7 @@ describe("CRDs generated from the zod schemas", () => {
   it("produce structural schemas with status subresource, printer columns and short names", () => {
     for (const def of CRD_DEFINITIONS) {
       const crd = crdManifest(def);
-      const version = crd.spec.versions[0];
+      const version = first(crd.spec.versions);
       assert.deepEqual(version.subresources, { status: {} });
       assert.ok(version.additionalPrinterColumns.length >= 3);
       assert.ok(crd.spec.names.shortNames.length > 0);
@@ -70,9 +71,11 @@ describe("CRDs generated from the zod schemas", () => {
       default?: unknown;
     };
     const schema = jsonSchemaOf(serviceOfferSpecSchema) as Node;
-    assert.deepEqual(schema.properties.type.enum, ["inference", "http"]);
-    assert.equal(schema.properties.payment.properties.network.pattern, "^eip155:[1-9][0-9]*$");
+    const property = (node: Node, ...path: string[]): Node =>
+      path.reduce((n, key) => defined(n.properties[key], `schema property ${path.join(".")}`), node);
+    assert.deepEqual(property(schema, "type").enum, ["inference", "http"]);
+    assert.equal(property(schema, "payment", "network").pattern, "^eip155:[1-9][0-9]*$");
     assert.ok(schema.required.includes("payment"));
-    assert.equal(schema.properties.upstream.properties.healthPath.default, "/health");
+    assert.equal(property(schema, "upstream", "healthPath").default, "/health");
   });
 });

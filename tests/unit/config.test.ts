@@ -1,5 +1,6 @@
 import * as assert from "node:assert/strict";
 import { ConfigError, type ParseContext, parseStackConfig } from "../../api/config";
+import { at } from "../harness/assertions";
 
 const PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const ctx: ParseContext = { stack: "dev", secretKeys: new Set() };
@@ -49,7 +50,7 @@ describe("stack config", () => {
       },
       ctx,
     );
-    const spec = cfg.offers[0].spec;
+    const spec = at(cfg.offers, 0).spec;
     assert.equal(spec.payment.network, "eip155:84532");
     assert.equal(spec.payment.payTo, PAY_TO);
     assert.equal(spec.payment.asset.address, "0x036CbD53842c5426634e7929541eC2318f3dCF7e");
@@ -73,7 +74,7 @@ describe("stack config", () => {
       ctx,
     );
     assert.deepEqual(
-      { ...cfg.offers[0].spec.payment.asset },
+      { ...at(cfg.offers, 0).spec.payment.asset },
       { ...asset, transferMethod: "permit2", eip712Name: "TDOL", eip712Version: "2" },
     );
     expectIssue(

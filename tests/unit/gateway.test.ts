@@ -19,6 +19,7 @@ import {
 import { createInternalHandler, createPublicHandler, publicBase } from "../../controller/gateway/server";
 import { RouteState } from "../../controller/gateway/state";
 import type { ServiceOfferObject } from "../../controller/shared/kube";
+import { at, defined } from "../harness/assertions";
 import { offerObject } from "./runtimeFixtures";
 
 describe("gateway: routing", () => {
@@ -141,12 +142,12 @@ describe("gateway: catalogs", () => {
       json.services.map((s) => s.name),
       ["evil", "chat"],
     );
-    assert.equal(json.services[0].priceAtomicUnits, "1000");
-    assert.equal(json.services[0].price, "0.001 USDC per request");
-    assert.equal(json.services[1].priceUnit, "perMTok");
-    assert.equal(json.services[1].price, "0.25 USDC per 1M tokens");
-    assert.equal(json.services[0].endpoint, "https://shop.example/services/evil");
-    assert.equal(json.services[0].networkName, "Base Sepolia");
+    assert.equal(at(json.services, 0).priceAtomicUnits, "1000");
+    assert.equal(at(json.services, 0).price, "0.001 USDC per request");
+    assert.equal(at(json.services, 1).priceUnit, "perMTok");
+    assert.equal(at(json.services, 1).price, "0.25 USDC per 1M tokens");
+    assert.equal(at(json.services, 0).endpoint, "https://shop.example/services/evil");
+    assert.equal(at(json.services, 0).networkName, "Base Sepolia");
   });
 
   it("keeps skill.md tables intact and tells agents how to pay", () => {
@@ -166,8 +167,9 @@ describe("gateway: catalogs", () => {
       paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
     };
     assert.equal(doc.openapi, "3.1.0");
-    assert.ok(doc.paths["/services/evil/{subpath}"].get.responses["402"]);
-    assert.equal(doc.paths["/services/evil/free/{subpath}"].get.responses["402"], undefined);
+    const get = (path: string) => defined(doc.paths[path]?.get, `GET ${path}`);
+    assert.ok(get("/services/evil/{subpath}").responses["402"]);
+    assert.equal(get("/services/evil/free/{subpath}").responses["402"], undefined);
   });
 
   it("renders ERC-8004 registration-v1, and a tombstone without ready offers", () => {
@@ -297,9 +299,9 @@ describe("gateway: request pipeline (in process, loopback upstream)", () => {
     assert.equal(res.headers.get("x-upstream"), "yes");
     const echoed = (await res.json()) as { signature: string | null };
     assert.equal(echoed.signature, null, "the payment header is not forwarded upstream");
-    assert.equal(gateCalls[0].offer, "a");
-    assert.equal(gateCalls[0].route.gate, "paid");
-    assert.equal(gateCalls[0].route.resourceUrl, `${base}/services/a/paid`);
+    assert.equal(at(gateCalls, 0).offer, "a");
+    assert.equal(at(gateCalls, 0).route.gate, "paid");
+    assert.equal(at(gateCalls, 0).route.resourceUrl, `${base}/services/a/paid`);
   });
 
   it("fails closed: not-ready offers, unknown paths and internal paths are 404 on the public port", async () => {

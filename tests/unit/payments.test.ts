@@ -12,6 +12,7 @@ import {
   replayKey,
 } from "../../controller/payments/paymentHeader";
 import { chargePerRequest, requirementsFor } from "../../controller/payments/requirements";
+import { at } from "../harness/assertions";
 
 const PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const ASSET = {
@@ -62,16 +63,16 @@ describe("x402 requirements", () => {
   it("prices per request exactly, in both wire shapes", () => {
     const reqs = requirementsFor(spec, "https://s/services/x");
     assert.deepEqual(
-      { network: reqs.v2[0].network, amount: reqs.v2[0].amount, extra: reqs.v2[0].extra },
+      { network: at(reqs.v2, 0).network, amount: at(reqs.v2, 0).amount, extra: at(reqs.v2, 0).extra },
       {
         network: "eip155:84532",
         amount: "1000",
         extra: { name: "USDC", version: "2", assetTransferMethod: "eip3009" },
       },
     );
-    assert.equal(reqs.v1[0].network, "base-sepolia");
-    assert.equal(reqs.v1[0].maxAmountRequired, "1000");
-    assert.equal(reqs.v1[0].resource, "https://s/services/x");
+    assert.equal(at(reqs.v1, 0).network, "base-sepolia");
+    assert.equal(at(reqs.v1, 0).maxAmountRequired, "1000");
+    assert.equal(at(reqs.v1, 0).resource, "https://s/services/x");
   });
 
   it("charges perMTok on a fixed 1,000-token basis, rounded up", () => {

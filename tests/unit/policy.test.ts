@@ -20,6 +20,7 @@ import type {
   StackValidationPolicy,
 } from "../../policy/policies";
 import * as pack from "../../policy/policies";
+import { at, first, only } from "../harness/assertions";
 
 const PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const UNKNOWN_STRING = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -220,8 +221,7 @@ describe("policy pack", () => {
       assert.deepEqual(run(serviceOffer({ payments: [payment({ network: "eip155:11155111" })] })), []);
     });
     it("rejects a lowercase (unchecksummed) payee and names the checksummed form", () => {
-      const [m, ...rest] = run(serviceOffer({ payment: payment({ payTo: PAY_TO.toLowerCase() }) }));
-      assert.deepEqual(rest, []);
+      const m = only(run(serviceOffer({ payment: payment({ payTo: PAY_TO.toLowerCase() }) })));
       assert.match(m, /ServiceOffer "weather": spec\.payment\.payTo .* is not EIP-55 checksummed/);
       assert.ok(m.includes(PAY_TO));
     });
@@ -237,9 +237,9 @@ describe("policy pack", () => {
         }),
       );
       assert.equal(messages.length, 3);
-      assert.match(messages[0], /spec\.payments\[0\]\.payTo is the zero address/);
-      assert.match(messages[1], /spec\.payments\[1\]\.payTo .* not EIP-55 checksummed/);
-      assert.match(messages[2], /spec\.payments\[2\]\.payTo "0x12" is not an address/);
+      assert.match(at(messages, 0), /spec\.payments\[0\]\.payTo is the zero address/);
+      assert.match(at(messages, 1), /spec\.payments\[1\]\.payTo .* not EIP-55 checksummed/);
+      assert.match(at(messages, 2), /spec\.payments\[2\]\.payTo "0x12" is not an address/);
     });
     it("skips a payee unknown during preview, and ignores other types", () => {
       assert.deepEqual(run(serviceOffer({ payment: payment({ payTo: UNKNOWN_STRING }) })), []);
@@ -265,19 +265,19 @@ describe("policy pack", () => {
         }),
       );
       assert.equal(messages.length, 3);
-      assert.match(messages[0], /spec\.payment\.price\.perRequest is 0\.000; prices must be positive/);
-      assert.match(messages[1], /perRequest 1 is not a decimal amount written as a string/);
-      assert.match(messages[2], /sets neither perRequest nor perMTok/);
+      assert.match(at(messages, 0), /spec\.payment\.price\.perRequest is 0\.000; prices must be positive/);
+      assert.match(at(messages, 1), /perRequest 1 is not a decimal amount written as a string/);
+      assert.match(at(messages, 2), /sets neither perRequest nor perMTok/);
     });
     it("rejects a price above the default ceiling of 10", () => {
-      const [m] = run(serviceOffer({ payment: payment({ price: { perRequest: "10.01" } }) }));
+      const m = first(run(serviceOffer({ payment: payment({ price: { perRequest: "10.01" } }) })));
       assert.match(m, /perRequest is 10\.01, above the ceiling of 10 \(policy config maxPricePerRequest\)/);
     });
     it("uses the configured ceilings", () => {
       const config = { maxPricePerRequest: "0.0001", maxPricePerMTok: "1" };
-      const [m1] = run(serviceOffer(), config);
+      const m1 = first(run(serviceOffer(), config));
       assert.match(m1, /perRequest is 0\.001, above the ceiling of 0\.0001/);
-      const [m2] = run(serviceOffer({ payment: payment({ price: { perMTok: "1.5" } }) }), config);
+      const m2 = first(run(serviceOffer({ payment: payment({ price: { perMTok: "1.5" } }) }), config));
       assert.match(m2, /perMTok is 1\.5, above the ceiling of 1 \(policy config maxPricePerMTok\)/);
     });
   });
@@ -289,11 +289,13 @@ describe("policy pack", () => {
     });
     it("rejects a network outside the allowlist (default and configured)", () => {
       const local = serviceOffer({ payment: payment({ network: "eip155:31337" }) });
-      const [m] = runResourcePolicy(pack.offerNetworkAllowlist, OFFER, local);
+      const m = first(runResourcePolicy(pack.offerNetworkAllowlist, OFFER, local));
       assert.match(m, /spec\.payment\.network eip155:31337 is not in the allowed networks/);
-      const [m2] = runResourcePolicy(pack.offerNetworkAllowlist, OFFER, serviceOffer(), {
-        allowedNetworks: ["eip155:11155111"],
-      });
+      const m2 = first(
+        runResourcePolicy(pack.offerNetworkAllowlist, OFFER, serviceOffer(), {
+          allowedNetworks: ["eip155:11155111"],
+        }),
+      );
       assert.match(m2, /eip155:84532 is not in the allowed networks \(eip155:11155111\)/);
       assert.deepEqual(
         runResourcePolicy(pack.offerNetworkAllowlist, OFFER, local, { allowedNetworks: ["eip155:31337"] }),
@@ -302,7 +304,7 @@ describe("policy pack", () => {
     });
     it("rejects a mainnet unless allowMainnet is set", () => {
       const base = serviceOffer({ payments: [payment({ network: "eip155:8453" })] });
-      const [m] = runResourcePolicy(pack.offerMainnetOptIn, OFFER, base);
+      const m = first(runResourcePolicy(pack.offerMainnetOptIn, OFFER, base));
       assert.match(m, /spec\.payments\[0\]\.network eip155:8453 is a mainnet.*allowMainnet: true/);
       assert.deepEqual(runResourcePolicy(pack.offerMainnetOptIn, OFFER, base, { allowMainnet: true }), []);
     });
@@ -311,10 +313,8 @@ describe("policy pack", () => {
   describe("offer-path-not-reserved and offer-routes-unique", () => {
     it("passes the default path and rejects reserved ones", () => {
       assert.deepEqual(runResourcePolicy(pack.offerPathNotReserved, OFFER, serviceOffer()), []);
-      const [m] = runResourcePolicy(
-        pack.offerPathNotReserved,
-        OFFER,
-        serviceOffer({ path: "/.well-known/x" }),
+      const m = first(
+        runResourcePolicy(pack.offerPathNotReserved, OFFER, serviceOffer({ path: "/.well-known/x" })),
       );
       assert.match(m, /spec\.path "\/\.well-known\/x" is reserved/);
       assert.equal(
@@ -348,11 +348,11 @@ describe("policy pack", () => {
       ]);
       assert.equal(messages.length, 2);
       assert.match(
-        messages[0],
+        at(messages, 0),
         /ServiceOffer "b": path "\/services\/x\/y" overlaps "\/services\/x" of ServiceOffer "a"/,
       );
       assert.match(
-        messages[1],
+        at(messages, 1),
         /ServiceOffer "c": hostname "API\.example\.com" is already used by ServiceOffer "a"/,
       );
     });
@@ -384,9 +384,12 @@ describe("policy pack", () => {
         binaryData: { "tls.privateKey": "AAAA" },
       });
       assert.equal(messages.length, 3);
-      assert.match(messages[0], /ConfigMap "leaky": data\["DB_PASSWORD"\] looks like a secret by its name/);
-      assert.match(messages[1], /data\["app\.yaml"\] contains a 32-byte hex private key/);
-      assert.match(messages[2], /binaryData\["tls\.privateKey"\]/);
+      assert.match(
+        at(messages, 0),
+        /ConfigMap "leaky": data\["DB_PASSWORD"\] looks like a secret by its name/,
+      );
+      assert.match(at(messages, 1), /data\["app\.yaml"\] contains a 32-byte hex private key/);
+      assert.match(at(messages, 2), /binaryData\["tls\.privateKey"\]/);
       assert.ok(!messages.join().includes(key) && !messages.join().includes("hunter2"));
     });
     it("rejects env literals that carry secrets", () => {
@@ -397,10 +400,10 @@ describe("policy pack", () => {
       const messages = runResourcePolicy(pack.noPlaintextSecrets, DEPLOYMENT, deployment({ env }));
       assert.equal(messages.length, 2);
       assert.match(
-        messages[0],
+        at(messages, 0),
         /env OPENAI_API_KEY holds a secret \(by its name\) as a literal value; use valueFrom/,
       );
-      assert.match(messages[1], /env UPSTREAM holds an "sk-" API key as a literal value/);
+      assert.match(at(messages, 1), /env UPSTREAM holds an "sk-" API key as a literal value/);
     });
   });
 
@@ -419,19 +422,19 @@ describe("policy pack", () => {
       }
     });
     it("rejects latest, a missing tag and moving tags", () => {
-      assert.match(run("nginx:latest")[0], /moving tag "latest"/);
-      assert.match(run("localhost:5000/nginx")[0], /has no tag, which means latest/);
-      assert.match(run("ghcr.io/obol-stack/runtime:0.1")[0], /moving tag "0\.1"/);
-      assert.match(run("cloudflare/cloudflared:stable")[0], /moving tag "stable"/);
+      assert.match(first(run("nginx:latest")), /moving tag "latest"/);
+      assert.match(first(run("localhost:5000/nginx")), /has no tag, which means latest/);
+      assert.match(first(run("ghcr.io/obol-stack/runtime:0.1")), /moving tag "0\.1"/);
+      assert.match(first(run("cloudflare/cloudflared:stable")), /moving tag "stable"/);
     });
     it("requires digests when configured", () => {
-      assert.match(run("nginx:1.27.3", { requireDigest: true })[0], /not pinned by digest/);
+      assert.match(first(run("nginx:1.27.3", { requireDigest: true })), /not pinned by digest/);
       assert.deepEqual(run(`nginx:1.27.3@sha256:${"b".repeat(64)}`, { requireDigest: true }), []);
     });
     it("checks init containers too", () => {
       const props = deployment({}, { initContainers: [{ name: "init", image: "busybox" }] });
       assert.match(
-        runResourcePolicy(pack.imagesPinned, DEPLOYMENT, props)[0],
+        first(runResourcePolicy(pack.imagesPinned, DEPLOYMENT, props)),
         /container "init": image "busybox"/,
       );
     });
@@ -443,25 +446,29 @@ describe("policy pack", () => {
       assert.deepEqual(runResourcePolicy(pack.workloadNonRoot, DEPLOYMENT, deployment()), []);
     });
     it("report missing requests and limits", () => {
-      const [m] = runResourcePolicy(
-        pack.workloadResources,
-        DEPLOYMENT,
-        deployment({ resources: { requests: { cpu: "10m" } } }),
+      const m = first(
+        runResourcePolicy(
+          pack.workloadResources,
+          DEPLOYMENT,
+          deployment({ resources: { requests: { cpu: "10m" } } }),
+        ),
       );
       assert.match(m, /sets no resources\.requests\.memory, resources\.limits\.memory/);
       assert.equal(pack.workloadResources.enforcementLevel, "advisory");
     });
     it("reject root, a missing runAsNonRoot and privileged containers", () => {
       assert.match(
-        runResourcePolicy(
-          pack.workloadNonRoot,
-          DEPLOYMENT,
-          deployment({}, { securityContext: { runAsUser: 0 } }),
-        )[0],
+        first(
+          runResourcePolicy(
+            pack.workloadNonRoot,
+            DEPLOYMENT,
+            deployment({}, { securityContext: { runAsUser: 0 } }),
+          ),
+        ),
         /runs as root \(runAsUser: 0\)/,
       );
       assert.match(
-        runResourcePolicy(pack.workloadNonRoot, DEPLOYMENT, deployment({}, { securityContext: {} }))[0],
+        first(runResourcePolicy(pack.workloadNonRoot, DEPLOYMENT, deployment({}, { securityContext: {} }))),
         /does not set runAsNonRoot: true/,
       );
       const overridden = deployment({ securityContext: { runAsUser: 0, privileged: true } });
@@ -484,14 +491,16 @@ describe("policy pack", () => {
       }
     });
     it("rejects a tunnel to anything else, or with no origin", () => {
-      const [m] = runResourcePolicy(
-        pack.tunnelGatewayOnly,
-        DEPLOYMENT,
-        tunnel(["tunnel", "--url", "http://litellm.obol.svc:4000"]),
+      const m = first(
+        runResourcePolicy(
+          pack.tunnelGatewayOnly,
+          DEPLOYMENT,
+          tunnel(["tunnel", "--url", "http://litellm.obol.svc:4000"]),
+        ),
       );
       assert.match(m, /the tunnel exposes "http:\/\/litellm\.obol\.svc:4000"; only the x402-gateway Service/);
       assert.match(
-        runResourcePolicy(pack.tunnelGatewayOnly, DEPLOYMENT, tunnel(["tunnel", "run"]))[0],
+        first(runResourcePolicy(pack.tunnelGatewayOnly, DEPLOYMENT, tunnel(["tunnel", "run"]))),
         /cloudflared has no --url/,
       );
       assert.equal(
@@ -505,10 +514,12 @@ describe("policy pack", () => {
       const SERVICE = constants.TYPES.service;
       assert.deepEqual(runResourcePolicy(pack.noExternalServices, SERVICE, { spec: { ports: [] } }), []);
       for (const type of ["LoadBalancer", "NodePort"]) {
-        const [m] = runResourcePolicy(pack.noExternalServices, SERVICE, {
-          metadata: { name: "s" },
-          spec: { type },
-        });
+        const m = first(
+          runResourcePolicy(pack.noExternalServices, SERVICE, {
+            metadata: { name: "s" },
+            spec: { type },
+          }),
+        );
         assert.match(m, new RegExp(`Service "s" is of type ${type}`));
       }
     });
@@ -526,13 +537,17 @@ describe("policy pack", () => {
     });
     it("rejects a quick-tunnel or plain-http agentURI", () => {
       assert.match(
-        runResourcePolicy(pack.registrationStableUrl, REG, {
-          agentURI: "https://a-b-c.trycloudflare.com/x.json",
-        })[0],
+        first(
+          runResourcePolicy(pack.registrationStableUrl, REG, {
+            agentURI: "https://a-b-c.trycloudflare.com/x.json",
+          }),
+        ),
         /is on a quick tunnel \(trycloudflare\.com\)/,
       );
       assert.match(
-        runResourcePolicy(pack.registrationStableUrl, REG, { agentURI: "http://api.example.com/x.json" })[0],
+        first(
+          runResourcePolicy(pack.registrationStableUrl, REG, { agentURI: "http://api.example.com/x.json" }),
+        ),
         /must be https/,
       );
     });
@@ -550,7 +565,7 @@ describe("policy pack", () => {
     };
     const registration = { type: REG, props: { agentURI: "https://api.example.com/a.json" } };
     it("rejects a registration while the only public URL is a quick tunnel", () => {
-      const [m] = runStackPolicy(pack.registrationNotOnQuickTunnel, [quickTunnel, registration]);
+      const m = first(runStackPolicy(pack.registrationNotOnQuickTunnel, [quickTunnel, registration]));
       assert.match(m, /1 ERC-8004 registration\(s\) while Deployment "cloudflared" .* runs a quick tunnel/);
     });
     it("passes with a stable PUBLIC_BASE_URL, a named tunnel, or no registration", () => {
@@ -579,10 +594,13 @@ describe("policy pack", () => {
     it("passes a 32-character name and rejects 33 characters or a non-DNS name", () => {
       assert.deepEqual(runResourcePolicy(pack.k3dClusterName, K3D, { name: `obol-${"a".repeat(27)}` }), []);
       assert.match(
-        runResourcePolicy(pack.k3dClusterName, K3D, { name: `obol-${"a".repeat(28)}` })[0],
+        first(runResourcePolicy(pack.k3dClusterName, K3D, { name: `obol-${"a".repeat(28)}` })),
         /is 33 characters; k3d allows at most 32/,
       );
-      assert.match(runResourcePolicy(pack.k3dClusterName, K3D, { name: "Obol_Dev" })[0], /must be lowercase/);
+      assert.match(
+        first(runResourcePolicy(pack.k3dClusterName, K3D, { name: "Obol_Dev" })),
+        /must be lowercase/,
+      );
     });
   });
 

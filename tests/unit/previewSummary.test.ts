@@ -10,6 +10,7 @@ import {
   SERVICE_OFFER_TYPE,
   summarizePreview,
 } from "../../scripts/previewSummary/model";
+import { first, only } from "../harness/assertions";
 
 const FIXTURES = path.resolve(__dirname, "../fixtures/previews");
 const PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
@@ -64,8 +65,7 @@ describe("preview summary", () => {
 
     it("a price change: old → new, not high risk", () => {
       const { summary, markdown } = fixture("price-change");
-      assert.equal(summary.offers.length, 1);
-      const [weather] = summary.offers;
+      const weather = only(summary.offers);
       assert.equal(weather.kind, "changed");
       assert.deepEqual(weather.priceChanges, [
         { network: "eip155:84532", unit: "perRequest", from: "0.0005", to: "0.002" },
@@ -77,7 +77,7 @@ describe("preview summary", () => {
 
     it("a payTo change: flagged high risk, with both full addresses", () => {
       const { summary, markdown } = fixture("payto-change");
-      const [weather] = summary.offers;
+      const weather = first(summary.offers);
       assert.deepEqual(weather.payToChanges, [{ network: "eip155:84532", from: PAY_TO, to: NEW_PAY_TO }]);
       assert.equal(weather.highRisk, true);
       assert.match(markdown, /⚠️ \*\*1 high-risk change\*\*/);
@@ -88,7 +88,7 @@ describe("preview summary", () => {
 
     it("an added chain: flagged high risk, and the mainnet policy violation listed", () => {
       const { summary, markdown } = fixture("add-chain");
-      const [llama] = summary.offers;
+      const llama = first(summary.offers);
       assert.equal(llama.name, "llama");
       assert.deepEqual(llama.networksAdded, ["eip155:8453"]);
       assert.equal(llama.highRisk, true);

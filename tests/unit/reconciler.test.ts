@@ -14,6 +14,7 @@ import {
   resolveClaims,
   upstreamBaseUrl,
 } from "../../controller/shared/offers";
+import { at } from "../harness/assertions";
 import { offerObject, USDC } from "./runtimeFixtures";
 
 const T0 = new Date("2026-01-01T00:00:00Z");
@@ -23,10 +24,10 @@ describe("runtime: conditions", () => {
   it("keeps lastTransitionTime while the status stays, and moves it when the status flips", () => {
     const a = setCondition([], { type: "Ready", status: "False", reason: "Unhealthy" }, T0);
     const b = setCondition(a, { type: "Ready", status: "False", reason: "Unreachable", message: "down" }, T1);
-    assert.equal(b[0].lastTransitionTime, T0.toISOString());
-    assert.equal(b[0].reason, "Unreachable");
+    assert.equal(at(b, 0).lastTransitionTime, T0.toISOString());
+    assert.equal(at(b, 0).reason, "Unreachable");
     const c = setCondition(b, { type: "Ready", status: "True", reason: "Ready" }, T1);
-    assert.equal(c[0].lastTransitionTime, T1.toISOString());
+    assert.equal(at(c, 0).lastTransitionTime, T1.toISOString());
     assert.equal(c.length, 1);
   });
 
@@ -172,7 +173,7 @@ describe("runtime: ServiceOffer status", () => {
     assert.equal(cond(unhealthy, "Ready")?.reason, "Unhealthy");
     const stale = computeOfferStatus(obj, {
       ...inputs,
-      gateway: { ok: true, report: { ...held, routes: [{ ...held.routes[0], generation: 2 }] } },
+      gateway: { ok: true, report: { ...held, routes: [{ ...at(held.routes, 0), generation: 2 }] } },
     });
     assert.equal(cond(stale, "PaymentGateReady")?.reason, "RouteStale");
     assert.equal(cond(stale, "Ready")?.reason, "RouteStale");
@@ -217,7 +218,7 @@ describe("runtime: reading a seller's 402", () => {
     });
     const v2 = parse402(header, "not json");
     assert.equal(v2?.x402Version, 2);
-    assert.equal(v2?.accepts[0].amountAtomic, 1500n);
+    assert.equal(at(v2?.accepts ?? [], 0).amountAtomic, 1500n);
     const { amount, ...rest } = requirement;
     const v1 = parse402(
       null,
@@ -226,7 +227,7 @@ describe("runtime: reading a seller's 402", () => {
         accepts: [{ ...rest, network: "base-sepolia", maxAmountRequired: amount }],
       }),
     );
-    assert.equal(v1?.accepts[0].caip2, "eip155:84532");
+    assert.equal(at(v1?.accepts ?? [], 0).caip2, "eip155:84532");
     assert.equal(parse402(null, "{}"), undefined);
   });
 

@@ -34,18 +34,20 @@ export function offerObject(
       path: `/services/${name}`,
       ...spec,
     },
-    status: meta.ready
+    ...(meta.ready
       ? {
-          conditions: [
-            {
-              type: "Ready",
-              status: "True",
-              reason: "Ready",
-              lastTransitionTime: "2026-01-01T00:00:00Z",
-              observedGeneration: meta.readyGeneration ?? generation,
-            },
-          ],
+          status: {
+            conditions: [
+              {
+                type: "Ready",
+                status: "True",
+                reason: "Ready",
+                lastTransitionTime: "2026-01-01T00:00:00Z",
+                observedGeneration: meta.readyGeneration ?? generation,
+              },
+            ],
+          },
         }
-      : undefined,
+      : {}),
   };
 }

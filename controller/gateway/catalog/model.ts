@@ -37,12 +37,13 @@ export interface CatalogOffer {
   readonly namespace: string;
   readonly type: "inference" | "http";
   readonly description: string;
-  readonly model?: string;
+  readonly model?: string | undefined;
   readonly path: string;
   readonly endpoint: string;
-  readonly payments: readonly CatalogPayment[];
+  /** The offer's primary payment first, then its alternatives. */
+  readonly payments: readonly [CatalogPayment, ...CatalogPayment[]];
   readonly routes: readonly RouteSpec[];
-  readonly category?: string;
+  readonly category?: string | undefined;
   readonly weight: number;
   readonly example: ExampleRequest;
 }
@@ -51,7 +52,7 @@ export interface Catalog {
   readonly baseUrl: string;
   readonly displayName: string;
   readonly description: string;
-  readonly identity?: AgentIdentitySpec;
+  readonly identity?: AgentIdentitySpec | undefined;
   readonly offers: readonly CatalogOffer[];
 }
 
@@ -116,7 +117,7 @@ export function catalogOffer(offer: HeldOffer, baseUrl: string): CatalogOffer {
     model: spec.model?.name,
     path: spec.path,
     endpoint,
-    payments: [spec.payment, ...(spec.payments ?? [])].map(catalogPayment),
+    payments: [catalogPayment(spec.payment), ...(spec.payments ?? []).map(catalogPayment)],
     routes: spec.routes ?? [],
     category: spec.listing?.category,
     weight: spec.listing?.weight ?? 0,

@@ -88,8 +88,8 @@ export function renderOpenApi(catalog: Catalog): Json {
     // Everything not matched by a declared route is paid.
     entries.push({ path: `${o.path}/{subpath}`, gate: "paid", methods: DEFAULT_METHODS, wildcard: true });
     for (const e of entries) {
-      paths[e.path] ??= {};
-      const item = paths[e.path];
+      const item = paths[e.path] ?? {};
+      paths[e.path] = item;
       for (const m of e.methods) {
         const method = m.toLowerCase();
         if (!(method in item)) item[method] = operation(o, e.gate, e.wildcard);

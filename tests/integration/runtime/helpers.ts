@@ -222,7 +222,7 @@ export function offerSpec(port: number, overrides: Record<string, unknown> = {})
  * the rest echoes.
  */
 export class Upstream {
-  server?: http.Server;
+  server: http.Server | undefined;
   port = 0;
   slowHealthMs = 0;
   readonly requests: { method: string; url: string; headers: http.IncomingHttpHeaders }[] = [];

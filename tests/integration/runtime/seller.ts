@@ -7,7 +7,7 @@ import { BASE_SEPOLIA, PAY_TO, USDC } from "./helpers";
 export class FakeSeller {
   port = 0;
   server?: http.Server;
-  readonly requests: { method: string; url: string; userAgent?: string }[] = [];
+  readonly requests: { method: string; url: string; userAgent?: string | undefined }[] = [];
 
   async start(): Promise<void> {
     this.port = await freePort();
