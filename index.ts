@@ -1,6 +1,6 @@
 // obol-stack: sell inference or any HTTP API to agents for x402 micropayments.
 // Configuration lives in Pulumi.<stack>.yaml; see the README's config reference.
-import { loadStackConfig } from "./program/config";
+import { loadStackConfig } from "./program/config/load";
 import { deployStack } from "./program/stack";
 
 const outputs = deployStack(loadStackConfig());

@@ -3,6 +3,7 @@
  * server validates exactly what the runtime parses.
  */
 import { z } from "zod";
+import { KINDS } from "./contract";
 import {
   agentIdentitySpecSchema,
   agentIdentityStatusSchema,
@@ -84,9 +85,7 @@ export interface CrdDefinition {
 
 export const CRD_DEFINITIONS: CrdDefinition[] = [
   {
-    kind: "ServiceOffer",
-    plural: "serviceoffers",
-    singular: "serviceoffer",
+    ...KINDS.serviceOffer,
     shortNames: ["so"],
     spec: serviceOfferSpecSchema,
     status: serviceOfferStatusSchema,
@@ -100,9 +99,7 @@ export const CRD_DEFINITIONS: CrdDefinition[] = [
     ],
   },
   {
-    kind: "AgentIdentity",
-    plural: "agentidentities",
-    singular: "agentidentity",
+    ...KINDS.agentIdentity,
     shortNames: ["aid"],
     spec: agentIdentitySpecSchema,
     status: agentIdentityStatusSchema,
@@ -114,9 +111,7 @@ export const CRD_DEFINITIONS: CrdDefinition[] = [
     ],
   },
   {
-    kind: "PurchaseRequest",
-    plural: "purchaserequests",
-    singular: "purchaserequest",
+    ...KINDS.purchaseRequest,
     shortNames: ["pr"],
     spec: purchaseRequestSpecSchema,
     status: purchaseRequestStatusSchema,

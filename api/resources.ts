@@ -3,7 +3,7 @@
  * between the Pulumi program (which writes specs) and the runtime (which reads specs and writes
  * status); the CRDs' openAPIV3Schema is generated from them (api/crds.ts). These are the
  * *stored* forms: canonical CAIP-2 networks, checksummed addresses, resolved assets and paths.
- * Friendly spellings are accepted only in stack config (api/config.ts) and normalized there.
+ * Friendly spellings are accepted only in stack config (program/config/) and normalized there.
  */
 import { z } from "zod";
 

@@ -1,5 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { AGENT_IDENTITY_NAME, KINDS } from "../api/contract";
 import { API_VERSION } from "../api/resources";
 import { labelsFor } from "./labels";
 
@@ -12,7 +13,7 @@ export interface AgentIdentityArgs {
   registrations: pulumi.Input<pulumi.Input<{ network: string; agentId: string; registry: string }>[]>;
 }
 
-/** The AgentIdentity custom resource the gateway renders agent-registration.json from. */
+/** The namespace's AgentIdentity custom resource, which the gateway renders agent-registration.json from. */
 export class AgentIdentity extends pulumi.ComponentResource {
   constructor(name: string, args: AgentIdentityArgs, opts?: pulumi.ComponentResourceOptions) {
     super("obol:index:AgentIdentity", name, {}, opts);
@@ -20,8 +21,12 @@ export class AgentIdentity extends pulumi.ComponentResource {
       "agent-identity",
       {
         apiVersion: API_VERSION,
-        kind: "AgentIdentity",
-        metadata: { namespace: args.namespace, name: "default", labels: labelsFor("agent-identity") },
+        kind: KINDS.agentIdentity.kind,
+        metadata: {
+          namespace: args.namespace,
+          name: AGENT_IDENTITY_NAME,
+          labels: labelsFor("agent-identity"),
+        },
         spec: {
           name: args.name,
           description: args.description,

@@ -1,9 +1,17 @@
 import * as pulumi from "@pulumi/pulumi";
+import {
+  BUYER_LEDGER_DIR,
+  BUYER_LEDGER_PATH,
+  COMPONENTS,
+  ENV,
+  fileEnv,
+  PLURALS,
+  PORTS,
+  SECRET_FILES,
+  secretFilePath,
+} from "../api/contract";
 import { GROUP } from "../api/resources";
 import { RuntimeWorkload } from "./runtimeWorkload";
-
-export const BUYER_PORT = 8402;
-const LEDGER_DIR = "/var/lib/obol-buyer";
 
 export interface BuyerArgs {
   namespace: pulumi.Input<string>;
@@ -24,26 +32,30 @@ export class Buyer extends pulumi.ComponentResource {
       "buyer",
       {
         namespace: args.namespace,
-        component: "x402-buyer",
+        component: COMPONENTS.buyer,
         image: args.image,
         command: "buyer",
-        port: BUYER_PORT,
+        port: PORTS.buyer,
         service: true,
         rules: [
-          { apiGroups: [GROUP], resources: ["purchaserequests"], verbs: ["get", "list", "watch"] },
-          { apiGroups: [GROUP], resources: ["purchaserequests/status"], verbs: ["get", "update", "patch"] },
+          { apiGroups: [GROUP], resources: [PLURALS.purchaseRequest], verbs: ["get", "list", "watch"] },
+          {
+            apiGroups: [GROUP],
+            resources: [`${PLURALS.purchaseRequest}/status`],
+            verbs: ["get", "update", "patch"],
+          },
         ],
         ...(args.signerKey
           ? {
-              secretFiles: { "signer-key": args.signerKey },
+              secretFiles: { [SECRET_FILES.signerKey]: args.signerKey },
               // The spend ledger must outlive the pod, or a restart could re-spend the budget.
-              persistentVolume: { mountPath: LEDGER_DIR, size: "1Gi" },
+              persistentVolume: { mountPath: BUYER_LEDGER_DIR, size: "1Gi" },
             }
           : {}),
         env: args.signerKey
           ? [
-              { name: "SIGNER_KEY_FILE", value: "/var/run/secrets/obol/signer-key" },
-              { name: "LEDGER_PATH", value: `${LEDGER_DIR}/ledger.jsonl` },
+              { name: fileEnv(ENV.signerKey), value: secretFilePath(SECRET_FILES.signerKey) },
+              { name: ENV.ledgerPath, value: BUYER_LEDGER_PATH },
             ]
           : [],
       },

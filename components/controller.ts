@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { COMPONENTS, ENV, PLURALS, PORTS } from "../api/contract";
 import { GROUP } from "../api/resources";
 import { RuntimeWorkload } from "./runtimeWorkload";
 
@@ -9,7 +10,7 @@ export interface ControllerArgs {
   gatewayInternalUrl: pulumi.Input<string>;
   /** The public origin, so offer status shows absolute endpoints. */
   publicBaseUrl?: pulumi.Input<string>;
-  /** Without a public origin: cloudflared's metrics URL, to follow a quick tunnel's random URL. */
+  /** cloudflared's metrics URL, when the controller follows a quick tunnel (api/contract.ts followsQuickTunnel). */
   quickTunnelMetricsUrl?: pulumi.Input<string>;
 }
 
@@ -24,29 +25,31 @@ export class Controller extends pulumi.ComponentResource {
       "controller",
       {
         namespace: args.namespace,
-        component: "obol-controller",
+        component: COMPONENTS.controller,
         image: args.image,
         command: "controller",
-        port: 8081,
+        port: PORTS.controllerHealth,
         rules: [
           {
             apiGroups: [GROUP],
-            resources: ["serviceoffers", "agentidentities", "purchaserequests"],
+            resources: [PLURALS.serviceOffer, PLURALS.agentIdentity, PLURALS.purchaseRequest],
             verbs: ["get", "list", "watch"],
           },
           {
             apiGroups: [GROUP],
-            resources: ["serviceoffers/status", "agentidentities/status", "purchaserequests/status"],
+            resources: [PLURALS.serviceOffer, PLURALS.agentIdentity, PLURALS.purchaseRequest].map(
+              (p) => `${p}/status`,
+            ),
             verbs: ["get", "update", "patch"],
           },
           { apiGroups: [""], resources: ["events"], verbs: ["create", "patch"] },
           { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
         ],
         env: [
-          { name: "GATEWAY_INTERNAL_URL", value: args.gatewayInternalUrl },
-          ...(args.publicBaseUrl ? [{ name: "PUBLIC_BASE_URL", value: args.publicBaseUrl }] : []),
-          ...(args.quickTunnelMetricsUrl && !args.publicBaseUrl
-            ? [{ name: "QUICK_TUNNEL_METRICS_URL", value: args.quickTunnelMetricsUrl }]
+          { name: ENV.gatewayInternalUrl, value: args.gatewayInternalUrl },
+          ...(args.publicBaseUrl ? [{ name: ENV.publicBaseUrl, value: args.publicBaseUrl }] : []),
+          ...(args.quickTunnelMetricsUrl
+            ? [{ name: ENV.quickTunnelMetricsUrl, value: args.quickTunnelMetricsUrl }]
             : []),
         ],
       },

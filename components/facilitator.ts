@@ -1,7 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
+import { COMPONENTS, ENV, fileEnv, PORTS, SECRET_FILES, secretFilePath } from "../api/contract";
 import { RuntimeWorkload } from "./runtimeWorkload";
-
-export const FACILITATOR_PORT = 8090;
 
 export type FacilitatorArgs =
   | { mode: "hosted"; url: string }
@@ -26,16 +25,16 @@ export class Facilitator extends pulumi.ComponentResource {
         "facilitator",
         {
           namespace: args.namespace,
-          component: "x402-facilitator",
+          component: COMPONENTS.facilitator,
           image: args.image,
           command: "facilitator",
-          port: FACILITATOR_PORT,
+          port: PORTS.facilitator,
           service: true,
           // The signer key is a file in a Secret volume, never an env literal.
-          secretFiles: { "signer-key": args.signerKey },
+          secretFiles: { [SECRET_FILES.signerKey]: args.signerKey },
           env: [
-            { name: "SIGNER_KEY_FILE", value: "/var/run/secrets/obol/signer-key" },
-            ...(args.rpcUrl ? [{ name: "RPC_URL", value: args.rpcUrl }] : []),
+            { name: fileEnv(ENV.signerKey), value: secretFilePath(SECRET_FILES.signerKey) },
+            ...(args.rpcUrl ? [{ name: ENV.rpcUrl, value: args.rpcUrl }] : []),
           ],
         },
         { parent: this },

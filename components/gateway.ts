@@ -1,10 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
+import { COMPONENTS, ENV, PLURALS, PORTS } from "../api/contract";
 import { GROUP } from "../api/resources";
 import { RuntimeWorkload } from "./runtimeWorkload";
-
-export const GATEWAY_PORT = 8080;
-/** Route reports for the controller and /metrics: in-cluster only, never behind the tunnel. */
-export const GATEWAY_INTERNAL_PORT = 8081;
 
 export interface GatewayArgs {
   namespace: pulumi.Input<string>;
@@ -29,23 +26,24 @@ export class Gateway extends pulumi.ComponentResource {
       "gateway",
       {
         namespace: args.namespace,
-        component: "x402-gateway",
+        component: COMPONENTS.gateway,
         image: args.image,
         command: "gateway",
-        port: GATEWAY_PORT,
-        internalPort: GATEWAY_INTERNAL_PORT,
+        port: PORTS.gateway,
+        // Route reports for the controller and /metrics: in-cluster only, never behind the tunnel.
+        internalPort: PORTS.gatewayInternal,
         service: true,
         replicas: 1,
         rules: [
           {
             apiGroups: [GROUP],
-            resources: ["serviceoffers", "agentidentities"],
+            resources: [PLURALS.serviceOffer, PLURALS.agentIdentity],
             verbs: ["get", "list", "watch"],
           },
         ],
         env: [
-          { name: "FACILITATOR_URL", value: args.facilitatorUrl },
-          ...(args.publicBaseUrl ? [{ name: "PUBLIC_BASE_URL", value: args.publicBaseUrl }] : []),
+          { name: ENV.facilitatorUrl, value: args.facilitatorUrl },
+          ...(args.publicBaseUrl ? [{ name: ENV.publicBaseUrl, value: args.publicBaseUrl }] : []),
         ],
       },
       { parent: this },

@@ -1,5 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { KINDS } from "../api/contract";
 import { API_VERSION, type ServiceOfferSpec } from "../api/resources";
 import { labelsFor } from "./labels";
 
@@ -21,7 +22,7 @@ export class Offer extends pulumi.ComponentResource {
       args.name,
       {
         apiVersion: API_VERSION,
-        kind: "ServiceOffer",
+        kind: KINDS.serviceOffer.kind,
         metadata: { namespace: args.namespace, name: args.name, labels: labelsFor("offer", args.name) },
         spec: args.spec,
       },

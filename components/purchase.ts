@@ -1,7 +1,8 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import type { PurchaseConfig } from "../api/config";
+import { KINDS } from "../api/contract";
 import { API_VERSION } from "../api/resources";
+import type { PurchaseConfig } from "../program/config/parse";
 import { labelsFor } from "./labels";
 
 export interface PurchaseArgs {
@@ -18,7 +19,7 @@ export class Purchase extends pulumi.ComponentResource {
       purchaseName,
       {
         apiVersion: API_VERSION,
-        kind: "PurchaseRequest",
+        kind: KINDS.purchaseRequest.kind,
         metadata: {
           namespace: args.namespace,
           name: purchaseName,

@@ -1,5 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { ENV, SECRETS_DIR } from "../api/contract";
 import { labelsFor, selectorFor } from "./labels";
 import { httpProbe, podSpec, resources, runtimeEnv } from "./workload";
 
@@ -74,7 +75,7 @@ export class RuntimeWorkload extends pulumi.ComponentResource {
         { parent: this },
       );
       volumes.push({ name: "secrets", secret: { secretName: secret.metadata.name, defaultMode: 0o400 } });
-      volumeMounts.push({ name: "secrets", mountPath: "/var/run/secrets/obol", readOnly: true });
+      volumeMounts.push({ name: "secrets", mountPath: SECRETS_DIR, readOnly: true });
     }
 
     if (args.persistentVolume) {
@@ -120,8 +121,10 @@ export class RuntimeWorkload extends pulumi.ComponentResource {
                   ...(args.internalPort ? [{ name: "internal", containerPort: args.internalPort }] : []),
                 ],
                 env: runtimeEnv([
-                  { name: "PORT", value: String(args.port) },
-                  ...(args.internalPort ? [{ name: "INTERNAL_PORT", value: String(args.internalPort) }] : []),
+                  { name: ENV.port, value: String(args.port) },
+                  ...(args.internalPort
+                    ? [{ name: ENV.internalPort, value: String(args.internalPort) }]
+                    : []),
                   ...(args.env ?? []),
                 ]),
                 livenessProbe: httpProbe("/healthz", "http", 15),

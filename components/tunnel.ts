@@ -1,9 +1,10 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { COMPONENTS, PORTS } from "../api/contract";
 import { labelsFor, selectorFor } from "./labels";
 import { httpProbe, podSpec, resources } from "./workload";
 
-export const TUNNEL_METRICS_PORT = 2000;
+const TUNNEL_METRICS_PORT = PORTS.tunnelMetrics;
 
 export interface TunnelArgs {
   mode: "none" | "quick" | "named";
@@ -44,9 +45,9 @@ export class Tunnel extends pulumi.ComponentResource {
       return;
     }
     const mode = args.mode;
-    const labels = labelsFor("cloudflared");
-    const selector = selectorFor("cloudflared");
-    const meta = { namespace: args.namespace, name: "cloudflared", labels };
+    const labels = labelsFor(COMPONENTS.cloudflared);
+    const selector = selectorFor(COMPONENTS.cloudflared);
+    const meta = { namespace: args.namespace, name: COMPONENTS.cloudflared, labels };
     const env: k8s.types.input.core.v1.EnvVar[] = [];
     if (mode === "named") {
       if (!args.token) throw new Error("a named tunnel needs its token");
@@ -71,7 +72,7 @@ export class Tunnel extends pulumi.ComponentResource {
             metadata: { labels: { ...labels, ...selector } },
             spec: podSpec({
               container: {
-                name: "cloudflared",
+                name: COMPONENTS.cloudflared,
                 image: args.image,
                 args: pulumi.output(args.gatewayUrl).apply((url) => cloudflaredArgs(mode, url)),
                 env,

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { StackConfig } from "../api/config";
+import { followsQuickTunnel, REGISTRATION_PATH } from "../api/contract";
 import { AgentIdentity } from "../components/agentIdentity";
 import { Buyer } from "../components/buyer";
 import { Cluster } from "../components/cluster";
@@ -14,7 +14,8 @@ import { quickTunnelMetricsUrl, Tunnel } from "../components/tunnel";
 import { AgentRegistration } from "../providers/agentRegistration";
 import { GeneratedSecret } from "../providers/generatedSecret";
 import { RuntimeImage } from "../providers/runtimeImage";
-import { secretConfig } from "./config";
+import { secretConfig } from "./config/load";
+import type { StackConfig } from "./config/parse";
 import { runtimeBuild, runtimeImageTag } from "./runtimeImage";
 
 /** Everything `pulumi up` declares, from a validated StackConfig. */
@@ -79,11 +80,10 @@ export function deployStack(cfg: StackConfig) {
       namespace,
       image,
       gatewayInternalUrl: gateway.internalUrl,
-      ...(cfg.publicBaseUrl
-        ? { publicBaseUrl: cfg.publicBaseUrl }
-        : cfg.tunnel.mode === "quick"
-          ? { quickTunnelMetricsUrl: quickTunnelMetricsUrl(namespace) }
-          : {}),
+      ...(cfg.publicBaseUrl ? { publicBaseUrl: cfg.publicBaseUrl } : {}),
+      ...(followsQuickTunnel({ quickTunnel: cfg.tunnel.mode === "quick", publicBaseUrl: cfg.publicBaseUrl })
+        ? { quickTunnelMetricsUrl: quickTunnelMetricsUrl(namespace) }
+        : {}),
     },
     inPlatform,
   );
@@ -151,7 +151,7 @@ export function deployStack(cfg: StackConfig) {
           network: chain.network,
           registry: chain.registry,
           rpcUrl: chain.rpcUrl,
-          agentURI: `${cfg.publicBaseUrl}/.well-known/agent-registration.json`,
+          agentURI: `${cfg.publicBaseUrl}${REGISTRATION_PATH}`,
           signerKey: secretConfig("identitySignerKey"),
           ...(chain.adoptAgentId !== undefined ? { adoptAgentId: chain.adoptAgentId } : {}),
         });

@@ -3,12 +3,12 @@
  * default /var/lib/obol-buyer/ledger.jsonl), PORT; flags --kubeconfig, --namespace, --port, --host.
  */
 import { privateKeyToAccount } from "viem/accounts";
+import { BUYER_LEDGER_PATH, ENV, PLURALS, PORTS } from "../../api/contract";
 import { purchaseRequestSpecSchema } from "../../api/resources";
 import { intSetting, parseFlags } from "../shared/flags";
 import {
   errorText,
   loadKubeConfig,
-  PLURALS,
   type PurchaseRequestObject,
   patchStatus,
   resolveNamespace,
@@ -25,8 +25,8 @@ export async function run(argv: string[]): Promise<void> {
   const log = (message: string) => console.log(message);
   const kc = loadKubeConfig(f.kubeconfig);
   const namespace = resolveNamespace(f.namespace);
-  const account = privateKeyToAccount(readPrivateKey("SIGNER_KEY"));
-  const ledger = new SpendLedger(f.ledger || process.env.LEDGER_PATH || "/var/lib/obol-buyer/ledger.jsonl");
+  const account = privateKeyToAccount(readPrivateKey(ENV.signerKey));
+  const ledger = new SpendLedger(f.ledger || process.env[ENV.ledgerPath] || BUYER_LEDGER_PATH);
   const purchases = await watchCustomObjects<PurchaseRequestObject>(
     kc,
     PLURALS.purchaseRequest,
@@ -53,7 +53,7 @@ export async function run(argv: string[]): Promise<void> {
     purchaseFor,
     onSpend: publish,
     log,
-    port: intSetting(f.port ?? process.env.PORT, 8402, "--port"),
+    port: intSetting(f.port ?? process.env[ENV.port], PORTS.buyer, "--port"),
     host: f.host || process.env.HOST || "0.0.0.0",
   });
   log(`buyer: paying as ${account.address}, serving ${buyer.url}, ledger ${ledger.file}`);

@@ -4,11 +4,11 @@
  * INTERNAL_PORT (bind it for in-cluster use only; it is never routed through the tunnel).
  */
 import * as http from "node:http";
+import { PLURALS, PORTS } from "../../api/contract";
 import { intSetting, parseFlags } from "../shared/flags";
 import {
   type AgentIdentityObject,
   loadKubeConfig,
-  PLURALS,
   resolveNamespace,
   type ServiceOfferObject,
   watchCustomObjects,
@@ -57,8 +57,12 @@ export async function run(
   const env = process.env;
   const kc = loadKubeConfig(f.kubeconfig);
   const namespace = resolveNamespace(f.namespace);
-  const port = intSetting(f.port ?? env.PORT, 8080, "--port");
-  const internalPort = intSetting(f["internal-port"] ?? env.INTERNAL_PORT, 8081, "--internal-port");
+  const port = intSetting(f.port ?? env.PORT, PORTS.gateway, "--port");
+  const internalPort = intSetting(
+    f["internal-port"] ?? env.INTERNAL_PORT,
+    PORTS.gatewayInternal,
+    "--internal-port",
+  );
   if (internalPort === port)
     throw new Error("--internal-port must differ from --port: internal endpoints are never public");
 

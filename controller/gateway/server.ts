@@ -4,6 +4,7 @@
  * report the controller reads for PaymentGateReady.
  */
 import type * as http from "node:http";
+import { REGISTRATION_PATH } from "../../api/contract";
 import { sendJson } from "../shared/http";
 import { INTERNAL_ROUTES_PATH } from "../shared/routesReport";
 import { buildCatalog, type Catalog } from "./catalog/model";
@@ -106,7 +107,7 @@ export function createPublicHandler(options: GatewayOptions): Handler {
           head,
           CATALOG_HEADERS,
         ),
-      "/.well-known/agent-registration.json": (req, res, head) =>
+      [REGISTRATION_PATH]: (req, res, head) =>
         send(
           res,
           200,

@@ -1,11 +1,10 @@
 /** The gateway's view of the cluster: informer caches turned into a memoized route table. */
+import { AGENT_IDENTITY_NAME } from "../../api/contract";
 import { type AgentIdentitySpec, agentIdentitySpecSchema } from "../../api/resources";
 import type { AgentIdentityObject, ServiceOfferObject } from "../shared/kube";
 import type { UpstreamOverrides } from "../shared/offers";
 import type { HeldRoute, RoutesReport } from "../shared/routesReport";
 import { buildRouteTable, type HeldOffer } from "./routing";
-
-export const DEFAULT_IDENTITY_NAME = "default";
 
 export interface OfferSource {
   offers(): readonly ServiceOfferObject[];
@@ -42,7 +41,7 @@ export class RouteState {
   }
 
   identity(): AgentIdentitySpec | undefined {
-    const obj = this.source.identity(DEFAULT_IDENTITY_NAME);
+    const obj = this.source.identity(AGENT_IDENTITY_NAME);
     if (!obj) return undefined;
     const parsed = agentIdentitySpecSchema.safeParse(obj.spec);
     return parsed.success ? parsed.data : undefined;

@@ -8,12 +8,11 @@
  * claims are resolved once per change of the offer set, not once per reconcile.
  */
 import type * as k8s from "@kubernetes/client-node";
+import { AGENT_IDENTITY_NAME, PLURALS, type Plural } from "../../api/contract";
 import {
   type AgentIdentityObject,
   errorText,
   isApiStatus,
-  PLURALS,
-  type Plural,
   type PurchaseRequestObject,
   type ServiceOfferObject,
   StatusWriter,
@@ -53,8 +52,6 @@ export interface ControllerOptions {
   readonly purchaseProbeIntervalMs: number;
   readonly log: (msg: string) => void;
 }
-
-export const DEFAULT_IDENTITY_NAME = "default";
 
 const KIND = { offer: "so", identity: "aid", purchase: "pr" } as const;
 
@@ -249,7 +246,7 @@ export class Controller {
       verdict,
       upstream,
       gateway,
-      identity: this.identities.get(DEFAULT_IDENTITY_NAME),
+      identity: this.identities.get(AGENT_IDENTITY_NAME),
       publicBaseUrl: this.publicBaseUrl,
       now: new Date(),
     });

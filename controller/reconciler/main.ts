@@ -4,6 +4,7 @@
  */
 import * as http from "node:http";
 import * as os from "node:os";
+import { followsQuickTunnel, PORTS } from "../../api/contract";
 import { intSetting, parseFlags } from "../shared/flags";
 import { errorText, loadKubeConfig, resolveNamespace } from "../shared/kube";
 import { parseUpstreamOverrides } from "../shared/offers";
@@ -32,21 +33,19 @@ const FLAGS = [
   "identity",
 ] as const;
 
-export const DEFAULT_INTERNAL_PORT = 8081;
-
 /**
  * The gateway's internal port: --gateway-internal-url, else $GATEWAY_INTERNAL_URL, else
- * $GATEWAY_URL with the port replaced by the gateway's internal port (8081).
+ * $GATEWAY_URL with the port replaced by the gateway's internal port (PORTS.gatewayInternal).
  */
 export function gatewayInternalUrl(flag: string | undefined, env: NodeJS.ProcessEnv): string {
   const explicit = flag || env.GATEWAY_INTERNAL_URL;
   if (explicit) return explicit;
   if (env.GATEWAY_URL) {
     const url = new URL(env.GATEWAY_URL);
-    url.port = String(DEFAULT_INTERNAL_PORT);
+    url.port = String(PORTS.gatewayInternal);
     return url.toString().replace(/\/+$/, "");
   }
-  return `http://127.0.0.1:${DEFAULT_INTERNAL_PORT}`;
+  return `http://127.0.0.1:${PORTS.gatewayInternal}`;
 }
 
 function log(msg: string): void {
@@ -83,7 +82,7 @@ export async function run(argv: string[]): Promise<void> {
   const env = process.env;
   const kc = loadKubeConfig(f.kubeconfig);
   const namespace = resolveNamespace(f.namespace);
-  const port = intSetting(f.port ?? env.PORT, 8081, "--port");
+  const port = intSetting(f.port ?? env.PORT, PORTS.controllerHealth, "--port");
   const identity = f.identity || `${env.POD_NAME || os.hostname()}-${process.pid}`;
 
   const controller = new Controller({
@@ -112,7 +111,7 @@ export async function run(argv: string[]): Promise<void> {
   const publicBaseUrl = f["public-base-url"] || env.PUBLIC_BASE_URL;
   const quickTunnelMetricsUrl = f["quick-tunnel-metrics-url"] || env.QUICK_TUNNEL_METRICS_URL;
   const quickTunnel =
-    !publicBaseUrl && quickTunnelMetricsUrl
+    quickTunnelMetricsUrl && followsQuickTunnel({ quickTunnel: true, publicBaseUrl })
       ? new QuickTunnelWatch({
           metricsUrl: quickTunnelMetricsUrl,
           searchIntervalMs: 2_000,

@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as https from "node:https";
 import * as k8s from "@kubernetes/client-node";
 import type { z } from "zod";
+import type { Plural } from "../../api/contract";
 import {
   type agentIdentityStatusSchema,
   GROUP,
@@ -27,13 +28,6 @@ export interface CustomObject<Status> extends k8s.KubernetesObject {
 export type ServiceOfferObject = CustomObject<ServiceOfferStatus>;
 export type AgentIdentityObject = CustomObject<AgentIdentityStatus>;
 export type PurchaseRequestObject = CustomObject<PurchaseRequestStatus>;
-
-export const PLURALS = {
-  serviceOffer: "serviceoffers",
-  agentIdentity: "agentidentities",
-  purchaseRequest: "purchaserequests",
-} as const;
-export type Plural = (typeof PLURALS)[keyof typeof PLURALS];
 
 /**
  * Loads credentials: an explicit --kubeconfig path, else $KUBECONFIG, else the in-cluster

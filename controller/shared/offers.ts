@@ -3,7 +3,7 @@
  * on which offer owns a path: spec validation, reserved paths, first-claimant-wins conflicts,
  * upstream URL resolution and public readiness.
  */
-import { isReservedPath } from "../../api/config";
+import { isReservedPath } from "../../api/contract";
 import {
   type Condition,
   OfferCondition,

@@ -1,20 +1,24 @@
 import * as fs from "node:fs";
+import { fileEnv } from "../../api/contract";
 
 /**
  * Reads a secret from the file named by `<name>_FILE` (a mounted Kubernetes Secret) or, for
  * local runs, from `<name>`. The value is never logged; errors name the variable, not the value.
  */
 export function readSecret(name: string, env: NodeJS.ProcessEnv = process.env): string {
-  const file = env[`${name}_FILE`];
+  const fileVar = fileEnv(name);
+  const file = env[fileVar];
   if (file) {
     try {
       return fs.readFileSync(file, "utf8").trim();
     } catch (err) {
-      throw new Error(`cannot read ${name}_FILE (${file}): ${(err as NodeJS.ErrnoException).code ?? err}`);
+      throw new Error(`cannot read ${fileVar} (${file}): ${(err as NodeJS.ErrnoException).code ?? err}`, {
+        cause: err,
+      });
     }
   }
   const value = env[name];
-  if (!value) throw new Error(`${name}_FILE or ${name} must be set`);
+  if (!value) throw new Error(`${fileVar} or ${name} must be set`);
   return value.trim();
 }
 

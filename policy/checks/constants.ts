@@ -4,7 +4,7 @@
  * lists are duplicated here and tests/unit/policy.test.ts asserts they equal the program's.
  */
 
-/** Source of truth: RESERVED_PATHS in api/config.ts. */
+/** Source of truth: RESERVED_PATHS in api/contract.ts. */
 export const RESERVED_PATHS: readonly string[] = [
   "/",
   "/api",
@@ -17,7 +17,7 @@ export const RESERVED_PATHS: readonly string[] = [
   "/internal",
 ];
 
-/** Source of truth: K3D_MAX_NAME in api/config.ts. */
+/** Source of truth: K3D_MAX_NAME in program/config/parse.ts. */
 export const K3D_MAX_NAME = 32;
 
 /** Source of truth: the chains with `mainnet: true` in api/chains.ts (CHAINS). */

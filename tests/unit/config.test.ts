@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { ConfigError, type ParseContext, parseStackConfig } from "../../api/config";
+import { ConfigError, type ParseContext, parseStackConfig } from "../../program/config/parse";
 import { at } from "../harness/assertions";
 
 const PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";

@@ -1,8 +1,7 @@
 import * as assert from "node:assert/strict";
 import { keccak256, getAddress as viemGetAddress } from "viem";
 import { CHAINS } from "../../api/chains";
-import { K3D_MAX_NAME, isReservedPath as programIsReservedPath, RESERVED_PATHS } from "../../api/config";
-import { GATEWAY_PORT } from "../../components/gateway";
+import { PORTS, isReservedPath as programIsReservedPath, RESERVED_PATHS } from "../../api/contract";
 import { cloudflaredArgs } from "../../components/tunnel";
 import { toChecksumAddress } from "../../policy/checks/address";
 import * as constants from "../../policy/checks/constants";
@@ -20,6 +19,7 @@ import type {
   StackValidationPolicy,
 } from "../../policy/policies";
 import * as pack from "../../policy/policies";
+import { K3D_MAX_NAME } from "../../program/config/parse";
 import { at, first, only } from "../harness/assertions";
 
 const PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
@@ -140,13 +140,13 @@ const OFFER = constants.TYPES.serviceOffer;
 
 describe("policy pack", () => {
   describe("shared facts stay equal to the program's", () => {
-    it("reserved paths equal api/config.ts RESERVED_PATHS, with the same matching", () => {
+    it("reserved paths equal api/contract.ts RESERVED_PATHS, with the same matching", () => {
       assert.deepEqual([...constants.RESERVED_PATHS], [...RESERVED_PATHS]);
       for (const p of ["/", "/api", "/api/x", "/apix", "/services/a", "/.well-known/", "/metrics/x", "//"]) {
         assert.equal(isReservedPath(p), programIsReservedPath(p), p);
       }
     });
-    it("the k3d name limit equals api/config.ts K3D_MAX_NAME", () => {
+    it("the k3d name limit equals program/config/parse.ts K3D_MAX_NAME", () => {
       assert.equal(constants.K3D_MAX_NAME, K3D_MAX_NAME);
     });
     it("mainnets and default networks match api/chains.ts", () => {
@@ -171,7 +171,7 @@ describe("policy pack", () => {
       for (const [name, value] of sentinels) assert.ok(isUnknown(value), name);
     });
     it("the gateway Service name and the tunnel's args are those of components/", () => {
-      const args = cloudflaredArgs("quick", `http://x402-gateway.obol.svc:${GATEWAY_PORT}`);
+      const args = cloudflaredArgs("quick", `http://x402-gateway.obol.svc:${PORTS.gateway}`);
       const props = deployment(
         { name: "cloudflared", image: "cloudflare/cloudflared:2025.7.0", args },
         {},

@@ -8,9 +8,10 @@
  */
 import { getAddress, isAddress, zeroAddress } from "viem";
 import { z } from "zod";
-import { chainInfo, toCaip2, UnknownChainError } from "./chains";
-import { isDecimalString, PriceError, toAtomic } from "./money";
-import type { Asset, Payment, ServiceOfferSpec } from "./resources";
+import { chainInfo, toCaip2, UnknownChainError } from "../../api/chains";
+import { isReservedPath, RESERVED_PATHS } from "../../api/contract";
+import { isDecimalString, PriceError, toAtomic } from "../../api/money";
+import type { Asset, Payment, ServiceOfferSpec } from "../../api/resources";
 
 /** Config keys that hold secrets; they must be set with `pulumi config set --secret`. */
 export const SECRET_KEYS = [
@@ -22,19 +23,6 @@ export const SECRET_KEYS = [
   "buyerSignerKey",
 ] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
-
-/** Paths the gateway serves itself; no offer may claim them or anything below them. */
-export const RESERVED_PATHS = [
-  "/",
-  "/api",
-  "/.well-known",
-  "/skill.md",
-  "/openapi.json",
-  "/metrics",
-  "/healthz",
-  "/readyz",
-  "/internal",
-] as const;
 
 /** k3d rejects cluster names longer than this (its container names derive from it). */
 export const K3D_MAX_NAME = 32;
@@ -278,14 +266,6 @@ function zodMessage(issue: z.core.$ZodIssue): string {
     return `expected ${issue.expected}${issue.input === undefined ? " (the field is required)" : `, got ${typeof issue.input}`}`;
   }
   return issue.message;
-}
-
-/** True when the path equals a reserved path or lies below one ("/" only reserves itself). */
-export function isReservedPath(path: string): boolean {
-  const normalized = path.replace(/\/+$/, "") || "/";
-  return RESERVED_PATHS.some((r) =>
-    r === "/" ? normalized === "/" : normalized === r || normalized.startsWith(`${r}/`),
-  );
 }
 
 /** Parses stack config; throws ConfigError listing every problem. Pure: no I/O. */

@@ -1,0 +1,117 @@
+/**
+ * What the Pulumi program (components/, program/) and the runtime image (controller/) must agree
+ * on, in one place: custom resource kinds, object names, ports, environment variables, mounted
+ * file names, the gateway's reserved paths, and the quick-tunnel decision. Either side changing
+ * one of these alone would break a running stack, so neither side spells them itself.
+ *
+ * The runtime imports this module and api/resources.ts, never the stack-config validator
+ * (program/config/): an IaC-only change leaves the runtime image untouched.
+ */
+/** The custom resources, by the names the API server knows them. */
+export const KINDS = {
+  serviceOffer: { kind: "ServiceOffer", plural: "serviceoffers", singular: "serviceoffer" },
+  agentIdentity: { kind: "AgentIdentity", plural: "agentidentities", singular: "agentidentity" },
+  purchaseRequest: { kind: "PurchaseRequest", plural: "purchaserequests", singular: "purchaserequest" },
+} as const;
+export type KindName = keyof typeof KINDS;
+
+/** The plural of each kind (the REST path segment). */
+export const PLURALS = {
+  serviceOffer: KINDS.serviceOffer.plural,
+  agentIdentity: KINDS.agentIdentity.plural,
+  purchaseRequest: KINDS.purchaseRequest.plural,
+} as const;
+export type Plural = (typeof PLURALS)[keyof typeof PLURALS];
+
+/** The one AgentIdentity per namespace the gateway publishes and the controller reports on. */
+export const AGENT_IDENTITY_NAME = "default";
+
+/** Deployment (and Service) name of each runtime component. */
+export const COMPONENTS = {
+  gateway: "x402-gateway",
+  controller: "obol-controller",
+  facilitator: "x402-facilitator",
+  buyer: "x402-buyer",
+  cloudflared: "cloudflared",
+} as const;
+
+/** Ports. 8081 is used twice, in different pods, with different meanings: hence two names. */
+export const PORTS = {
+  /** The gateway's public port: offers, catalogs, the storefront (the tunnel's only origin). */
+  gateway: 8080,
+  /** The gateway's in-cluster port: route reports for the controller and /metrics; never tunnelled. */
+  gatewayInternal: 8081,
+  /** The controller's own /healthz and /readyz. */
+  controllerHealth: 8081,
+  facilitator: 8090,
+  buyer: 8402,
+  /** cloudflared's metrics server: /ready, and /quicktunnel (a quick tunnel's hostname). */
+  tunnelMetrics: 2000,
+} as const;
+
+/** Environment variables the program sets and the runtime reads. */
+export const ENV = {
+  port: "PORT",
+  internalPort: "INTERNAL_PORT",
+  facilitatorUrl: "FACILITATOR_URL",
+  publicBaseUrl: "PUBLIC_BASE_URL",
+  gatewayInternalUrl: "GATEWAY_INTERNAL_URL",
+  gatewayUrl: "GATEWAY_URL",
+  quickTunnelMetricsUrl: "QUICK_TUNNEL_METRICS_URL",
+  signerKey: "SIGNER_KEY",
+  rpcUrl: "RPC_URL",
+  ledgerPath: "LEDGER_PATH",
+} as const;
+
+/** The variable naming the file that holds secret `name` (a mounted Kubernetes Secret). */
+export function fileEnv(name: string): `${string}_FILE` {
+  return `${name}_FILE`;
+}
+
+/** Where a runtime component's Secret is mounted; each key is one file. */
+export const SECRETS_DIR = "/var/run/secrets/obol";
+/** Secret keys (file names under SECRETS_DIR). */
+export const SECRET_FILES = { signerKey: "signer-key" } as const;
+
+/** The mounted path of secret file `key`. */
+export function secretFilePath(key: string): string {
+  return `${SECRETS_DIR}/${key}`;
+}
+
+/** The buyer's spend ledger: on a persistent volume, so a restart never re-spends the budget. */
+export const BUYER_LEDGER_DIR = "/var/lib/obol-buyer";
+export const BUYER_LEDGER_PATH = `${BUYER_LEDGER_DIR}/ledger.jsonl`;
+
+/** The ERC-8004 registration document the gateway serves; the on-chain agentURI points here. */
+export const REGISTRATION_PATH = "/.well-known/agent-registration.json";
+
+/** Paths the gateway serves itself; no offer may claim them or anything below them. */
+export const RESERVED_PATHS = [
+  "/",
+  "/api",
+  "/.well-known",
+  "/skill.md",
+  "/openapi.json",
+  "/metrics",
+  "/healthz",
+  "/readyz",
+  "/internal",
+] as const;
+
+/** True when the path equals a reserved path or lies below one ("/" only reserves itself). */
+export function isReservedPath(path: string): boolean {
+  const normalized = path.replace(/\/+$/, "") || "/";
+  return RESERVED_PATHS.some((r) =>
+    r === "/" ? normalized === "/" : normalized === r || normalized.startsWith(`${r}/`),
+  );
+}
+
+/**
+ * Whether the controller follows a quick tunnel's rotating URL into offer status: only when a
+ * quick tunnel runs and no public origin is configured (a configured origin always wins).
+ * The program decides with it whether to hand the controller the tunnel's metrics URL; the
+ * controller decides with it whether to poll that URL.
+ */
+export function followsQuickTunnel(s: { quickTunnel: boolean; publicBaseUrl: string | undefined }): boolean {
+  return s.quickTunnel && !s.publicBaseUrl;
+}
