@@ -26,34 +26,72 @@ export interface LiteLLMArgs {
   secretEnv: Record<string, pulumi.Input<string>>;
   /** OpenAI-compatible base URL of the buyer proxy, which the static `paid/*` route points at. */
   buyerBaseUrl: pulumi.Input<string>;
+  /** Models bought by the stack's purchases: listed by /v1/models as `paid/<model>`. */
+  paidModels?: string[];
+}
+
+/** Sent as the API key to upstreams configured without one: the OpenAI client LiteLLM uses
+ * refuses to send a request without a key ("Missing credentials"), and keyless servers ignore it. */
+export const KEYLESS_API_KEY = "unused-keyless-upstream";
+
+/** LiteLLM's fixed environment: no download of the model price list at start (it ships one),
+ * so the proxy starts the same way with or without egress. */
+export const LITELLM_ENV = [
+  { name: "HOME", value: "/tmp" },
+  { name: "LITELLM_LOCAL_MODEL_COST_MAP", value: "True" },
+];
+
+/** The proxy's arguments after the image's `litellm` entrypoint. */
+export function liteLLMArgs(configPath: string, port: number = LITELLM_PORT): string[] {
+  return ["--config", configPath, "--port", String(port)];
+}
+
+/** A route to the buyer proxy. Each attempt may pay the seller, so LiteLLM must never retry a
+ * paid call: its router retries 429/5xx answers (3 attempts by default) and the OpenAI client
+ * has retries of its own. */
+function paidRoute(modelName: string, params: Record<string, string>, buyerBaseUrl: string) {
+  return {
+    model_name: modelName,
+    litellm_params: {
+      ...params,
+      api_base: buyerBaseUrl,
+      api_key: "unused-the-buyer-pays-per-request",
+      num_retries: 0,
+      max_retries: 0,
+    },
+  };
 }
 
 /**
- * LiteLLM's config.yaml. The `paid/*` wildcard sends any `paid/<model>` to the buyer proxy,
- * which picks the PurchaseRequest for that model: buying a new model never edits this file.
+ * LiteLLM's config.yaml. Each purchased model gets a `paid/<model>` entry, so /v1/models lists
+ * what was bought; the `paid/*` wildcard routes any other `paid/<model>` (e.g. a PurchaseRequest
+ * created at run time) to the buyer proxy, which picks the PurchaseRequest for that model.
  */
-export function liteLLMConfig(models: LiteLLMModel[], buyerBaseUrl: string): string {
+export function liteLLMConfig(
+  models: LiteLLMModel[],
+  buyerBaseUrl: string,
+  paidModels: string[] = [],
+): string {
   const modelList = [
     ...models.map((m) => ({
       model_name: m.name,
       litellm_params: {
         model: m.model,
         ...(m.apiBase ? { api_base: m.apiBase } : {}),
-        ...(m.apiKeyEnv ? { api_key: `os.environ/${m.apiKeyEnv}` } : {}),
+        api_key: m.apiKeyEnv ? `os.environ/${m.apiKeyEnv}` : KEYLESS_API_KEY,
       },
     })),
-    {
-      model_name: "paid/*",
-      litellm_params: {
-        model: "openai/*",
-        api_base: buyerBaseUrl,
-        api_key: "unused-the-buyer-pays-per-request",
-      },
-    },
+    ...[...new Set(paidModels)]
+      .sort()
+      .map((m) => paidRoute(`paid/${m}`, { model: `openai/${m}` }, buyerBaseUrl)),
+    // Not `model: openai/*`: for a provider-prefixed wildcard, /v1/models lists every model of
+    // LiteLLM's price list for that provider (`paid/gpt-4o`, ... ~200 names nobody sells here).
+    // A bare `*` with the provider given separately routes the same way and lists nothing.
+    paidRoute("paid/*", { model: "*", custom_llm_provider: "openai" }, buyerBaseUrl),
   ];
   return toYaml({
     model_list: modelList,
-    litellm_settings: { drop_params: true },
+    litellm_settings: { drop_params: true, telemetry: false },
     general_settings: { master_key: "os.environ/LITELLM_MASTER_KEY" },
   });
 }
@@ -74,7 +112,9 @@ export class LiteLLM extends pulumi.ComponentResource {
       },
       { parent: this },
     );
-    const configYaml = pulumi.output(args.buyerBaseUrl).apply((url) => liteLLMConfig(args.models, url));
+    const configYaml = pulumi
+      .output(args.buyerBaseUrl)
+      .apply((url) => liteLLMConfig(args.models, url, args.paidModels ?? []));
     const config = new k8s.core.v1.ConfigMap(
       "litellm",
       {
@@ -105,10 +145,10 @@ export class LiteLLM extends pulumi.ComponentResource {
               container: {
                 name: "litellm",
                 image: args.image,
-                args: ["--config", "/etc/litellm/config.yaml", "--port", String(LITELLM_PORT)],
+                args: liteLLMArgs("/etc/litellm/config.yaml"),
                 ports: [{ name: "http", containerPort: LITELLM_PORT }],
                 envFrom: [{ secretRef: { name: secret.metadata.name } }],
-                env: [{ name: "HOME", value: "/tmp" }],
+                env: LITELLM_ENV,
                 livenessProbe: httpProbe("/health/liveliness", "http", 15),
                 readinessProbe: httpProbe("/health/readiness", "http"),
                 resources: resources({ cpu: "100m", memory: "512Mi", memoryLimit: "1Gi" }),

@@ -111,6 +111,7 @@ export function deployStack(cfg: StackConfig) {
       masterKey: masterKey.value,
       secretEnv,
       buyerBaseUrl: buyer.openAiBaseUrl,
+      paidModels: cfg.purchases.map((p) => p.model),
     },
     inPlatform,
   );

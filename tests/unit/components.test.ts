@@ -1,7 +1,7 @@
 import * as assert from "node:assert/strict";
 import { parse as parseYaml } from "yaml";
 import { currentServer } from "../../components/cluster";
-import { liteLLMConfig } from "../../components/litellm";
+import { KEYLESS_API_KEY, liteLLMConfig } from "../../components/litellm";
 import { cloudflaredArgs } from "../../components/tunnel";
 import { k3dClusterState, k3dCreateArgs, k3dImageImportArgs } from "../../providers/k3dArgs";
 
@@ -65,6 +65,7 @@ describe("component helpers", () => {
       model_name: "llama",
       litellm_params: { model: "ollama/llama3", api_base: "http://ollama:11434", api_key: "os.environ/K" },
     });
+    assert.equal(cfg.model_list.length, 2);
     assert.equal(cfg.model_list[1].model_name, "paid/*");
     assert.equal(cfg.model_list[1].litellm_params.api_base, "http://buyer:8402/v1");
     assert.equal(
@@ -72,6 +73,36 @@ describe("component helpers", () => {
       "os.environ/LITELLM_MASTER_KEY",
       "the key itself is never in the ConfigMap",
     );
+  });
+
+  it("LiteLLM config: a keyless upstream gets a placeholder key (the OpenAI client refuses none)", () => {
+    const cfg = parseYaml(
+      liteLLMConfig([{ name: "local", model: "openai/qwen", apiBase: "http://vllm:8000/v1" }], "http://b/v1"),
+    );
+    assert.deepEqual(cfg.model_list[0].litellm_params, {
+      model: "openai/qwen",
+      api_base: "http://vllm:8000/v1",
+      api_key: KEYLESS_API_KEY,
+    });
+  });
+
+  it("LiteLLM config: one paid/<model> entry per purchased model, then a wildcard that lists nothing", () => {
+    const cfg = parseYaml(liteLLMConfig([], "http://buyer:8402/v1", ["qwen3", "llama", "qwen3"]));
+    const paid = cfg.model_list.map((m: { model_name: string }) => m.model_name);
+    assert.deepEqual(paid, ["paid/llama", "paid/qwen3", "paid/*"], "sorted, each model once, wildcard last");
+    assert.equal(cfg.model_list[1].litellm_params.model, "openai/qwen3");
+    // A provider-prefixed wildcard (openai/*) makes LiteLLM list its whole price list for it.
+    assert.equal(cfg.model_list[2].litellm_params.model, "*");
+    assert.equal(cfg.model_list[2].litellm_params.custom_llm_provider, "openai");
+    for (const route of cfg.model_list) {
+      assert.equal(route.litellm_params.api_base, "http://buyer:8402/v1");
+      assert.equal(route.litellm_params.num_retries, 0, `${route.model_name}: a retry can pay twice`);
+      assert.equal(
+        route.litellm_params.max_retries,
+        0,
+        `${route.model_name}: nor may the OpenAI client retry`,
+      );
+    }
   });
 
   it("cloudflared points only at the gateway", () => {
