@@ -118,7 +118,7 @@ export function machineExtraCAs(): string {
 // ---- running docker -------------------------------------------------------------------------
 
 /** The real docker CLI: tests put a `docker` stand-in on PATH for k3d mode. */
-function dockerBin(): string {
+export function dockerBin(): string {
   const standin = path.join(REPO_ROOT, "tests/harness/bin");
   for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
     if (!dir || path.resolve(dir) === standin) continue;
