@@ -1,0 +1,220 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+/**
+ * The host state a real node needs and must give back: the node's own address, the firewall
+ * guard that keeps cluster traffic on this machine, and the clean-up of what the kubelet,
+ * the CNI plugins and kube-proxy leave behind (mounts, bridge, iptables chains, runc shims).
+ */
+
+/** Comment on every iptables rule this harness adds, so teardown removes exactly those. */
+const GUARD = "obol-realnode-guard";
+
+function run(cmd: string, args: string[]): { ok: boolean; out: string } {
+  const r = spawnSync(cmd, args, { encoding: "utf8" });
+  return { ok: r.status === 0, out: `${r.stdout ?? ""}${r.stderr ?? ""}` };
+}
+
+function must(cmd: string, args: string[]): string {
+  const r = run(cmd, args);
+  if (!r.ok) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.out.trim()}`);
+  return r.out;
+}
+
+/**
+ * The node's address: a private /32 on a link of its own that routes nowhere. The API server,
+ * kubelet and CoreDNS bind to it; pods reach it through their bridge gateway (it is a local
+ * address of this host). This kernel has no `dummy` link type, so the link is a bridge with no
+ * ports, which behaves the same: its address is local, and nothing is behind it.
+ */
+export function ensureNodeAddress(link: string, ip: string): void {
+  if (!run("ip", ["link", "show", link]).ok) must("ip", ["link", "add", link, "type", "bridge"]);
+  if (!must("ip", ["-4", "addr", "show", "dev", link]).includes(`inet ${ip}/32`)) {
+    must("ip", ["addr", "add", `${ip}/32`, "dev", link]);
+  }
+  must("ip", ["link", "set", link, "up"]);
+}
+
+export function removeLink(link: string): void {
+  if (run("ip", ["link", "show", link]).ok) run("ip", ["link", "del", link]);
+}
+
+interface GuardRule {
+  chain: string;
+  match: string[];
+}
+
+/**
+ * Nothing a pod sends may be forwarded off the pod network (its own bridge, or the host's
+ * addresses, which are INPUT, not FORWARD), and a Service IP kube-proxy has not programmed
+ * yet must fail on the host instead of following the default route out of the machine (where
+ * a transparent egress proxy would answer it). Programmed Service IPs are DNATed before either
+ * rule is reached.
+ */
+function guardRules(podCidr: string, serviceCidr: string, podBridge: string): GuardRule[] {
+  return [
+    { chain: "FORWARD", match: ["-s", podCidr, "!", "-d", podCidr] },
+    { chain: "FORWARD", match: ["-d", serviceCidr] },
+    { chain: "OUTPUT", match: ["-d", serviceCidr] },
+    { chain: "OUTPUT", match: ["-d", podCidr, "!", "-o", podBridge] },
+  ];
+}
+
+const ruleArgs = (r: GuardRule) => [...r.match, "-m", "comment", "--comment", GUARD, "-j", "REJECT"];
+
+export function ensureGuard(podCidr: string, serviceCidr: string, podBridge: string): void {
+  for (const rule of guardRules(podCidr, serviceCidr, podBridge).reverse()) {
+    if (!run("iptables", ["-w", "-C", rule.chain, ...ruleArgs(rule)]).ok) {
+      must("iptables", ["-w", "-I", rule.chain, "1", ...ruleArgs(rule)]);
+    }
+  }
+}
+
+/**
+ * Removes the guard and every KUBE-* / CNI-* chain (kubelet, kube-proxy, bridge, firewall and
+ * portmap plugins) with the rules that jump to them. Only one real node runs per host (a lock),
+ * so these chains are all ours.
+ */
+export function removeIptablesState(): void {
+  for (const table of ["filter", "nat", "mangle"]) {
+    const rules = run("iptables", ["-w", "-t", table, "-S"]).out.split("\n");
+    for (const line of rules) {
+      const fields = line.split(" ");
+      if (fields[0] !== "-A" || /^(CNI|KUBE)-/.test(fields[1])) continue;
+      if (line.includes(`--comment ${GUARD}`) || / -j (CNI|KUBE)-/.test(line)) {
+        // `iptables -S` quotes comments with spaces; ours has none, and the jump rules keep
+        // their exact arguments, so the line can be replayed as a delete.
+        run("iptables", ["-w", "-t", table, "-D", ...splitRule(line.slice(3))]);
+      }
+    }
+    const chains = rules.filter((l) => /^-N (CNI|KUBE)-/.test(l)).map((l) => l.split(" ")[1]);
+    for (const c of chains) run("iptables", ["-w", "-t", table, "-F", c]);
+    for (const c of chains) run("iptables", ["-w", "-t", table, "-X", c]);
+  }
+}
+
+/** Splits an `iptables -S` rule into arguments, keeping double-quoted words together. */
+function splitRule(rule: string): string[] {
+  const out: string[] = [];
+  for (const m of rule.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)) out.push(m[1] ?? m[2]);
+  return out;
+}
+
+/** Mount points at or below `dir`, deepest first. */
+export function mountsUnder(dir: string): string[] {
+  const root = path.resolve(dir);
+  return fs
+    .readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((l) => l.split(" ")[4])
+    .filter((m): m is string => !!m)
+    .map((m) => m.replace(/\\040/g, " "))
+    .filter((m) => m === root || m.startsWith(`${root}/`))
+    .sort((a, b) => b.length - a.length);
+}
+
+/** Lazily unmounts everything below `dir` (pod volumes, sandbox shm, overlay rootfs). */
+export function unmountUnder(dir: string): string[] {
+  for (let pass = 0; pass < 3; pass++) {
+    const mounts = mountsUnder(dir);
+    if (mounts.length === 0) return [];
+    for (const m of mounts) run("umount", ["-l", m]);
+  }
+  return mountsUnder(dir);
+}
+
+/**
+ * Pids of the runc shims a containerd started: they outlive it by design, and are told apart
+ * from the shims of any other containerd (dockerd's) by the socket address on their command line.
+ */
+export function shimPids(containerdSocket: string): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+    } catch {
+      continue;
+    }
+    if (!argv[0]?.includes("containerd-shim")) continue;
+    const at = argv.indexOf("-address");
+    if (at >= 0 && argv[at + 1] === containerdSocket) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+export function killPids(pids: number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** The kubelet links each container's log into /var/log/containers; drop the links into `podLogsDir`. */
+export function removeContainerLogLinks(podLogsDir: string): void {
+  const dir = "/var/log/containers";
+  if (!fs.existsSync(dir)) return;
+  for (const name of fs.readdirSync(dir)) {
+    const link = path.join(dir, name);
+    try {
+      if (fs.readlinkSync(link).startsWith(`${podLogsDir}/`)) fs.rmSync(link);
+    } catch {
+      // not a link, or gone
+    }
+  }
+}
+
+/** Sets a sysctl and returns its previous value (to put back at teardown). */
+export function setSysctl(key: string, value: string): string {
+  const file = `/proc/sys/${key.replace(/\./g, "/")}`;
+  const before = fs.readFileSync(file, "utf8").trim();
+  if (before !== value) fs.writeFileSync(file, value);
+  return before;
+}
+
+/** Debian packages the real node needs, with a path or command that proves each is installed. */
+const HOST_PACKAGES: [string, string][] = [
+  ["iptables", "iptables"],
+  ["runc", "docker.io"],
+  ["dockerd", "docker.io"],
+  ["/usr/lib/cni/bridge", "containernetworking-plugins"],
+  ["/usr/lib/cni/host-local", "containernetworking-plugins"],
+  ["/usr/lib/cni/firewall", "containernetworking-plugins"],
+  ["/usr/lib/cni/portmap", "containernetworking-plugins"],
+  ["/usr/lib/cni/loopback", "containernetworking-plugins"],
+  ["debootstrap", "debootstrap"],
+  ["openssl", "openssl"],
+];
+
+function onPath(cmd: string): boolean {
+  if (cmd.startsWith("/")) return fs.existsSync(cmd);
+  const dirs = [...(process.env.PATH ?? "").split(path.delimiter), "/usr/sbin", "/sbin"];
+  return dirs.some((d) => d && fs.existsSync(path.join(d, cmd)));
+}
+
+/** Throws, naming the exact install command, when the machine cannot run a real node. */
+export function checkHost(): void {
+  const missing = [...new Set(HOST_PACKAGES.filter(([what]) => !onPath(what)).map(([, pkg]) => pkg))];
+  const problems: string[] = [];
+  if (missing.length > 0) problems.push(`missing Debian packages: apt-get install -y ${missing.join(" ")}`);
+  if (process.getuid?.() !== 0) {
+    problems.push("a real node needs root (network links, iptables, mounts): run the tests as root");
+  }
+  if (problems.length > 0)
+    throw new Error(`this machine cannot run the real-cluster tests:\n  ${problems.join("\n  ")}`);
+}
+
+/** Runs a command, returning stdout; errors carry stderr. */
+export function exec(cmd: string, args: string[], input?: string | Buffer): string {
+  return execFileSync(cmd, args, {
+    encoding: "utf8",
+    input,
+    stdio: ["pipe", "pipe", "pipe"],
+    maxBuffer: 64 << 20,
+  });
+}
