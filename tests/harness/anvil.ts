@@ -18,20 +18,24 @@ export interface Anvil {
 
 const ANVIL_BIN = path.resolve(__dirname, "../../node_modules/.bin/anvil");
 
-/** Starts a real anvil chain on a free loopback port. */
-export async function startAnvil(opts: { logDir: string; chainId?: number }): Promise<Anvil> {
+/**
+ * Starts a real anvil chain on a free port of loopback, or of `host` (the real node's address,
+ * so that pods reach it).
+ */
+export async function startAnvil(opts: { logDir: string; chainId?: number; host?: string }): Promise<Anvil> {
   if (!fs.existsSync(ANVIL_BIN)) {
     throw new Error("anvil is not installed: run `npm ci` (it installs @foundry-rs/anvil-linux-amd64)");
   }
   const chainId = opts.chainId ?? 84532;
-  const port = await freePort();
+  const host = opts.host ?? "127.0.0.1";
+  const port = await freePort(host);
   const proc: ManagedProcess = startProcess(
     `anvil-${port}`,
     ANVIL_BIN,
-    ["--host", "127.0.0.1", "--port", String(port), "--chain-id", String(chainId), "--silent"],
+    ["--host", host, "--port", String(port), "--chain-id", String(chainId), "--silent"],
     { logDir: opts.logDir },
   );
-  const rpcUrl = `http://127.0.0.1:${port}`;
+  const rpcUrl = `http://${host}:${port}`;
   await waitFor(
     "anvil JSON-RPC",
     async () => {

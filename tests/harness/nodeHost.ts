@@ -95,7 +95,7 @@ export function removeIptablesState(): void {
 }
 
 /** Splits an `iptables -S` rule into arguments, keeping double-quoted words together. */
-function splitRule(rule: string): string[] {
+export function splitRule(rule: string): string[] {
   const out: string[] = [];
   for (const m of rule.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)) out.push(m[1] ?? m[2]);
   return out;

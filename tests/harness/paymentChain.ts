@@ -72,8 +72,8 @@ export interface PaymentChain {
  * Permit2 and x402's exact Permit2 proxy at their canonical addresses (our own contracts with
  * the same interfaces and signature hashing; see contracts/).
  */
-export async function startPaymentChain(logDir: string): Promise<PaymentChain> {
-  const anvil = await startAnvil({ logDir, chainId: 84532 });
+export async function startPaymentChain(logDir: string, host?: string): Promise<PaymentChain> {
+  const anvil = await startAnvil({ logDir, chainId: 84532, host });
   const client = createPublicClient({ transport: http(anvil.rpcUrl) }) as PublicClient;
   const deployer = createWalletClient({
     account: privateKeyToAccount(ANVIL_KEYS[0] as Hex),

@@ -3,13 +3,13 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 
-/** A free TCP port on loopback, chosen by the kernel. */
-export async function freePort(): Promise<number> {
+/** A free TCP port on loopback (or another local address), chosen by the kernel. */
+export async function freePort(host = "127.0.0.1"): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();
     server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
+    server.listen(0, host, () => {
       const address = server.address() as net.AddressInfo;
       server.close(() => resolve(address.port));
     });
