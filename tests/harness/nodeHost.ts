@@ -155,6 +155,40 @@ export function killPids(pids: number[]): void {
   }
 }
 
+/**
+ * The kubelet's pod cgroups (`kubepods` in every cgroup v1 controller, or under the unified
+ * hierarchy): kills the processes still in them (containers whose shims died with a crashed run)
+ * and removes the cgroups, deepest first.
+ */
+export function removePodCgroups(root = "/sys/fs/cgroup"): void {
+  const trees: string[] = [];
+  for (const controller of fs.existsSync(root) ? fs.readdirSync(root) : []) {
+    for (const candidate of [path.join(root, controller, "kubepods"), path.join(root, "kubepods")]) {
+      if (fs.existsSync(candidate) && !trees.includes(candidate)) trees.push(candidate);
+    }
+  }
+  const dirs: string[] = [];
+  const walk = (dir: string) => {
+    dirs.push(dir);
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) walk(path.join(dir, e.name));
+  };
+  for (const t of trees) walk(t);
+  for (const dir of dirs) {
+    try {
+      killPids(fs.readFileSync(path.join(dir, "cgroup.procs"), "utf8").split("\n").filter(Boolean).map(Number));
+    } catch {
+      // no such file in this controller
+    }
+  }
+  for (const dir of dirs.sort((a, b) => b.length - a.length)) {
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      // busy for a moment, or already gone
+    }
+  }
+}
+
 /** The kubelet links each container's log into /var/log/containers; drop the links into `podLogsDir`. */
 export function removeContainerLogLinks(podLogsDir: string): void {
   const dir = "/var/log/containers";

@@ -12,6 +12,7 @@ import {
   removeContainerLogLinks,
   removeIptablesState,
   removeLink,
+  removePodCgroups,
   setSysctl,
   shimPids,
   unmountUnder,
@@ -720,6 +721,7 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
 async function cleanHost(dir: string): Promise<void> {
   const l = withSocket(layout(dir));
   killPids(shimPids(l.socket));
+  removePodCgroups();
   unmountUnder(dir);
   unmountUnder(l.containerdState);
   removeLink(POD_BRIDGE);
