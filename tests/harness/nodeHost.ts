@@ -81,14 +81,17 @@ export function removeIptablesState(): void {
     const rules = run("iptables", ["-w", "-t", table, "-S"]).out.split("\n");
     for (const line of rules) {
       const fields = line.split(" ");
-      if (fields[0] !== "-A" || /^(CNI|KUBE)-/.test(fields[1])) continue;
+      if (fields[0] !== "-A" || /^(CNI|KUBE)-/.test(fields[1] ?? "")) continue;
       if (line.includes(`--comment ${GUARD}`) || / -j (CNI|KUBE)-/.test(line)) {
         // `iptables -S` quotes comments with spaces; ours has none, and the jump rules keep
         // their exact arguments, so the line can be replayed as a delete.
         run("iptables", ["-w", "-t", table, "-D", ...splitRule(line.slice(3))]);
       }
     }
-    const chains = rules.filter((l) => /^-N (CNI|KUBE)-/.test(l)).map((l) => l.split(" ")[1]);
+    const chains = rules
+      .filter((l) => /^-N (CNI|KUBE)-/.test(l))
+      .map((l) => l.split(" ")[1] ?? "")
+      .filter((c) => c.length > 0);
     for (const c of chains) run("iptables", ["-w", "-t", table, "-F", c]);
     for (const c of chains) run("iptables", ["-w", "-t", table, "-X", c]);
   }
@@ -97,7 +100,7 @@ export function removeIptablesState(): void {
 /** Splits an `iptables -S` rule into arguments, keeping double-quoted words together. */
 export function splitRule(rule: string): string[] {
   const out: string[] = [];
-  for (const m of rule.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)) out.push(m[1] ?? m[2]);
+  for (const m of rule.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)) out.push(m[1] ?? m[2] ?? "");
   return out;
 }
 
@@ -170,12 +173,15 @@ export function removePodCgroups(root = "/sys/fs/cgroup"): void {
   const dirs: string[] = [];
   const walk = (dir: string) => {
     dirs.push(dir);
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) walk(path.join(dir, e.name));
+    for (const e of fs.readdirSync(dir, { withFileTypes: true }))
+      if (e.isDirectory()) walk(path.join(dir, e.name));
   };
   for (const t of trees) walk(t);
   for (const dir of dirs) {
     try {
-      killPids(fs.readFileSync(path.join(dir, "cgroup.procs"), "utf8").split("\n").filter(Boolean).map(Number));
+      killPids(
+        fs.readFileSync(path.join(dir, "cgroup.procs"), "utf8").split("\n").filter(Boolean).map(Number),
+      );
     } catch {
       // no such file in this controller
     }

@@ -73,7 +73,7 @@ export interface PaymentChain {
  * the same interfaces and signature hashing; see contracts/).
  */
 export async function startPaymentChain(logDir: string, host?: string): Promise<PaymentChain> {
-  const anvil = await startAnvil({ logDir, chainId: 84532, host });
+  const anvil = await startAnvil({ logDir, chainId: 84532, ...(host ? { host } : {}) });
   const client = createPublicClient({ transport: http(anvil.rpcUrl) }) as PublicClient;
   const deployer = createWalletClient({
     account: privateKeyToAccount(ANVIL_KEYS[0] as Hex),

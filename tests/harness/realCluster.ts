@@ -99,7 +99,9 @@ const NODE_BINARIES = [
   "ctr",
   "crictl",
   "coredns",
-];
+] as const;
+
+type NodeBinary = (typeof NODE_BINARIES)[number];
 
 // ---- the host lock ---------------------------------------------------------------------------
 
@@ -392,7 +394,7 @@ interface Stoppable {
 
 export async function startRealCluster(opts: RealClusterOptions): Promise<RealCluster> {
   checkHost();
-  const bins = Object.fromEntries(NODE_BINARIES.map((b) => [b, binary(b)]));
+  const bins = Object.fromEntries(NODE_BINARIES.map((b) => [b, binary(b)])) as Record<NodeBinary, string>;
   const dir = path.resolve(opts.dir);
   const nodeName = opts.nodeName ?? "realnode-0";
   const l = withSocket(layout(dir));
@@ -409,7 +411,7 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
     // containerd finds its runc shim on PATH: the one built with it, before Debian's.
     PATH: `${path.dirname(bins.containerd)}:${process.env.PATH}:/usr/sbin:/sbin`,
   };
-  const start = (name: string, args: string[]) => {
+  const start = (name: NodeBinary, args: string[]) => {
     const p = startProcess(name, bins[name], args, { logDir: l.logs, env });
     procs.push(p);
     return p;
@@ -462,7 +464,7 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
         fs.writeFileSync(file, certKubeconfig(pki, server, who), { mode: 0o600 });
         return [who, file];
       }),
-    );
+    ) as Record<"admin" | "kubelet" | "kube-proxy" | "controller-manager" | "scheduler" | "coredns", string>;
     const tokenFile = path.join(l.etc, "tokens.csv");
     if (!fs.existsSync(tokenFile)) {
       fs.writeFileSync(
@@ -473,7 +475,7 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
         },
       );
     }
-    const token = fs.readFileSync(tokenFile, "utf8").split(",")[0];
+    const token = fs.readFileSync(tokenFile, "utf8").split(",")[0] ?? "";
     const kubeconfig = kubeconfigYaml(server, token, "obol-realnode").replace(
       "    insecure-skip-tls-verify: true",
       `    certificate-authority-data: ${fs.readFileSync(pki.caCert).toString("base64")}`,
@@ -498,7 +500,17 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
       proxyHealthz,
       dnsHealth,
       dnsReady,
-    ]: number[] = JSON.parse(fs.readFileSync(portsFile, "utf8"));
+    ] = JSON.parse(fs.readFileSync(portsFile, "utf8")) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
 
     const files = {
       containerd: path.join(l.etc, "containerd.toml"),
@@ -748,7 +760,7 @@ function tarTags(tar: string): string[] {
 
 /** containerd names images fully: `local/pause:3.10` is `docker.io/local/pause:3.10`. */
 export function normalizeRef(ref: string): string {
-  const first = ref.split("/")[0];
+  const first = ref.split("/")[0] ?? "";
   const hasRegistry =
     ref.includes("/") && (first.includes(".") || first.includes(":") || first === "localhost");
   const named = hasRegistry ? ref : `docker.io/${ref.includes("/") ? ref : `library/${ref}`}`;
