@@ -1,22 +1,26 @@
 /**
  * The runtime image's entry point: `obol-runtime <sub-command> [flags]`. Each sub-command lives
- * in its own module and exports `run(argv): Promise<void>`; they share api/ with the program.
+ * in its own module and exports its `command`; shared/startup.ts runs it (settings, start line,
+ * graceful shutdown). They share api/ with the program.
  */
-const COMMANDS: Record<string, () => Promise<{ run(argv: string[]): Promise<void> }>> = {
+import { type Command, runCommand } from "./shared/startup";
+
+// Loaded on demand: a sub-command loads only its own dependencies.
+const COMMANDS: Record<string, () => Promise<{ command: Command<string> }>> = {
   controller: () => import("./reconciler/main.js"),
-  gateway: () => import("./payments/gatewayMain.js"),
+  gateway: () => import("./gateway/main.js"),
   facilitator: () => import("./facilitator/main.js"),
   buyer: () => import("./buyer/main.js"),
 };
 
 async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv;
-  const load = command ? COMMANDS[command] : undefined;
+  const [name, ...rest] = argv;
+  const load = name ? COMMANDS[name] : undefined;
   if (!load) {
     console.error(`usage: obol-runtime <${Object.keys(COMMANDS).join("|")}> [flags]`);
     process.exit(2);
   }
-  await (await load()).run(rest);
+  await runCommand((await load()).command, rest);
 }
 
 main(process.argv.slice(2)).catch((err) => {

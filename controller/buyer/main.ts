@@ -1,11 +1,11 @@
 /**
- * `obol-runtime buyer`: env SIGNER_KEY_FILE (or SIGNER_KEY), LEDGER_PATH (a persistent volume;
- * default /var/lib/obol-buyer/ledger.jsonl), PORT; flags --kubeconfig, --namespace, --port, --host.
+ * `obol-runtime buyer`: pays sellers for PurchaseRequests. The signer key comes from
+ * SIGNER_KEY_FILE (a mounted Secret) or SIGNER_KEY; the spend ledger lives at LEDGER_PATH (a
+ * persistent volume).
  */
 import { privateKeyToAccount } from "viem/accounts";
 import { BUYER_LEDGER_PATH, ENV, PLURALS, PORTS } from "../../api/contract";
 import { purchaseRequestSpecSchema } from "../../api/resources";
-import { intSetting, parseFlags } from "../shared/flags";
 import {
   errorText,
   loadKubeConfig,
@@ -15,54 +15,63 @@ import {
   watchCustomObjects,
 } from "../shared/kube";
 import { readPrivateKey } from "../shared/secrets";
+import type { Command } from "../shared/startup";
 import { SpendLedger } from "./ledger";
 import { type Purchase, spendStatus, startBuyer } from "./server";
 
-const FLAGS = ["kubeconfig", "namespace", "port", "host", "ledger"] as const;
+const SETTINGS = {
+  kubeconfig: {},
+  namespace: {},
+  port: { env: ENV.port },
+  host: { env: "HOST" },
+  ledger: { env: ENV.ledgerPath },
+} as const;
 
-export async function run(argv: string[]): Promise<void> {
-  const f = parseFlags(argv, FLAGS);
-  const log = (message: string) => console.log(message);
-  const kc = loadKubeConfig(f.kubeconfig);
-  const namespace = resolveNamespace(f.namespace);
-  const account = privateKeyToAccount(readPrivateKey(ENV.signerKey));
-  const ledger = new SpendLedger(f.ledger || process.env[ENV.ledgerPath] || BUYER_LEDGER_PATH);
-  const purchases = await watchCustomObjects<PurchaseRequestObject>(
-    kc,
-    PLURALS.purchaseRequest,
-    namespace,
-    log,
-  );
-
-  const purchaseFor = (model: string): Purchase | undefined => {
-    for (const obj of purchases.list()) {
-      const parsed = purchaseRequestSpecSchema.safeParse(obj.spec);
-      if (parsed.success && parsed.data.model === model)
-        return { name: obj.metadata?.name ?? "", spec: parsed.data };
-    }
-    return undefined;
-  };
-  const publish = (purchase: Purchase) => {
-    patchStatus(kc, PLURALS.purchaseRequest, namespace, purchase.name, spendStatus(ledger, purchase)).catch(
-      (err) => log(`buyer: could not update PurchaseRequest ${purchase.name} status: ${errorText(err)}`),
+export const command: Command<keyof typeof SETTINGS> = {
+  name: "buyer",
+  settings: SETTINGS,
+  shutdownDeadlineMs: 8_000,
+  async start({ settings: s, log }) {
+    const kc = loadKubeConfig(s.string("kubeconfig"));
+    const namespace = resolveNamespace(s.string("namespace"));
+    const account = privateKeyToAccount(readPrivateKey(ENV.signerKey));
+    const ledger = new SpendLedger(s.string("ledger") ?? BUYER_LEDGER_PATH);
+    const purchases = await watchCustomObjects<PurchaseRequestObject>(
+      kc,
+      PLURALS.purchaseRequest,
+      namespace,
+      log,
     );
-  };
-  const buyer = await startBuyer({
-    account,
-    ledger,
-    purchaseFor,
-    onSpend: publish,
-    log,
-    port: intSetting(f.port ?? process.env[ENV.port], PORTS.buyer, "--port"),
-    host: f.host || process.env.HOST || "0.0.0.0",
-  });
-  log(`buyer: paying as ${account.address}, serving ${buyer.url}, ledger ${ledger.file}`);
-  const stop = async () => {
-    await buyer.close();
-    await purchases.stop();
-    ledger.close();
-    process.exit(0);
-  };
-  process.once("SIGTERM", stop);
-  process.once("SIGINT", stop);
-}
+
+    const purchaseFor = (model: string): Purchase | undefined => {
+      for (const obj of purchases.list()) {
+        const parsed = purchaseRequestSpecSchema.safeParse(obj.spec);
+        if (parsed.success && parsed.data.model === model)
+          return { name: obj.metadata?.name ?? "", spec: parsed.data };
+      }
+      return undefined;
+    };
+    const publish = (purchase: Purchase) => {
+      patchStatus(kc, PLURALS.purchaseRequest, namespace, purchase.name, spendStatus(ledger, purchase)).catch(
+        (err) => log(`buyer: could not update PurchaseRequest ${purchase.name} status: ${errorText(err)}`),
+      );
+    };
+    const buyer = await startBuyer({
+      account,
+      ledger,
+      purchaseFor,
+      onSpend: publish,
+      log,
+      port: s.int("port", PORTS.buyer),
+      host: s.string("host") ?? "0.0.0.0",
+    });
+    return {
+      summary: `paying as ${account.address}, serving ${buyer.url}, ledger ${ledger.file}`,
+      async stop() {
+        await buyer.close();
+        await purchases.stop();
+        ledger.close();
+      },
+    };
+  },
+};

@@ -1,22 +1,43 @@
+/**
+ * `obol-runtime facilitator`: the self-run x402 facilitator. The signer key comes from
+ * SIGNER_KEY_FILE (a mounted Secret) or SIGNER_KEY; the other settings are flags or env.
+ */
 import type { Network } from "@x402/core/types";
 import { ENV, PORTS } from "../../api/contract";
 import { readPrivateKey } from "../shared/secrets";
+import type { Command } from "../shared/startup";
 import { startFacilitator } from "./server";
 
-/** `obol-runtime facilitator`: env SIGNER_KEY_FILE (or SIGNER_KEY), RPC_URL, PORT, NETWORKS (comma list). */
-export async function run(_argv: string[]): Promise<void> {
-  const rpcUrl = process.env[ENV.rpcUrl];
-  if (!rpcUrl) throw new Error(`${ENV.rpcUrl} must be set: the chain the facilitator settles on`);
-  const networks = process.env.NETWORKS?.split(",").map((n) => n.trim() as Network);
-  const running = await startFacilitator({
-    signerKey: readPrivateKey(ENV.signerKey),
-    rpcUrl,
-    ...(networks ? { networks } : {}),
-    port: Number(process.env[ENV.port] ?? PORTS.facilitator),
-    host: process.env.HOST ?? "0.0.0.0",
-  });
-  console.log(`facilitator ${running.address} serving ${running.networks.join(", ")} on ${running.url}`);
-  const stop = () => running.close().then(() => process.exit(0));
-  process.once("SIGTERM", stop);
-  process.once("SIGINT", stop);
-}
+const SETTINGS = {
+  "rpc-url": { env: ENV.rpcUrl },
+  /** Comma-separated CAIP-2 networks; default: the RPC endpoint's chain. */
+  networks: { env: "NETWORKS" },
+  port: { env: ENV.port },
+  host: { env: "HOST" },
+} as const;
+
+export const command: Command<keyof typeof SETTINGS> = {
+  name: "facilitator",
+  settings: SETTINGS,
+  shutdownDeadlineMs: 8_000,
+  async start({ settings: s }) {
+    const rpcUrl = s.string("rpc-url");
+    if (!rpcUrl)
+      throw new Error(`${s.describe("rpc-url")} must be set: the chain the facilitator settles on`);
+    const networks = s
+      .string("networks")
+      ?.split(",")
+      .map((n) => n.trim() as Network);
+    const running = await startFacilitator({
+      signerKey: readPrivateKey(ENV.signerKey),
+      rpcUrl,
+      ...(networks ? { networks } : {}),
+      port: s.int("port", PORTS.facilitator),
+      host: s.string("host") ?? "0.0.0.0",
+    });
+    return {
+      summary: `${running.address} serving ${running.networks.join(", ")} on ${running.url}`,
+      stop: () => running.close(),
+    };
+  },
+};

@@ -1,11 +1,14 @@
 /**
  * `obol-runtime gateway`: the one public process. Watches ServiceOffers and AgentIdentities,
- * serves offers, catalogs and the storefront on PORT, and the internal routes report on
- * INTERNAL_PORT (bind it for in-cluster use only; it is never routed through the tunnel).
+ * serves offers, catalogs and the storefront on PORT, and the internal routes report and
+ * /metrics on INTERNAL_PORT (bind it for in-cluster use only; it is never routed through the
+ * tunnel). Paid routes go through the x402 gate, which verifies and settles with FACILITATOR_URL.
  */
 import * as http from "node:http";
-import { PLURALS, PORTS } from "../../api/contract";
-import { intSetting, parseFlags } from "../shared/flags";
+import { HTTPFacilitatorClient } from "@x402/core/server";
+import { ENV, PLURALS, PORTS } from "../../api/contract";
+import { PaymentMetrics } from "../payments/metrics";
+import { X402PaymentGate } from "../payments/x402Gate";
 import {
   type AgentIdentityObject,
   loadKubeConfig,
@@ -14,25 +17,22 @@ import {
   watchCustomObjects,
 } from "../shared/kube";
 import { parseUpstreamOverrides } from "../shared/offers";
-import { NotConfiguredPaymentGate, type PaymentGate } from "./paymentGate";
-import { createInternalHandler, createPublicHandler, type GatewayOptions } from "./server";
+import type { Command } from "../shared/startup";
+import { createInternalHandler, createPublicHandler } from "./server";
 import { RouteState } from "./state";
 
-const FLAGS = [
-  "kubeconfig",
-  "namespace",
-  "port",
-  "host",
-  "internal-port",
-  "internal-host",
-  "public-base-url",
-  "upstream-overrides",
-  "upstream-timeout-ms",
-] as const;
-
-function log(msg: string): void {
-  console.log(`${new Date().toISOString()} ${msg}`);
-}
+const SETTINGS = {
+  kubeconfig: {},
+  namespace: {},
+  port: { env: ENV.port },
+  host: { env: "HOST" },
+  "internal-port": { env: ENV.internalPort },
+  "internal-host": { env: "INTERNAL_HOST" },
+  "public-base-url": { env: ENV.publicBaseUrl },
+  "upstream-overrides": { env: "UPSTREAM_OVERRIDES" },
+  "upstream-timeout-ms": {},
+  "facilitator-url": { env: ENV.facilitatorUrl },
+} as const;
 
 function listen(server: http.Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -44,82 +44,78 @@ function listen(server: http.Server, port: number, host: string): Promise<void> 
   });
 }
 
-/**
- * Starts the gateway. `gate` is the payment seam: the x402 implementation is passed here; the
- * default answers 402 "payment not configured" and never proxies paid routes.
- */
-export async function run(
-  argv: string[],
-  gate: PaymentGate = new NotConfiguredPaymentGate(),
-  metrics?: GatewayOptions["metrics"],
-): Promise<void> {
-  const f = parseFlags(argv, FLAGS);
-  const env = process.env;
-  const kc = loadKubeConfig(f.kubeconfig);
-  const namespace = resolveNamespace(f.namespace);
-  const port = intSetting(f.port ?? env.PORT, PORTS.gateway, "--port");
-  const internalPort = intSetting(
-    f["internal-port"] ?? env.INTERNAL_PORT,
-    PORTS.gatewayInternal,
-    "--internal-port",
-  );
-  if (internalPort === port)
-    throw new Error("--internal-port must differ from --port: internal endpoints are never public");
-
-  let version = 0;
-  const bump = () => {
-    version++;
-  };
-  const [offers, identities] = await Promise.all([
-    watchCustomObjects<ServiceOfferObject>(kc, PLURALS.serviceOffer, namespace, log),
-    watchCustomObjects<AgentIdentityObject>(kc, PLURALS.agentIdentity, namespace, log),
-  ]);
-  for (const cache of [offers, identities]) {
-    cache.on("add", bump);
-    cache.on("update", bump);
-    cache.on("delete", bump);
-  }
-  const state = new RouteState(
-    {
-      offers: () => offers.list(),
-      identity: (name) => identities.get(name),
-      synced: () => offers.synced() && identities.synced(),
-      version: () => version,
-    },
-    parseUpstreamOverrides(f["upstream-overrides"] ?? env.UPSTREAM_OVERRIDES),
-  );
-  const options = {
-    state,
-    gate,
-    publicBaseUrl: f["public-base-url"] || env.PUBLIC_BASE_URL || undefined,
-    upstreamTimeoutMs: intSetting(f["upstream-timeout-ms"], 300_000, "--upstream-timeout-ms"),
-    log,
-    ...(metrics ? { metrics } : {}),
-  };
-  const publicServer = http.createServer(createPublicHandler(options));
-  const internalServer = http.createServer(createInternalHandler(options));
-  const host = f.host || env.HOST || "0.0.0.0";
-  const internalHost = f["internal-host"] || env.INTERNAL_HOST || "0.0.0.0";
-  await listen(publicServer, port, host);
-  await listen(internalServer, internalPort, internalHost);
-  log(
-    `gateway: public on ${host}:${port}, internal on ${internalHost}:${internalPort}, namespace ${namespace}, payment gate "${gate.name}"`,
-  );
-
-  let stopping = false;
-  const stop = (why: string) => {
-    if (stopping) return;
-    stopping = true;
-    log(`gateway: stopping (${why}); finishing in-flight requests`);
-    const force = setTimeout(() => process.exit(0), 10_000);
-    force.unref();
-    internalServer.close();
-    publicServer.close(() => {
-      void Promise.all([offers.stop(), identities.stop()]).finally(() => process.exit(0));
+export const command: Command<keyof typeof SETTINGS> = {
+  name: "gateway",
+  settings: SETTINGS,
+  // In-flight requests (streams included) get this long to finish.
+  shutdownDeadlineMs: 10_000,
+  async start({ settings: s, log }) {
+    const facilitatorUrl = s.string("facilitator-url");
+    if (!facilitatorUrl) {
+      throw new Error(
+        `${s.describe("facilitator-url")} must be set: without a facilitator every paid route would fail closed`,
+      );
+    }
+    const kc = loadKubeConfig(s.string("kubeconfig"));
+    const namespace = resolveNamespace(s.string("namespace"));
+    const port = s.int("port", PORTS.gateway);
+    const internalPort = s.int("internal-port", PORTS.gatewayInternal);
+    if (internalPort === port)
+      throw new Error("--internal-port must differ from --port: internal endpoints are never public");
+    const metrics = new PaymentMetrics();
+    const gate = new X402PaymentGate({
+      facilitator: new HTTPFacilitatorClient({ url: facilitatorUrl, timeoutMs: 60_000 }),
+      metrics,
+      log,
     });
-    publicServer.closeIdleConnections();
-  };
-  // `on`, not `once`: a second SIGTERM (e.g. relayed by a wrapper) must not kill a clean shutdown.
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
-}
+
+    let version = 0;
+    const bump = () => {
+      version++;
+    };
+    const [offers, identities] = await Promise.all([
+      watchCustomObjects<ServiceOfferObject>(kc, PLURALS.serviceOffer, namespace, log),
+      watchCustomObjects<AgentIdentityObject>(kc, PLURALS.agentIdentity, namespace, log),
+    ]);
+    for (const cache of [offers, identities]) {
+      cache.on("add", bump);
+      cache.on("update", bump);
+      cache.on("delete", bump);
+    }
+    const state = new RouteState(
+      {
+        offers: () => offers.list(),
+        identity: (name) => identities.get(name),
+        synced: () => offers.synced() && identities.synced(),
+        version: () => version,
+      },
+      parseUpstreamOverrides(s.string("upstream-overrides")),
+    );
+    const options = {
+      state,
+      gate,
+      publicBaseUrl: s.string("public-base-url"),
+      upstreamTimeoutMs: s.int("upstream-timeout-ms", 300_000),
+      log,
+      metrics,
+    };
+    const publicServer = http.createServer(createPublicHandler(options));
+    const internalServer = http.createServer(createInternalHandler(options));
+    const host = s.string("host") ?? "0.0.0.0";
+    const internalHost = s.string("internal-host") ?? "0.0.0.0";
+    await listen(publicServer, port, host);
+    await listen(internalServer, internalPort, internalHost);
+
+    return {
+      summary: `public on ${host}:${port}, internal on ${internalHost}:${internalPort}, namespace ${namespace}, payment gate "${gate.name}"`,
+      async stop() {
+        log("gateway: finishing in-flight requests");
+        internalServer.close();
+        const drained = new Promise<void>((resolve) => publicServer.close(() => resolve()));
+        publicServer.closeIdleConnections();
+        await drained;
+        await Promise.all([offers.stop(), identities.stop()]);
+      },
+    };
+  },
+};

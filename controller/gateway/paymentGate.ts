@@ -5,9 +5,6 @@
  * ways and lets the gate act between the upstream's response head and the client seeing it
  * (`beforeResponse`): that is where an x402 gate settles only after a 2xx and adds the
  * PAYMENT-RESPONSE header. Free routes never reach the gate.
- *
- * The default gate (NotConfiguredPaymentGate) fails closed: every paid request gets a 402 that
- * says payment is not configured on this gateway, and nothing is proxied.
  */
 import type * as http from "node:http";
 import type { HeldOffer, RouteDecision } from "./routing";
@@ -74,36 +71,4 @@ export interface PaymentGate {
     route: GatedRoute,
     proxy: ProxyFn,
   ): Promise<void>;
-}
-
-/** Fails closed until a real x402 gate is plugged in: 402, nothing proxied. */
-export class NotConfiguredPaymentGate implements PaymentGate {
-  readonly name = "not-configured";
-
-  async handle(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    offer: HeldOffer,
-    route: GatedRoute,
-    _proxy: ProxyFn,
-  ): Promise<void> {
-    req.resume();
-    const body = `${JSON.stringify(
-      {
-        x402Version: 2,
-        error: "payment_not_configured",
-        message: `"${offer.name}" requires payment, but x402 payment verification is not configured on this gateway yet; no request was forwarded and nothing was charged. Free routes of this offer still work.`,
-        resource: { url: route.resourceUrl },
-        accepts: [],
-      },
-      null,
-      2,
-    )}\n`;
-    res.writeHead(402, {
-      "content-type": "application/json; charset=utf-8",
-      "content-length": String(Buffer.byteLength(body)),
-      "cache-control": "no-store",
-    });
-    res.end(body);
-  }
 }

@@ -6,7 +6,6 @@ import { gatewayInternalUrl } from "../../controller/reconciler/main";
 import { evaluate402, parse402 } from "../../controller/reconciler/paymentProbe";
 import { Backoff, WorkQueue } from "../../controller/reconciler/queue";
 import { computeOfferStatus, type OfferInputs } from "../../controller/reconciler/serviceOffer";
-import { parseFlags } from "../../controller/shared/flags";
 import {
   isOfferReady,
   joinUrl,
@@ -291,13 +290,7 @@ describe("runtime: work queue", () => {
   });
 });
 
-describe("runtime: flags", () => {
-  it("parses --name value and --name=value, and rejects unknown flags with the known ones", () => {
-    assert.deepEqual(parseFlags(["--a", "1", "--b=2"], ["a", "b"]), { a: "1", b: "2" });
-    assert.throws(() => parseFlags(["--c", "1"], ["a"]), /known flags are --a/);
-    assert.throws(() => parseFlags(["--a"], ["a"]), /needs a value/);
-  });
-
+describe("runtime: controller settings", () => {
   it("finds the gateway's internal port from GATEWAY_URL when not given", () => {
     assert.equal(
       gatewayInternalUrl(undefined, { GATEWAY_URL: "http://x402-gateway.obol.svc:8080" }),
