@@ -12,6 +12,7 @@ import type {
 } from "@x402/core/schemas";
 import { PaymentPayloadV1Schema, PaymentPayloadV2Schema } from "@x402/core/schemas";
 import { toCaip2 } from "../../api/chains";
+import { type Rejection, rejection as reject } from "./reasons";
 import type { OfferRequirements } from "./requirements";
 
 /** Payment headers longer than this are refused (a real one is about 1 KiB). */
@@ -19,27 +20,14 @@ export const MAX_PAYMENT_HEADER_BYTES = 8192;
 /** An authorization that expires sooner than this cannot be settled reliably. */
 export const MIN_VALIDITY_SECONDS = 6;
 
-export interface Rejection {
-  readonly status: 400 | 402;
-  readonly reason: string;
-  readonly message: string;
-}
-
 export type ParsedPayment =
   | { version: 2; header: "payment-signature"; payload: PaymentPayloadV2 }
   | { version: 1; header: "x-payment"; payload: PaymentPayloadV1 };
 
+/** A payment that answers one of the offer's requirements, with the transfer it binds. */
 export type Matched =
-  | { version: 2; payload: PaymentPayloadV2; requirement: PaymentRequirementsV2 }
-  | { version: 1; payload: PaymentPayloadV1; requirement: PaymentRequirementsV1 };
-
-const reject = (status: 400 | 402, reason: string, message: string): Rejection => ({
-  status,
-  reason,
-  message,
-});
-export const isRejection = (x: unknown): x is Rejection =>
-  typeof x === "object" && x !== null && "reason" in x && "status" in x;
+  | { version: 2; payload: PaymentPayloadV2; requirement: PaymentRequirementsV2; binding: Binding }
+  | { version: 1; payload: PaymentPayloadV1; requirement: PaymentRequirementsV1; binding: Binding };
 
 function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
@@ -53,29 +41,27 @@ export function parsePaymentHeader(headers: IncomingHttpHeaders): ParsedPayment 
   if (raw === undefined) return undefined;
   const header = v2 !== undefined ? "PAYMENT-SIGNATURE" : "X-PAYMENT";
   if (raw.length > MAX_PAYMENT_HEADER_BYTES) {
-    return reject(400, "payment_header_too_large", `${header} is over ${MAX_PAYMENT_HEADER_BYTES} bytes`);
+    return reject("payment_header_too_large", `${header} is over ${MAX_PAYMENT_HEADER_BYTES} bytes`);
   }
   if (!/^[A-Za-z0-9+/=_-]+$/.test(raw.trim())) {
-    return reject(400, "malformed_payment", `${header} must be base64-encoded JSON`);
+    return reject("malformed_payment", `${header} must be base64-encoded JSON`);
   }
   let json: unknown;
   try {
     json = JSON.parse(Buffer.from(raw.trim(), "base64").toString("utf8"));
   } catch {
-    return reject(400, "malformed_payment", `${header} is not base64-encoded JSON`);
+    return reject("malformed_payment", `${header} is not base64-encoded JSON`);
   }
   const version = (json as { x402Version?: unknown })?.x402Version;
   if (v2 !== undefined) {
     if (version !== 2)
       return reject(
-        402,
         "invalid_x402_version",
         `PAYMENT-SIGNATURE carries x402Version ${String(version)}; it must be 2 (use X-PAYMENT for v1)`,
       );
     const parsed = PaymentPayloadV2Schema.safeParse(json);
     if (!parsed.success)
       return reject(
-        400,
         "invalid_payload",
         `PAYMENT-SIGNATURE is not an x402 v2 payment payload: ${parsed.error.issues[0]?.message}`,
       );
@@ -83,14 +69,12 @@ export function parsePaymentHeader(headers: IncomingHttpHeaders): ParsedPayment 
   }
   if (version !== 1)
     return reject(
-      402,
       "invalid_x402_version",
       `X-PAYMENT carries x402Version ${String(version)}; it must be 1 (use PAYMENT-SIGNATURE for v2)`,
     );
   const parsed = PaymentPayloadV1Schema.safeParse(json);
   if (!parsed.success)
     return reject(
-      400,
       "invalid_payload",
       `X-PAYMENT is not an x402 v1 payment payload: ${parsed.error.issues[0]?.message}`,
     );
@@ -101,7 +85,7 @@ const same = (a: string | undefined, b: string | undefined) =>
   (a ?? "").toLowerCase() === (b ?? "").toLowerCase();
 
 /** The fields of an exact-EVM payload that bind the transfer (EIP-3009 or Permit2). */
-interface Binding {
+export interface Binding {
   to?: string | undefined;
   value?: string | undefined;
   token?: string | undefined;
@@ -152,40 +136,28 @@ function checkBinding(
   now: number,
 ): Rejection | undefined {
   if (binding.to === undefined || binding.value === undefined) {
-    return reject(
-      400,
-      "invalid_payload",
-      "the payload has no EIP-3009 authorization or Permit2 authorization",
-    );
+    return reject("invalid_payload", "the payload has no EIP-3009 authorization or Permit2 authorization");
   }
   if (!same(binding.to, req.payTo))
     return reject(
-      402,
       "recipient_mismatch",
       `the payment pays ${binding.to}, but this offer is paid to ${req.payTo}`,
     );
   if (binding.value !== req.amount)
     return reject(
-      402,
       "amount_mismatch",
       `the payment is for ${binding.value} atomic units; this offer costs exactly ${req.amount}`,
     );
   if (binding.token !== undefined && !same(binding.token, req.asset))
-    return reject(
-      402,
-      "asset_mismatch",
-      `the payment is in ${binding.token}; this offer accepts ${req.asset}`,
-    );
+    return reject("asset_mismatch", `the payment is in ${binding.token}; this offer accepts ${req.asset}`);
   if (binding.validAfter !== undefined && Number(binding.validAfter) > now) {
     return reject(
-      402,
       "not_yet_valid",
       `the authorization is valid only after ${binding.validAfter} (now ${now})`,
     );
   }
   if (binding.validBefore !== undefined && Number(binding.validBefore) < now + MIN_VALIDITY_SECONDS) {
     return reject(
-      402,
       "expired",
       `the authorization expired (or expires within ${MIN_VALIDITY_SECONDS}s): validBefore ${binding.validBefore}, now ${now}`,
     );
@@ -205,59 +177,57 @@ export function matchPayment(
   if (parsed.version === 2) {
     const accepted = parsed.payload.accepted;
     if (accepted.scheme !== "exact")
-      return reject(402, "unsupported_scheme", `scheme "${accepted.scheme}" is not accepted; use "exact"`);
+      return reject("unsupported_scheme", `scheme "${accepted.scheme}" is not accepted; use "exact"`);
     const onNetwork = offer.v2.filter((r) => r.network === accepted.network);
     if (onNetwork.length === 0)
       return reject(
-        402,
         "invalid_network",
         `network ${accepted.network} is not accepted; accepted: ${offer.v2.map((r) => r.network).join(", ")}`,
       );
     const requirement = onNetwork.find((r) => same(r.asset, accepted.asset));
     if (!requirement)
-      return reject(402, "asset_mismatch", `asset ${accepted.asset} is not accepted on ${accepted.network}`);
+      return reject("asset_mismatch", `asset ${accepted.asset} is not accepted on ${accepted.network}`);
     if (!same(accepted.payTo, requirement.payTo))
       return reject(
-        402,
         "recipient_mismatch",
         `accepted.payTo ${accepted.payTo} is not this offer's ${requirement.payTo}`,
       );
     if (accepted.amount !== requirement.amount)
       return reject(
-        402,
         "amount_mismatch",
         `accepted.amount ${accepted.amount} differs from the price ${requirement.amount}`,
       );
-    const bad = checkBinding(bindingOf(parsed.payload.payload), requirement, now);
-    return bad ?? { version: 2, payload: parsed.payload, requirement };
+    const binding = bindingOf(parsed.payload.payload);
+    const bad = checkBinding(binding, requirement, now);
+    return bad ?? { version: 2, payload: parsed.payload, requirement, binding };
   }
   const p = parsed.payload;
   if (p.scheme !== "exact")
-    return reject(402, "unsupported_scheme", `scheme "${p.scheme}" is not accepted; use "exact"`);
+    return reject("unsupported_scheme", `scheme "${p.scheme}" is not accepted; use "exact"`);
   let network: string;
   try {
     network = toCaip2(p.network);
   } catch {
-    return reject(402, "invalid_network", `network "${p.network}" is unknown`);
+    return reject("invalid_network", `network "${p.network}" is unknown`);
   }
   const requirement = offer.v1.find((r) => toCaip2(r.network) === network);
   if (!requirement)
     return reject(
-      402,
       "invalid_network",
       `network ${p.network} is not accepted from x402 v1 buyers; accepted: ${offer.v1.map((r) => r.network).join(", ") || "none (this offer is paid through Permit2, which needs x402 v2)"}`,
     );
+  const binding = bindingOf(p.payload);
   const bad = checkBinding(
-    bindingOf(p.payload),
+    binding,
     { payTo: requirement.payTo, amount: requirement.maxAmountRequired, asset: requirement.asset },
     now,
   );
-  return bad ?? { version: 1, payload: p, requirement };
+  return bad ?? { version: 1, payload: p, requirement, binding };
 }
 
 /** A key that identifies one signed authorization, for replay protection. */
 export function replayKey(matched: Matched): string | undefined {
-  const b = bindingOf(matched.payload.payload);
+  const b = matched.binding;
   if (!b.nonce) return undefined;
   return `${matched.requirement.asset.toLowerCase()}:${(b.from ?? "").toLowerCase()}:${b.nonce.toLowerCase()}`;
 }

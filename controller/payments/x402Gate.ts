@@ -14,26 +14,22 @@
  * then stream unbuffered. If settlement fails the buyer gets a 402 (or 503) instead of the body,
  * the upstream response is discarded, and the failure is logged and counted: no free service,
  * and no silent one.
+ *
+ * The steps are separate, as in x402's reference HTTP resource server: decision.ts decides on
+ * the request alone (pure), `verify` adds the replay guard and the facilitator and ends in a
+ * verdict, responses.ts writes refusals, and `serve` proxies and settles a verified payment.
  */
 import type * as http from "node:http";
-import { encodePaymentRequiredHeader, encodePaymentResponseHeader } from "@x402/core/http";
-import type { PaymentRequiredV1, PaymentRequiredV2 } from "@x402/core/schemas";
 import type { FacilitatorClient } from "@x402/core/server";
-import type { PaymentPayload, PaymentRequired, PaymentRequirements, SettleResponse } from "@x402/core/types";
-import { toCaip2 } from "../../api/chains";
-import { type GatedRoute, GateResponse, type PaymentGate, type ProxyFn } from "../gateway/paymentGate";
+import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/core/types";
+import type { GatedRoute, PaymentGate, ProxyFn } from "../gateway/paymentGate";
 import type { HeldOffer } from "../gateway/routing";
+import { type AcceptedPayment, decidePayment } from "./decision";
 import type { PaymentMetrics } from "./metrics";
-import {
-  bindingOf,
-  isRejection,
-  type Matched,
-  matchPayment,
-  parsePaymentHeader,
-  type Rejection,
-  replayKey,
-} from "./paymentHeader";
+import { type Rejection, rejection } from "./reasons";
+import { ReplayGuard } from "./replay";
 import { type OfferRequirements, requirementsFor, resourceDescription } from "./requirements";
+import { type Refusal, receiptHeader, withheldResponse, writeRefusal } from "./responses";
 
 export interface X402GateOptions {
   facilitator: FacilitatorClient;
@@ -43,24 +39,29 @@ export interface X402GateOptions {
   now?: () => number;
 }
 
-const PAYMENT_HEADERS = ["payment-signature", "x-payment"] as const;
+/** Where a paid request stands once the gate has checked it, before anything is proxied. */
+export type GateVerdict =
+  | { readonly kind: "required"; readonly message: string }
+  /** Refused by the gateway, with a reason from its table (replays and an unreachable facilitator included). */
+  | { readonly kind: "rejected"; readonly rejection: Rejection }
+  /** Refused by the facilitator, with its reason (a bad signature, no Permit2 allowance …). */
+  | { readonly kind: "refused"; readonly reason: string; readonly message: string }
+  | { readonly kind: "verified"; readonly payment: AcceptedPayment; readonly payer: string | undefined };
 
-function paymentRequired(reqs: OfferRequirements, resource: string, description: string, error: string) {
-  const v2: PaymentRequiredV2 = {
-    x402Version: 2,
-    error,
-    resource: { url: resource, description, mimeType: "application/json" },
-    accepts: reqs.v2,
-    ...(reqs.extensions ? { extensions: reqs.extensions } : {}),
-  };
-  const v1: PaymentRequiredV1 = { x402Version: 1, error, accepts: reqs.v1 };
-  return { v2, v1 };
-}
+/** The `outcome` label of x402_requests_total. */
+type Outcome =
+  | "payment_required"
+  | "rejected"
+  | "facilitator_unavailable"
+  | "served"
+  | "settle_failed"
+  | "upstream_failed";
+
+const PAYMENT_HEADERS = ["payment-signature", "x-payment"] as const;
 
 export class X402PaymentGate implements PaymentGate {
   readonly name = "x402";
-  /** Authorizations in flight or settled, until they expire: a replay is refused locally. */
-  private readonly seen = new Map<string, number>();
+  private readonly replays = new ReplayGuard();
 
   constructor(private readonly opts: X402GateOptions) {}
 
@@ -76,143 +77,157 @@ export class X402PaymentGate implements PaymentGate {
     proxy: ProxyFn,
   ): Promise<void> {
     const started = process.hrtime.bigint();
+    const requirements = requirementsFor(offer.spec, route.resourceUrl);
+    const verdict = await this.verify(req.headers, requirements, offer.name);
+    let outcome: Outcome;
+    if (verdict.kind === "verified") {
+      outcome = await this.serve(verdict, offer.name, proxy);
+    } else {
+      const refusal = this.refusal(verdict, offer.name);
+      writeRefusal(
+        req,
+        res,
+        { requirements, url: route.resourceUrl, description: resourceDescription(offer.spec) },
+        refusal,
+      );
+      outcome =
+        verdict.kind === "required"
+          ? "payment_required"
+          : refusal.error === "facilitator_unavailable"
+            ? "facilitator_unavailable"
+            : "rejected";
+    }
     const { metrics } = this.opts;
-    const reqs = requirementsFor(offer.spec, route.resourceUrl);
-    const description = resourceDescription(offer.spec);
-    const done = (outcome: string) => {
-      metrics.requests.inc({ offer: offer.name, outcome });
-      metrics.duration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
-    };
-    const answer = (
-      status: number,
-      error: string,
-      message: string,
-      extraHeaders: Record<string, string> = {},
-    ) => {
-      req.resume(); // the request body is never forwarded
-      const required = paymentRequired(reqs, route.resourceUrl, description, error);
-      const body = JSON.stringify(status === 402 ? { ...required.v1, message } : { error, message });
-      res.writeHead(status, {
-        "content-type": "application/json; charset=utf-8",
-        "content-length": String(Buffer.byteLength(body)),
-        "cache-control": "no-store",
-        ...(status === 402
-          ? { "payment-required": encodePaymentRequiredHeader(required.v2 as PaymentRequired) }
-          : {}),
-        ...extraHeaders,
-      });
-      res.end(body);
-    };
-    const refuse = (r: Rejection) => {
-      metrics.failed.inc({ offer: offer.name, reason: r.reason });
-      answer(r.status, r.reason, r.message);
-      done("rejected");
-    };
+    metrics.requests.inc({ offer: offer.name, outcome });
+    metrics.duration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+  }
 
-    const parsed = parsePaymentHeader(req.headers);
-    if (parsed === undefined) {
-      answer(
-        402,
-        "payment_required",
-        `this route costs ${reqs.v2.map((r) => `${r.amount} of ${r.asset} on ${r.network}`).join(" or ")}`,
-      );
-      done("payment_required");
-      return;
-    }
-    if (isRejection(parsed)) return refuse(parsed);
-    const matched = matchPayment(parsed, reqs, this.now());
-    if (isRejection(matched)) return refuse(matched);
-
-    const key = replayKey(matched);
-    this.expireSeen();
-    if (key && this.seen.has(key)) {
-      return refuse({
-        status: 402,
-        reason: "replayed",
-        message: "this payment authorization was already used",
-      });
-    }
+  /**
+   * The decision on the request, then the replay guard and the facilitator's verify. A payment
+   * that is not verified is not claimed: the buyer may retry it.
+   */
+  async verify(
+    headers: http.IncomingHttpHeaders,
+    requirements: OfferRequirements,
+    offerName: string,
+  ): Promise<GateVerdict> {
+    const now = this.now();
+    const decision = decidePayment(headers, requirements, now);
+    if (decision.kind !== "accepted") return decision;
+    const { payment } = decision;
     // Claimed before the first await: concurrent copies of one authorization see it at once.
-    if (key) this.seen.set(key, this.expiry(matched));
-    const unclaim = () => {
-      if (key) this.seen.delete(key);
-    };
-
-    const payload = matched.payload as PaymentPayload;
-    const requirement = matched.requirement as PaymentRequirements;
-    let verify: Awaited<ReturnType<FacilitatorClient["verify"]>>;
+    if (!this.replays.claim(payment.replayKey, payment.expiresAt, now)) {
+      return {
+        kind: "rejected",
+        rejection: rejection("replayed", "this payment authorization was already used"),
+      };
+    }
+    const { payload, requirement } = wire(payment);
+    let verified: Awaited<ReturnType<FacilitatorClient["verify"]>>;
     try {
-      verify = await this.timed("verify", () => this.opts.facilitator.verify(payload, requirement));
+      verified = await this.timed("verify", () => this.opts.facilitator.verify(payload, requirement));
     } catch (err) {
-      unclaim();
-      this.opts.log(`x402: facilitator verify failed for offer ${offer.name}: ${describe(err)}`);
-      metrics.failed.inc({ offer: offer.name, reason: "facilitator_unavailable" });
-      answer(
-        503,
-        "facilitator_unavailable",
-        "the payment facilitator is unreachable; nothing was charged, try again later",
-      );
-      done("facilitator_unavailable");
-      return;
+      this.replays.release(payment.replayKey);
+      this.opts.log(`x402: facilitator verify failed for offer ${offerName}: ${describe(err)}`);
+      return {
+        kind: "rejected",
+        rejection: rejection(
+          "facilitator_unavailable",
+          "the payment facilitator is unreachable; nothing was charged, try again later",
+        ),
+      };
     }
-    if (!verify.isValid) {
-      unclaim();
-      return refuse({
-        status: 402,
-        reason: verify.invalidReason ?? "invalid_payment",
-        message: verify.invalidMessage ?? "the facilitator rejected the payment",
-      });
+    if (!verified.isValid) {
+      this.replays.release(payment.replayKey);
+      return {
+        kind: "refused",
+        reason: verified.invalidReason ?? "invalid_payment",
+        message: verified.invalidMessage ?? "the facilitator rejected the payment",
+      };
     }
-    // Labels and logs use CAIP-2 whatever version the buyer spoke.
-    const network =
-      matched.version === 2 ? matched.requirement.network : toCaip2(matched.requirement.network);
-    metrics.verified.inc({ offer: offer.name, network });
+    return { kind: "verified", payment, payer: verified.payer };
+  }
 
-    let settlement: SettleResponse | undefined;
-    const outcome = await proxy({
+  /** The answer to a request that is not proxied; refusals are counted by reason. */
+  private refusal(verdict: Exclude<GateVerdict, { kind: "verified" }>, offerName: string): Refusal {
+    if (verdict.kind === "required")
+      return { status: 402, error: "payment_required", message: verdict.message };
+    const refusal =
+      verdict.kind === "rejected"
+        ? {
+            status: verdict.rejection.status,
+            error: verdict.rejection.reason,
+            message: verdict.rejection.message,
+          }
+        : { status: 402, error: verdict.reason, message: verdict.message };
+    this.opts.metrics.failed.inc({ offer: offerName, reason: refusal.error });
+    return refusal;
+  }
+
+  /**
+   * Proxies a verified payment's request and settles on the upstream's 2xx head. Not settled
+   * (the upstream failed, or settlement did): the authorization is released for a retry.
+   */
+  private async serve(
+    verdict: Extract<GateVerdict, { kind: "verified" }>,
+    offerName: string,
+    proxy: ProxyFn,
+  ): Promise<Outcome> {
+    const { payment } = verdict;
+    this.opts.metrics.verified.inc({ offer: offerName, network: payment.network });
+    let settled = false;
+    const result = await proxy({
       stripRequestHeaders: PAYMENT_HEADERS,
       beforeResponse: async (head) => {
         if (head.status < 200 || head.status >= 300) return undefined; // not charged
-        try {
-          settlement = await this.timed("settle", () => this.opts.facilitator.settle(payload, requirement));
-        } catch (err) {
-          this.opts.log(
-            `x402: settle unreachable for offer ${offer.name} (payer ${verify.payer}): ${describe(err)}; response withheld`,
-          );
-          metrics.failed.inc({ offer: offer.name, reason: "facilitator_unavailable" });
-          throw gateAnswer(503, {
-            error: "facilitator_unavailable",
-            message:
-              "the upstream answered but settlement could not be reached; nothing was charged and the response was withheld",
-          });
-        }
-        const responseHeader = matched.version === 2 ? "payment-response" : "x-payment-response";
-        if (!settlement.success) {
-          this.opts.log(
-            `x402: settle failed for offer ${offer.name} (payer ${verify.payer}): ${settlement.errorReason}; response withheld`,
-          );
-          metrics.failed.inc({ offer: offer.name, reason: settlement.errorReason ?? "settle_failed" });
-          throw gateAnswer(
-            402,
-            {
-              error: settlement.errorReason ?? "settle_failed",
-              message: "settlement failed; the response was withheld and nothing was charged",
-            },
-            { [responseHeader]: encodePaymentResponseHeader(settlement) },
-          );
-        }
-        metrics.settled.inc({ offer: offer.name, network });
-        return { [responseHeader]: encodePaymentResponseHeader(settlement) };
+        const receipt = await this.settle(verdict, offerName);
+        settled = true;
+        return receipt;
       },
     });
-    if (!settlement?.success) unclaim(); // not charged: the authorization may be retried
-    done(
-      settlement?.success
-        ? "served"
-        : outcome.status >= 200 && outcome.status < 300
-          ? "settle_failed"
-          : "upstream_failed",
-    );
+    if (settled) return "served";
+    this.replays.release(payment.replayKey);
+    return result.status >= 200 && result.status < 300 ? "settle_failed" : "upstream_failed";
+  }
+
+  /** Settles and returns the receipt header; throws the response that replaces the upstream's otherwise. */
+  private async settle(
+    verdict: Extract<GateVerdict, { kind: "verified" }>,
+    offerName: string,
+  ): Promise<Record<string, string>> {
+    const { payment, payer } = verdict;
+    const { payload, requirement } = wire(payment);
+    const { metrics, log } = this.opts;
+    let settlement: SettleResponse;
+    try {
+      settlement = await this.timed("settle", () => this.opts.facilitator.settle(payload, requirement));
+    } catch (err) {
+      log(
+        `x402: settle unreachable for offer ${offerName} (payer ${payer}): ${describe(err)}; response withheld`,
+      );
+      metrics.failed.inc({ offer: offerName, reason: "facilitator_unavailable" });
+      throw withheldResponse(
+        503,
+        "facilitator_unavailable",
+        "the upstream answered but settlement could not be reached; nothing was charged and the response was withheld",
+      );
+    }
+    const receipt = receiptHeader(payment.matched.version, settlement);
+    if (!settlement.success) {
+      log(
+        `x402: settle failed for offer ${offerName} (payer ${payer}): ${settlement.errorReason}; response withheld`,
+      );
+      const reason = settlement.errorReason ?? "settle_failed";
+      metrics.failed.inc({ offer: offerName, reason });
+      throw withheldResponse(
+        402,
+        reason,
+        "settlement failed; the response was withheld and nothing was charged",
+        receipt,
+      );
+    }
+    metrics.settled.inc({ offer: offerName, network: payment.network });
+    return receipt;
   }
 
   private async timed<T>(op: string, fn: () => Promise<T>): Promise<T> {
@@ -223,29 +238,14 @@ export class X402PaymentGate implements PaymentGate {
       end();
     }
   }
-
-  private expiry(matched: Matched): number {
-    // EIP-3009 validBefore or Permit2 deadline: after it, the chain refuses the authorization anyway.
-    const validBefore = Number(bindingOf(matched.payload.payload).validBefore ?? 0);
-    return validBefore > 0 ? validBefore : this.now() + 3600;
-  }
-
-  private expireSeen(): void {
-    const now = this.now();
-    for (const [key, until] of this.seen) if (until < now) this.seen.delete(key);
-  }
 }
 
-function gateAnswer(
-  status: number,
-  body: Record<string, string>,
-  headers: Record<string, string> = {},
-): GateResponse {
-  return new GateResponse(
-    status,
-    { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...headers },
-    JSON.stringify(body),
-  );
+/** The payload and requirement as the facilitator client takes them (v1 and v2 alike). */
+function wire(payment: AcceptedPayment): { payload: PaymentPayload; requirement: PaymentRequirements } {
+  return {
+    payload: payment.matched.payload as PaymentPayload,
+    requirement: payment.matched.requirement as PaymentRequirements,
+  };
 }
 
 function describe(err: unknown): string {

@@ -5,12 +5,10 @@ import * as path from "node:path";
 import type { ServiceOfferSpec } from "../../api/resources";
 import { checkBudget } from "../../controller/buyer/budget";
 import { SpendLedger } from "../../controller/buyer/ledger";
-import {
-  isRejection,
-  matchPayment,
-  parsePaymentHeader,
-  replayKey,
-} from "../../controller/payments/paymentHeader";
+import { decidePayment } from "../../controller/payments/decision";
+import { matchPayment, parsePaymentHeader, replayKey } from "../../controller/payments/paymentHeader";
+import { isRejection, REJECTION_STATUS } from "../../controller/payments/reasons";
+import { ReplayGuard } from "../../controller/payments/replay";
 import { chargePerRequest, requirementsFor } from "../../controller/payments/requirements";
 import { at } from "../harness/assertions";
 
@@ -240,6 +238,69 @@ describe("payment headers", () => {
       400,
       "invalid_payload",
     ]);
+  });
+});
+
+describe("payment decision", () => {
+  const reqs = requirementsFor(spec, "https://s/services/x");
+
+  it("asks for payment, refuses with a reason, or accepts with the binding read once", () => {
+    const required = decidePayment({}, reqs, NOW);
+    assert.equal(required.kind, "required");
+    assert.match(
+      required.kind === "required" ? required.message : "",
+      /costs 1000 of 0x036C.* on eip155:84532/,
+    );
+
+    const refused = decidePayment(
+      { "payment-signature": b64(v2Payment({ accepted: { amount: "1" } })) },
+      reqs,
+      NOW,
+    );
+    assert.deepEqual(refused.kind === "rejected" && [refused.rejection.status, refused.rejection.reason], [
+      402,
+      "amount_mismatch",
+    ]);
+
+    const accepted = decidePayment({ "payment-signature": b64(v2Payment()) }, reqs, NOW);
+    assert.ok(accepted.kind === "accepted", JSON.stringify(accepted));
+    assert.equal(accepted.payment.expiresAt, NOW + 300, "replays are remembered until validBefore");
+    assert.equal(accepted.payment.replayKey, replayKey(accepted.payment.matched));
+    assert.equal(accepted.payment.matched.binding.from, "0x1111111111111111111111111111111111111111");
+    assert.equal(accepted.payment.network, "eip155:84532");
+
+    const { payload } = v2Payment();
+    const v1 = decidePayment(
+      { "x-payment": b64({ x402Version: 1, scheme: "exact", network: "base-sepolia", payload }) },
+      reqs,
+      NOW,
+    );
+    assert.ok(v1.kind === "accepted", JSON.stringify(v1));
+    assert.equal(v1.payment.network, "eip155:84532", "labels use CAIP-2 whatever version the buyer spoke");
+  });
+
+  it("refuses a second use of an authorization until it expires or is released", () => {
+    const guard = new ReplayGuard();
+    assert.equal(guard.claim("k", NOW + 10, NOW), true);
+    assert.equal(guard.claim("k", NOW + 10, NOW + 5), false);
+    guard.release("k");
+    assert.equal(guard.claim("k", NOW + 10, NOW + 5), true, "released (not charged): may be retried");
+    assert.equal(guard.claim("k", NOW + 20, NOW + 11), true, "expired claims are forgotten");
+    assert.equal(guard.claim(undefined, NOW, NOW), true, "no nonce, nothing to remember");
+  });
+
+  it("refuses with exactly the reasons and statuses README's Payments section lists", () => {
+    const readme = fs.readFileSync(path.join(__dirname, "../../README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("\n## Payments\n")).split(/\n## /)[1] ?? "";
+    // "  - 402: `a`, `b`, … or the facilitator's reason (…)" with continuation lines.
+    const groups = [...section.matchAll(/^ {2}- (\d{3}): ((?:.|\n {4})*)/gm)];
+    assert.ok(groups.length > 0, "README's Payments section lists refusals as '  - <status>: `reason`, …'");
+    const documented: Record<string, number> = {};
+    for (const [, status, text] of groups) {
+      const ours = (text ?? "").split("facilitator's")[0] ?? "";
+      for (const [, reason] of ours.matchAll(/`([a-z0-9_]+)`/g)) documented[reason ?? ""] = Number(status);
+    }
+    assert.deepEqual(documented, { ...REJECTION_STATUS });
   });
 });
 

@@ -1,0 +1,58 @@
+/**
+ * The gate's decision about a paid request before any I/O: no payment (402 with the
+ * requirements), a payment refused on its face (a reason from reasons.ts), or a payment that
+ * answers one of the offer's requirements and goes on to the facilitator. Pure.
+ */
+import type { IncomingHttpHeaders } from "node:http";
+import { type Caip2, toCaip2 } from "../../api/chains";
+import { type Matched, matchPayment, parsePaymentHeader, replayKey } from "./paymentHeader";
+import { isRejection, type Rejection } from "./reasons";
+import type { OfferRequirements } from "./requirements";
+
+/** A payment that passed every local check, with what the rest of the path needs from it. */
+export interface AcceptedPayment {
+  readonly matched: Matched;
+  /** Identifies the signed authorization (asset, payer, nonce); absent when it carries no nonce. */
+  readonly replayKey: string | undefined;
+  /** Seconds since the epoch after which the chain refuses the authorization anyway. */
+  readonly expiresAt: number;
+  /** CAIP-2, whatever version the buyer spoke (metric labels and logs). */
+  readonly network: Caip2;
+}
+
+export type PaymentDecision =
+  | { readonly kind: "required"; readonly message: string }
+  | { readonly kind: "rejected"; readonly rejection: Rejection }
+  | { readonly kind: "accepted"; readonly payment: AcceptedPayment };
+
+/** Replays are remembered this long when the authorization names no expiry. */
+const UNBOUNDED_REPLAY_WINDOW_SECONDS = 3600;
+
+export function decidePayment(
+  headers: IncomingHttpHeaders,
+  reqs: OfferRequirements,
+  now: number,
+): PaymentDecision {
+  const parsed = parsePaymentHeader(headers);
+  if (parsed === undefined) {
+    return {
+      kind: "required",
+      message: `this route costs ${reqs.v2.map((r) => `${r.amount} of ${r.asset} on ${r.network}`).join(" or ")}`,
+    };
+  }
+  if (isRejection(parsed)) return { kind: "rejected", rejection: parsed };
+  const matched = matchPayment(parsed, reqs, now);
+  if (isRejection(matched)) return { kind: "rejected", rejection: matched };
+  // EIP-3009 validBefore or Permit2 deadline.
+  const validBefore = Number(matched.binding.validBefore ?? 0);
+  return {
+    kind: "accepted",
+    payment: {
+      matched,
+      replayKey: replayKey(matched),
+      expiresAt: validBefore > 0 ? validBefore : now + UNBOUNDED_REPLAY_WINDOW_SECONDS,
+      network:
+        matched.version === 2 ? (matched.requirement.network as Caip2) : toCaip2(matched.requirement.network),
+    },
+  };
+}

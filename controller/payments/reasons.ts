@@ -1,0 +1,36 @@
+/**
+ * Why the gateway refuses a payment on its own, and the HTTP status each refusal carries. The
+ * README's Payments section lists the same table, and a unit test keeps the two equal. The
+ * facilitator's reasons (a bad signature, no Permit2 allowance …) are passed on as it names them.
+ */
+export const REJECTION_STATUS = {
+  malformed_payment: 400,
+  payment_header_too_large: 400,
+  invalid_payload: 400,
+  invalid_x402_version: 402,
+  unsupported_scheme: 402,
+  invalid_network: 402,
+  asset_mismatch: 402,
+  recipient_mismatch: 402,
+  amount_mismatch: 402,
+  not_yet_valid: 402,
+  expired: 402,
+  replayed: 402,
+  facilitator_unavailable: 503,
+} as const satisfies Record<string, 400 | 402 | 503>;
+
+export type RejectionReason = keyof typeof REJECTION_STATUS;
+
+/** A refusal by the gateway: a reason from the table, its status, and a sentence saying what to fix. */
+export interface Rejection {
+  readonly status: (typeof REJECTION_STATUS)[RejectionReason];
+  readonly reason: RejectionReason;
+  readonly message: string;
+}
+
+export function rejection(reason: RejectionReason, message: string): Rejection {
+  return { status: REJECTION_STATUS[reason], reason, message };
+}
+
+export const isRejection = (x: unknown): x is Rejection =>
+  typeof x === "object" && x !== null && "reason" in x && "status" in x;
