@@ -1,6 +1,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type ControlPlane, startControlPlane } from "./controlPlane";
+import { type Dockerd, ensureDockerd } from "./docker";
+import { ensureImages, type ImageName } from "./images";
+import { type RealCluster, startRealCluster } from "./realCluster";
 
 /** Per-run scratch space inside the checkout (git-ignored), kept after failures for the logs. */
 export const RUN_DIR = path.resolve(__dirname, "../../.tmp", `run-${process.pid}`);
@@ -15,6 +18,26 @@ let shared: Promise<ControlPlane> | undefined;
 export function sharedControlPlane(): Promise<ControlPlane> {
   shared ??= startControlPlane({ dir: path.join(RUN_DIR, "shared-cluster") });
   return shared;
+}
+
+let sharedReal: Promise<{ cluster: RealCluster; dockerd: Dockerd }> | undefined;
+
+/**
+ * One real-node cluster per test run (starting one takes a while, and only one runs per host),
+ * with `images` built if needed and imported into its containerd. Tests isolate themselves by
+ * namespace; the cluster stops when the run ends.
+ */
+export async function sharedRealCluster(images: ImageName[] = []): Promise<RealCluster> {
+  sharedReal ??= (async () => {
+    const dockerd = await ensureDockerd({ logDir: RUN_DIR });
+    const { pause } = await ensureImages({ only: ["pause"] });
+    const cluster = await startRealCluster({ dir: path.join(RUN_DIR, "real-cluster"), sandboxImage: pause });
+    return { cluster, dockerd };
+  })();
+  const { cluster } = await sharedReal;
+  const built = await ensureImages({ only: images });
+  for (const name of images) await cluster.importImage(built[name].tar);
+  return cluster;
 }
 
 /** A fresh scratch directory for one test. */
@@ -32,6 +55,13 @@ export const mochaHooks = {
       const cp = await shared.catch(() => undefined);
       await cp?.stop();
       shared = undefined;
+    }
+    if (sharedReal) {
+      this.timeout(180_000);
+      const real = await sharedReal.catch(() => undefined);
+      await real?.cluster.stop();
+      await real?.dockerd.stop();
+      sharedReal = undefined;
     }
   },
 };
