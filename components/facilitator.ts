@@ -9,7 +9,8 @@ export type FacilitatorArgs =
       namespace: pulumi.Input<string>;
       image: string;
       signerKey: pulumi.Input<string>;
-      rpcUrl?: string;
+      /** The chain it settles on; required (there is no RPC endpoint that suits everyone). */
+      rpcUrl: string;
     };
 
 /** The x402 facilitator the gateway verifies and settles with: a hosted URL, or self-run. */
@@ -34,7 +35,7 @@ export class Facilitator extends pulumi.ComponentResource {
           secretFiles: { [SECRET_FILES.signerKey]: args.signerKey },
           env: [
             { name: fileEnv(ENV.signerKey), value: secretFilePath(SECRET_FILES.signerKey) },
-            ...(args.rpcUrl ? [{ name: ENV.rpcUrl, value: args.rpcUrl }] : []),
+            { name: ENV.rpcUrl, value: args.rpcUrl },
           ],
         },
         { parent: this },

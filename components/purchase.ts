@@ -2,7 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { KINDS } from "../api/contract";
 import { API_VERSION } from "../api/resources";
-import type { PurchaseConfig } from "../program/config/parse";
+import type { PurchaseConfig } from "../program/config/types";
 import { labelsFor } from "./labels";
 
 export interface PurchaseArgs {

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { followsQuickTunnel, REGISTRATION_PATH } from "../api/contract";
+import { followsQuickTunnel } from "../api/contract";
 import { AgentIdentity } from "../components/agentIdentity";
 import { Buyer } from "../components/buyer";
 import { Cluster } from "../components/cluster";
@@ -15,12 +15,12 @@ import { AgentRegistration } from "../providers/agentRegistration";
 import { GeneratedSecret } from "../providers/generatedSecret";
 import { RuntimeImage } from "../providers/runtimeImage";
 import { secretConfig } from "./config/load";
-import type { StackConfig } from "./config/parse";
+import type { SecretKey, StackConfig } from "./config/types";
 import { runtimeBuild, runtimeImageTag } from "./runtimeImage";
 
 /** Everything `pulumi up` declares, from a validated StackConfig. */
 export function deployStack(cfg: StackConfig) {
-  const has = (key: string) => cfg.secrets.includes(key as never);
+  const has = (key: SecretKey) => cfg.secrets.includes(key);
   const cluster = new Cluster("cluster", {
     mode: cfg.cluster.mode,
     name: cfg.cluster.name,
@@ -54,13 +54,13 @@ export function deployStack(cfg: StackConfig) {
   const facilitator = new Facilitator(
     "facilitator",
     cfg.facilitator.mode === "hosted"
-      ? { mode: "hosted", url: cfg.facilitator.url! }
+      ? { mode: "hosted", url: cfg.facilitator.url }
       : {
           mode: "self",
           namespace,
           image,
           signerKey: secretConfig("facilitatorSignerKey"),
-          ...(cfg.facilitator.rpcUrl ? { rpcUrl: cfg.facilitator.rpcUrl } : {}),
+          rpcUrl: cfg.facilitator.rpcUrl,
         },
     inPlatform,
   );
@@ -123,8 +123,9 @@ export function deployStack(cfg: StackConfig) {
       namespace,
       image: cfg.images.cloudflared,
       gatewayUrl: gateway.url,
-      ...(cfg.tunnel.hostname ? { hostname: cfg.tunnel.hostname } : {}),
-      ...(cfg.tunnel.mode === "named" ? { token: secretConfig("tunnelToken") } : {}),
+      ...(cfg.tunnel.mode === "named"
+        ? { hostname: cfg.tunnel.hostname, token: secretConfig("tunnelToken") }
+        : {}),
     },
     inPlatform,
   );
@@ -146,13 +147,14 @@ export function deployStack(cfg: StackConfig) {
   // ERC-8004: one registration per chain the offers use. They live on-chain, not on the
   // cluster, so they are neither parented to it nor deleted with it: a lost cluster never
   // re-mints, and only removing identity.register (or a chain) tombstones an agent.
-  const registrations = cfg.identity.register
-    ? cfg.identity.chains.map((chain) => {
+  const onChain = cfg.identity.registration;
+  const registrations = onChain
+    ? onChain.chains.map((chain) => {
         const registration = new AgentRegistration(`agent-${chain.network.replace(":", "-")}`, {
           network: chain.network,
           registry: chain.registry,
           rpcUrl: chain.rpcUrl,
-          agentURI: `${cfg.publicBaseUrl}${REGISTRATION_PATH}`,
+          agentURI: onChain.agentURI,
           signerKey: secretConfig("identitySignerKey"),
           ...(chain.adoptAgentId !== undefined ? { adoptAgentId: chain.adoptAgentId } : {}),
         });

@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigError, parseStackConfig, SECRET_KEYS, type StackConfig } from "./parse";
+import { ConfigError, parseStackConfig } from "./parse";
+import { SECRET_KEYS, type StackConfig } from "./types";
 
 // Not in the SDK's type declarations, but exported by its runtime: whether a key is stored encrypted.
 const { isConfigSecret } = require("@pulumi/pulumi/runtime/config") as {

@@ -370,7 +370,11 @@ describe("stack config", () => {
       { stack: "dev", secretKeys: new Set(["tunnelToken", "identitySignerKey"]) },
     );
     assert.equal(cfg.publicBaseUrl, "https://api.example.com");
-    assert.deepEqual(cfg.identity.chains, [
+    assert.equal(
+      cfg.identity.registration?.agentURI,
+      "https://api.example.com/.well-known/agent-registration.json",
+    );
+    assert.deepEqual(cfg.identity.registration?.chains, [
       {
         network: "eip155:84532",
         rpcUrl: "http://127.0.0.1:8545",
@@ -378,5 +382,268 @@ describe("stack config", () => {
       },
     ]);
     assert.deepEqual(cfg.secrets.sort(), ["identitySignerKey", "tunnelToken"]);
+  });
+
+  describe("every value the runtime parses is validated at preview (issue 13 defect 10)", () => {
+    const withBuyer: ParseContext = { stack: "dev", secretKeys: new Set(["buyerSignerKey"]) };
+    const purchase = (payment: Record<string, unknown>, budget: Record<string, unknown>) => ({
+      purchases: [
+        {
+          name: "p",
+          endpoint: "https://s.example.com/services/x",
+          model: "m",
+          payment: { network: "base-sepolia", maxPrice: "0.01", ...payment },
+          budget: { maxPerRequest: "0.01", ...budget },
+        },
+      ],
+      buyerSignerKey: "k",
+    });
+    const cases: [string, Record<string, unknown>, string, RegExp, ParseContext?][] = [
+      [
+        "a budget finer than the token's smallest unit (USDC has 6 decimals)",
+        purchase({}, { maxTotal: "0.0000001" }),
+        "purchases[0].budget.maxTotal",
+        /more than 6 decimal places/,
+        withBuyer,
+      ],
+      [
+        "a maxPrice finer than a custom token's decimals",
+        purchase(
+          { asset: "0x4200000000000000000000000000000000000042", decimals: 2, maxPrice: "0.001" },
+          { maxPerRequest: "1" },
+        ),
+        "purchases[0].payment.maxPrice",
+        /more than 2 decimal places/,
+        withBuyer,
+      ],
+      [
+        "maxPerRequest above maxTotal",
+        purchase({}, { maxPerRequest: "0.01", maxTotal: "0.005" }),
+        "purchases[0].budget.maxPerRequest",
+        /above budget\.maxTotal 0\.005.*lower budget\.maxPerRequest or raise budget\.maxTotal/,
+        withBuyer,
+      ],
+      [
+        "maxPerRequest above maxPerDay",
+        purchase({}, { maxPerRequest: "0.01", maxPerDay: "0.001" }),
+        "purchases[0].budget.maxPerRequest",
+        /above budget\.maxPerDay/,
+        withBuyer,
+      ],
+      [
+        "maxPrice above maxPerRequest",
+        purchase({ maxPrice: "0.02" }, { maxPerRequest: "0.01" }),
+        "purchases[0].payment.maxPrice",
+        /above budget\.maxPerRequest 0\.01.*always be refused/,
+        withBuyer,
+      ],
+      [
+        "a seller endpoint the buyer cannot parse as a URL",
+        { ...purchase({}, {}), purchases: [{ ...purchase({}, {}).purchases[0], endpoint: "http://[::1" }] },
+        "purchases[0].endpoint",
+        /is not a URL/,
+        withBuyer,
+      ],
+      [
+        "two purchases of the same model (the buyer would only ever use the first)",
+        {
+          ...purchase({}, {}),
+          purchases: [purchase({}, {}).purchases[0], { ...purchase({}, {}).purchases[0], name: "q" }],
+        },
+        "purchases[1].model",
+        /already bought by purchases\[0\]/,
+        withBuyer,
+      ],
+      [
+        "an upstream URL the gateway cannot parse",
+        { offers: [offer({ upstream: { url: "http://127.0.0.1:99999" } })] },
+        "offers[0].upstream.url",
+        /is not a URL/,
+      ],
+      [
+        "a route path the gateway's route matcher rejects",
+        { offers: [offer({ routes: [{ path: "health", gate: "free" }] })] },
+        "offers[0].routes[0].path",
+        /must start with \//,
+      ],
+      [
+        "an upstream Service name longer than a DNS label",
+        { offers: [offer({ upstream: { service: "s".repeat(64), port: 80 } })] },
+        "offers[0].upstream.service",
+        /at most 63 characters/,
+      ],
+      [
+        "a model name the ServiceOffer schema rejects (over 256 characters)",
+        { offers: [offer({ type: "inference", model: { name: "m".repeat(257) } })] },
+        "offers[0].model.name",
+        /the cluster would reject this ServiceOffer/,
+      ],
+      [
+        "a litellm model under paid/ (routed to the buyer)",
+        { litellm: { models: [{ name: "paid/gpt", model: "openai/gpt-4o" }] } },
+        "litellm.models[0].name",
+        /paid\//,
+      ],
+      [
+        "a hosted facilitator URL that is not a URL",
+        { facilitator: { mode: "hosted", url: "https://exa mple.com" } },
+        "facilitator.url",
+        /is not a URL/,
+      ],
+    ];
+    for (const [what, raw, path, pattern, context] of cases) {
+      it(what, () => expectIssue(raw, path, pattern, context));
+    }
+  });
+
+  describe("a self-run facilitator (issue 13 defect 7)", () => {
+    const withKey: ParseContext = { stack: "dev", secretKeys: new Set(["facilitatorSignerKey"]) };
+    it("without facilitator.rpcUrl is rejected at preview, naming the field (it would crash-loop)", () => {
+      expectIssue(
+        { facilitator: { mode: "self" }, facilitatorSignerKey: "k" },
+        "facilitator.rpcUrl",
+        /required when facilitator\.mode is self: the JSON-RPC URL/,
+        withKey,
+      );
+    });
+    it("with an RPC URL carries it in the type (no optional URL for the program to assume)", () => {
+      const cfg = parseStackConfig(
+        { facilitator: { mode: "self", rpcUrl: "https://sepolia.base.org" }, facilitatorSignerKey: "k" },
+        withKey,
+      );
+      assert.deepEqual(cfg.facilitator, { mode: "self", rpcUrl: "https://sepolia.base.org" });
+      assert.deepEqual(cfg.secrets, ["facilitatorSignerKey"]);
+    });
+    it("a hosted one gets the default URL", () => {
+      assert.deepEqual(parseStackConfig({}, ctx).facilitator, {
+        mode: "hosted",
+        url: "https://x402.org/facilitator",
+      });
+    });
+  });
+
+  describe("litellm.models[].apiKeySecret (issue 13 defect 11)", () => {
+    const models = {
+      litellm: { models: [{ name: "gpt", model: "openai/gpt-4o-mini", apiKeySecret: "openaiApiKey" }] },
+    };
+    it("accepts a custom secret key as in the README example", () => {
+      const cfg = parseStackConfig(
+        { ...models, openaiApiKey: "<set>" },
+        { stack: "dev", secretKeys: new Set(["openaiApiKey"]) },
+      );
+      assert.deepEqual(cfg.litellm.models, [
+        { name: "gpt", model: "openai/gpt-4o-mini", apiKeySecret: "openaiApiKey" },
+      ]);
+    });
+    it("tells to set it as a secret when it is missing, and rejects it in plaintext", () => {
+      expectIssue(models, "litellm.models[0].apiKeySecret", /pulumi config set --secret openaiApiKey/);
+      expectIssue({ ...models, openaiApiKey: "sk-123" }, "openaiApiKey", /plaintext.*--secret openaiApiKey/);
+    });
+    it("still rejects a key that no model names", () => {
+      expectIssue({ openaiApiKey: "<set>" }, "openaiApiKey", /unknown field "openaiApiKey"/, {
+        stack: "dev",
+        secretKeys: new Set(["openaiApiKey"]),
+      });
+    });
+  });
+
+  describe("messages (issue 13 defect 12)", () => {
+    it("an unknown top-level key is reported under its own name with a suggestion", () => {
+      expectIssue({ ofers: [] }, "ofers", /unknown field "ofers": did you mean "offers"/);
+      expectIssue({ tunel: { mode: "none" } }, "tunel", /did you mean "tunnel"/);
+    });
+    it("an unknown nested field suggests the closest known field", () => {
+      const payment = { network: "base-sepolia", payTo: PAY_TO, price: { perRequest: "0.001" } };
+      expectIssue(
+        { offers: [offer({ payment: { ...payment, maxTimeoutSecond: 60 } })] },
+        "offers[0].payment",
+        /unknown field "maxTimeoutSecond": did you mean "maxTimeoutSeconds"/,
+      );
+    });
+    it("range errors name the allowed range and the fix", () => {
+      expectIssue(
+        { offers: [offer({ limits: { rps: -1 } })] },
+        "offers[0].limits.rps",
+        /must be a whole number 0 or more: requests per second per gateway replica; 0 or absent means no limit/,
+      );
+      expectIssue(
+        {
+          offers: [
+            offer({
+              payment: {
+                network: "base-sepolia",
+                payTo: PAY_TO,
+                price: { perRequest: "0.001" },
+                maxTimeoutSeconds: 5,
+              },
+            }),
+          ],
+        },
+        "offers[0].payment.maxTimeoutSeconds",
+        /must be a whole number from 10 to 86400: how long a buyer's signed payment stays valid/,
+      );
+      expectIssue({ cluster: { servers: 1.5 } }, "cluster.servers", /whole number from 1 to 3/);
+    });
+  });
+
+  it("the generated LiteLLM master key cannot be set by hand (it would be ignored)", () => {
+    expectIssue(
+      { litellmMasterKey: "<set>" },
+      "litellmMasterKey",
+      /generated by the stack.*pulumi config rm litellmMasterKey/,
+      {
+        stack: "dev",
+        secretKeys: new Set(["litellmMasterKey"]),
+      },
+    );
+  });
+
+  it("lists every problem at once, across sections, even with schema errors (README: every problem listed)", () => {
+    const raw = {
+      ofers: [],
+      cluster: { name: "Bad_Name" },
+      tunnel: { mode: "sideways" },
+      facilitator: { mode: "self" },
+      offers: [
+        offer({
+          prcie: "1",
+          payment: { network: "base-sepolia", payTo: "0x1", price: { perRequest: "0.001" } },
+        }),
+        offer({ name: "second", payment: { network: "nope", payTo: PAY_TO, price: {} } }),
+      ],
+      purchases: [
+        {
+          name: "p",
+          endpoint: "https://s.example.com",
+          model: "m",
+          payment: { network: "base-sepolia", maxPrice: "1" },
+          budget: { maxPerRequest: "0.5" },
+        },
+      ],
+    };
+    const snapshot = structuredClone(raw);
+    try {
+      parseStackConfig(raw, ctx);
+      assert.fail("accepted");
+    } catch (err) {
+      assert.ok(err instanceof ConfigError, String(err));
+      const paths = new Set(err.issues.map((i) => i.path));
+      for (const path of [
+        "ofers",
+        "cluster.name",
+        "tunnel.mode",
+        "facilitator.rpcUrl",
+        "facilitatorSignerKey",
+        "offers[0]",
+        "offers[0].payment.payTo",
+        "offers[1].payment.network",
+        "offers[1].payment.price",
+        "purchases[0].payment.maxPrice",
+        "buyerSignerKey",
+      ]) {
+        assert.ok(paths.has(path), `${path} missing from ${JSON.stringify(err.issues, null, 1)}`);
+      }
+    }
+    assert.deepEqual(raw, snapshot, "the input is never modified");
   });
 });

@@ -19,7 +19,7 @@ import type {
   StackValidationPolicy,
 } from "../../policy/policies";
 import * as pack from "../../policy/policies";
-import { K3D_MAX_NAME } from "../../program/config/parse";
+import { K3D_MAX_NAME } from "../../program/config/types";
 import { at, first, only } from "../harness/assertions";
 
 const PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";

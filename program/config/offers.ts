@@ -1,0 +1,315 @@
+/**
+ * `offers[]`: each entry becomes one ServiceOffer spec (api/resources.ts). Entries are validated
+ * one by one, so a broken offer never hides the problems of another; names, paths and hostnames
+ * are then checked across offers; finally each spec is checked against the ServiceOffer schema
+ * the API server and the runtime apply.
+ */
+import { getAddress, isAddress, zeroAddress } from "viem";
+import { z } from "zod";
+import { type Caip2, chainInfo } from "../../api/chains";
+import { isReservedPath, RESERVED_PATHS } from "../../api/contract";
+import { type Asset, type Payment, type ServiceOfferSpec, serviceOfferSpecSchema } from "../../api/resources";
+import { amount, amountInput, DNS_LABEL, DNS_NAME, httpUrl, network } from "./fields";
+import { type Issues, joinPath, parseSection, wholeNumber } from "./issues";
+import type { OfferConfig } from "./types";
+
+const OFFER_PATH = /^\/([a-zA-Z0-9_.~-]+(\/[a-zA-Z0-9_.~-]+)*)?$/;
+/** What the gateway's route matcher accepts: the ServiceOffer schema's route pattern. */
+const ROUTE_PATH = /^\/[a-zA-Z0-9/_.*-]*$/;
+
+const rawAsset = z.strictObject({
+  address: z.string(),
+  symbol: z.string().default("USDC"),
+  decimals: wholeNumber(0, 36, "the token's decimals, e.g. 6 for USDC or 18").default(6),
+  transferMethod: z.enum(["eip3009", "permit2"]).default("eip3009"),
+  eip712Name: z.string().optional(),
+  eip712Version: z.string().default("2"),
+  eip2612: z.boolean().optional(),
+});
+
+const rawPayment = z.strictObject({
+  network: z.string(),
+  payTo: z.string(),
+  asset: rawAsset.optional(),
+  price: z.strictObject({ perRequest: amountInput.optional(), perMTok: amountInput.optional() }),
+  maxTimeoutSeconds: wholeNumber(
+    10,
+    86_400,
+    "how long a buyer's signed payment stays valid, in seconds; the default 300 suits most offers",
+  ).default(300),
+});
+
+const rawOffer = z.strictObject({
+  name: z.string(),
+  type: z.enum(["inference", "http"]).default("http"),
+  description: z.string().max(1024).optional(),
+  model: z.strictObject({ name: z.string().min(1), runtime: z.string().optional() }).optional(),
+  upstream: z.strictObject({
+    service: z.string().optional(),
+    namespace: z.string().optional(),
+    port: wholeNumber(1, 65_535, "the Service port").optional(),
+    url: z.string().optional(),
+    healthPath: z.string().default("/health"),
+  }),
+  // Payments are validated one by one (below), so one bad entry does not hide the others.
+  payment: z.unknown(),
+  payments: z.array(z.unknown()).max(8).optional(),
+  path: z.string().optional(),
+  hostname: z.string().optional(),
+  routes: z
+    .array(
+      z.strictObject({
+        path: z.string(),
+        gate: z.enum(["paid", "free"]).default("paid"),
+        methods: z.array(z.enum(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])).optional(),
+      }),
+    )
+    .optional(),
+  limits: z
+    .strictObject({
+      rps: wholeNumber(
+        0,
+        undefined,
+        "requests per second per gateway replica; 0 or absent means no limit",
+      ).optional(),
+      maxInFlight: wholeNumber(
+        0,
+        undefined,
+        "concurrent requests per gateway replica; 0 or absent means no limit",
+      ).optional(),
+    })
+    .optional(),
+  listing: z
+    .strictObject({ category: z.string().optional(), weight: z.number().int().optional() })
+    .optional(),
+});
+
+export const offersSchema = z.array(z.unknown()).default([]);
+
+/** Validates every offer; returns the valid ones and the networks the offers are paid on. */
+export function offers(
+  inputs: readonly unknown[],
+  namespace: string,
+  issues: Issues,
+): { offers: OfferConfig[]; networks: Set<Caip2> } {
+  const out: OfferConfig[] = [];
+  const networks = new Set<Caip2>();
+  const names = new Map<string, number>();
+  const paths = new Map<string, number>();
+  const hostnames = new Map<string, number>();
+  inputs.forEach((input, i) => {
+    const at = `offers[${i}]`;
+    const o = parseSection(rawOffer, input, at, issues);
+    if (!o) return;
+    if (!DNS_LABEL.test(o.name) || o.name.length > 52) {
+      issues.add(
+        `${at}.name`,
+        `"${o.name}" must be a DNS label of at most 52 characters (lowercase letters, digits, '-')`,
+      );
+    }
+    const sameName = names.get(o.name);
+    if (sameName !== undefined) {
+      issues.add(
+        `${at}.name`,
+        `"${o.name}" is already used by offers[${sameName}]; offer names must be unique`,
+      );
+    }
+    names.set(o.name, i);
+
+    const path = offerPath(o.path, o.name, at, issues);
+    if (path !== undefined) {
+      const clash = [...paths.entries()].find(
+        ([p]) => p === path || path.startsWith(`${p}/`) || p.startsWith(`${path}/`),
+      );
+      if (clash) {
+        issues.add(
+          `${at}.path`,
+          `"${path}" overlaps "${clash[0]}" of offers[${clash[1]}]; give each offer its own path`,
+        );
+      }
+      paths.set(path, i);
+    }
+    if (o.hostname !== undefined) {
+      if (!DNS_NAME.test(o.hostname)) issues.add(`${at}.hostname`, `"${o.hostname}" is not a DNS name`);
+      const sameHost = hostnames.get(o.hostname);
+      if (sameHost !== undefined)
+        issues.add(`${at}.hostname`, `"${o.hostname}" is already used by offers[${sameHost}]`);
+      hostnames.set(o.hostname, i);
+    }
+
+    const upstreamOk = upstream(o.upstream, `${at}.upstream`, issues);
+    if (o.type === "inference" && !o.model) {
+      issues.add(`${at}.model`, "an inference offer needs model.name (the model buyers ask for)");
+    }
+    o.routes?.forEach((r, j) => {
+      if (!ROUTE_PATH.test(r.path)) {
+        issues.add(
+          `${at}.routes[${j}].path`,
+          `"${r.path}" must start with / and use letters, digits and /_.-* only, e.g. /health or /v1/*`,
+        );
+      }
+    });
+
+    const payments = [o.payment, ...(o.payments ?? [])].map((p, j) =>
+      payment(p, j === 0 ? `${at}.payment` : `${at}.payments[${j - 1}]`, issues),
+    );
+    for (const p of payments) if (p) networks.add(p.network as Caip2);
+    const [primary, ...extra] = payments;
+    if (!primary || !extra.every((p): p is Payment => p !== undefined) || path === undefined || !upstreamOk)
+      return;
+
+    const spec: ServiceOfferSpec = {
+      type: o.type,
+      ...(o.description ? { description: o.description } : {}),
+      ...(o.model ? { model: o.model } : {}),
+      upstream: {
+        ...o.upstream,
+        ...(o.upstream.service ? { namespace: o.upstream.namespace ?? namespace } : {}),
+      },
+      payment: primary,
+      ...(extra.length > 0 ? { payments: extra } : {}),
+      path,
+      ...(o.hostname ? { hostname: o.hostname } : {}),
+      ...(o.routes ? { routes: o.routes } : {}),
+      ...(o.limits ? { limits: o.limits } : {}),
+      ...(o.listing ? { listing: o.listing } : {}),
+    };
+    // The last word: what the API server and the runtime will check, so preview catches it.
+    const stored = serviceOfferSpecSchema.safeParse(spec);
+    if (!stored.success) {
+      for (const issue of stored.error.issues) {
+        issues.add(
+          joinPath(at, issue.path),
+          `${issue.message}: the cluster would reject this ServiceOffer; fix the value in stack config`,
+        );
+      }
+      return;
+    }
+    out.push({ name: o.name, spec });
+  });
+  return { offers: out, networks };
+}
+
+function offerPath(input: string | undefined, name: string, at: string, issues: Issues): string | undefined {
+  const path = (input ?? `/services/${name}`).replace(/\/+$/, "") || "/";
+  if (!OFFER_PATH.test(path)) {
+    issues.add(
+      `${at}.path`,
+      `"${input}" must be an absolute path of letters, digits and -_.~ segments, e.g. /services/${name}`,
+    );
+    return undefined;
+  }
+  if (isReservedPath(path)) {
+    issues.add(
+      `${at}.path`,
+      `"${path}" is reserved for the gateway's own pages (${RESERVED_PATHS.join(", ")}); choose a path such as /services/${name}`,
+    );
+    return undefined;
+  }
+  return path;
+}
+
+function upstream(u: z.infer<typeof rawOffer>["upstream"], at: string, issues: Issues): boolean {
+  const before = issues.list.length;
+  if (!!u.url === !!u.service) {
+    issues.add(at, "set exactly one of upstream.service (a Kubernetes Service) or upstream.url");
+  }
+  if (u.url) httpUrl(u.url, `${at}.url`, issues, "an http(s) URL");
+  if (u.service && (!DNS_LABEL.test(u.service) || u.service.length > 63)) {
+    issues.add(
+      `${at}.service`,
+      `"${u.service}" is not a Service name (a DNS label of at most 63 characters)`,
+    );
+  }
+  if (u.service && u.port === undefined)
+    issues.add(`${at}.port`, "required with upstream.service (the Service port)");
+  if (!u.healthPath.startsWith("/")) issues.add(`${at}.healthPath`, `"${u.healthPath}" must start with /`);
+  return issues.list.length === before;
+}
+
+function payment(input: unknown, at: string, issues: Issues): Payment | undefined {
+  const p = parseSection(rawPayment, input, at, issues);
+  if (!p) return undefined;
+  const net = network(p.network, `${at}.network`, issues);
+  const payTo = payee(p.payTo, `${at}.payTo`, issues);
+  const asset = paymentAsset(p.asset, net, at, issues);
+
+  const { perRequest, perMTok } = p.price;
+  const oneKind = (perRequest === undefined) !== (perMTok === undefined);
+  if (!oneKind) issues.add(`${at}.price`, "set exactly one of price.perRequest or price.perMTok");
+  const price: Payment["price"] = {};
+  let priceOk = oneKind;
+  for (const [key, value] of [
+    ["perRequest", perRequest],
+    ["perMTok", perMTok],
+  ] as const) {
+    if (value === undefined) continue;
+    const normalized = amount(value, `${at}.price.${key}`, issues, asset?.decimals);
+    if (normalized) price[key] = normalized;
+    else priceOk = false;
+  }
+  if (!net || !payTo || !asset || !priceOk) return undefined;
+  return { scheme: "exact", network: net, payTo, asset, price, maxTimeoutSeconds: p.maxTimeoutSeconds };
+}
+
+function payee(input: string, at: string, issues: Issues): `0x${string}` | undefined {
+  if (!isAddress(input, { strict: false })) {
+    issues.add(at, `"${input}" is not an address: use 0x followed by 40 hex digits`);
+    return undefined;
+  }
+  const checksummed = getAddress(input);
+  if (checksummed === zeroAddress) {
+    issues.add(
+      at,
+      "is the zero address; payments sent there are burned. Use the wallet that should receive them",
+    );
+    return undefined;
+  }
+  if (input !== input.toLowerCase() && input !== checksummed) {
+    issues.add(
+      at,
+      `"${input}" has a bad EIP-55 checksum (a typo?); the checksummed form of what you wrote is ${checksummed}`,
+    );
+    return undefined;
+  }
+  return checksummed;
+}
+
+function paymentAsset(
+  a: z.infer<typeof rawAsset> | undefined,
+  net: Caip2 | undefined,
+  at: string,
+  issues: Issues,
+): Asset | undefined {
+  if (!a) {
+    if (!net) return undefined;
+    const usdc = chainInfo(net)?.usdc;
+    if (!usdc) {
+      issues.add(
+        `${at}.asset`,
+        `${net} has no default token: set asset.address, asset.decimals and asset.eip712Name`,
+      );
+      return undefined;
+    }
+    return { ...usdc };
+  }
+  if (!isAddress(a.address, { strict: false })) {
+    issues.add(`${at}.asset.address`, `"${a.address}" is not an address`);
+    return undefined;
+  }
+  if (!a.eip712Name && a.transferMethod === "eip3009") {
+    issues.add(
+      `${at}.asset.eip712Name`,
+      "required with a custom EIP-3009 asset: the token's EIP-712 domain name (its name() for most tokens); or set transferMethod: permit2 for a plain ERC-20",
+    );
+    return undefined;
+  }
+  // Permit2 signatures use Permit2's own domain: the token's name is informational only.
+  const { eip2612, ...rest } = a;
+  return {
+    ...rest,
+    address: getAddress(a.address),
+    eip712Name: a.eip712Name ?? a.symbol,
+    ...(eip2612 !== undefined ? { eip2612 } : {}),
+  };
+}

@@ -1,0 +1,159 @@
+/**
+ * `purchases[]`: each entry becomes one PurchaseRequest. The buyer converts every budget amount
+ * to the token's smallest unit and compares them; the same conversion and comparisons run here,
+ * so a budget that passes preview never crashes or silently refuses every request at run time.
+ */
+import { getAddress, isAddress } from "viem";
+import { z } from "zod";
+import { chainInfo } from "../../api/chains";
+import { toAtomic } from "../../api/money";
+import { purchaseRequestSpecSchema } from "../../api/resources";
+import { amount, amountInput, DNS_LABEL, httpUrl, network } from "./fields";
+import { type Issues, joinPath, parseSection, wholeNumber } from "./issues";
+import type { PurchaseConfig } from "./types";
+
+const rawPurchase = z.strictObject({
+  name: z.string(),
+  endpoint: z.string(),
+  model: z.string().min(1),
+  payment: z.strictObject({
+    network: z.string(),
+    asset: z.string().optional(),
+    decimals: wholeNumber(0, 36, "the payment token's decimals, e.g. 18").optional(),
+    maxPrice: amountInput,
+    rpcUrl: z.string().optional(),
+  }),
+  budget: z.strictObject({
+    maxPerRequest: amountInput,
+    maxPerDay: amountInput.optional(),
+    maxTotal: amountInput.optional(),
+  }),
+});
+
+export const purchasesSchema = z.array(z.unknown()).default([]);
+
+export function purchases(inputs: readonly unknown[], issues: Issues): PurchaseConfig[] {
+  const out: PurchaseConfig[] = [];
+  const names = new Map<string, number>();
+  const models = new Map<string, number>();
+  inputs.forEach((input, i) => {
+    const at = `purchases[${i}]`;
+    const p = parseSection(rawPurchase, input, at, issues);
+    if (!p) return;
+    if (!DNS_LABEL.test(p.name)) issues.add(`${at}.name`, `"${p.name}" must be a DNS label`);
+    if (names.has(p.name))
+      issues.add(`${at}.name`, `"${p.name}" is used twice; purchase names must be unique`);
+    names.set(p.name, i);
+    // The buyer answers `paid/<model>` with the purchase for that model: a second one would never be used.
+    const sameModel = models.get(p.model);
+    if (sameModel !== undefined) {
+      issues.add(
+        `${at}.model`,
+        `"${p.model}" is already bought by purchases[${sameModel}]; agents ask for paid/${p.model} and only one purchase can answer: give each purchase its own model`,
+      );
+    }
+    models.set(p.model, i);
+    const endpoint = httpUrl(p.endpoint, `${at}.endpoint`, issues, "the seller's http(s) URL");
+    const net = network(p.payment.network, `${at}.payment.network`, issues);
+    const rpcUrl =
+      p.payment.rpcUrl === undefined
+        ? undefined
+        : httpUrl(
+            p.payment.rpcUrl,
+            `${at}.payment.rpcUrl`,
+            issues,
+            `an http(s) JSON-RPC URL of ${p.payment.network}`,
+          );
+    let asset: `0x${string}` | undefined;
+    if (p.payment.asset !== undefined) {
+      if (isAddress(p.payment.asset, { strict: false })) asset = getAddress(p.payment.asset);
+      else issues.add(`${at}.payment.asset`, `"${p.payment.asset}" is not an address`);
+    }
+    // Budgets are in token units: the token's decimals must be known to count them exactly.
+    const usdc = net ? chainInfo(net)?.usdc : undefined;
+    const isUsdc = !p.payment.asset || (usdc && p.payment.asset.toLowerCase() === usdc.address.toLowerCase());
+    const decimals = p.payment.decimals ?? (isUsdc ? usdc?.decimals : undefined);
+    if (net && decimals === undefined) {
+      issues.add(
+        `${at}.payment.decimals`,
+        "required when the asset is not the chain's USDC (the token's decimals, e.g. 18)",
+      );
+    }
+    const exact = (value: string | number, path: string) => amount(value, path, issues, decimals);
+    const maxPrice = exact(p.payment.maxPrice, `${at}.payment.maxPrice`);
+    const maxPerRequest = exact(p.budget.maxPerRequest, `${at}.budget.maxPerRequest`);
+    const maxPerDay =
+      p.budget.maxPerDay === undefined ? undefined : exact(p.budget.maxPerDay, `${at}.budget.maxPerDay`);
+    const maxTotal =
+      p.budget.maxTotal === undefined ? undefined : exact(p.budget.maxTotal, `${at}.budget.maxTotal`);
+    if (decimals !== undefined) {
+      budgetsAgree(at, decimals, { maxPrice, maxPerRequest, maxPerDay, maxTotal }, issues);
+    }
+    if (!net || !maxPrice || !maxPerRequest || decimals === undefined || !endpoint) return;
+    if (p.payment.rpcUrl !== undefined && !rpcUrl) return;
+    if (p.budget.maxPerDay !== undefined && !maxPerDay) return;
+    if (p.budget.maxTotal !== undefined && !maxTotal) return;
+    const purchase: PurchaseConfig = {
+      name: p.name,
+      endpoint,
+      model: p.model,
+      payment: {
+        network: net,
+        decimals,
+        maxPrice,
+        ...(rpcUrl ? { rpcUrl } : {}),
+        ...(asset ? { asset } : {}),
+      },
+      budget: { maxPerRequest, ...(maxPerDay ? { maxPerDay } : {}), ...(maxTotal ? { maxTotal } : {}) },
+    };
+    const { name: _name, ...spec } = purchase;
+    const stored = purchaseRequestSpecSchema.safeParse(spec);
+    if (!stored.success) {
+      for (const issue of stored.error.issues) {
+        issues.add(
+          joinPath(at, issue.path),
+          `${issue.message}: the cluster would reject this PurchaseRequest; fix the value in stack config`,
+        );
+      }
+      return;
+    }
+    out.push(purchase);
+  });
+  return out;
+}
+
+/**
+ * Budgets that contradict each other refuse every request: the price cap above the per-request
+ * cap, or the per-request cap above the daily or total cap.
+ */
+function budgetsAgree(
+  at: string,
+  decimals: number,
+  b: {
+    maxPrice?: string | undefined;
+    maxPerRequest?: string | undefined;
+    maxPerDay?: string | undefined;
+    maxTotal?: string | undefined;
+  },
+  issues: Issues,
+): void {
+  const atomic = (v: string) => toAtomic(v, decimals);
+  const { maxPrice, maxPerRequest, maxPerDay, maxTotal } = b;
+  if (maxPrice && maxPerRequest && atomic(maxPrice) > atomic(maxPerRequest)) {
+    issues.add(
+      `${at}.payment.maxPrice`,
+      `${maxPrice} is above budget.maxPerRequest ${maxPerRequest}, so a request at that price would always be refused: lower payment.maxPrice or raise budget.maxPerRequest`,
+    );
+  }
+  for (const [key, cap] of [
+    ["maxPerDay", maxPerDay],
+    ["maxTotal", maxTotal],
+  ] as const) {
+    if (maxPerRequest && cap && atomic(maxPerRequest) > atomic(cap)) {
+      issues.add(
+        `${at}.budget.maxPerRequest`,
+        `${maxPerRequest} is above budget.${key} ${cap}, which caps every request anyway: lower budget.maxPerRequest or raise budget.${key}`,
+      );
+    }
+  }
+}
