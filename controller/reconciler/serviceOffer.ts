@@ -123,7 +123,8 @@ function registeredCondition(
 
 export function computeOfferStatus(obj: ServiceOfferObject, inputs: OfferInputs): ServiceOfferStatus {
   const generation = obj.metadata?.generation;
-  const spec = inputs.verdict.ok ? inputs.verdict.spec : inputs.verdict.spec;
+  // A losing claim may still carry the parsed spec (for the endpoint); an invalid one has none.
+  const spec = inputs.verdict.spec;
   const upstream: ConditionInput = inputs.upstream.ok
     ? {
         type: OfferCondition.UpstreamHealthy,

@@ -222,10 +222,6 @@ export async function patchStatus(
   );
 }
 
-export function objectKey(obj: k8s.KubernetesObject): string {
-  return `${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`;
-}
-
 /** A short description of an API or network error for logs and condition messages. */
 export function errorText(err: unknown): string {
   if (err instanceof k8s.ApiException) {
