@@ -3,7 +3,7 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { DEFAULT_IMAGES } from "../../program/config/parse";
+import { DEFAULT_IMAGES } from "../../program/config/types";
 
 /**
  * The container images the real-cluster tests run, built on this machine without any registry:
@@ -13,7 +13,7 @@ import { DEFAULT_IMAGES } from "../../program/config/parse";
  *   node        tagged `node:<NODE_VERSION>-bookworm-slim`, the build stage of controller/Dockerfile
  *   distroless  tagged `gcr.io/distroless/nodejs22-debian12:nonroot`, its final stage
  *   runtime     controller/Dockerfile itself, unchanged
- *   litellm     LiteLLM from PyPI, the version the stack pins (program/config/parse.ts DEFAULT_IMAGES)
+ *   litellm     LiteLLM from PyPI, the version the stack pins (program/config/types.ts DEFAULT_IMAGES)
  *   modelServer tests/images/model-server, an OpenAI-compatible server with fixed answers
  *
  * The two base images carry the exact names the Dockerfile's FROM lines use, so the runtime
@@ -445,7 +445,7 @@ const SPECS: Record<ImageName, ImageSpec> = {
       if (pinned?.[1] !== version)
         throw new Error(
           `tests/images/litellm/requirements.txt pins litellm ${pinned?.[1]}, but the stack runs ${version} ` +
-            `(program/config/parse.ts DEFAULT_IMAGES.litellm): regenerate the requirements as their header says`,
+            `(program/config/types.ts DEFAULT_IMAGES.litellm): regenerate the requirements as their header says`,
         );
       const context = stageContext(ctx, "litellm", { "egress-ca.crt": `${machineExtraCAs()}\n` });
       await dockerBuild(ctx, context, { BASE: parent(ctx, "debian").tag, LITELLM_VERSION: version });

@@ -1,7 +1,7 @@
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { DEFAULT_IMAGES } from "../../program/config/parse";
+import { DEFAULT_IMAGES } from "../../program/config/types";
 import { liteLLMVersion, localTag } from "../harness/images";
 
 const root = path.resolve(__dirname, "../..");
