@@ -559,7 +559,7 @@ export async function ensureImages<N extends ImageName = ImageName>(
   const docker = dockerBin();
   await run(docker, ["version", "--format", "{{.Server.Version}}"]).catch((err: Error) => {
     throw new Error(
-      `the Docker daemon is not reachable (${err.message}); start it: dockerd >/tmp/dockerd.log 2>&1 &`,
+      `the Docker daemon is not reachable (${err.message}); start it (tests/harness/docker.ts ensureDockerd does when a test needs it): dockerd >/tmp/dockerd.log 2>&1 &`,
       {
         cause: err,
       },
@@ -608,19 +608,24 @@ export async function ensureImages<N extends ImageName = ImageName>(
   });
 }
 
-// `npm run images`: build (or confirm) every image, e.g. as a CI step before the tests.
+// `npm run images`: build (or confirm) every image, e.g. as a CI step before the tests. A dockerd
+// started for it (none was running) is stopped at the end.
 if (require.main === module) {
   const only = process.argv.slice(2) as ImageName[];
   for (const n of only)
     if (!(n in SPECS)) throw new Error(`unknown image "${n}"; one of ${Object.keys(SPECS).join(", ")}`);
-  ensureImages(only.length > 0 ? { only } : {}).then(
-    (images) => {
+  (async () => {
+    const { ensureDockerd } = await import("./docker");
+    const dockerd = await ensureDockerd({ logDir: path.join(toolsHome(), "images/logs") });
+    try {
+      const images = await ensureImages(only.length > 0 ? { only } : {});
       for (const image of Object.values(images) as LocalImage[])
         console.log(`${image.name.padEnd(12)} ${image.tag}  ${image.tar}`);
-    },
-    (err: Error) => {
-      console.error(err.message);
-      process.exit(1);
-    },
-  );
+    } finally {
+      await dockerd.stop();
+    }
+  })().catch((err: Error) => {
+    console.error(err.message);
+    process.exit(1);
+  });
 }

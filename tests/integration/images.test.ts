@@ -4,6 +4,8 @@
  */
 import * as assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { type Dockerd, ensureDockerd } from "../harness/docker";
+import { RUN_DIR } from "../harness/env";
 import { dockerBin, ensureImages } from "../harness/images";
 import { freePort, waitFor } from "../harness/processes";
 import { answerFor } from "../images/model-server/server";
@@ -29,6 +31,13 @@ function docker(args: string[]): Promise<{ code: number; output: string }> {
 describe("test images", function () {
   // A cold build of the runtime image runs npm ci and tsc inside Docker.
   this.timeout(45 * 60_000);
+  let dockerd: Dockerd | undefined;
+  before(async () => {
+    dockerd = await ensureDockerd({ logDir: RUN_DIR });
+  });
+  after(async () => {
+    await dockerd?.stop();
+  });
 
   it("the runtime image (controller/Dockerfile) runs its sub-commands as non-root on a read-only root", async () => {
     const { runtime } = await ensureImages({ only: ["runtime"] });

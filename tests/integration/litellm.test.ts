@@ -12,7 +12,8 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { LITELLM_ENV, liteLLMArgs, liteLLMConfig } from "../../components/litellm";
-import { scratchDir } from "../harness/env";
+import { type Dockerd, ensureDockerd } from "../harness/docker";
+import { RUN_DIR, scratchDir } from "../harness/env";
 import { dockerBin, ensureImages } from "../harness/images";
 import { freePort, type ManagedProcess, startProcess, tail, waitFor } from "../harness/processes";
 import { answerFor, startModelServer } from "../images/model-server/server";
@@ -86,6 +87,7 @@ describe("LiteLLM (real proxy, pinned version) with the generated config", funct
   let buyer: Awaited<ReturnType<typeof startBuyerStandIn>>;
   let proxy: ManagedProcess | undefined;
   let base: string;
+  let dockerd: Dockerd | undefined;
 
   const call = (body: unknown) =>
     fetch(`${base}/v1/chat/completions`, {
@@ -97,6 +99,7 @@ describe("LiteLLM (real proxy, pinned version) with the generated config", funct
     call({ model: modelName, messages: [{ role: "user", content }] });
 
   before(async () => {
+    dockerd = await ensureDockerd({ logDir: RUN_DIR });
     const { litellm } = await ensureImages({ only: ["litellm"] });
     model = await startModelServer({ models: ["test-model"] });
     buyer = await startBuyerStandIn();
@@ -163,6 +166,7 @@ describe("LiteLLM (real proxy, pinned version) with the generated config", funct
     await proxy?.stop();
     await model?.close();
     await buyer?.close();
+    await dockerd?.stop();
   });
 
   it("runs as the non-root user with a read-only root filesystem", async () => {
