@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { DEFAULT_IMAGES } from "../../program/config/types";
+import { ensureDockerd } from "./docker";
 
 /**
  * The container images the real-cluster tests run, built on this machine without any registry:
@@ -615,7 +616,6 @@ if (require.main === module) {
   for (const n of only)
     if (!(n in SPECS)) throw new Error(`unknown image "${n}"; one of ${Object.keys(SPECS).join(", ")}`);
   (async () => {
-    const { ensureDockerd } = await import("./docker");
     const dockerd = await ensureDockerd({ logDir: path.join(toolsHome(), "images/logs") });
     try {
       const images = await ensureImages(only.length > 0 ? { only } : {});
