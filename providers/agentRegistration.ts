@@ -1,5 +1,14 @@
 import * as pulumi from "@pulumi/pulumi";
-import type { Account, Chain, Hex, PublicClient, Transport, WalletClient } from "viem";
+import type {
+  Account,
+  Chain,
+  GetContractReturnType,
+  Hex,
+  ParseAbi,
+  PublicClient,
+  Transport,
+  WalletClient,
+} from "viem";
 import {
   AGENT_WALLET_DEADLINE_SECONDS,
   AGENT_WALLET_DOMAIN,
@@ -22,16 +31,7 @@ import {
   tombstoneUri,
 } from "./agentRegistrationLogic";
 
-/**
- * An ERC-8004 agent registration on one chain: the agent NFT on the IdentityRegistry whose
- * tokenURI is the agentURI. Create mints (or finds the registration a crashed run left behind,
- * or adopts an explicit agentId); update calls setAgentURI / setMetadata / setAgentWallet only
- * for what differs on chain; delete points the URI at an inactive tombstone (the NFT stays);
- * refresh reads the owner, URI and metadata back from chain.
- *
- * The signer key is a secret input: the engine stores it encrypted in state, hands it to the
- * provider process only in plaintext memory, and it is never part of the provider's closure.
- */
+/** Inputs of an AgentRegistration. */
 export interface AgentRegistrationArgs {
   /** CAIP-2 network, e.g. `eip155:84532`. */
   network: pulumi.Input<string>;
@@ -57,11 +57,19 @@ export interface AgentRegistrationArgs {
 
 type State = AgentRegistrationState;
 
+type RegistryAbi = ParseAbi<typeof IDENTITY_REGISTRY_ABI>;
+type RegistryContract = GetContractReturnType<
+  RegistryAbi,
+  { public: PublicClient; wallet: WalletClient<Transport, Chain, Account> }
+>;
+
 /** Everything a method needs to talk to the registry, built inside the method (never captured). */
 interface Chainside {
   viem: typeof import("viem");
   publicClient: PublicClient;
-  walletClient: WalletClient<Transport, Chain, Account>;
+  /** The IdentityRegistry as one typed client: its ABI is parsed once per operation. */
+  contract: RegistryContract;
+  abi: RegistryAbi;
   signer: `0x${string}`;
   registry: `0x${string}`;
   network: string;
@@ -103,6 +111,7 @@ async function connect(inputs: AgentRegistrationInputs): Promise<Chainside> {
   } catch (err) {
     throw new Error(
       `cannot reach the RPC for ${inputs.network}: ${errorText(err)}; check identity.rpcUrls["${inputs.network}"]`,
+      { cause: err },
     );
   }
   if (served !== chainId) {
@@ -116,10 +125,17 @@ async function connect(inputs: AgentRegistrationInputs): Promise<Chainside> {
       `no contract at ${registry} on ${inputs.network}: set identity.registries["${inputs.network}"] to the IdentityRegistry address`,
     );
   }
+  const abi = viem.parseAbi(IDENTITY_REGISTRY_ABI);
+  const contract = viem.getContract({
+    address: registry,
+    abi,
+    client: { public: publicClient, wallet: walletClient },
+  });
   return {
     viem,
     publicClient,
-    walletClient,
+    contract,
+    abi,
     signer: account.address,
     registry,
     network: inputs.network,
@@ -127,32 +143,25 @@ async function connect(inputs: AgentRegistrationInputs): Promise<Chainside> {
   };
 }
 
-function isNonexistentToken(err: unknown): boolean {
-  return /ERC721NonexistentToken/.test(String((err as { message?: string }).message ?? err));
+/** Whether a contract call reverted with the custom error `errorName` (found by walking viem's error chain). */
+function revertedWith(viem: typeof import("viem"), err: unknown, errorName: string): boolean {
+  if (!(err instanceof viem.BaseError)) return false;
+  const revert = err.walk((e) => e instanceof viem.ContractFunctionRevertedError);
+  return revert instanceof viem.ContractFunctionRevertedError && revert.data?.errorName === errorName;
 }
 
 /** The current owner, or undefined when the agentId was never minted on this registry. */
 async function ownerOf(c: Chainside, agentId: bigint): Promise<`0x${string}` | undefined> {
   try {
-    return await c.publicClient.readContract({
-      address: c.registry,
-      abi: c.viem.parseAbi(IDENTITY_REGISTRY_ABI),
-      functionName: "ownerOf",
-      args: [agentId],
-    });
+    return await c.contract.read.ownerOf([agentId]);
   } catch (err) {
-    if (isNonexistentToken(err)) return undefined;
+    if (revertedWith(c.viem, err, "ERC721NonexistentToken")) return undefined;
     throw err;
   }
 }
 
 async function tokenURI(c: Chainside, agentId: bigint): Promise<string> {
-  return c.publicClient.readContract({
-    address: c.registry,
-    abi: c.viem.parseAbi(IDENTITY_REGISTRY_ABI),
-    functionName: "tokenURI",
-    args: [agentId],
-  });
+  return c.contract.read.tokenURI([agentId]);
 }
 
 async function requireOwnedBySigner(c: Chainside, agentId: bigint, adopting: boolean): Promise<void> {
@@ -179,17 +188,26 @@ type RegistryWrite =
   | { functionName: "setMetadata"; args: readonly [bigint, string, Hex] }
   | { functionName: "setAgentWallet"; args: readonly [bigint, `0x${string}`, bigint, Hex] };
 
+function write(c: Chainside, call: RegistryWrite): Promise<Hex> {
+  switch (call.functionName) {
+    case "register":
+      return c.contract.write.register(call.args);
+    case "setAgentURI":
+      return c.contract.write.setAgentURI(call.args);
+    case "setMetadata":
+      return c.contract.write.setMetadata(call.args);
+    case "setAgentWallet":
+      return c.contract.write.setAgentWallet(call.args);
+  }
+}
+
 /** Sends one transaction and waits for it; a revert or a failed receipt is an error naming the call. */
 async function send(c: Chainside, call: RegistryWrite) {
   let hash: Hex;
   try {
-    hash = await c.walletClient.writeContract({
-      address: c.registry,
-      abi: c.viem.parseAbi(IDENTITY_REGISTRY_ABI),
-      ...call,
-    } as Parameters<typeof c.walletClient.writeContract>[0]);
+    hash = await write(c, call);
   } catch (err) {
-    throw new Error(`${call.functionName} on ${c.agentRegistry} failed: ${errorText(err)}`);
+    throw new Error(`${call.functionName} on ${c.agentRegistry} failed: ${errorText(err)}`, { cause: err });
   }
   const receipt = await c.publicClient.waitForTransactionReceipt({ hash });
   if (receipt.status !== "success") {
@@ -200,17 +218,8 @@ async function send(c: Chainside, call: RegistryWrite) {
 
 /** The signer's Registered events on this registry (owner is indexed, so the node filters). */
 async function signerRegistrations(c: Chainside, fromBlock: bigint): Promise<RegisteredEvent[]> {
-  const event = c.viem.parseAbiItem(
-    "event Registered(uint256 indexed agentId, string agentURI, address indexed owner)",
-  );
   try {
-    const logs = await c.publicClient.getLogs({
-      address: c.registry,
-      event,
-      args: { owner: c.signer },
-      fromBlock,
-      toBlock: "latest",
-    });
+    const logs = await c.contract.getEvents.Registered({ owner: c.signer }, { fromBlock, toBlock: "latest" });
     return logs.map((log) => ({
       agentId: log.args.agentId ?? 0n,
       agentURI: log.args.agentURI ?? "",
@@ -222,6 +231,7 @@ async function signerRegistrations(c: Chainside, fromBlock: bigint): Promise<Reg
     throw new Error(
       `cannot search the signer's Registered events on ${c.network} from block ${fromBlock}: ${errorText(err)}; ` +
         "set searchFromBlock to a block shortly before the signer's first registration",
+      { cause: err },
     );
   }
 }
@@ -233,12 +243,7 @@ async function findLostRegistration(
   fromBlock: bigint,
 ): Promise<RegisteredEvent | undefined> {
   // A signer that owns no agent has nothing to adopt: skip the log search (cheap, and immune to RPC range limits).
-  const owned = await c.publicClient.readContract({
-    address: c.registry,
-    abi: c.viem.parseAbi(IDENTITY_REGISTRY_ABI),
-    functionName: "balanceOf",
-    args: [c.signer],
-  });
+  const owned = await c.contract.read.balanceOf([c.signer]);
   if (owned === 0n) return undefined;
   for (const candidate of registrationCandidates(await signerRegistrations(c, fromBlock), agentURI)) {
     const owner = await ownerOf(c, candidate.agentId);
@@ -250,17 +255,9 @@ async function findLostRegistration(
 
 async function mint(c: Chainside, agentURI: string): Promise<{ agentId: bigint; txHash: string }> {
   const receipt = await send(c, { functionName: "register", args: [agentURI] });
-  const abi = c.viem.parseAbi(IDENTITY_REGISTRY_ABI);
-  for (const log of receipt.logs) {
-    if (log.address.toLowerCase() !== c.registry.toLowerCase()) continue;
-    try {
-      const decoded = c.viem.decodeEventLog({ abi, data: log.data, topics: log.topics });
-      if (decoded.eventName === "Registered")
-        return { agentId: decoded.args.agentId, txHash: receipt.transactionHash };
-    } catch {
-      // Not one of ours (Transfer, MetadataSet, ...).
-    }
-  }
+  const ours = receipt.logs.filter((log) => log.address.toLowerCase() === c.registry.toLowerCase());
+  const [registered] = c.viem.parseEventLogs({ abi: c.abi, logs: ours, eventName: "Registered" });
+  if (registered) return { agentId: registered.args.agentId, txHash: receipt.transactionHash };
   throw new Error(
     `register transaction ${receipt.transactionHash} on ${c.network} emitted no Registered event: is ${c.registry} an ERC-8004 IdentityRegistry?`,
   );
@@ -271,16 +268,8 @@ async function readMetadata(
   agentId: bigint,
   keys: readonly string[],
 ): Promise<Record<string, Hex>> {
-  const abi = c.viem.parseAbi(IDENTITY_REGISTRY_ABI);
   const values: Record<string, Hex> = {};
-  for (const key of keys) {
-    values[key] = await c.publicClient.readContract({
-      address: c.registry,
-      abi,
-      functionName: "getMetadata",
-      args: [agentId, key],
-    });
-  }
+  for (const key of keys) values[key] = await c.contract.read.getMetadata([agentId, key]);
   return values;
 }
 
@@ -298,12 +287,7 @@ async function reconcileAgentWallet(
       `agentWalletKey belongs to ${wallet.address}, not agentWallet ${wanted}: pass the wallet's own key`,
     );
   }
-  const current = await c.publicClient.readContract({
-    address: c.registry,
-    abi: c.viem.parseAbi(IDENTITY_REGISTRY_ABI),
-    functionName: "getAgentWallet",
-    args: [agentId],
-  });
+  const current = await c.contract.read.getAgentWallet([agentId]);
   if (current === wanted) return;
   // The registry bounds the deadline by its own clock: take it from the chain, not this machine.
   const block = await c.publicClient.getBlock({ blockTag: "latest" });
@@ -429,7 +413,17 @@ export const agentRegistrationProvider: pulumi.dynamic.ResourceProvider<AgentReg
   },
 };
 
-/** An ERC-8004 agent on one chain's IdentityRegistry. Outputs: agentId, owner, txHash, agentRegistry. */
+/**
+ * An ERC-8004 agent registration on one chain: the agent NFT on the IdentityRegistry whose
+ * tokenURI is the agentURI. Create mints (or finds the registration a crashed run left behind,
+ * or adopts an explicit agentId); update calls setAgentURI / setMetadata / setAgentWallet only
+ * for what differs on chain; delete points the URI at an inactive tombstone (the NFT stays);
+ * refresh reads the owner, URI and metadata back from chain. Outputs: agentId, owner, txHash,
+ * agentRegistry.
+ *
+ * The signer key is a secret input: the engine stores it encrypted in state, hands it to the
+ * provider process only in plaintext memory, and it is never part of the provider's closure.
+ */
 export class AgentRegistration extends pulumi.dynamic.Resource {
   declare readonly agentId: pulumi.Output<string>;
   declare readonly owner: pulumi.Output<string>;
