@@ -57,6 +57,8 @@ export const ENV = {
   publicBaseUrl: "PUBLIC_BASE_URL",
   gatewayInternalUrl: "GATEWAY_INTERNAL_URL",
   gatewayUrl: "GATEWAY_URL",
+  /** How many gateway replicas share each offer's limits (docs/adr/0003-ha-gateway.md). */
+  gatewayReplicas: "GATEWAY_REPLICAS",
   quickTunnelMetricsUrl: "QUICK_TUNNEL_METRICS_URL",
   signerKey: "SIGNER_KEY",
   rpcUrl: "RPC_URL",
@@ -115,3 +117,23 @@ export function isReservedPath(path: string): boolean {
 export function followsQuickTunnel(s: { quickTunnel: boolean; publicBaseUrl: string | undefined }): boolean {
   return s.quickTunnel && !s.publicBaseUrl;
 }
+
+/** Every runtime process serves Prometheus metrics at this path, on an in-cluster port only. */
+export const METRICS_PATH = "/metrics";
+
+/**
+ * Where each runtime component's metrics are scraped: a Service port by name (`service`), or the
+ * pods' container port (`pod`: the controller has no Service; a PodMonitor scrapes every
+ * replica, the standby ones included).
+ */
+export const METRICS_TARGETS = [
+  {
+    component: COMPONENTS.gateway,
+    via: "service",
+    service: `${COMPONENTS.gateway}-internal`,
+    port: "internal",
+  },
+  { component: COMPONENTS.facilitator, via: "service", service: COMPONENTS.facilitator, port: "http" },
+  { component: COMPONENTS.buyer, via: "service", service: COMPONENTS.buyer, port: "http" },
+  { component: COMPONENTS.controller, via: "pod", port: "http" },
+] as const;

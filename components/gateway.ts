@@ -9,6 +9,11 @@ export interface GatewayArgs {
   facilitatorUrl: pulumi.Input<string>;
   /** The public origin, used in catalogs and 402 resource URLs when known. */
   publicBaseUrl?: pulumi.Input<string>;
+  /**
+   * Replicas (default 1). Two or more get a PodDisruptionBudget and spread over nodes; each
+   * enforces 1/replicas of every offer's limits (docs/adr/0003-ha-gateway.md).
+   */
+  replicas?: number;
 }
 
 /**
@@ -33,7 +38,8 @@ export class Gateway extends pulumi.ComponentResource {
         // Route reports for the controller and /metrics: in-cluster only, never behind the tunnel.
         internalPort: PORTS.gatewayInternal,
         service: true,
-        replicas: 1,
+        replicas: args.replicas ?? 1,
+        highlyAvailable: (args.replicas ?? 1) >= 2,
         rules: [
           {
             apiGroups: [GROUP],
@@ -43,6 +49,7 @@ export class Gateway extends pulumi.ComponentResource {
         ],
         env: [
           { name: ENV.facilitatorUrl, value: args.facilitatorUrl },
+          { name: ENV.gatewayReplicas, value: String(args.replicas ?? 1) },
           ...(args.publicBaseUrl ? [{ name: ENV.publicBaseUrl, value: args.publicBaseUrl }] : []),
         ],
       },

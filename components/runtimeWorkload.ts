@@ -26,6 +26,11 @@ export interface RuntimeWorkloadArgs {
   /** Secret values, mounted as files under /var/run/secrets/obol (never as env literals). */
   secretFiles?: Record<string, pulumi.Input<string>>;
   replicas?: number;
+  /**
+   * Keep serving through node drains and rollouts: a PodDisruptionBudget (at most one pod away
+   * at a time) and pods spread over nodes (preferred, so a one-node cluster still schedules).
+   */
+  highlyAvailable?: boolean;
   /** A persistent volume for state that must survive restarts (one replica, Recreate rollouts). */
   persistentVolume?: { mountPath: string; size: string };
 }
@@ -133,12 +138,36 @@ export class RuntimeWorkload extends pulumi.ComponentResource {
                 volumeMounts,
               },
               volumes,
+              ...(args.highlyAvailable
+                ? {
+                    affinity: {
+                      podAntiAffinity: {
+                        preferredDuringSchedulingIgnoredDuringExecution: [
+                          {
+                            weight: 100,
+                            podAffinityTerm: {
+                              topologyKey: "kubernetes.io/hostname",
+                              labelSelector: { matchLabels: selector },
+                            },
+                          },
+                        ],
+                      },
+                    },
+                  }
+                : {}),
             }),
           },
         },
       },
       { parent: this },
     );
+    if (args.highlyAvailable) {
+      new k8s.policy.v1.PodDisruptionBudget(
+        args.component,
+        { metadata: meta, spec: { maxUnavailable: 1, selector: { matchLabels: selector } } },
+        { parent: this },
+      );
+    }
 
     if (args.service) {
       const service = new k8s.core.v1.Service(

@@ -41,6 +41,7 @@ export function podSpec(args: {
   container: Container;
   volumes?: k8s.types.input.core.v1.Volume[];
   uid?: number;
+  affinity?: k8s.types.input.core.v1.Affinity;
 }): PodSpec {
   const uid = args.uid ?? 65532;
   return {
@@ -50,6 +51,7 @@ export function podSpec(args: {
     securityContext: { runAsNonRoot: true, runAsUser: uid, runAsGroup: uid, fsGroup: uid },
     containers: [{ securityContext: restrictedSecurityContext, ...args.container }],
     ...(args.volumes ? { volumes: args.volumes } : {}),
+    ...(args.affinity ? { affinity: args.affinity } : {}),
   };
 }
 

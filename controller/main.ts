@@ -23,7 +23,11 @@ async function main(argv: string[]): Promise<void> {
   await runCommand((await load()).command, rest);
 }
 
-main(process.argv.slice(2)).catch((err) => {
-  console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
+main(process.argv.slice(2)).catch(async (err) => {
+  // A start-up failure is a log line like any other (JSON, secrets redacted).
+  const { createLogger } = await import("./shared/log.js");
+  createLogger({ component: process.argv[2] ?? "runtime" }).error("cannot start", {
+    error: err instanceof Error ? (err.stack ?? err.message) : String(err),
+  });
   process.exit(1);
 });

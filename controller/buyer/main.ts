@@ -17,6 +17,7 @@ import {
 import { readPrivateKey } from "../shared/secrets";
 import type { Command } from "../shared/startup";
 import { SpendLedger } from "./ledger";
+import { BuyerMetrics } from "./metrics";
 import { type Purchase, spendStatus, startBuyer } from "./server";
 
 const SETTINGS = {
@@ -43,14 +44,13 @@ export const command: Command<keyof typeof SETTINGS> = {
       log,
     );
 
-    const purchaseFor = (model: string): Purchase | undefined => {
-      for (const obj of purchases.list()) {
+    const current = (): Purchase[] =>
+      purchases.list().flatMap((obj) => {
         const parsed = purchaseRequestSpecSchema.safeParse(obj.spec);
-        if (parsed.success && parsed.data.model === model)
-          return { name: obj.metadata?.name ?? "", spec: parsed.data };
-      }
-      return undefined;
-    };
+        return parsed.success ? [{ name: obj.metadata?.name ?? "", spec: parsed.data }] : [];
+      });
+    const purchaseFor = (model: string): Purchase | undefined =>
+      current().find((p) => p.spec.model === model);
     const publish = (purchase: Purchase) => {
       patchStatus(kc, PLURALS.purchaseRequest, namespace, purchase.name, spendStatus(ledger, purchase)).catch(
         (err) => log(`buyer: could not update PurchaseRequest ${purchase.name} status: ${errorText(err)}`),
@@ -62,6 +62,7 @@ export const command: Command<keyof typeof SETTINGS> = {
       purchaseFor,
       onSpend: publish,
       log,
+      metrics: new BuyerMetrics(ledger, current),
       port: s.int("port", PORTS.buyer),
       host: s.string("host") ?? "0.0.0.0",
     });

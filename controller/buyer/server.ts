@@ -17,8 +17,11 @@ import type { LocalAccount } from "viem";
 import { fromAtomic } from "../../api/money";
 import type { PurchaseRequestSpec } from "../../api/resources";
 import { readJsonBody, sendJson } from "../shared/http";
+import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
+import { serveMetrics } from "../shared/metrics";
 import { checkBudget } from "./budget";
 import type { SpendLedger } from "./ledger";
+import type { BuyerMetrics } from "./metrics";
 
 export const BUYER_USER_AGENT = "obol-stack-buyer/0.1";
 const MAX_REQUEST_BYTES = 4 << 20;
@@ -41,7 +44,9 @@ export interface BuyerOptions {
   purchaseFor(model: string): Purchase | undefined;
   /** Called after each paid or refused request, to publish spend counters. */
   onSpend?(purchase: Purchase): void;
-  log: (message: string) => void;
+  log: LogFn;
+  /** Served at /metrics when set (the buyer's port is in-cluster only). */
+  metrics?: BuyerMetrics;
   port?: number;
   host?: string;
 }
@@ -54,7 +59,10 @@ export interface RunningBuyer {
 export function startBuyer(opts: BuyerOptions): Promise<RunningBuyer> {
   const server = http.createServer((req, res) => {
     handle(opts, req, res).catch((err) => {
-      opts.log(`buyer: ${err instanceof Error ? err.message : String(err)}`);
+      opts.log(`buyer: ${err instanceof Error ? err.message : String(err)}`, {
+        level: "error",
+        requestId: res.getHeader(REQUEST_ID_HEADER),
+      });
       if (!res.headersSent) sendJson(res, 502, { error: { type: "buyer_error", message: String(err) } });
       else res.destroy();
     });
@@ -78,6 +86,11 @@ async function handle(
   const path = (req.url ?? "/").split("?")[0] ?? "/";
   if (req.method === "GET" && (path === "/healthz" || path === "/readyz"))
     return sendJson(res, 200, { ok: true });
+  if (req.method === "GET" && path === "/metrics" && opts.metrics) return serveMetrics(res, opts.metrics);
+  // Carried to the seller (whose gateway logs it with the settlement) and back to the agent.
+  const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER]);
+  res.setHeader(REQUEST_ID_HEADER, requestId);
+  const started = process.hrtime.bigint();
   if (req.method !== "POST" || !FORWARDED_PATHS.has(path)) {
     return sendJson(res, 404, {
       error: { type: "not_found", message: `POST one of ${[...FORWARDED_PATHS].join(", ")}` },
@@ -94,6 +107,12 @@ async function handle(
 
   // One client per request: its hook sees the seller's price before anything is signed.
   const paymentId = randomUUID();
+  const metrics = opts.metrics;
+  const count = (outcome: string, reason = "") => {
+    metrics?.payments.inc({ purchase: purchase.name, outcome, reason });
+    metrics?.duration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+  };
+  let offered: { network: string; asset: string; amount: bigint } | undefined;
   let reserved = false;
   let refusal: { reason: string; message: string } | undefined;
   const client = new x402Client();
@@ -107,11 +126,8 @@ async function handle(
         (r as { maxAmountRequired?: string }).maxAmountRequired ??
         "0",
     );
-    const decision = checkBudget(
-      purchase.spec,
-      { network: r.network, asset: r.asset, amount },
-      opts.ledger.spend(purchase.name),
-    );
+    offered = { network: r.network, asset: r.asset, amount };
+    const decision = checkBudget(purchase.spec, offered, opts.ledger.spend(purchase.name));
     if (!decision.ok) {
       refusal = { reason: decision.reason!, message: decision.message! };
       return { abort: true, reason: decision.message! };
@@ -130,6 +146,7 @@ async function handle(
       headers: {
         "content-type": "application/json",
         "user-agent": BUYER_USER_AGENT,
+        [REQUEST_ID_HEADER]: requestId,
         accept: String(req.headers.accept ?? "*/*"),
       },
       body: JSON.stringify({ ...body, model: purchase.spec.model }),
@@ -137,7 +154,17 @@ async function handle(
   } catch (err) {
     if (reserved) opts.ledger.release(paymentId);
     opts.onSpend?.(purchase);
-    if (refusal) return sendJson(res, 402, { error: { type: refusal.reason, message: refusal.message } });
+    if (refusal) {
+      count("refused", refusal.reason);
+      opts.log("buyer: payment refused by the budget", {
+        requestId,
+        purchase: purchase.name,
+        reason: refusal.reason,
+      });
+      return sendJson(res, 402, { error: { type: refusal.reason, message: refusal.message } });
+    }
+    count("seller_unreachable");
+    opts.log("buyer: seller unreachable", { level: "warn", requestId, purchase: purchase.name, error: err });
     return sendJson(res, 502, {
       error: {
         type: "seller_unreachable",
@@ -154,9 +181,24 @@ async function handle(
     else opts.ledger.release(paymentId); // the seller did not charge
   }
   opts.onSpend?.(purchase);
-  if (receipt?.success) {
+  if (receipt?.success && reserved && offered) {
     const spent = opts.ledger.spend(purchase.name);
-    opts.log(`buyer: paid ${purchase.name} (tx ${receipt.transaction}); total ${spent.total}`);
+    count("paid");
+    metrics?.paid.inc(
+      { purchase: purchase.name, network: offered.network, asset: offered.asset },
+      Number(offered.amount),
+    );
+    opts.log("buyer: paid", {
+      requestId,
+      purchase: purchase.name,
+      network: offered.network,
+      asset: offered.asset,
+      amount: offered.amount,
+      transaction: receipt.transaction,
+      spentTotal: spent.total,
+    });
+  } else {
+    count("not_charged", upstream.status === 402 ? "seller_refused" : `status_${upstream.status}`);
   }
 
   const headers: Record<string, string> = {};

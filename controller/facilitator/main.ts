@@ -6,6 +6,7 @@ import type { Network } from "@x402/core/types";
 import { ENV, PORTS } from "../../api/contract";
 import { readPrivateKey } from "../shared/secrets";
 import type { Command } from "../shared/startup";
+import { FacilitatorMetrics } from "./metrics";
 import { startFacilitator } from "./server";
 
 const SETTINGS = {
@@ -14,13 +15,15 @@ const SETTINGS = {
   networks: { env: "NETWORKS" },
   port: { env: ENV.port },
   host: { env: "HOST" },
+  /** How often the signer's native balance (a metric) is read. */
+  "balance-refresh-ms": { env: "BALANCE_REFRESH_MS" },
 } as const;
 
 export const command: Command<keyof typeof SETTINGS> = {
   name: "facilitator",
   settings: SETTINGS,
   shutdownDeadlineMs: 8_000,
-  async start({ settings: s }) {
+  async start({ settings: s, log }) {
     const rpcUrl = s.string("rpc-url");
     if (!rpcUrl)
       throw new Error(`${s.describe("rpc-url")} must be set: the chain the facilitator settles on`);
@@ -29,6 +32,9 @@ export const command: Command<keyof typeof SETTINGS> = {
       ?.split(",")
       .map((n) => n.trim() as Network);
     const running = await startFacilitator({
+      metrics: new FacilitatorMetrics(),
+      balanceRefreshMs: s.int("balance-refresh-ms", 30_000),
+      log,
       signerKey: readPrivateKey(ENV.signerKey),
       rpcUrl,
       ...(networks ? { networks } : {}),

@@ -17,7 +17,11 @@ import {
 import { registerExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { createWalletClient, type Hex, http as httpTransport, publicActions } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { bindingOf } from "../payments/paymentHeader";
 import { readJsonBody, sendJson } from "../shared/http";
+import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
+import { serveMetrics } from "../shared/metrics";
+import type { FacilitatorMetrics } from "./metrics";
 
 export interface FacilitatorOptions {
   /** The key that submits settlement transactions. Never logged. */
@@ -27,6 +31,11 @@ export interface FacilitatorOptions {
   networks?: Network[];
   port?: number;
   host?: string;
+  /** Served at /metrics when set; the signer's balance is refreshed every `balanceRefreshMs`. */
+  metrics?: FacilitatorMetrics;
+  /** Default 30 s; the first refresh happens at start. */
+  balanceRefreshMs?: number;
+  log?: LogFn;
 }
 
 export interface RunningFacilitator {
@@ -64,20 +73,97 @@ function refusal(path: string, payment: PaymentPayload, why: string) {
       };
 }
 
+/** The amount a requirement asks for: v2 `amount`, v1 `maxAmountRequired`. */
+function requiredAmount(r: PaymentRequirements): bigint {
+  const raw =
+    (r as { amount?: string; maxAmountRequired?: string }).amount ??
+    (r as { maxAmountRequired?: string }).maxAmountRequired;
+  try {
+    return BigInt(raw ?? 0);
+  } catch {
+    return 0n;
+  }
+}
+
 export async function startFacilitator(opts: FacilitatorOptions): Promise<RunningFacilitator> {
+  const { metrics } = opts;
+  const log: LogFn = opts.log ?? (() => {});
   const account = privateKeyToAccount(opts.signerKey);
   const client = createWalletClient({ account, transport: httpTransport(opts.rpcUrl) }).extend(publicActions);
-  const networks = opts.networks ?? [`eip155:${await client.getChainId()}` as Network];
+  /** An RPC call, counted in obol_facilitator_rpc_errors_total when it fails. */
+  const rpc = async <T>(call: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      metrics?.rpcErrors.inc({ call });
+      throw err;
+    }
+  };
+  const networks = opts.networks ?? [
+    `eip155:${await rpc("getChainId", () => client.getChainId())}` as Network,
+  ];
   const signer = toFacilitatorEvmSigner({
     address: account.address,
-    readContract: (args) => client.readContract(args as Parameters<typeof client.readContract>[0]),
-    verifyTypedData: (args) => client.verifyTypedData(args as Parameters<typeof client.verifyTypedData>[0]),
+    readContract: (args) =>
+      rpc("readContract", () => client.readContract(args as Parameters<typeof client.readContract>[0])),
+    verifyTypedData: (args) =>
+      rpc("verifyTypedData", () =>
+        client.verifyTypedData(args as Parameters<typeof client.verifyTypedData>[0]),
+      ),
     writeContract: (args) =>
-      client.writeContract({ ...(args as Parameters<typeof client.writeContract>[0]), account, chain: null }),
-    sendTransaction: (args) => client.sendTransaction({ ...args, account, chain: null }),
-    waitForTransactionReceipt: (args) => client.waitForTransactionReceipt(args),
-    getCode: (args) => client.getCode(args),
+      rpc("writeContract", () =>
+        client.writeContract({
+          ...(args as Parameters<typeof client.writeContract>[0]),
+          account,
+          chain: null,
+        }),
+      ),
+    sendTransaction: (args) =>
+      rpc("sendTransaction", () => client.sendTransaction({ ...args, account, chain: null })),
+    waitForTransactionReceipt: (args) =>
+      rpc("waitForTransactionReceipt", () => client.waitForTransactionReceipt(args)),
+    getCode: (args) => rpc("getCode", () => client.getCode(args)),
   });
+
+  // The signer pays the gas: its balance is the first thing to run out.
+  const refreshBalance = async () => {
+    try {
+      const balance = await rpc("getBalance", () => client.getBalance({ address: account.address }));
+      for (const network of networks) {
+        metrics?.signerBalance.set({ network, address: account.address }, Number(balance));
+        metrics?.balanceUpdated.set({ network }, Date.now() / 1000);
+      }
+    } catch (err) {
+      log("facilitator: could not read the signer's balance", { level: "warn", error: err });
+    }
+  };
+  let balanceTimer: NodeJS.Timeout | undefined;
+  if (metrics) {
+    await refreshBalance();
+    balanceTimer = setInterval(() => void refreshBalance(), opts.balanceRefreshMs ?? 30_000);
+    balanceTimer.unref();
+  }
+  const recordGas = async (network: string, tx: string) => {
+    try {
+      const receipt = await rpc("getTransactionReceipt", () =>
+        client.getTransactionReceipt({ hash: tx as Hex }),
+      );
+      metrics?.gasSpent.inc({ network }, Number(receipt.gasUsed * receipt.effectiveGasPrice));
+    } catch {
+      // counted as an RPC error; the settlement itself stands
+    }
+    void refreshBalance();
+  };
+  /**
+   * Settlements in flight by authorization: with several gateway replicas, two can ask to settle
+   * the same signed payment at once. Only the first is sent; the other is refused at once instead
+   * of submitting a transaction that can only revert and burn gas.
+   */
+  const settling = new Set<string>();
+  const authorizationKey = (payment: PaymentPayload): string | undefined => {
+    const b = bindingOf((payment.payload ?? {}) as Record<string, unknown>);
+    return b.nonce ? `${(b.from ?? "").toLowerCase()}:${b.nonce.toLowerCase()}` : undefined;
+  };
   /**
    * A call to an address without code succeeds and moves nothing, and @x402/evm's simulation of
    * the proxy's `settle` (no return value) cannot tell. So before any Permit2 verify or settle,
@@ -102,6 +188,7 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
         return sendJson(res, 200, { ok: true });
       if (req.method === "GET" && path === "/supported")
         return sendJson(res, 200, facilitator.getSupported());
+      if (req.method === "GET" && path === "/metrics" && metrics) return serveMetrics(res, metrics);
       if (req.method === "POST" && (path === "/verify" || path === "/settle")) {
         const body = (await readJsonBody(req, MAX_BODY)) as {
           paymentPayload?: PaymentPayload;
@@ -112,13 +199,48 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
             error: "body must be {x402Version, paymentPayload, paymentRequirements}",
           });
         }
-        const missing = await missingPermit2Contract(body.paymentPayload);
-        if (missing) return sendJson(res, 200, refusal(path, body.paymentPayload, missing));
-        const result =
-          path === "/verify"
-            ? await facilitator.verify(body.paymentPayload, body.paymentRequirements)
-            : await facilitator.settle(body.paymentPayload, body.paymentRequirements);
-        return sendJson(res, 200, result);
+        const op = path.slice(1) as "verify" | "settle";
+        const requirements = body.paymentRequirements;
+        const network = requirements.network ?? "";
+        const fields = {
+          requestId: requestIdFrom(req.headers[REQUEST_ID_HEADER]),
+          network,
+          asset: requirements.asset,
+          amount: requiredAmount(requirements),
+        };
+        const end = metrics?.duration.startTimer({ op });
+        const key = op === "settle" ? authorizationKey(body.paymentPayload) : undefined;
+        if (key && settling.has(key)) {
+          end?.();
+          metrics?.requests.inc({ op, network, outcome: "failed", reason: "settlement_in_progress" });
+          log("facilitator: refused a second settlement of an authorization in flight", fields);
+          return sendJson(res, 200, {
+            success: false,
+            errorReason: "settlement_in_progress",
+            errorMessage: "this authorization is being settled by another request",
+            transaction: "",
+            network,
+          });
+        }
+        if (key) settling.add(key);
+        try {
+          const missing = await missingPermit2Contract(body.paymentPayload);
+          const result = missing
+            ? refusal(path, body.paymentPayload, missing)
+            : op === "verify"
+              ? await facilitator.verify(body.paymentPayload, requirements)
+              : await facilitator.settle(body.paymentPayload, requirements);
+          end?.();
+          recordOutcome(op, fields, result as Outcome);
+          return sendJson(res, 200, result);
+        } catch (err) {
+          end?.();
+          metrics?.requests.inc({ op, network, outcome: "error", reason: "exception" });
+          log(`facilitator: ${op} failed`, { ...fields, level: "error", error: err });
+          throw err;
+        } finally {
+          if (key) settling.delete(key);
+        }
       }
       sendJson(res, 404, { error: "not found" });
     } catch (err) {
@@ -126,12 +248,40 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
       sendJson(res, (err as { status?: number }).status ?? 500, { error: message });
     }
   });
+  type Outcome = {
+    isValid?: boolean;
+    invalidReason?: string;
+    success?: boolean;
+    errorReason?: string;
+    transaction?: string;
+    payer?: string;
+  };
+  const recordOutcome = (
+    op: "verify" | "settle",
+    fields: { requestId: string; network: string; asset: string; amount: bigint },
+    r: Outcome,
+  ) => {
+    const ok = op === "verify" ? r.isValid === true : r.success === true;
+    const reason = (op === "verify" ? r.invalidReason : r.errorReason) ?? "";
+    const outcome = op === "verify" ? (ok ? "valid" : "invalid") : ok ? "settled" : "failed";
+    metrics?.requests.inc({ op, network: fields.network, outcome, reason: ok ? "" : reason });
+    if (op === "settle" && ok) {
+      metrics?.settledAmount.inc({ network: fields.network, asset: fields.asset }, Number(fields.amount));
+      log("facilitator: settled", { ...fields, payer: r.payer, transaction: r.transaction });
+      if (r.transaction) void recordGas(fields.network, r.transaction);
+    } else if (!ok) {
+      log(`facilitator: ${op} refused`, { ...fields, level: "warn", payer: r.payer, reason });
+    }
+  };
   await new Promise<void>((resolve) => server.listen(opts.port ?? 0, opts.host ?? "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://${opts.host ?? "127.0.0.1"}:${port}`,
     address: account.address,
     networks,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close: () => {
+      clearInterval(balanceTimer);
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
   };
 }

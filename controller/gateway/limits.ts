@@ -6,6 +6,10 @@
  *   maxInFlight  requests of the offer being served at once (a stream counts until it ends)
  *
  * Absent or 0 means no limit. Pure apart from the injected clock.
+ *
+ * With N gateway replicas each enforces 1/N of every limit (rps as a rate, maxInFlight rounded
+ * down, at least 1), so the replicas together never exceed what the offer declares, without
+ * shared state (docs/adr/0003-ha-gateway.md).
  */
 import type { ServiceOfferSpec } from "../../api/resources";
 
@@ -32,11 +36,16 @@ const UNLIMITED: Admission = { admitted: true, limited: false, release: () => {}
 export class OfferLimiter {
   private readonly offers = new Map<string, OfferState>();
 
-  constructor(private readonly nowMs: () => number = () => performance.now()) {}
+  constructor(
+    private readonly nowMs: () => number = () => performance.now(),
+    private readonly replicas = 1,
+  ) {}
 
   admit(offer: string, limits: OfferLimits | undefined): Admission {
-    const rps = limits?.rps ?? 0;
-    const maxInFlight = limits?.maxInFlight ?? 0;
+    const share = (limit: number, whole: boolean) =>
+      limit > 0 ? Math.max(1, whole ? Math.floor(limit / this.replicas) : limit / this.replicas) : 0;
+    const rps = share(limits?.rps ?? 0, false);
+    const maxInFlight = share(limits?.maxInFlight ?? 0, true);
     if (rps <= 0 && maxInFlight <= 0) {
       this.offers.delete(offer);
       return UNLIMITED;
@@ -47,7 +56,7 @@ export class OfferLimiter {
         admitted: false,
         reason: "too_many_in_flight",
         retryAfterSeconds: 1,
-        message: `${offer} serves at most ${maxInFlight} request(s) at once; retry shortly`,
+        message: `${offer} serves at most ${limits?.maxInFlight} request(s) at once; retry shortly`,
       };
     }
     if (rps > 0) {
@@ -57,7 +66,7 @@ export class OfferLimiter {
           admitted: false,
           reason: "rate_limited",
           retryAfterSeconds: Math.max(1, Math.ceil((1 - state.tokens) / rps)),
-          message: `${offer} accepts at most ${rps} request(s) per second`,
+          message: `${offer} accepts at most ${limits?.rps} request(s) per second`,
         };
       }
       state.tokens -= 1;

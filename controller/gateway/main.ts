@@ -18,6 +18,7 @@ import {
 } from "../shared/kube";
 import { parseUpstreamOverrides } from "../shared/offers";
 import type { Command } from "../shared/startup";
+import { OfferLimiter } from "./limits";
 import { createInternalHandler, createPublicHandler } from "./server";
 import { RouteState } from "./state";
 
@@ -32,6 +33,8 @@ const SETTINGS = {
   "upstream-overrides": { env: "UPSTREAM_OVERRIDES" },
   "upstream-timeout-ms": {},
   "facilitator-url": { env: ENV.facilitatorUrl },
+  /** Each replica enforces its share of every offer's limits (docs/adr/0003-ha-gateway.md). */
+  replicas: { env: ENV.gatewayReplicas },
 } as const;
 
 function listen(server: http.Server, port: number, host: string): Promise<void> {
@@ -96,6 +99,7 @@ export const command: Command<keyof typeof SETTINGS> = {
       gate,
       publicBaseUrl: s.string("public-base-url"),
       upstreamTimeoutMs: s.int("upstream-timeout-ms", 300_000),
+      limiter: new OfferLimiter(undefined, Math.max(1, s.int("replicas", 1))),
       log,
       metrics,
     };

@@ -6,6 +6,7 @@
 import type * as http from "node:http";
 import { REGISTRATION_PATH } from "../../api/contract";
 import { sendJson } from "../shared/http";
+import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
 import { INTERNAL_ROUTES_PATH } from "../shared/routesReport";
 import { buildCatalog, type Catalog } from "./catalog/model";
 import { renderOpenApi } from "./catalog/openapi";
@@ -25,7 +26,7 @@ export interface GatewayOptions {
   /** The public origin for catalogs; derived from the Host header when absent. */
   readonly publicBaseUrl?: string | undefined;
   readonly upstreamTimeoutMs?: number;
-  readonly log: (msg: string) => void;
+  readonly log: LogFn;
   /** Prometheus metrics, served on the internal port only. */
   readonly metrics?: { readonly contentType: string; render(): Promise<string> };
   /** Enforces offers' `spec.limits`; one per gateway process (limits are per replica). */
@@ -156,8 +157,17 @@ export function createPublicHandler(options: GatewayOptions): Handler {
       notFound(res);
       return;
     }
+    // One id per offer request, from the client when well-formed: the upstream receives it, the
+    // payment gate logs it with the settlement, and the client sees it in the response.
+    const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER]);
+    req.headers[REQUEST_ID_HEADER] = requestId;
+    res.setHeader(REQUEST_ID_HEADER, requestId);
     void serveOffer(req, res, match.offer, match.subPath, url, byHost !== undefined, opts).catch((err) => {
-      opts.log(`gateway: ${method} ${path} failed: ${err instanceof Error ? err.message : String(err)}`);
+      opts.log(`gateway: ${method} ${path} failed: ${err instanceof Error ? err.message : String(err)}`, {
+        level: "error",
+        requestId,
+        offer: match.offer.name,
+      });
       if (!res.headersSent)
         sendJson(res, 500, { error: "gateway_error", message: "the gateway failed to handle this request" });
       else res.destroy();

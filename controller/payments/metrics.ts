@@ -1,8 +1,8 @@
-import { Counter, Histogram, Registry } from "prom-client";
+import { Counter, Histogram } from "prom-client";
+import { MetricsRegistry } from "../shared/metrics";
 
 /** Prometheus metrics of the payment path, served on the gateway's internal port (/metrics). */
-export class PaymentMetrics {
-  readonly registry = new Registry();
+export class PaymentMetrics extends MetricsRegistry {
   readonly requests = new Counter({
     name: "x402_requests_total",
     help: "Paid-route requests by offer and outcome (payment_required, rejected, served, upstream_failed, settle_failed, facilitator_unavailable)",
@@ -19,6 +19,12 @@ export class PaymentMetrics {
     name: "x402_payments_settled_total",
     help: "Payments settled on chain after a successful upstream response",
     labelNames: ["offer", "network"],
+    registers: [this.registry],
+  });
+  readonly received = new Counter({
+    name: "x402_received_atomic_total",
+    help: "Amount received through settled payments, in atomic units of the asset",
+    labelNames: ["offer", "network", "asset"],
     registers: [this.registry],
   });
   readonly failed = new Counter({
@@ -41,12 +47,4 @@ export class PaymentMetrics {
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [this.registry],
   });
-
-  get contentType(): string {
-    return this.registry.contentType;
-  }
-
-  render(): Promise<string> {
-    return this.registry.metrics();
-  }
 }

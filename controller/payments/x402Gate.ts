@@ -24,6 +24,7 @@ import type { FacilitatorClient } from "@x402/core/server";
 import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/core/types";
 import type { GatedRoute, PaymentGate, ProxyFn } from "../gateway/paymentGate";
 import type { HeldOffer } from "../gateway/routing";
+import { type LogFn, REQUEST_ID_HEADER } from "../shared/log";
 import { type AcceptedPayment, decidePayment } from "./decision";
 import type { PaymentMetrics } from "./metrics";
 import { type Rejection, rejection } from "./reasons";
@@ -34,7 +35,7 @@ import { type Refusal, receiptHeader, withheldResponse, writeRefusal } from "./r
 export interface X402GateOptions {
   facilitator: FacilitatorClient;
   metrics: PaymentMetrics;
-  log: (message: string) => void;
+  log: LogFn;
   /** Seconds since the epoch (tests move the clock). */
   now?: () => number;
 }
@@ -81,7 +82,8 @@ export class X402PaymentGate implements PaymentGate {
     const verdict = await this.verify(req.headers, requirements, offer.name);
     let outcome: Outcome;
     if (verdict.kind === "verified") {
-      outcome = await this.serve(verdict, offer.name, proxy);
+      // Set by the gateway before the gate runs; the same id reaches the upstream.
+      outcome = await this.serve(verdict, offer.name, proxy, req.headers[REQUEST_ID_HEADER]);
     } else {
       const refusal = this.refusal(verdict, offer.name);
       writeRefusal(
@@ -128,7 +130,12 @@ export class X402PaymentGate implements PaymentGate {
       verified = await this.timed("verify", () => this.opts.facilitator.verify(payload, requirement));
     } catch (err) {
       this.replays.release(payment.replayKey);
-      this.opts.log(`x402: facilitator verify failed for offer ${offerName}: ${describe(err)}`);
+      this.opts.log("x402: facilitator verify failed", {
+        level: "error",
+        requestId: headers[REQUEST_ID_HEADER],
+        offer: offerName,
+        error: describe(err),
+      });
       return {
         kind: "rejected",
         rejection: rejection(
@@ -172,6 +179,7 @@ export class X402PaymentGate implements PaymentGate {
     verdict: Extract<GateVerdict, { kind: "verified" }>,
     offerName: string,
     proxy: ProxyFn,
+    requestId?: string | string[],
   ): Promise<Outcome> {
     const { payment } = verdict;
     this.opts.metrics.verified.inc({ offer: offerName, network: payment.network });
@@ -180,7 +188,7 @@ export class X402PaymentGate implements PaymentGate {
       stripRequestHeaders: PAYMENT_HEADERS,
       beforeResponse: async (head) => {
         if (head.status < 200 || head.status >= 300) return undefined; // not charged
-        const receipt = await this.settle(verdict, offerName);
+        const receipt = await this.settle(verdict, offerName, requestId);
         settled = true;
         return receipt;
       },
@@ -194,17 +202,17 @@ export class X402PaymentGate implements PaymentGate {
   private async settle(
     verdict: Extract<GateVerdict, { kind: "verified" }>,
     offerName: string,
+    requestId?: string | string[],
   ): Promise<Record<string, string>> {
     const { payment, payer } = verdict;
     const { payload, requirement } = wire(payment);
-    const { metrics, log } = this.opts;
+    const { metrics } = this.opts;
+    const log: LogFn = (msg, fields) => this.opts.log(msg, { requestId, offer: offerName, payer, ...fields });
     let settlement: SettleResponse;
     try {
       settlement = await this.timed("settle", () => this.opts.facilitator.settle(payload, requirement));
     } catch (err) {
-      log(
-        `x402: settle unreachable for offer ${offerName} (payer ${payer}): ${describe(err)}; response withheld`,
-      );
+      log("x402: settle unreachable; response withheld", { level: "error", error: describe(err) });
       metrics.failed.inc({ offer: offerName, reason: "facilitator_unavailable" });
       throw withheldResponse(
         503,
@@ -214,9 +222,7 @@ export class X402PaymentGate implements PaymentGate {
     }
     const receipt = receiptHeader(payment.matched.version, settlement);
     if (!settlement.success) {
-      log(
-        `x402: settle failed for offer ${offerName} (payer ${payer}): ${settlement.errorReason}; response withheld`,
-      );
+      log("x402: settle failed; response withheld", { level: "warn", reason: settlement.errorReason });
       const reason = settlement.errorReason ?? "settle_failed";
       metrics.failed.inc({ offer: offerName, reason });
       throw withheldResponse(
@@ -227,6 +233,20 @@ export class X402PaymentGate implements PaymentGate {
       );
     }
     metrics.settled.inc({ offer: offerName, network: payment.network });
+    const matched = payment.matched;
+    const amount = BigInt(
+      matched.version === 2 ? matched.requirement.amount : matched.requirement.maxAmountRequired,
+    );
+    metrics.received.inc(
+      { offer: offerName, network: payment.network, asset: requirement.asset },
+      Number(amount),
+    );
+    log("x402: settled", {
+      network: payment.network,
+      asset: requirement.asset,
+      amount,
+      transaction: settlement.transaction,
+    });
     return receipt;
   }
 

@@ -7,6 +7,7 @@
  * keep-alive pool and are shared per health URL (offers on one upstream cost one probe); path
  * claims are resolved once per change of the offer set, not once per reconcile.
  */
+
 import type * as k8s from "@kubernetes/client-node";
 import { AGENT_IDENTITY_NAME, PLURALS, type Plural } from "../../api/contract";
 import {
@@ -30,6 +31,7 @@ import {
 import { computeIdentityStatus } from "./agentIdentity";
 import { GatewayRoutesClient, UpstreamProber } from "./checks";
 import { jsonEqual } from "./conditions";
+import type { ControllerMetrics } from "./metrics";
 import { probeSeller } from "./paymentProbe";
 import { computePurchaseStatus, parsePurchaseSpec } from "./purchaseRequest";
 import { Backoff, WorkQueue } from "./queue";
@@ -51,9 +53,17 @@ export interface ControllerOptions {
   readonly maxBackoffMs: number;
   readonly purchaseProbeIntervalMs: number;
   readonly log: (msg: string) => void;
+  /** Reconcile counts, durations and errors per kind. */
+  readonly metrics?: ControllerMetrics;
 }
 
 const KIND = { offer: "so", identity: "aid", purchase: "pr" } as const;
+/** Metric labels: the kinds' names, not the queue's short keys. */
+const KIND_NAMES: Record<string, string> = {
+  so: "ServiceOffer",
+  aid: "AgentIdentity",
+  pr: "PurchaseRequest",
+};
 
 export class Controller {
   private offers!: WatchedCache<ServiceOfferObject>;
@@ -211,10 +221,14 @@ export class Controller {
     const slash = key.indexOf("/");
     const kind = key.slice(0, slash);
     const name = key.slice(slash + 1);
-    try {
+    const run = async () => {
       if (kind === KIND.offer) await this.reconcileOffer(key, name);
       else if (kind === KIND.identity) await this.reconcileIdentity(name);
       else if (kind === KIND.purchase) await this.reconcilePurchase(key, name);
+    };
+    try {
+      const metrics = this.opts.metrics;
+      await (metrics ? metrics.observe(KIND_NAMES[kind] ?? kind, run) : run());
     } catch (err) {
       const delay = this.backoff.next(key);
       this.opts.log(`reconcile ${key} failed: ${errorText(err)}; retrying in ${delay} ms`);

@@ -6,10 +6,12 @@ import * as http from "node:http";
 import * as os from "node:os";
 import { ENV, followsQuickTunnel, PORTS } from "../../api/contract";
 import { errorText, loadKubeConfig, resolveNamespace } from "../shared/kube";
+import { serveMetrics } from "../shared/metrics";
 import { parseUpstreamOverrides } from "../shared/offers";
 import type { Command } from "../shared/startup";
 import { Controller } from "./controller";
 import { LeaderElector } from "./leader";
+import { ControllerMetrics } from "./metrics";
 import { QuickTunnelWatch } from "./quickTunnel";
 
 const SETTINGS = {
@@ -61,7 +63,9 @@ export const command: Command<keyof typeof SETTINGS> = {
     const identity = s.string("identity") ?? `${env.POD_NAME || os.hostname()}-${process.pid}`;
     const publicBaseUrl = s.string("public-base-url");
 
+    const metrics = new ControllerMetrics();
     const controller = new Controller({
+      metrics,
       kc,
       namespace,
       gatewayInternalUrl: gatewayInternalUrl(s.string("gateway-internal-url"), env),
@@ -102,6 +106,8 @@ export const command: Command<keyof typeof SETTINGS> = {
       const path = (req.url ?? "/").split("?")[0];
       if (path === "/healthz") {
         res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+      } else if (path === "/metrics" && req.method === "GET") {
+        serveMetrics(res, metrics);
       } else if (path === "/readyz") {
         // A standby replica is ready too: it is healthy and waiting for the lease.
         const ok = !reconciling || controller.synced();

@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import { fileEnv } from "../../api/contract";
+import { registerSecret } from "./log";
 
 /**
  * Reads a secret from the file named by `<name>_FILE` (a mounted Kubernetes Secret) or, for
@@ -10,7 +11,7 @@ export function readSecret(name: string, env: NodeJS.ProcessEnv = process.env): 
   const file = env[fileVar];
   if (file) {
     try {
-      return fs.readFileSync(file, "utf8").trim();
+      return registered(fs.readFileSync(file, "utf8").trim());
     } catch (err) {
       throw new Error(`cannot read ${fileVar} (${file}): ${(err as NodeJS.ErrnoException).code ?? err}`, {
         cause: err,
@@ -19,7 +20,13 @@ export function readSecret(name: string, env: NodeJS.ProcessEnv = process.env): 
   }
   const value = env[name];
   if (!value) throw new Error(`${fileVar} or ${name} must be set`);
-  return value.trim();
+  return registered(value.trim());
+}
+
+/** Every secret read is registered with the logger, which then never prints it. */
+function registered(value: string): string {
+  registerSecret(value);
+  return value;
 }
 
 /** A 0x-prefixed 32-byte private key, validated without echoing it. */

@@ -8,12 +8,15 @@
  * stay installed (`on`, not `once`): a second SIGTERM, e.g. relayed by a wrapper, joins the
  * shutdown under way instead of killing the process with the default action.
  */
+
 import { parseSettings, type Settings, type SettingsSpec } from "./flags";
+import { createLogger, type LogFn, logFn } from "./log";
 
 export interface CommandContext<K extends string> {
   readonly settings: Settings<K>;
   /** Timestamped line on stdout. */
-  readonly log: (message: string) => void;
+  /** A JSON log line (shared/log.ts) with the command's name as its component. */
+  readonly log: LogFn;
   /** Aborted when shutdown begins: long waits (a lease, a retry loop) end on it. */
   readonly signal: AbortSignal;
   /** Begins the graceful shutdown from inside the command (e.g. lost leadership). */
@@ -78,7 +81,7 @@ export async function runCommand<K extends string>(
   argv: readonly string[],
   host: ProcessHost = nodeProcess,
 ): Promise<void> {
-  const log = (message: string) => host.log(`${new Date().toISOString()} ${message}`);
+  const log = logFn(createLogger({ component: command.name, write: (line) => host.log(line) }));
   const aborter = new AbortController();
   let exited = false;
   const exit = (code: number) => {

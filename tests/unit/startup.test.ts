@@ -37,9 +37,9 @@ class RecordedHost implements ProcessHost {
   crash(err: unknown): void {
     for (const h of this.fatal) h(err);
   }
-  /** Log lines without their timestamps. */
+  /** The messages of the JSON log lines. */
   messages(): string[] {
-    return this.lines.map((l) => l.replace(/^\S+ /, ""));
+    return this.lines.map((l) => String((JSON.parse(l) as { msg: unknown }).msg));
   }
 }
 

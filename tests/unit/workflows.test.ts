@@ -1,10 +1,21 @@
 import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { COMMENT_MARKER } from "../../scripts/previewSummary/markdown";
 
 const WORKFLOWS = path.resolve(__dirname, "../../.github/workflows");
+
+/** A GitHub Actions expression as written in a workflow: `${{ expr }}`. */
+const expression = (expr: string) => `$\{{ ${expr} }}`;
+
+function tmpFile(): string {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "gh-")), "file");
+  fs.writeFileSync(file, "");
+  return file;
+}
 
 interface Step {
   name?: string;
@@ -57,17 +68,91 @@ describe("GitHub workflows", () => {
     assert.equal(doc.permissions?.["pull-requests"], "write", "may comment on the PR");
   });
 
-  it("previews with the policy pack on a local file:// backend and posts one marked comment", () => {
-    const steps = doc.jobs?.preview?.steps ?? [];
-    const preview = steps.find((s) => s.run?.includes("npm run preview:summary"));
+  const steps = doc.jobs?.preview?.steps ?? [];
+  const step = (name: string) => {
+    const found = steps.find((s) => s.name === name);
+    assert.ok(found, `no step "${name}"`);
+    return found;
+  };
+
+  it("previews with the policy pack and posts one marked comment", () => {
+    const preview = steps.find((s) => s.run?.includes("scripts/preview-summary.ts"));
     assert.ok(preview?.run?.includes("--policy-pack policy"), "the policy pack is enabled");
-    assert.match(text, /PULUMI_BACKEND_URL: file:\/\//);
     assert.ok(steps.some((s) => s.run?.includes("npm ci") && s.run.includes("--prefix policy")));
     const comment = steps.find((s) => s.uses?.startsWith("actions/github-script@"));
     const script = String(comment?.with?.script ?? "");
     assert.ok(script.includes(COMMENT_MARKER), "finds its own comment by the summary's marker");
     assert.match(script, /updateComment/);
     assert.match(script, /createComment/);
+  });
+
+  it("installs the pinned Pulumi with pulumi/actions and reads the backend from secrets", () => {
+    const install = steps.find((s) => s.uses?.startsWith("pulumi/actions@"));
+    assert.equal(install?.with?.["pulumi-version"], expression("steps.versions.outputs.pulumi"));
+    const env = doc.jobs?.preview as { env?: Record<string, string> };
+    assert.equal(env.env?.PULUMI_ACCESS_TOKEN, expression("secrets.PULUMI_ACCESS_TOKEN"));
+    assert.equal(env.env?.CONFIGURED_BACKEND_URL, expression("secrets.PULUMI_BACKEND_URL"));
+    const versions = spawnSync("bash", ["-c", String(step("Read the pinned Pulumi version").run)], {
+      cwd: path.resolve(__dirname, "../.."),
+      env: { ...process.env, GITHUB_OUTPUT: tmpFile() },
+      encoding: "utf8",
+    });
+    assert.equal(versions.status, 0, versions.stderr);
+  });
+
+  /** Runs the "Choose the state backend" script with these secrets; returns what it exported. */
+  const chooseBackend = (secrets: Record<string, string>) => {
+    const [envFile, outFile] = [tmpFile(), tmpFile()];
+    const run = spawnSync("bash", ["-e", "-c", String(step("Choose the state backend").run)], {
+      env: {
+        PATH: process.env.PATH,
+        GITHUB_WORKSPACE: "/ws",
+        GITHUB_ENV: envFile,
+        GITHUB_OUTPUT: outFile,
+        PULUMI_ACCESS_TOKEN: "",
+        CONFIGURED_BACKEND_URL: "",
+        ...secrets,
+      },
+      encoding: "utf8",
+    });
+    assert.equal(run.status, 0, run.stderr);
+    return { env: fs.readFileSync(envFile, "utf8").trim(), output: fs.readFileSync(outFile, "utf8").trim() };
+  };
+
+  it("uses the real backend when a secret names one, else an empty file:// state", () => {
+    assert.deepEqual(chooseBackend({ CONFIGURED_BACKEND_URL: "s3://state/obol" }), {
+      env: "PULUMI_BACKEND_URL=s3://state/obol",
+      output: "mode=real",
+    });
+    assert.deepEqual(chooseBackend({ PULUMI_ACCESS_TOKEN: "pul-123" }), {
+      env: "PULUMI_BACKEND_URL=https://api.pulumi.com",
+      output: "mode=real",
+    });
+    assert.deepEqual(chooseBackend({}), {
+      env: "PULUMI_BACKEND_URL=file:///ws/.pulumi-state",
+      output: "mode=empty",
+    });
+  });
+
+  it("real state: selects the deployed stack and never creates one; the fallback alone gets the banner", () => {
+    const real = step("Select the deployed stack (real backend)");
+    assert.equal(real.if, "steps.backend.outputs.mode == 'real'");
+    assert.ok(!String(real.run).includes("--create"));
+    assert.ok(String(step("Select a throwaway stack (no backend configured)").run).includes("--create"));
+    assert.equal(
+      step("Restore fallback state of the base branch").if,
+      "steps.backend.outputs.mode == 'empty'",
+    );
+    const banner = step("Banner for a preview without real state");
+    assert.match(String(banner.if), /mode == 'empty'/);
+    // The banner script really prepends, keeping the summary (and its marker) intact.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "banner-"));
+    fs.writeFileSync(path.join(dir, "preview-summary.md"), `${COMMENT_MARKER}\n# Summary\n`);
+    const run = spawnSync("bash", ["-e", "-c", String(banner.run)], { cwd: dir, encoding: "utf8" });
+    assert.equal(run.status, 0, run.stderr);
+    const body = fs.readFileSync(path.join(dir, "preview-summary.md"), "utf8");
+    assert.match(body, /^> \[!WARNING\]\n> \*\*Previewed against empty state\*\*/);
+    assert.ok(body.endsWith(`${COMMENT_MARKER}\n# Summary\n`));
   });
 
   it("the linter catches what GitHub would reject", () => {
