@@ -11,5 +11,3 @@ export const gatewayService = outputs.gatewayService;
 export const liteLLMService = outputs.liteLLMService;
 export const namespace = outputs.namespace;
 export const agentIds = outputs.agentIds;
-/** The ServiceMonitor/PodMonitor objects created (monitoring.serviceMonitors), e.g. "ServiceMonitor/x402-gateway". */
-export const monitoring = outputs.monitoring;

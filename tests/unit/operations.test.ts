@@ -1,16 +1,6 @@
 import * as assert from "node:assert/strict";
 import { OfferLimiter } from "../../controller/gateway/limits";
-import { ConfigError, type ParseContext, parseStackConfig } from "../../program/config/parse";
 import { metricNames, repositoryQueries } from "../harness/promql";
-
-const PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
-const ctx: ParseContext = { stack: "dev", secretKeys: new Set() };
-const offer = (limits?: Record<string, number>) => ({
-  name: "echo",
-  upstream: { url: "http://127.0.0.1:9000" },
-  payment: { network: "base-sepolia", payTo: PAY_TO, price: { perRequest: "0.001" } },
-  ...(limits ? { limits } : {}),
-});
 
 describe("operations: PromQL metric selectors", () => {
   it("finds metric names and skips functions, labels, groupings, numbers and strings", () => {
@@ -76,42 +66,5 @@ describe("operations: gateway replicas", () => {
     assert.equal(admitted(inflight, 10, { maxInFlight: 5 }), 2, "floor(5/2)");
     const tiny = new OfferLimiter(() => now, 3);
     assert.equal(admitted(tiny, 10, { maxInFlight: 1 }), 1, "never 0 (which would mean unlimited)");
-  });
-
-  it("config: gateway.replicas, and limits below it are refused with the fix", () => {
-    const cfg = parseStackConfig({ gateway: { replicas: 2 }, offers: [offer({ rps: 10 })] }, ctx);
-    assert.deepEqual(cfg.gateway, { replicas: 2 });
-    assert.deepEqual(parseStackConfig({}, ctx).gateway, { replicas: 1 });
-    try {
-      parseStackConfig({ gateway: { replicas: 3 }, offers: [offer({ rps: 10, maxInFlight: 2 })] }, ctx);
-      assert.fail("accepted");
-    } catch (err) {
-      assert.ok(err instanceof ConfigError);
-      assert.deepEqual(
-        err.issues.map((i) => i.path),
-        ["offers[0].limits.maxInFlight"],
-      );
-      assert.match(err.issues[0]?.message ?? "", /below gateway\.replicas \(3\).*at least 3/);
-    }
-  });
-
-  it("config: monitoring.serviceMonitors is auto, true or false (strings from `pulumi config set` too)", () => {
-    const sm = (v?: unknown) =>
-      parseStackConfig(v === undefined ? {} : { monitoring: { serviceMonitors: v } }, ctx).monitoring
-        .serviceMonitors;
-    assert.equal(sm(), "auto");
-    assert.equal(sm("auto"), "auto");
-    assert.equal(sm(true), true);
-    assert.equal(sm("true"), true);
-    assert.equal(sm(false), false);
-    assert.equal(sm("false"), false);
-    assert.throws(
-      () => sm("yes"),
-      (err: unknown) => {
-        assert.ok(err instanceof ConfigError);
-        assert.equal(err.issues[0]?.path, "monitoring.serviceMonitors");
-        return true;
-      },
-    );
   });
 });

@@ -119,7 +119,8 @@ describe("GitHub workflows", () => {
     return { env: fs.readFileSync(envFile, "utf8").trim(), output: fs.readFileSync(outFile, "utf8").trim() };
   };
 
-  it("uses the real backend when a secret names one, else an empty file:// state", () => {
+  it("uses the real backend when a secret names one, else an empty file:// state", function () {
+    this.timeout(120_000); // three bash runs; slow on a loaded machine
     assert.deepEqual(chooseBackend({ CONFIGURED_BACKEND_URL: "s3://state/obol" }), {
       env: "PULUMI_BACKEND_URL=s3://state/obol",
       output: "mode=real",
