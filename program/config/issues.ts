@@ -160,3 +160,25 @@ export function fieldsAt(schema: z.ZodType, path: readonly PropertyKey[]): reado
   node = unwrap(node);
   return node instanceof z.ZodObject ? Object.keys(node.shape) : [];
 }
+
+/**
+ * The last word on a normalized spec: the schema the API server and the runtime apply to the
+ * stored resource, so preview reports what the cluster would reject. True when it passes.
+ */
+export function acceptedAsStored(
+  schema: z.ZodType,
+  spec: unknown,
+  at: string,
+  kind: string,
+  issues: Issues,
+): boolean {
+  const stored = schema.safeParse(spec);
+  if (stored.success) return true;
+  for (const issue of stored.error.issues) {
+    issues.add(
+      joinPath(at, issue.path),
+      `${issue.message}: the cluster would reject this ${kind}; fix the value in stack config`,
+    );
+  }
+  return false;
+}

@@ -10,7 +10,7 @@ import { type Caip2, chainInfo } from "../../api/chains";
 import { isReservedPath, RESERVED_PATHS } from "../../api/contract";
 import { type Asset, type Payment, type ServiceOfferSpec, serviceOfferSpecSchema } from "../../api/resources";
 import { amount, amountInput, DNS_LABEL, DNS_NAME, httpUrl, network } from "./fields";
-import { type Issues, joinPath, parseSection, wholeNumber } from "./issues";
+import { acceptedAsStored, type Issues, parseSection, wholeNumber } from "./issues";
 import type { OfferConfig } from "./types";
 
 const OFFER_PATH = /^\/([a-zA-Z0-9_.~-]+(\/[a-zA-Z0-9_.~-]+)*)?$/;
@@ -174,18 +174,8 @@ export function offers(
       ...(o.limits ? { limits: o.limits } : {}),
       ...(o.listing ? { listing: o.listing } : {}),
     };
-    // The last word: what the API server and the runtime will check, so preview catches it.
-    const stored = serviceOfferSpecSchema.safeParse(spec);
-    if (!stored.success) {
-      for (const issue of stored.error.issues) {
-        issues.add(
-          joinPath(at, issue.path),
-          `${issue.message}: the cluster would reject this ServiceOffer; fix the value in stack config`,
-        );
-      }
-      return;
-    }
-    out.push({ name: o.name, spec });
+    if (acceptedAsStored(serviceOfferSpecSchema, spec, at, "ServiceOffer", issues))
+      out.push({ name: o.name, spec });
   });
   return { offers: out, networks };
 }

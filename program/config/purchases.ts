@@ -9,7 +9,7 @@ import { chainInfo } from "../../api/chains";
 import { toAtomic } from "../../api/money";
 import { purchaseRequestSpecSchema } from "../../api/resources";
 import { amount, amountInput, DNS_LABEL, httpUrl, network } from "./fields";
-import { type Issues, joinPath, parseSection, wholeNumber } from "./issues";
+import { acceptedAsStored, type Issues, parseSection, wholeNumber } from "./issues";
 import type { PurchaseConfig } from "./types";
 
 const rawPurchase = z.strictObject({
@@ -107,17 +107,7 @@ export function purchases(inputs: readonly unknown[], issues: Issues): PurchaseC
       budget: { maxPerRequest, ...(maxPerDay ? { maxPerDay } : {}), ...(maxTotal ? { maxTotal } : {}) },
     };
     const { name: _name, ...spec } = purchase;
-    const stored = purchaseRequestSpecSchema.safeParse(spec);
-    if (!stored.success) {
-      for (const issue of stored.error.issues) {
-        issues.add(
-          joinPath(at, issue.path),
-          `${issue.message}: the cluster would reject this PurchaseRequest; fix the value in stack config`,
-        );
-      }
-      return;
-    }
-    out.push(purchase);
+    if (acceptedAsStored(purchaseRequestSpecSchema, spec, at, "PurchaseRequest", issues)) out.push(purchase);
   });
   return out;
 }
