@@ -16,6 +16,7 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import type { LocalAccount } from "viem";
 import { fromAtomic } from "../../api/money";
 import type { PurchaseRequestSpec } from "../../api/resources";
+import { readOffered, termsMismatch } from "../payments/purchaseTerms";
 import { readJsonBody, sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
 import { serveMetrics } from "../shared/metrics";
@@ -120,18 +121,35 @@ async function handle(
   const rpcUrl = purchase.spec.payment.rpcUrl;
   registerExactEvmScheme(client, { signer: opts.account, ...(rpcUrl ? { schemeOptions: { rpcUrl } } : {}) });
   client.setSpendControls(false); // the budget below is the spend control
-  client.onBeforePaymentCreation(async ({ selectedRequirements: r }) => {
-    const amount = BigInt(
-      (r as { amount?: string; maxAmountRequired?: string }).amount ??
-        (r as { maxAmountRequired?: string }).maxAmountRequired ??
-        "0",
-    );
-    offered = { network: r.network, asset: r.asset, amount };
-    const decision = checkBudget(purchase.spec, offered, opts.ledger.spend(purchase.name));
+  // Only options on the purchase's terms are candidates (v1 sellers name networks the v1 way;
+  // readOffered normalizes them). When none fits, the first is kept so the hook below refuses
+  // it with the precise reason.
+  client.registerPolicy((_version, accepts) => {
+    const payable = accepts.filter((r) => {
+      const offered = readOffered(r);
+      return offered !== undefined && termsMismatch(purchase.spec.payment, offered) === undefined;
+    });
+    return payable.length > 0 ? payable : accepts.slice(0, 1);
+  });
+  client.onBeforePaymentCreation(async ({ selectedRequirements }) => {
+    const terms = readOffered(selectedRequirements);
+    if (!terms) {
+      refusal = {
+        reason: "malformed_requirements",
+        message: "the seller's payment requirements are unreadable",
+      };
+      return { abort: true, reason: refusal.message };
+    }
+    offered = { network: terms.caip2 ?? terms.network, asset: terms.asset, amount: terms.amountAtomic };
+    const mismatch = termsMismatch(purchase.spec.payment, terms);
+    const decision = mismatch
+      ? { ok: false, reason: mismatch.reason, message: mismatch.message }
+      : checkBudget(purchase.spec, offered, opts.ledger.spend(purchase.name));
     if (!decision.ok) {
       refusal = { reason: decision.reason!, message: decision.message! };
       return { abort: true, reason: decision.message! };
     }
+    const amount = terms.amountAtomic;
     // Durable before the signature exists: a crash from here on counts the payment as spent.
     opts.ledger.reserve(paymentId, purchase.name, amount);
     reserved = true;

@@ -93,38 +93,50 @@ export interface Binding {
   validBefore?: string | undefined;
   nonce?: string | undefined;
   from?: string | undefined;
+  /** Why the payload cannot be read (the schemas leave `payload` untyped), e.g. a non-string field. */
+  malformed?: string | undefined;
 }
 
+const fieldsOf = (value: unknown): Record<string, unknown> | undefined =>
+  typeof value === "object" && value !== null ? (value as Record<string, unknown>) : undefined;
+
 export function bindingOf(payload: Record<string, unknown>): Binding {
-  const auth = payload.authorization as Record<string, string> | undefined;
+  let malformed: string | undefined;
+  /** `obj[key]` when it is a string; notes the first field of another type. */
+  const text = (obj: Record<string, unknown> | undefined, key: string, name: string) => {
+    const value = obj?.[key];
+    if (value === undefined || typeof value === "string") return value;
+    malformed ??= `payload.${name} must be a string`;
+    return undefined;
+  };
+  const auth = fieldsOf(payload.authorization);
+  const permit = fieldsOf(payload.permit2Authorization);
+  // One transfer per payment: a payload with both would be checked as one and settled as the other.
+  if (auth && permit)
+    return { malformed: "the payload carries both authorization and permit2Authorization: send one" };
   if (auth) {
     return {
-      to: auth.to,
-      value: auth.value,
-      validAfter: auth.validAfter,
-      validBefore: auth.validBefore,
-      nonce: auth.nonce,
-      from: auth.from,
+      to: text(auth, "to", "authorization.to"),
+      value: text(auth, "value", "authorization.value"),
+      validAfter: text(auth, "validAfter", "authorization.validAfter"),
+      validBefore: text(auth, "validBefore", "authorization.validBefore"),
+      nonce: text(auth, "nonce", "authorization.nonce"),
+      from: text(auth, "from", "authorization.from"),
+      malformed,
     };
   }
-  const permit = payload.permit2Authorization as
-    | {
-        permitted?: { token?: string; amount?: string };
-        witness?: { to?: string; validAfter?: string };
-        deadline?: string;
-        nonce?: string;
-        from?: string;
-      }
-    | undefined;
   if (permit) {
+    const permitted = fieldsOf(permit.permitted);
+    const witness = fieldsOf(permit.witness);
     return {
-      to: permit.witness?.to,
-      value: permit.permitted?.amount,
-      token: permit.permitted?.token,
-      validAfter: permit.witness?.validAfter,
-      validBefore: permit.deadline,
-      nonce: permit.nonce,
-      from: permit.from,
+      to: text(witness, "to", "permit2Authorization.witness.to"),
+      value: text(permitted, "amount", "permit2Authorization.permitted.amount"),
+      token: text(permitted, "token", "permit2Authorization.permitted.token"),
+      validAfter: text(witness, "validAfter", "permit2Authorization.witness.validAfter"),
+      validBefore: text(permit, "deadline", "permit2Authorization.deadline"),
+      nonce: text(permit, "nonce", "permit2Authorization.nonce"),
+      from: text(permit, "from", "permit2Authorization.from"),
+      malformed,
     };
   }
   return {};
@@ -135,6 +147,7 @@ function checkBinding(
   req: { payTo: string; amount: string; asset: string },
   now: number,
 ): Rejection | undefined {
+  if (binding.malformed !== undefined) return reject(400, "invalid_payload", binding.malformed);
   if (binding.to === undefined || binding.value === undefined) {
     return reject("invalid_payload", "the payload has no EIP-3009 authorization or Permit2 authorization");
   }

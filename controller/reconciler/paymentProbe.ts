@@ -3,21 +3,11 @@
  * (parse and evaluate) plus the probe itself.
  */
 import { decodePaymentRequiredHeader } from "@x402/core/http";
-import { type Caip2, chainInfo, toCaip2 } from "../../api/chains";
+import { chainInfo } from "../../api/chains";
 import { compareDecimal, fromAtomic } from "../../api/money";
 import type { PurchaseRequestSpec } from "../../api/resources";
+import { type OfferedPayment, readOffered, termsMismatch } from "../payments/purchaseTerms";
 import { CONTROLLER_USER_AGENT, fetchWithTimeout } from "../shared/outbound";
-
-/** One payment option from a 402, normalized: CAIP-2 network and an atomic amount. */
-export interface OfferedPayment {
-  readonly scheme: string;
-  readonly network: string;
-  readonly caip2?: Caip2 | undefined;
-  readonly asset: string;
-  readonly amountAtomic: bigint;
-  readonly payTo: string;
-  readonly decimals?: number | undefined;
-}
 
 export interface Parsed402 {
   readonly x402Version: number;
@@ -28,32 +18,6 @@ function record(value: unknown): Record<string, unknown> | undefined {
   return typeof value === "object" && value !== null && !Array.isArray(value)
     ? (value as Record<string, unknown>)
     : undefined;
-}
-
-function normalizeAccept(raw: unknown): OfferedPayment | undefined {
-  const a = record(raw);
-  if (!a) return undefined;
-  const amount = a.amount ?? a.maxAmountRequired;
-  if (typeof a.network !== "string" || typeof a.asset !== "string" || typeof amount !== "string")
-    return undefined;
-  if (!/^[0-9]+$/.test(amount)) return undefined;
-  let caip2: Caip2 | undefined;
-  try {
-    caip2 = toCaip2(a.network);
-  } catch {
-    caip2 = undefined;
-  }
-  const extra = record(a.extra);
-  const decimals = typeof extra?.decimals === "number" ? extra.decimals : undefined;
-  return {
-    scheme: typeof a.scheme === "string" ? a.scheme : "exact",
-    network: a.network,
-    caip2,
-    asset: a.asset,
-    amountAtomic: BigInt(amount),
-    payTo: typeof a.payTo === "string" ? a.payTo : "",
-    decimals,
-  };
 }
 
 /**
@@ -77,7 +41,7 @@ export function parse402(header: string | null, body: string): Parsed402 | undef
     }
   }
   if (!doc || !Array.isArray(doc.accepts)) return undefined;
-  const accepts = doc.accepts.map(normalizeAccept).filter((a): a is OfferedPayment => a !== undefined);
+  const accepts = doc.accepts.map(readOffered).filter((a): a is OfferedPayment => a !== undefined);
   return { x402Version: typeof doc.x402Version === "number" ? doc.x402Version : 1, accepts };
 }
 
@@ -94,8 +58,10 @@ export type ProbeVerdict =
       readonly message: string;
     };
 
-function decimalsFor(option: OfferedPayment): number | undefined {
+function decimalsFor(option: OfferedPayment, declared: PurchaseRequestSpec["payment"]): number | undefined {
   if (option.decimals !== undefined) return option.decimals;
+  // The purchase names its token and that token's decimals: the buyer's budget reads prices so.
+  if (declared.asset && declared.asset.toLowerCase() === option.asset.toLowerCase()) return declared.decimals;
   const usdc = option.caip2 ? chainInfo(option.caip2)?.usdc : undefined;
   return usdc && usdc.address.toLowerCase() === option.asset.toLowerCase() ? usdc.decimals : undefined;
 }
@@ -112,26 +78,24 @@ export function evaluate402(parsed: Parsed402, declared: PurchaseRequestSpec["pa
       message: "the seller answered 402 but offered no payment options (accepts[] is empty)",
     };
   }
-  const onNetwork = parsed.accepts.filter((a) => a.scheme === "exact" && a.caip2 === declared.network);
-  if (onNetwork.length === 0) {
-    return {
-      ok: false,
-      reason: "NetworkMismatch",
-      message: `the seller does not accept payment on ${declared.network}; it offers: ${offered}`,
-    };
+  // The buyer pays only what termsMismatch accepts: the probe judges with the same function.
+  const judged = parsed.accepts.map((a) => ({ a, why: termsMismatch(declared, a) }));
+  const payable = judged.filter((j) => j.why === undefined).map((j) => j.a);
+  if (payable.length === 0) {
+    return judged.some((j) => j.why?.reason === "wrong_asset")
+      ? {
+          ok: false,
+          reason: "AssetMismatch",
+          message: `the seller does not accept asset ${declared.asset} on ${declared.network}; it offers: ${offered}`,
+        }
+      : {
+          ok: false,
+          reason: "NetworkMismatch",
+          message: `the seller does not accept payment on ${declared.network}; it offers: ${offered}`,
+        };
   }
-  const withAsset = declared.asset
-    ? onNetwork.filter((a) => a.asset.toLowerCase() === declared.asset?.toLowerCase())
-    : onNetwork;
-  if (withAsset.length === 0) {
-    return {
-      ok: false,
-      reason: "AssetMismatch",
-      message: `the seller does not accept asset ${declared.asset} on ${declared.network}; it offers: ${offered}`,
-    };
-  }
-  const priced = withAsset
-    .map((a) => ({ a, decimals: decimalsFor(a) }))
+  const priced = payable
+    .map((a) => ({ a, decimals: decimalsFor(a, declared) }))
     .filter((x): x is { a: OfferedPayment; decimals: number } => x.decimals !== undefined)
     .map((x) => ({ ...x, price: fromAtomic(x.a.amountAtomic, x.decimals) }))
     .sort((x, y) => compareDecimal(x.price, y.price));
@@ -140,7 +104,7 @@ export function evaluate402(parsed: Parsed402, declared: PurchaseRequestSpec["pa
     return {
       ok: false,
       reason: "PricingMismatch",
-      message: `cannot tell the token decimals of ${withAsset.map((a) => a.asset).join(", ")}; declare payment.asset as a known token`,
+      message: `cannot tell the token decimals of ${payable.map((a) => a.asset).join(", ")}; declare payment.asset as a known token`,
     };
   }
   if (compareDecimal(cheapest.price, declared.maxPrice) > 0) {
