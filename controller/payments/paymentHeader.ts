@@ -147,7 +147,7 @@ function checkBinding(
   req: { payTo: string; amount: string; asset: string },
   now: number,
 ): Rejection | undefined {
-  if (binding.malformed !== undefined) return reject(400, "invalid_payload", binding.malformed);
+  if (binding.malformed !== undefined) return reject("invalid_payload", binding.malformed);
   if (binding.to === undefined || binding.value === undefined) {
     return reject("invalid_payload", "the payload has no EIP-3009 authorization or Permit2 authorization");
   }

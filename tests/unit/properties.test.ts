@@ -7,13 +7,13 @@ import * as assert from "node:assert/strict";
 import fc from "fast-check";
 import type { PurchaseRequestSpec, ServiceOfferSpec } from "../../api/resources";
 import {
-  isRejection,
   matchPayment,
   type ParsedPayment,
   parsePaymentHeader,
   replayKey,
 } from "../../controller/payments/paymentHeader";
 import { readOffered, termsMismatch } from "../../controller/payments/purchaseTerms";
+import { isRejection } from "../../controller/payments/reasons";
 import { requirementsFor } from "../../controller/payments/requirements";
 import { evaluate402, parse402 } from "../../controller/reconciler/paymentProbe";
 import { ConfigError, type ParseContext, parseStackConfig } from "../../program/config/parse";
