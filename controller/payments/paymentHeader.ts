@@ -109,6 +109,14 @@ export function bindingOf(payload: Record<string, unknown>): Binding {
     malformed ??= `payload.${name} must be a string`;
     return undefined;
   };
+  // The facilitator turns these into uint256 with BigInt(): anything but decimal digits would
+  // make it throw (a 500) instead of refusing the payment, so it is refused here first.
+  const uint = (obj: Record<string, unknown> | undefined, key: string, name: string) => {
+    const value = text(obj, key, name);
+    if (value === undefined || /^[0-9]{1,78}$/.test(value)) return value;
+    malformed ??= `payload.${name} must be a decimal integer`;
+    return undefined;
+  };
   const auth = fieldsOf(payload.authorization);
   const permit = fieldsOf(payload.permit2Authorization);
   // One transfer per payment: a payload with both would be checked as one and settled as the other.
@@ -117,9 +125,9 @@ export function bindingOf(payload: Record<string, unknown>): Binding {
   if (auth) {
     return {
       to: text(auth, "to", "authorization.to"),
-      value: text(auth, "value", "authorization.value"),
-      validAfter: text(auth, "validAfter", "authorization.validAfter"),
-      validBefore: text(auth, "validBefore", "authorization.validBefore"),
+      value: uint(auth, "value", "authorization.value"),
+      validAfter: uint(auth, "validAfter", "authorization.validAfter"),
+      validBefore: uint(auth, "validBefore", "authorization.validBefore"),
       nonce: text(auth, "nonce", "authorization.nonce"),
       from: text(auth, "from", "authorization.from"),
       malformed,
@@ -130,11 +138,11 @@ export function bindingOf(payload: Record<string, unknown>): Binding {
     const witness = fieldsOf(permit.witness);
     return {
       to: text(witness, "to", "permit2Authorization.witness.to"),
-      value: text(permitted, "amount", "permit2Authorization.permitted.amount"),
+      value: uint(permitted, "amount", "permit2Authorization.permitted.amount"),
       token: text(permitted, "token", "permit2Authorization.permitted.token"),
-      validAfter: text(witness, "validAfter", "permit2Authorization.witness.validAfter"),
-      validBefore: text(permit, "deadline", "permit2Authorization.deadline"),
-      nonce: text(permit, "nonce", "permit2Authorization.nonce"),
+      validAfter: uint(witness, "validAfter", "permit2Authorization.witness.validAfter"),
+      validBefore: uint(permit, "deadline", "permit2Authorization.deadline"),
+      nonce: uint(permit, "nonce", "permit2Authorization.nonce"),
       from: text(permit, "from", "permit2Authorization.from"),
       malformed,
     };

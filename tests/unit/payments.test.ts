@@ -6,7 +6,12 @@ import type { ServiceOfferSpec } from "../../api/resources";
 import { checkBudget } from "../../controller/buyer/budget";
 import { SpendLedger } from "../../controller/buyer/ledger";
 import { decidePayment } from "../../controller/payments/decision";
-import { matchPayment, parsePaymentHeader, replayKey } from "../../controller/payments/paymentHeader";
+import {
+  bindingOf,
+  matchPayment,
+  parsePaymentHeader,
+  replayKey,
+} from "../../controller/payments/paymentHeader";
 import { isRejection, REJECTION_STATUS } from "../../controller/payments/reasons";
 import { ReplayGuard } from "../../controller/payments/replay";
 import { chargePerRequest, requirementsFor } from "../../controller/payments/requirements";
@@ -238,6 +243,24 @@ describe("payment headers", () => {
       400,
       "invalid_payload",
     ]);
+  });
+});
+
+describe("payment bindings", () => {
+  it("refuses non-decimal amounts and validity bounds before any facilitator sees them", () => {
+    const auth = {
+      to: PAY_TO,
+      value: "1000",
+      validAfter: "0",
+      validBefore: "9",
+      nonce: "0x01",
+      from: PAY_TO,
+    };
+    assert.equal(bindingOf({ authorization: auth }).malformed, undefined);
+    for (const field of ["value", "validAfter", "validBefore"]) {
+      const binding = bindingOf({ authorization: { ...auth, [field]: "[jdraW!1" } });
+      assert.equal(binding.malformed, `payload.authorization.${field} must be a decimal integer`);
+    }
   });
 });
 
