@@ -117,6 +117,22 @@ export function bindingOf(payload: Record<string, unknown>): Binding {
     malformed ??= `payload.${name} must be a decimal integer`;
     return undefined;
   };
+  /** `obj[key]` when it is 0x-prefixed hex of `digits` digits (any length when omitted). */
+  const hex = (obj: Record<string, unknown> | undefined, key: string, name: string, digits?: number) => {
+    const value = text(obj, key, name);
+    const shape = digits === undefined ? /^0x[0-9a-fA-F]*$/ : new RegExp(`^0x[0-9a-fA-F]{${digits}}$`);
+    if (value === undefined || shape.test(value)) return value;
+    malformed ??= `payload.${name} must be 0x-prefixed hex${digits === undefined ? "" : ` of ${digits} digits`}`;
+    return undefined;
+  };
+  const address = (obj: Record<string, unknown> | undefined, key: string, name: string) =>
+    hex(obj, key, name, 40);
+  if (
+    payload.signature === undefined ||
+    typeof payload.signature !== "string" ||
+    !/^0x[0-9a-fA-F]+$/.test(payload.signature)
+  )
+    return { malformed: "payload.signature must be a 0x-prefixed hex signature" };
   const auth = fieldsOf(payload.authorization);
   const permit = fieldsOf(payload.permit2Authorization);
   // One transfer per payment: a payload with both would be checked as one and settled as the other.
@@ -124,12 +140,12 @@ export function bindingOf(payload: Record<string, unknown>): Binding {
     return { malformed: "the payload carries both authorization and permit2Authorization: send one" };
   if (auth) {
     return {
-      to: text(auth, "to", "authorization.to"),
+      to: address(auth, "to", "authorization.to"),
       value: uint(auth, "value", "authorization.value"),
       validAfter: uint(auth, "validAfter", "authorization.validAfter"),
       validBefore: uint(auth, "validBefore", "authorization.validBefore"),
-      nonce: text(auth, "nonce", "authorization.nonce"),
-      from: text(auth, "from", "authorization.from"),
+      nonce: hex(auth, "nonce", "authorization.nonce", 64),
+      from: address(auth, "from", "authorization.from"),
       malformed,
     };
   }
@@ -137,13 +153,13 @@ export function bindingOf(payload: Record<string, unknown>): Binding {
     const permitted = fieldsOf(permit.permitted);
     const witness = fieldsOf(permit.witness);
     return {
-      to: text(witness, "to", "permit2Authorization.witness.to"),
+      to: address(witness, "to", "permit2Authorization.witness.to"),
       value: uint(permitted, "amount", "permit2Authorization.permitted.amount"),
-      token: text(permitted, "token", "permit2Authorization.permitted.token"),
+      token: address(permitted, "token", "permit2Authorization.permitted.token"),
       validAfter: uint(witness, "validAfter", "permit2Authorization.witness.validAfter"),
       validBefore: uint(permit, "deadline", "permit2Authorization.deadline"),
       nonce: uint(permit, "nonce", "permit2Authorization.nonce"),
-      from: text(permit, "from", "permit2Authorization.from"),
+      from: address(permit, "from", "permit2Authorization.from"),
       malformed,
     };
   }

@@ -48,7 +48,7 @@ function v2Payment(overrides: { accepted?: object; authorization?: object } = {}
     x402Version: 2,
     accepted: { ...reqs.v2[0], ...overrides.accepted },
     payload: {
-      signature: "0xsig",
+      signature: `0x${"11".repeat(65)}`,
       authorization: {
         from: "0x1111111111111111111111111111111111111111",
         to: PAY_TO,
@@ -190,7 +190,7 @@ describe("payment headers", () => {
       x402Version: 2,
       accepted: reqs.v2[1],
       payload: {
-        signature: "0xsig",
+        signature: `0x${"11".repeat(65)}`,
         permit2Authorization: {
           from: "0x1111111111111111111111111111111111111111",
           spender: "0x402085c248EeA27D92E8b30b2C58ed07f9E20001",
@@ -247,20 +247,26 @@ describe("payment headers", () => {
 });
 
 describe("payment bindings", () => {
-  it("refuses non-decimal amounts and validity bounds before any facilitator sees them", () => {
+  it("refuses malformed signatures, addresses, nonces, amounts and validity bounds before any facilitator sees them", () => {
+    const signature = `0x${"11".repeat(65)}`;
     const auth = {
       to: PAY_TO,
       value: "1000",
       validAfter: "0",
       validBefore: "9",
-      nonce: "0x01",
+      nonce: `0x${"01".repeat(32)}`,
       from: PAY_TO,
     };
-    assert.equal(bindingOf({ authorization: auth }).malformed, undefined);
+    assert.equal(bindingOf({ signature, authorization: auth }).malformed, undefined);
     for (const field of ["value", "validAfter", "validBefore"]) {
-      const binding = bindingOf({ authorization: { ...auth, [field]: "[jdraW!1" } });
+      const binding = bindingOf({ signature, authorization: { ...auth, [field]: "[jdraW!1" } });
       assert.equal(binding.malformed, `payload.authorization.${field} must be a decimal integer`);
     }
+    assert.match(bindingOf({ signature: null, authorization: auth }).malformed ?? "", /payload\.signature/);
+    const badFrom = bindingOf({ signature, authorization: { ...auth, from: "0x12" } });
+    assert.match(badFrom.malformed ?? "", /authorization\.from/);
+    const badNonce = bindingOf({ signature, authorization: { ...auth, nonce: "0x01" } });
+    assert.match(badNonce.malformed ?? "", /authorization\.nonce/);
   });
 });
 
