@@ -3,6 +3,7 @@
  * server validates exactly what the runtime parses.
  */
 import { z } from "zod";
+import { OfferCondition, PurchaseCondition } from "./conditions";
 import { KINDS } from "./contract";
 import {
   agentIdentitySpecSchema,
@@ -93,7 +94,11 @@ export const CRD_DEFINITIONS: CrdDefinition[] = [
       { name: "Type", type: "string", jsonPath: ".spec.type" },
       { name: "Price", type: "string", jsonPath: ".spec.payment.price.perRequest" },
       { name: "Network", type: "string", jsonPath: ".spec.payment.network" },
-      { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+      {
+        name: OfferCondition.Ready,
+        type: "string",
+        jsonPath: `.status.conditions[?(@.type=="${OfferCondition.Ready}")].status`,
+      },
       { name: "Endpoint", type: "string", jsonPath: ".status.endpoint" },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
     ],
@@ -118,7 +123,11 @@ export const CRD_DEFINITIONS: CrdDefinition[] = [
     printerColumns: [
       { name: "Model", type: "string", jsonPath: ".spec.model" },
       { name: "Endpoint", type: "string", jsonPath: ".spec.endpoint" },
-      { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+      {
+        name: PurchaseCondition.Ready,
+        type: "string",
+        jsonPath: `.status.conditions[?(@.type=="${PurchaseCondition.Ready}")].status`,
+      },
       { name: "Spent", type: "string", jsonPath: ".status.spentTotal" },
     ],
   },

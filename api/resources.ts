@@ -168,11 +168,3 @@ export const purchaseRequestStatusSchema = z.object({
 
 export type AgentIdentitySpec = z.infer<typeof agentIdentitySpecSchema>;
 export type PurchaseRequestSpec = z.infer<typeof purchaseRequestSpecSchema>;
-
-/** Condition types of a ServiceOffer. Ready is operational only; Registered never gates it. */
-export const OfferCondition = {
-  UpstreamHealthy: "UpstreamHealthy",
-  PaymentGateReady: "PaymentGateReady",
-  Ready: "Ready",
-  Registered: "Registered",
-} as const;

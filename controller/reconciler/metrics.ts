@@ -24,11 +24,12 @@ export class ControllerMetrics extends MetricsRegistry {
   });
 
   /** Times `fn` as one reconcile of `kind`, counting its result. */
-  async observe(kind: string, fn: () => Promise<void>): Promise<void> {
+  async observe<T>(kind: string, fn: () => Promise<T>): Promise<T> {
     const end = this.duration.startTimer({ kind });
     try {
-      await fn();
+      const result = await fn();
       this.reconciles.inc({ kind, result: "success" });
+      return result;
     } catch (err) {
       this.reconciles.inc({ kind, result: "error" });
       this.errors.inc({ kind });

@@ -2,8 +2,10 @@
  * Reading a seller's 402 and checking it against what a PurchaseRequest declared. Pure helpers
  * (parse and evaluate) plus the probe itself.
  */
+
 import { decodePaymentRequiredHeader } from "@x402/core/http";
 import { chainInfo } from "../../api/chains";
+import type { ProbeReason } from "../../api/conditions";
 import { compareDecimal, fromAtomic } from "../../api/money";
 import type { PurchaseRequestSpec } from "../../api/resources";
 import { type OfferedPayment, readOffered, termsMismatch } from "../payments/purchaseTerms";
@@ -49,12 +51,7 @@ export type ProbeVerdict =
   | { readonly ok: true; readonly reason: "Validated"; readonly message: string; readonly price: string }
   | {
       readonly ok: false;
-      readonly reason:
-        | "ProbeError"
-        | "NotPaymentGated"
-        | "NetworkMismatch"
-        | "AssetMismatch"
-        | "PricingMismatch";
+      readonly reason: Exclude<ProbeReason, "Validated" | "InvalidSpec">;
       readonly message: string;
     };
 

@@ -1,19 +1,44 @@
 /**
  * ServiceOffer status: UpstreamHealthy, PaymentGateReady, Ready (= healthy ∧ gate ready ∧ no
  * conflict) and Registered (informational, never gates Ready). The status computation is pure;
- * the probes that feed it are in checks.ts.
+ * the probes that feed it are in checks.ts; the reconciler at the end ties them together.
  */
-import { type Condition, OfferCondition, type ServiceOfferSpec } from "../../api/resources";
-import type { AgentIdentityObject, ServiceOfferObject, ServiceOfferStatus } from "../shared/kube";
-import type { ClaimVerdict } from "../shared/offers";
+import {
+  OfferCondition,
+  type OfferReasons,
+  type TypedCondition,
+  type UpstreamReason,
+} from "../../api/conditions";
+import { AGENT_IDENTITY_NAME, PLURALS } from "../../api/contract";
+import type { Condition, ServiceOfferSpec } from "../../api/resources";
+import type {
+  AgentIdentityObject,
+  ServiceOfferObject,
+  ServiceOfferStatus,
+  WatchedCache,
+} from "../shared/kube";
+import {
+  type ClaimVerdict,
+  findCondition,
+  joinUrl,
+  offerKey,
+  resolveClaims,
+  type UpstreamOverrides,
+  upstreamBaseUrl,
+} from "../shared/offers";
 import type { RoutesReport } from "../shared/routesReport";
-import { type ConditionInput, setConditions } from "./conditions";
+import type { GatewayRoutesClient, UpstreamProber } from "./checks";
+import { setConditions } from "./conditions";
+import type { ReconcileResult, Reconciler } from "./reconciler";
+import type { StatusUpdater } from "./status";
+
+type OfferConditionOf<T extends keyof OfferReasons> = Extract<TypedCondition<OfferReasons>, { type: T }>;
 
 export type UpstreamCheck =
   | { readonly ok: true; readonly url: string; readonly status: number }
   | {
       readonly ok: false;
-      readonly reason: "Unhealthy" | "Unreachable" | "InvalidUpstream" | "InvalidSpec";
+      readonly reason: Exclude<UpstreamReason, "Healthy">;
       readonly message: string;
     };
 
@@ -35,7 +60,7 @@ function gateCondition(
   obj: ServiceOfferObject,
   inputs: OfferInputs,
   generation: number | undefined,
-): ConditionInput {
+): OfferConditionOf<"PaymentGateReady"> {
   const base = { type: OfferCondition.PaymentGateReady, observedGeneration: generation };
   if (!inputs.verdict.ok) {
     return {
@@ -89,7 +114,7 @@ function registeredCondition(
   spec: ServiceOfferSpec | undefined,
   inputs: OfferInputs,
   generation: number | undefined,
-): ConditionInput {
+): OfferConditionOf<"Registered"> {
   const base = { type: OfferCondition.Registered, observedGeneration: generation };
   if (!spec) return { ...base, status: "Unknown", reason: "InvalidSpec" };
   const identitySpec = inputs.identity?.spec as
@@ -125,7 +150,7 @@ export function computeOfferStatus(obj: ServiceOfferObject, inputs: OfferInputs)
   const generation = obj.metadata?.generation;
   // A losing claim may still carry the parsed spec (for the endpoint); an invalid one has none.
   const spec = inputs.verdict.spec;
-  const upstream: ConditionInput = inputs.upstream.ok
+  const upstream: OfferConditionOf<"UpstreamHealthy"> = inputs.upstream.ok
     ? {
         type: OfferCondition.UpstreamHealthy,
         status: "True",
@@ -141,7 +166,7 @@ export function computeOfferStatus(obj: ServiceOfferObject, inputs: OfferInputs)
         observedGeneration: generation,
       };
   const gate = gateCondition(obj, inputs, generation);
-  let ready: ConditionInput;
+  let ready: OfferConditionOf<"Ready">;
   if (!inputs.verdict.ok) {
     ready = {
       type: OfferCondition.Ready,
@@ -179,4 +204,72 @@ export function computeOfferStatus(obj: ServiceOfferObject, inputs: OfferInputs)
       : spec.path;
   }
   return status;
+}
+
+export interface ServiceOfferReconcilerDeps {
+  readonly namespace: string;
+  readonly offers: WatchedCache<ServiceOfferObject>;
+  readonly identities: WatchedCache<AgentIdentityObject>;
+  readonly upstreamOverrides: UpstreamOverrides;
+  readonly prober: UpstreamProber;
+  readonly gateway: GatewayRoutesClient;
+  readonly statuses: StatusUpdater;
+  readonly probeIntervalMs: number;
+  /** The public origin behind `status.endpoint`; it can change at run time (a quick tunnel). */
+  readonly publicBaseUrl: () => string | undefined;
+}
+
+/**
+ * ServiceOffer: the offer's claim on its path, its upstream's health and whether the gateway
+ * holds its route, into UpstreamHealthy, PaymentGateReady, Ready and Registered.
+ */
+export class ServiceOfferReconciler implements Reconciler {
+  /** Path and hostname claims over all offers, until an offer's claim inputs change. */
+  private claims: Map<string, ClaimVerdict> | undefined;
+
+  constructor(private readonly deps: ServiceOfferReconcilerDeps) {}
+
+  /** An offer was added, deleted or its spec changed: claims are resolved again on next use. */
+  claimsChanged(): void {
+    this.claims = undefined;
+  }
+
+  async reconcile(name: string): Promise<ReconcileResult> {
+    const { deps } = this;
+    const obj = deps.offers.get(name);
+    if (!obj || obj.metadata?.deletionTimestamp) return { requeue: "none" };
+    this.claims ??= resolveClaims(deps.offers.list());
+    const verdict = this.claims.get(offerKey(obj));
+    if (!verdict) return { requeue: "none" };
+    let upstream: UpstreamCheck;
+    if (verdict.spec) {
+      const base = upstreamBaseUrl(verdict.spec, deps.namespace, deps.upstreamOverrides);
+      upstream = base.ok
+        ? await deps.prober.probe(joinUrl(base.url, verdict.spec.upstream.healthPath))
+        : { ok: false, reason: "InvalidUpstream", message: base.message };
+    } else {
+      upstream = { ok: false, reason: "InvalidSpec", message: verdict.ok ? "" : verdict.message };
+    }
+    const gateway = await deps.gateway.get();
+    // The cache may have moved on while we probed: compute against the newest object.
+    const current = deps.offers.get(name) ?? obj;
+    const status = computeOfferStatus(current, {
+      verdict,
+      upstream,
+      gateway,
+      identity: deps.identities.get(AGENT_IDENTITY_NAME),
+      publicBaseUrl: deps.publicBaseUrl(),
+      now: new Date(),
+    });
+    await deps.statuses.write(PLURALS.serviceOffer, current, status);
+    const ready = findCondition(status.conditions, OfferCondition.Ready)?.status === "True";
+    return ready
+      ? { requeue: "after", ms: jitter(deps.probeIntervalMs) }
+      : { requeue: "backoff", capMs: deps.probeIntervalMs };
+  }
+}
+
+/** `ms` ± 10%, so offers created together do not all re-check in the same instant. */
+function jitter(ms: number): number {
+  return Math.round(ms * (0.9 + Math.random() * 0.2));
 }

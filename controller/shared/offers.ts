@@ -3,16 +3,10 @@
  * on which offer owns a path: spec validation, reserved paths, first-claimant-wins conflicts,
  * upstream URL resolution and public readiness.
  */
+import { type ClaimReason, OfferCondition } from "../../api/conditions";
 import { isReservedPath } from "../../api/contract";
-import {
-  type Condition,
-  OfferCondition,
-  type ServiceOfferSpec,
-  serviceOfferSpecSchema,
-} from "../../api/resources";
+import { type Condition, type ServiceOfferSpec, serviceOfferSpecSchema } from "../../api/resources";
 import type { ServiceOfferObject } from "./kube";
-
-export type ClaimReason = "InvalidSpec" | "ReservedPath" | "PathConflict" | "HostnameConflict";
 
 export type ClaimVerdict =
   | { readonly ok: true; readonly spec: ServiceOfferSpec }

@@ -343,12 +343,11 @@ describe("operating the stack: logs, metrics, dashboard, two gateway replicas (r
     assert.ok(sampleValue(f, "obol_facilitator_duration_seconds_count", { op: "verify" }) >= 4);
 
     const c = await metricsOf(controllerUrl);
-    assert.ok(
-      sampleValue(c, "obol_controller_reconcile_total", { kind: "ServiceOffer", result: "success" }) >= 1,
-    );
-    assert.ok(
-      sampleValue(c, "obol_controller_reconcile_duration_seconds_count", { kind: "ServiceOffer" }) >= 1,
-    );
+    // Each kind has its own reconciler; the manager counts and times every one of them.
+    for (const kind of ["ServiceOffer", "PurchaseRequest"]) {
+      assert.ok(sampleValue(c, "obol_controller_reconcile_total", { kind, result: "success" }) >= 1, kind);
+      assert.ok(sampleValue(c, "obol_controller_reconcile_duration_seconds_count", { kind }) >= 1, kind);
+    }
   });
 
   it("every metric the dashboard and the alerts query exists in the processes' real /metrics", async () => {

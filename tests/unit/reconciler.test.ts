@@ -1,11 +1,12 @@
 import * as assert from "node:assert/strict";
 import { encodePaymentRequiredHeader } from "@x402/core/http";
 import { setCondition } from "../../controller/reconciler/conditions";
-import { withRemovals } from "../../controller/reconciler/controller";
+import { EventRouter } from "../../controller/reconciler/events";
 import { gatewayInternalUrl } from "../../controller/reconciler/main";
 import { evaluate402, parse402 } from "../../controller/reconciler/paymentProbe";
 import { Backoff, WorkQueue } from "../../controller/reconciler/queue";
 import { computeOfferStatus, type OfferInputs } from "../../controller/reconciler/serviceOffer";
+import { withRemovals } from "../../controller/reconciler/status";
 import {
   isOfferReady,
   joinUrl,
@@ -297,5 +298,66 @@ describe("runtime: controller settings", () => {
       "http://x402-gateway.obol.svc:8081",
     );
     assert.equal(gatewayInternalUrl("http://a:1", { GATEWAY_URL: "http://b:2" }), "http://a:1");
+  });
+});
+
+describe("runtime: event wiring (which events enqueue which reconciles)", () => {
+  type Call = string;
+  const wired = () => {
+    const calls: Call[] = [];
+    const router = new EventRouter({
+      add: (kind, name) => calls.push(`add ${kind}/${name}`),
+      addAllSoon: (kind) => calls.push(`all ${kind}`),
+      forget: (kind, name) => calls.push(`forget ${kind}/${name}`),
+      claimsChanged: () => calls.push("claims"),
+    });
+    const take = () => calls.splice(0);
+    return { router, take };
+  };
+  const obj = (name: string, generation: number, uid = `uid-${name}`) => ({
+    metadata: { name, generation, uid, resourceVersion: String(Math.random()) },
+  });
+
+  it("ServiceOffer: a new, changed or deleted spec re-reconciles every offer; any event every identity", () => {
+    const { router, take } = wired();
+    router.handle("serviceOffer", "add", obj("a", 1));
+    assert.deepEqual(take(), ["claims", "all serviceOffer", "all agentIdentity"]);
+    router.handle("serviceOffer", "update", obj("a", 1));
+    assert.deepEqual(take(), ["all agentIdentity"], "our own status write moves no claim");
+    router.handle("serviceOffer", "update", obj("a", 2));
+    assert.deepEqual(take(), ["claims", "all serviceOffer", "all agentIdentity"]);
+    router.handle("serviceOffer", "delete", obj("a", 2));
+    assert.deepEqual(take(), ["forget serviceOffer/a", "claims", "all serviceOffer", "all agentIdentity"]);
+    router.listed("serviceOffer", obj("b", 3));
+    router.handle("serviceOffer", "update", obj("b", 3));
+    assert.deepEqual(take(), ["all agentIdentity"], "a listed offer is not new to a later update");
+  });
+
+  it("AgentIdentity: added, deleted or spec changed → itself and every offer; status-only → nothing", () => {
+    const { router, take } = wired();
+    router.handle("agentIdentity", "add", obj("default", 1));
+    assert.deepEqual(take(), ["add agentIdentity/default", "all serviceOffer"]);
+    router.handle("agentIdentity", "update", obj("default", 1));
+    assert.deepEqual(take(), []);
+    router.handle("agentIdentity", "update", obj("default", 2));
+    assert.deepEqual(take(), ["add agentIdentity/default", "all serviceOffer"]);
+    router.handle("agentIdentity", "delete", obj("default", 2));
+    assert.deepEqual(take(), [
+      "forget agentIdentity/default",
+      "add agentIdentity/default",
+      "all serviceOffer",
+    ]);
+  });
+
+  it("PurchaseRequest: added, deleted or spec changed → itself only; status-only (spend counters) → nothing", () => {
+    const { router, take } = wired();
+    router.listed("purchaseRequest", obj("p", 4));
+    router.handle("purchaseRequest", "update", obj("p", 4));
+    assert.deepEqual(take(), []);
+    router.handle("purchaseRequest", "update", obj("p", 5));
+    assert.deepEqual(take(), ["add purchaseRequest/p"]);
+    router.handle("purchaseRequest", "add", obj("q", 1));
+    router.handle("purchaseRequest", "delete", obj("q", 1));
+    assert.deepEqual(take(), ["add purchaseRequest/q", "forget purchaseRequest/q", "add purchaseRequest/q"]);
   });
 });
