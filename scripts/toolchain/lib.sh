@@ -34,8 +34,11 @@ toolchain_path() {
     "$REPO_ROOT"
 }
 
-# Debian packages the real-node tests need: `<command or file> <package>` per line.
+# Debian packages the real-node tests need: `<command or file> <package>` per line
+# (gcc and libc6-dev build the static pause binary of the sandbox image).
 HOST_PACKAGES="dockerd docker.io
+gcc gcc
+/usr/include/stdio.h libc6-dev
 /usr/lib/cni/bridge containernetworking-plugins
 /usr/lib/cni/firewall containernetworking-plugins
 /usr/lib/cni/portmap containernetworking-plugins
@@ -48,7 +51,7 @@ runc docker.io"
 host_packages_missing() {
   local what pkg missing=""
   while read -r what pkg; do
-    if [ "${what#/}" != "$what" ]; then [ -x "$what" ] && continue
+    if [ "${what#/}" != "$what" ]; then [ -e "$what" ] && continue
     else command -v "$what" >/dev/null 2>&1 && continue; fi
     case " $missing " in *" $pkg "*) ;; *) missing="$missing $pkg" ;; esac
   done <<<"$HOST_PACKAGES"

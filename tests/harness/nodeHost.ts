@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFile, execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 
@@ -51,19 +51,32 @@ interface GuardRule {
  * yet must fail on the host instead of following the default route out of the machine (where
  * a transparent egress proxy would answer it). Programmed Service IPs are DNATed before either
  * rule is reached.
+ *
+ * The pod rules live in CNI-ADMIN, the chain the CNI firewall plugin runs first for forwarded
+ * traffic: the plugin puts its own jump at the top of FORWARD when the first pod starts, and
+ * that chain ACCEPTs everything from a pod's address, so a rule lower in FORWARD never sees a
+ * pod's packets. The FORWARD copies cover the time before the plugin has run.
  */
 function guardRules(podCidr: string, serviceCidr: string, podBridge: string): GuardRule[] {
+  const forwarded = [
+    ["-s", podCidr, "!", "-d", podCidr],
+    ["-d", serviceCidr],
+  ];
   return [
-    { chain: "FORWARD", match: ["-s", podCidr, "!", "-d", podCidr] },
-    { chain: "FORWARD", match: ["-d", serviceCidr] },
+    ...forwarded.map((match) => ({ chain: ADMIN_CHAIN, match })),
+    ...forwarded.map((match) => ({ chain: "FORWARD", match })),
     { chain: "OUTPUT", match: ["-d", serviceCidr] },
     { chain: "OUTPUT", match: ["-d", podCidr, "!", "-o", podBridge] },
   ];
 }
 
+/** The CNI firewall plugin's chain for administrator rules (it creates it, and never flushes it). */
+const ADMIN_CHAIN = "CNI-ADMIN";
+
 const ruleArgs = (r: GuardRule) => [...r.match, "-m", "comment", "--comment", GUARD, "-j", "REJECT"];
 
 export function ensureGuard(podCidr: string, serviceCidr: string, podBridge: string): void {
+  if (!run("iptables", ["-w", "-n", "-L", ADMIN_CHAIN]).ok) must("iptables", ["-w", "-N", ADMIN_CHAIN]);
   for (const rule of guardRules(podCidr, serviceCidr, podBridge).reverse()) {
     if (!run("iptables", ["-w", "-C", rule.chain, ...ruleArgs(rule)]).ok) {
       must("iptables", ["-w", "-I", rule.chain, "1", ...ruleArgs(rule)]);
@@ -256,5 +269,25 @@ export function exec(cmd: string, args: string[], input?: string | Buffer): stri
     input,
     stdio: ["pipe", "pipe", "pipe"],
     maxBuffer: 64 << 20,
+  });
+}
+
+/**
+ * Runs a command without blocking the event loop (kubectl waits, image imports), returning
+ * stdout; errors carry the command and its stderr. The harness's own loops (the volume
+ * provisioner) keep running meanwhile.
+ */
+export function execAsync(cmd: string, args: string[], input?: string | Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      if (err) {
+        reject(
+          new Error(`${path.basename(cmd)} ${args.join(" ")} failed: ${stderr.trim() || err.message}`, {
+            cause: err,
+          }),
+        );
+      } else resolve(stdout);
+    });
+    child.stdin?.end(input);
   });
 }

@@ -7,6 +7,7 @@ import {
   ensureGuard,
   ensureNodeAddress,
   exec,
+  execAsync,
   killPids,
   mountsUnder,
   removeContainerLogLinks,
@@ -46,9 +47,9 @@ export interface RealCluster {
   /** Imports a `docker save` tarball into the node's containerd (skipped when its tags are there). */
   importImage(tar: string): Promise<void>;
   /** Image references in the node's containerd. */
-  images(): string[];
+  images(): Promise<string[]>;
   /** Runs kubectl against the cluster as admin; returns stdout. */
-  kubectl(args: string[], input?: string): string;
+  kubectl(args: string[], input?: string): Promise<string>;
   /** Stops every process, removes every pod and all host state; data stays in `dir`. */
   stop(): Promise<void>;
   /** `stop()`, then deletes the cluster's data (etcd, containers, images, volumes). */
@@ -527,27 +528,23 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
     // 1. containerd, and the sandbox image (no registry: every image is imported).
     fs.mkdirSync(l.containerdState, { recursive: true });
     start("containerd", ["--config", files.containerd]);
-    const ctr = (args: string[], input?: Buffer) =>
-      exec(bins.ctr, ["-a", l.socket, "-n", "k8s.io", ...args], input);
+    const ctr = (args: string[]) => execAsync(bins.ctr, ["-a", l.socket, "-n", "k8s.io", ...args]);
     await waitFor(
       "containerd",
       async () => {
         ensureRunning();
-        ctr(["version"]);
+        await ctr(["version"]);
         return true;
       },
       { timeoutMs: 30_000, intervalMs: 200, describe: () => tail(path.join(l.logs, "containerd.log")) },
     );
-    const images = () =>
-      ctr(["images", "ls", "-q"])
-        .split("\n")
-        .filter((s) => s.length > 0);
+    const images = async () => (await ctr(["images", "ls", "-q"])).split("\n").filter((s) => s.length > 0);
     const importImage = async (tar: string) => {
       const wanted = tarTags(tar);
-      const have = new Set(images());
+      const have = new Set(await images());
       if (wanted.length > 0 && wanted.every((t) => have.has(t))) return;
-      ctr(["images", "import", tar]);
-      const after = new Set(images());
+      await ctr(["images", "import", tar]);
+      const after = new Set(await images());
       const missing = wanted.filter((t) => !after.has(t));
       if (missing.length > 0) throw new Error(`importing ${tar} did not produce ${missing.join(", ")}`);
     };
@@ -644,7 +641,7 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
     start("coredns", ["-conf", files.corefile]);
 
     const kubectl = (args: string[], input?: string) =>
-      exec(bins.kubectl, [`--kubeconfig=${kubeconfigs.admin}`, ...args], input);
+      execAsync(bins.kubectl, [`--kubeconfig=${kubeconfigs.admin}`, ...args], input);
     await waitFor(
       `node ${nodeName} Ready`,
       async () => {
@@ -656,7 +653,7 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
       },
       { timeoutMs: 120_000, intervalMs: 250, describe: () => tail(path.join(l.logs, "kubelet.log")) },
     );
-    kubectl(
+    await kubectl(
       ["apply", "--server-side", "--force-conflicts", "-f", "-"],
       clusterAddons(nodeName)
         .map((o) => JSON.stringify(o))
@@ -724,6 +721,34 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
     await teardown().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * Waits for a run-once pod to finish and returns its log; a pod that failed throws at once
+ * with its log (the reason), instead of waiting out the timeout.
+ */
+export async function finishedPodLog(
+  cluster: RealCluster,
+  namespace: string,
+  name: string,
+  timeoutMs = 120_000,
+): Promise<string> {
+  let phase = "";
+  await waitFor(
+    `pod ${namespace}/${name} to finish`,
+    async () => {
+      phase = await cluster.kubectl(["-n", namespace, "get", "pod", name, "-o", "jsonpath={.status.phase}"]);
+      return phase === "Succeeded" || phase === "Failed";
+    },
+    {
+      timeoutMs,
+      intervalMs: 500,
+      describe: () => `(last phase: ${phase || "unknown"})`,
+    },
+  );
+  const log = await cluster.kubectl(["-n", namespace, "logs", name]);
+  if (phase === "Failed") throw new Error(`pod ${namespace}/${name} failed:\n${log}`);
+  return log;
 }
 
 /**
