@@ -15,6 +15,7 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import type { Address } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS } from "../harness/anvil";
+import { at, defined } from "../harness/assertions";
 import type { ControlPlane } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import { type PaymentChain, startPaymentChain } from "../harness/paymentChain";
@@ -76,6 +77,25 @@ describe("operating the stack: logs, metrics, dashboard, two gateway replicas (r
   };
   const offerUrl = (g: Gateway, sub = "") => `${g.publicUrl}/services/paid${sub}`;
   const metricsOf = async (url: string) => (await fetch(`${url}/metrics`)).text();
+  /** A sample's value, 0 while the series does not exist yet. */
+  const sample = (text: string, name: string, labels: Record<string, string> = {}) =>
+    sampleValue(text, name, labels) || 0;
+
+  /** Signs one payment and sends it to both gateway replicas at once. */
+  const sendToBothReplicas = async (sub: string) => {
+    const [a, b] = [at(gateways, 0), at(gateways, 1)];
+    const required = decodePaymentRequiredHeader(
+      defined((await fetch(offerUrl(a, sub))).headers.get("payment-required"), "PAYMENT-REQUIRED"),
+    );
+    const header = encodePaymentSignatureHeader(await payingClient().createPaymentPayload(required));
+    const results = await Promise.all(
+      [a, b].map(async (g) => {
+        const res = await fetch(offerUrl(g, sub), { headers: { "payment-signature": header } });
+        return { status: res.status, body: await res.text() };
+      }),
+    );
+    return { header, results };
+  };
 
   const startGateway = async (name: string): Promise<Gateway> => {
     const [port, internalPort] = [await freePort(), await freePort()];
@@ -268,18 +288,9 @@ describe("operating the stack: logs, metrics, dashboard, two gateway replicas (r
   });
 
   it("two replicas, one signed payment sent to both at once: one served and settled, the other refused, money moves once", async () => {
-    const [a, b] = [gateways[0]!, gateways[1]!];
-    const required = decodePaymentRequiredHeader(
-      (await fetch(offerUrl(a, "/race"))).headers.get("payment-required")!,
-    );
-    const header = encodePaymentSignatureHeader(await payingClient().createPaymentPayload(required));
+    const [a, b] = [at(gateways, 0), at(gateways, 1)];
     const [payerBefore, sellerBefore] = [await chain.balanceOf(payer.address), await chain.balanceOf(payTo)];
-    const results = await Promise.all(
-      [a, b].map(async (g) => {
-        const res = await fetch(offerUrl(g, "/race"), { headers: { "payment-signature": header } });
-        return { status: res.status, body: await res.text() };
-      }),
-    );
+    const { header, results } = await sendToBothReplicas("/race");
     const statuses = results.map((r) => r.status).sort();
     assert.deepEqual(statuses, [200, 402], JSON.stringify(results));
     const refused = results.find((r) => r.status === 402)!;
@@ -299,20 +310,42 @@ describe("operating the stack: logs, metrics, dashboard, two gateway replicas (r
   });
 
   it("gateway, facilitator and controller metrics count what happened", async () => {
-    const [ga, gb] = await Promise.all(gateways.map((g) => metricsOf(g.internalUrl)));
+    // What this test does itself, counted from what the metrics said before it: it passes alone
+    // and in any order. Two paid calls, one to each replica, and one payment sent to both at once.
+    const [a, b] = [at(gateways, 0), at(gateways, 1)];
+    const gatewayTexts = () => Promise.all(gateways.map((g) => metricsOf(g.internalUrl)));
+    const [gatewaysBefore, fBefore] = [await gatewayTexts(), await metricsOf(facilitatorUrl)];
+    for (const [g, sub] of [
+      [a, "/count-a"],
+      [b, "/count-b"],
+    ] as const) {
+      const res = await wrapFetchWithPayment(fetch, payingClient())(offerUrl(g, sub));
+      assert.equal(res.status, 200, await res.clone().text());
+    }
+    const { header, results } = await sendToBothReplicas("/count-race");
+    assert.deepEqual(results.map((r) => r.status).sort(), [200, 402], JSON.stringify(results));
+    for (const g of [a, b]) {
+      assert.equal(
+        (await fetch(offerUrl(g, "/count-race"), { headers: { "payment-signature": header } })).status,
+        402,
+      );
+    }
+
+    const gatewaysAfter = await gatewayTexts();
+    const total = (f: (t: string) => number) =>
+      gatewaysAfter.reduce((sum, t, i) => sum + f(t) - f(at(gatewaysBefore, i)), 0);
     const received = (t: string) =>
-      sampleValue(t, "x402_received_atomic_total", {
+      sample(t, "x402_received_atomic_total", {
         offer: "paid",
         network: chain.network,
         asset: chain.asset.address,
       });
-    const served = (t: string) => sampleValue(t, "x402_requests_total", { offer: "paid", outcome: "served" });
-    const total = (f: (t: string) => number) => [ga!, gb!].map((t) => f(t) || 0).reduce((x, y) => x + y, 0);
-    // The client's call, the buyer's call and one race winner.
+    const served = (t: string) => sample(t, "x402_requests_total", { offer: "paid", outcome: "served" });
+    // The two calls and one race winner.
     assert.equal(total(served), 3);
     assert.equal(total(received), 3 * Number(PRICE));
     assert.ok(
-      total((t) => sampleValue(t, "x402_payments_failed_total", { offer: "paid" })) >= 3,
+      total((t) => sample(t, "x402_payments_failed_total", { offer: "paid" })) >= 3,
       "race loser and replays",
     );
     for (const g of gateways)
@@ -331,16 +364,15 @@ describe("operating the stack: logs, metrics, dashboard, two gateway replicas (r
       },
       { timeoutMs: 10_000 },
     );
-    assert.equal(sampleValue(f, "obol_facilitator_requests_total", { op: "settle", outcome: "settled" }), 3);
+    const grew = (name: string, labels: Record<string, string>) =>
+      sample(f, name, labels) - sample(fBefore, name, labels);
+    assert.equal(grew("obol_facilitator_requests_total", { op: "settle", outcome: "settled" }), 3);
     assert.equal(
-      sampleValue(f, "obol_facilitator_settled_atomic_total", {
-        network: chain.network,
-        asset: chain.asset.address,
-      }),
+      grew("obol_facilitator_settled_atomic_total", { network: chain.network, asset: chain.asset.address }),
       3 * Number(PRICE),
     );
-    assert.ok(sampleValue(f, "obol_facilitator_gas_spent_wei_total", { network: chain.network }) > 0);
-    assert.ok(sampleValue(f, "obol_facilitator_duration_seconds_count", { op: "verify" }) >= 4);
+    assert.ok(grew("obol_facilitator_gas_spent_wei_total", { network: chain.network }) > 0);
+    assert.ok(grew("obol_facilitator_duration_seconds_count", { op: "verify" }) >= 4);
 
     const c = await metricsOf(controllerUrl);
     // Each kind has its own reconciler; the manager counts and times every one of them.

@@ -15,7 +15,7 @@ import { deployIdentityRegistry } from "../harness/identityRegistry";
 import { type ManagedProcess, waitFor } from "../harness/processes";
 import { programStack } from "../harness/project";
 import { outputCollector } from "../harness/pulumi";
-import { startSellerRuntime, Upstream, waitForCondition } from "./runtime/helpers";
+import { condition, getObject, startSellerRuntime, Upstream, waitForCondition } from "./runtime/helpers";
 
 describe("pulumi up + the runtime: a declared offer becomes Ready, routed and published", function () {
   this.timeout(10 * 60_000);
@@ -84,16 +84,7 @@ describe("pulumi up + the runtime: a declared offer becomes Ready, routed and pu
       publicBaseUrl: "https://seller.example.com",
     });
     ({ gateway, controller, publicUrl } = seller);
-  });
-
-  after(async () => {
-    await Promise.all([gateway?.stop(), controller?.stop()]);
-    if (stack) await stack.destroy({ onOutput: log.onOutput }).catch(() => undefined);
-    await upstream.stop();
-    await anvil?.stop();
-  });
-
-  it("reaches Ready and is served through the gateway at /services/<name>/", async () => {
+    // The waiting belongs here, not in the first test: each test below must pass when run alone.
     await waitForCondition(
       cp,
       namespace,
@@ -107,6 +98,18 @@ describe("pulumi up + the runtime: a declared offer becomes Ready, routed and pu
       async () => (await fetch(`${publicUrl}/services/echo/free/hi`)).status === 200,
       { timeoutMs: 10_000 },
     );
+  });
+
+  after(async () => {
+    await Promise.all([gateway?.stop(), controller?.stop()]);
+    if (stack) await stack.destroy({ onOutput: log.onOutput }).catch(() => undefined);
+    await upstream.stop();
+    await anvil?.stop();
+  });
+
+  it("reaches Ready and is served through the gateway at /services/<name>/", async () => {
+    const offer = await getObject(cp, namespace, "serviceoffers", "echo");
+    assert.equal(condition(offer, "Ready")?.status, "True");
     const res = await fetch(`${publicUrl}/services/echo/free/hi`);
     assert.equal(((await res.json()) as { url: string }).url, "/free/hi");
     assert.equal((await fetch(`${publicUrl}/services/echo/paid`)).status, 402);

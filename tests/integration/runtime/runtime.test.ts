@@ -44,6 +44,20 @@ function visibleText(locator: Locator): Promise<string> {
 
 const SO = "serviceoffers";
 
+/** The AgentIdentity the registration and storefront tests publish. */
+const IDENTITY = {
+  name: "Echo Agent",
+  description: "Echo <as> a service",
+  image: "https://example.com/icon.png",
+  registrations: [
+    { network: "eip155:84532", agentId: "42", registry: "0x8004A818BFB912233c491871b3d84c89A494BD9e" },
+  ],
+};
+
+/**
+ * Every test runs against a namespace, an upstream, a gateway and a controller of its own, and
+ * sets up what it needs itself: each passes alone (`--grep`) and in any order.
+ */
 describe("runtime: controller and gateway against the control plane", () => {
   let cp: ControlPlane;
   let ns: string;
@@ -52,17 +66,23 @@ describe("runtime: controller and gateway against the control plane", () => {
   let controller: ManagedProcess;
   let publicUrl: string;
   let internalUrl: string;
-  const upstream = new Upstream();
+  let upstream: Upstream;
   let controllerArgs: string[];
+  let run = 0;
 
   const logs = () => [controller, gateway].filter(Boolean);
 
   before(async () => {
     cp = await sharedControlPlane();
     await installCrds(cp);
-    ns = `rt-${process.pid}`;
+  });
+
+  beforeEach(async () => {
+    run++;
+    ns = `rt-${process.pid}-${run}`;
     await createNamespace(cp, ns);
-    logDir = path.join(scratchDir("runtime"), "logs");
+    logDir = path.join(scratchDir(`runtime-${run}`), "logs");
+    upstream = new Upstream();
     await upstream.start();
     const [port, internalPort, controllerPort] = [await freePort(), await freePort(), await freePort()];
     publicUrl = `http://127.0.0.1:${port}`;
@@ -104,11 +124,23 @@ describe("runtime: controller and gateway against the control plane", () => {
     await waitForHttp("controller /healthz", `http://127.0.0.1:${controllerPort}/healthz`, controller);
   });
 
-  after(async () => {
+  afterEach(async () => {
     await controller?.stop();
     await gateway?.stop();
-    await upstream.stop();
+    await upstream?.stop();
   });
+
+  /** Creates an offer on this test's upstream and waits until it is Ready and routed. */
+  async function readyOffer(name: string, overrides: Record<string, unknown> = {}): Promise<void> {
+    const spec = offerSpec(upstream.port, overrides);
+    await createObject(cp, ns, SO, "ServiceOffer", name, spec);
+    await waitForCondition(cp, ns, SO, name, { type: "Ready", status: "True" }, { logs: logs() });
+    await waitFor(
+      `the gateway to route ${name}`,
+      async () => (await httpGet(`${publicUrl}${String(spec.path)}/free/x`)).status === 200,
+      { timeoutMs: 5_000 },
+    );
+  }
 
   it("brings an offer with a healthy upstream to Ready and serves it through the gateway", async () => {
     await createObject(cp, ns, SO, "ServiceOffer", "echo", offerSpec(upstream.port));
@@ -178,6 +210,7 @@ describe("runtime: controller and gateway against the control plane", () => {
   });
 
   it("fails closed: unknown paths 404, internal endpoints only on the internal port", async () => {
+    await readyOffer("echo");
     assert.equal((await httpGet(`${publicUrl}/internal/routes`)).status, 404);
     assert.equal((await httpGet(`${publicUrl}/services/nope`)).status, 404);
     assert.equal((await httpGet(`${publicUrl}/services/echo/../../internal/routes`)).status, 404);
@@ -191,6 +224,7 @@ describe("runtime: controller and gateway against the control plane", () => {
   });
 
   it("takes an offer out of routing and catalogs while its upstream is down, and back when it returns", async () => {
+    await readyOffer("echo");
     await upstream.stop();
     const down = await waitForCondition(
       cp,
@@ -234,6 +268,7 @@ describe("runtime: controller and gateway against the control plane", () => {
   });
 
   it("gives a later offer on a taken path PathConflict, and hands the path over when the winner goes", async () => {
+    await readyOffer("echo");
     await createObject(
       cp,
       ns,
@@ -330,14 +365,9 @@ describe("runtime: controller and gateway against the control plane", () => {
   });
 
   it("summarizes published offers on the AgentIdentity and renders the ERC-8004 registration", async () => {
-    await createObject(cp, ns, "agentidentities", "AgentIdentity", "default", {
-      name: "Echo Agent",
-      description: "Echo <as> a service",
-      image: "https://example.com/icon.png",
-      registrations: [
-        { network: "eip155:84532", agentId: "42", registry: "0x8004A818BFB912233c491871b3d84c89A494BD9e" },
-      ],
-    });
+    // The offer that won /services/echo in the path-conflict test: the same name and path.
+    await readyOffer("echo-copy");
+    await createObject(cp, ns, "agentidentities", "AgentIdentity", "default", IDENTITY);
     await waitFor(
       "AgentIdentity status.publishedOffers",
       async () => {
@@ -377,6 +407,7 @@ describe("runtime: controller and gateway against the control plane", () => {
   });
 
   it("recovers when the controller is killed mid-reconcile and a new one starts", async () => {
+    await readyOffer("echo-copy");
     upstream.slowHealthMs = 1_200;
     const seen = upstream.requests.length;
     // A new health path: the new generation's reconcile cannot use a shared (cached) answer
@@ -429,8 +460,6 @@ describe("runtime: controller and gateway against the control plane", () => {
     ).json<{
       spec: { holderIdentity?: string };
     }>();
-    // The later tests need a controller whatever the verdict here, so start it before asserting.
-    controller = startRuntime("controller-3", "controller", controllerArgs, logDir);
     assert.deepEqual(
       { exitCode: stopped.child.exitCode, signal: stopped.child.signalCode },
       { exitCode: 0, signal: null },
@@ -484,6 +513,14 @@ describe("runtime: controller and gateway against the control plane", () => {
   });
 
   it("serves services.json, openapi.json and agent-registration.json that validate against their schemas", async () => {
+    await readyOffer("echo");
+    await createObject(cp, ns, "agentidentities", "AgentIdentity", "default", IDENTITY);
+    await waitFor(
+      "the registration to be active",
+      async () =>
+        JSON.parse((await httpGet(`${publicUrl}/.well-known/agent-registration.json`)).text).active === true,
+      { timeoutMs: 10_000 },
+    );
     const ajv = new Ajv2020({ allErrors: true, strict: false });
     const services = JSON.parse((await httpGet(`${publicUrl}/api/services.json`)).text);
     const checkServices = ajv.compile(SERVICES_JSON_SCHEMA);
@@ -520,6 +557,8 @@ describe("runtime: controller and gateway against the control plane", () => {
       console.warn(`      skipped: ${CHROMIUM} is missing; install it with \`apt-get install -y chromium\``);
       this.skip();
     }
+    await readyOffer("echo-copy");
+    await createObject(cp, ns, "agentidentities", "AgentIdentity", "default", IDENTITY);
     await createObject(cp, ns, SO, "ServiceOffer", "qwen-chat", {
       ...offerSpec(upstream.port, { path: "/services/qwen-chat" }),
       type: "inference",
@@ -531,8 +570,11 @@ describe("runtime: controller and gateway against the control plane", () => {
     });
     await waitForCondition(cp, ns, SO, "qwen-chat", { type: "Ready", status: "True" }, { logs: logs() });
     await waitFor(
-      "the storefront to list qwen-chat",
-      async () => /data-offer="qwen-chat"/.test((await httpGet(`${publicUrl}/`)).text),
+      "the storefront to list qwen-chat under the agent's name",
+      async () => {
+        const home = (await httpGet(`${publicUrl}/`)).text;
+        return /data-offer="qwen-chat"/.test(home) && /<h1>Echo Agent<\/h1>/.test(home);
+      },
       {
         timeoutMs: 3_000,
       },
