@@ -85,7 +85,10 @@ describe("operating the stack: logs, metrics, dashboard, two gateway replicas (r
   const sendToBothReplicas = async (sub: string) => {
     const [a, b] = [at(gateways, 0), at(gateways, 1)];
     const required = decodePaymentRequiredHeader(
-      defined((await fetch(offerUrl(a, sub))).headers.get("payment-required"), "PAYMENT-REQUIRED"),
+      defined(
+        (await fetch(offerUrl(a, sub))).headers.get("payment-required") ?? undefined,
+        "PAYMENT-REQUIRED",
+      ),
     );
     const header = encodePaymentSignatureHeader(await payingClient().createPaymentPayload(required));
     const results = await Promise.all(

@@ -441,6 +441,12 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
   });
 
   it("exposes payment metrics on the internal port only", async () => {
+    // A settled payment and its replay of its own: the counters below exist whatever ran before.
+    const header = encodePaymentSignatureHeader(await signedPayment(`${offerUrl()}/metered`));
+    for (const status of [200, 402]) {
+      const res = await fetch(`${offerUrl()}/metered`, { headers: { "payment-signature": header } });
+      assert.equal(res.status, status, await res.text());
+    }
     const text = await (await fetch(`${internalUrl}/metrics`)).text();
     assert.match(text, /x402_payments_settled_total\{offer="paid",network="eip155:84532"\} [1-9]/);
     assert.doesNotMatch(text, /network="base-sepolia"/, "v1 payments are counted under their CAIP-2 network");
