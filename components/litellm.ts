@@ -3,7 +3,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { stringify as toYaml } from "yaml";
 import { labelsFor, selectorFor } from "./labels";
-import { httpProbe, podSpec, resources } from "./workload";
+import { httpProbe, podSpec, resources, startupProbe } from "./workload";
 
 export const LITELLM_PORT = 4000;
 
@@ -149,6 +149,7 @@ export class LiteLLM extends pulumi.ComponentResource {
                 ports: [{ name: "http", containerPort: LITELLM_PORT }],
                 envFrom: [{ secretRef: { name: secret.metadata.name } }],
                 env: LITELLM_ENV,
+                startupProbe: startupProbe("/health/liveliness", "http"),
                 livenessProbe: httpProbe("/health/liveliness", "http", 15),
                 readinessProbe: httpProbe("/health/readiness", "http"),
                 resources: resources({ cpu: "100m", memory: "512Mi", memoryLimit: "1Gi" }),

@@ -2,7 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { ENV, SECRETS_DIR } from "../api/contract";
 import { labelsFor, selectorFor } from "./labels";
-import { httpProbe, podSpec, resources, runtimeEnv } from "./workload";
+import { httpProbe, podSpec, resources, runtimeEnv, startupProbe } from "./workload";
 
 export interface RuntimeWorkloadArgs {
   namespace: pulumi.Input<string>;
@@ -132,6 +132,7 @@ export class RuntimeWorkload extends pulumi.ComponentResource {
                     : []),
                   ...(args.env ?? []),
                 ]),
+                startupProbe: startupProbe("/healthz", "http"),
                 livenessProbe: httpProbe("/healthz", "http", 15),
                 readinessProbe: httpProbe("/readyz", "http", 5),
                 resources: resources({ cpu: "50m", memory: "96Mi", memoryLimit: "256Mi" }),

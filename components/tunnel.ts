@@ -2,7 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { COMPONENTS, PORTS } from "../api/contract";
 import { labelsFor, selectorFor } from "./labels";
-import { httpProbe, podSpec, resources } from "./workload";
+import { httpProbe, podSpec, resources, startupProbe } from "./workload";
 
 const TUNNEL_METRICS_PORT = PORTS.tunnelMetrics;
 
@@ -77,6 +77,7 @@ export class Tunnel extends pulumi.ComponentResource {
                 args: pulumi.output(args.gatewayUrl).apply((url) => cloudflaredArgs(mode, url)),
                 env,
                 ports: [{ name: "metrics", containerPort: TUNNEL_METRICS_PORT }],
+                startupProbe: startupProbe("/ready", "metrics"),
                 livenessProbe: httpProbe("/ready", "metrics", 15),
                 readinessProbe: httpProbe("/ready", "metrics"),
                 resources: resources({ cpu: "20m", memory: "64Mi", memoryLimit: "256Mi" }),

@@ -35,6 +35,16 @@ export function httpProbe(
   return { httpGet: { path, port }, periodSeconds, timeoutSeconds: 3, failureThreshold: 3 };
 }
 
+/**
+ * Holds the liveness probe back until the process first answers: LiteLLM takes ~30 s to import
+ * on a busy two-core node (the Node.js runtime ~10 s), which used two of the liveness probe's
+ * three failures, so a slower start got the container killed in a restart loop. Up to 3 minutes
+ * to start, checked every 2 s so readiness is not delayed.
+ */
+export function startupProbe(path: string, port: number | string): k8s.types.input.core.v1.Probe {
+  return { httpGet: { path, port }, periodSeconds: 2, timeoutSeconds: 3, failureThreshold: 90 };
+}
+
 /** A pod spec running one container of `image` as an unprivileged user (uid 65532). */
 export function podSpec(args: {
   serviceAccountName?: pulumi.Input<string> | undefined;

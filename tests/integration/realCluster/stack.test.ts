@@ -65,7 +65,12 @@ describe("the stack on a real node", function () {
         spec: {
           restartPolicy: "Never",
           automountServiceAccountToken: false,
-          securityContext: { runAsNonRoot: true, runAsUser: 65532 },
+          // The stack's namespace enforces Pod Security "restricted".
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: 65532,
+            seccompProfile: { type: "RuntimeDefault" },
+          },
           containers: [
             {
               name: "client",
@@ -73,7 +78,11 @@ describe("the stack on a real node", function () {
               imagePullPolicy: "Never",
               args: ["-e", script],
               env: [{ name: "NS", value: ns }],
-              securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false },
+              securityContext: {
+                readOnlyRootFilesystem: true,
+                allowPrivilegeEscalation: false,
+                capabilities: { drop: ["ALL"] },
+              },
             },
           ],
         },
@@ -238,6 +247,22 @@ describe("the stack on a real node", function () {
       "x402-buyer-data",
     ]);
     assert.equal(claim.status.phase, "Bound");
+    // A liveness probe that fails while a process is still starting is one slow start away
+    // from a restart loop: the startup probe must hold it back.
+    const events = await kubectlJson<{ items: { involvedObject: { name: string }; message?: string }[] }>([
+      "-n",
+      ns,
+      "get",
+      "events",
+      "--field-selector=reason=Unhealthy",
+    ]);
+    assert.deepEqual(
+      events.items
+        .filter((e) => e.message?.startsWith("Liveness probe failed"))
+        .map((e) => `${e.involvedObject.name}: ${e.message}`),
+      [],
+      "no liveness probe failed while a pod started",
+    );
   });
 
   it("serves from inside the cluster: 402 on a paid offer, the free route, every catalog; /metrics only internally", async () => {
