@@ -27,13 +27,21 @@ http.createServer((req, res) => {
 
 /** A client pod: the Service by DNS name, the API server by Service `kubernetes`, a dead Service IP. */
 const CLIENT = `
-const dns = require("node:dns").promises, fs = require("node:fs"), net = require("node:net");
+const dns = require("node:dns").promises, fs = require("node:fs"), http = require("node:http"), net = require("node:net");
 const out = (k, v) => console.log(JSON.stringify({ [k]: v }));
 (async () => {
   out("address", (await dns.lookup("web." + process.env.NS + ".svc.cluster.local")).address);
-  const hosts = [];
-  for (let i = 0; i < 20; i++) hosts.push((await (await fetch("http://web:8080/")).json()).host);
-  out("hosts", [...new Set(hosts)].sort());
+  // A new connection per request (fetch would keep one alive, always to the same pod), until
+  // both replicas answered or 60 tries: kube-proxy picks a backend per connection.
+  const get = () => new Promise((resolve, reject) => {
+    http.get("http://web:8080/", { agent: false }, (res) => {
+      let body = "";
+      res.on("data", (c) => (body += c)).on("end", () => resolve(JSON.parse(body).host));
+    }).on("error", reject);
+  });
+  const hosts = new Set();
+  for (let i = 0; i < 60 && hosts.size < 2; i++) hosts.add(await get());
+  out("hosts", [...hosts].sort());
   const token = fs.readFileSync("/var/run/secrets/kubernetes.io/serviceaccount/token", "utf8");
   const res = await fetch("https://kubernetes.default.svc/version", { headers: { authorization: "Bearer " + token } });
   out("apiVersion", (await res.json()).gitVersion);
