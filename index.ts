@@ -3,11 +3,14 @@
 import { loadStackConfig } from "./program/config/load";
 import { deployStack } from "./program/stack";
 
-const outputs = deployStack(loadStackConfig());
-
-export const publicUrl = outputs.publicUrl;
-export const offerEndpoints = outputs.offers;
-export const gatewayService = outputs.gatewayService;
-export const liteLLMService = outputs.liteLLMService;
-export const namespace = outputs.namespace;
-export const agentIds = outputs.agentIds;
+// The stack outputs: the resolved object's properties.
+export = deployStack(loadStackConfig()).then((outputs) => ({
+  publicUrl: outputs.publicUrl,
+  offerEndpoints: outputs.offers,
+  gatewayService: outputs.gatewayService,
+  liteLLMService: outputs.liteLLMService,
+  namespace: outputs.namespace,
+  agentIds: outputs.agentIds,
+  /** The ServiceMonitor/PodMonitor objects created (monitoring.serviceMonitors), e.g. "ServiceMonitor/x402-gateway". */
+  monitoring: outputs.monitoring,
+}));

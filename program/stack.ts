@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { followsQuickTunnel } from "../api/contract";
+import { COMPONENTS, followsQuickTunnel } from "../api/contract";
 import { AgentIdentity } from "../components/agentIdentity";
 import { Buyer } from "../components/buyer";
 import { Cluster } from "../components/cluster";
@@ -7,6 +7,7 @@ import { Controller } from "../components/controller";
 import { Facilitator } from "../components/facilitator";
 import { Gateway } from "../components/gateway";
 import { LiteLLM } from "../components/litellm";
+import { Monitoring } from "../components/monitoring";
 import { Offer } from "../components/offer";
 import { Platform } from "../components/platform";
 import { Purchase } from "../components/purchase";
@@ -14,12 +15,20 @@ import { quickTunnelMetricsUrl, Tunnel } from "../components/tunnel";
 import { AgentRegistration } from "../providers/agentRegistration";
 import { GeneratedSecret } from "../providers/generatedSecret";
 import { RuntimeImage } from "../providers/runtimeImage";
-import { secretConfig } from "./config/load";
+import { plainConfig, secretConfig } from "./config/load";
 import type { SecretKey, StackConfig } from "./config/types";
+import { monitoringBeforeDeploy, monitoringOnOwnCluster } from "./monitoring";
 import { runtimeBuild, runtimeImageTag } from "./runtimeImage";
 
-/** Everything `pulumi up` declares, from a validated StackConfig. */
-export function deployStack(cfg: StackConfig) {
+/**
+ * Everything `pulumi up` declares, from a validated StackConfig. Async only to ask an existing
+ * cluster (kubeconfig mode) what it serves before anything is declared.
+ */
+export async function deployStack(cfg: StackConfig) {
+  const monitoringNow =
+    cfg.cluster.mode === "kubeconfig"
+      ? await monitoringBeforeDeploy(cfg.monitoring.serviceMonitors, plainConfig("kubeconfig"))
+      : undefined;
   const has = (key: SecretKey) => cfg.secrets.includes(key);
   const cluster = new Cluster("cluster", {
     mode: cfg.cluster.mode,
@@ -70,6 +79,7 @@ export function deployStack(cfg: StackConfig) {
       namespace,
       image,
       facilitatorUrl: facilitator.url,
+      replicas: cfg.gateway.replicas,
       ...(cfg.publicBaseUrl ? { publicBaseUrl: cfg.publicBaseUrl } : {}),
     },
     inPlatform,
@@ -144,6 +154,33 @@ export function deployStack(cfg: StackConfig) {
     new Purchase(`purchase-${purchase.name}`, { namespace, purchase }, inPlatform);
   }
 
+  // Scrape objects only exist when the cluster serves the Prometheus Operator's CRDs, which only
+  // the cluster can say: known before this point on an existing cluster, else once it exists.
+  const monitoringOn =
+    monitoringNow === undefined
+      ? monitoringOnOwnCluster(cfg.monitoring.serviceMonitors, cluster.kubeconfig)
+      : pulumi.output(monitoringNow);
+  const monitoring = monitoringOn.apply((on) =>
+    on
+      ? pulumi.all(
+          new Monitoring(
+            "monitoring",
+            {
+              namespace,
+              components: [
+                COMPONENTS.gateway,
+                COMPONENTS.controller,
+                COMPONENTS.buyer,
+                // A hosted facilitator runs elsewhere; it has no metrics here.
+                ...(cfg.facilitator.mode === "self" ? [COMPONENTS.facilitator] : []),
+              ],
+            },
+            inPlatform,
+          ).scrapeObjects,
+        )
+      : [],
+  );
+
   // ERC-8004: one registration per chain the offers use. They live on-chain, not on the
   // cluster, so they are neither parented to it nor deleted with it: a lost cluster never
   // re-mints, and only removing identity.register (or a chain) tombstones an agent.
@@ -185,5 +222,6 @@ export function deployStack(cfg: StackConfig) {
     gatewayService: gateway.url,
     liteLLMService: litellm.url,
     namespace,
+    monitoring,
   };
 }

@@ -50,3 +50,8 @@ export function loadStackConfig(): StackConfig {
 export function secretConfig(key: string): pulumi.Output<string> {
   return new pulumi.Config().requireSecret(key);
 }
+
+/** A secret config value as text, for the program itself (never a resource input: use secretConfig). */
+export function plainConfig(key: string): string {
+  return new pulumi.Config().require(key);
+}

@@ -70,12 +70,12 @@ const rawOffer = z.strictObject({
       rps: wholeNumber(
         0,
         undefined,
-        "requests per second per gateway replica; 0 or absent means no limit",
+        "requests per second across all gateway replicas; 0 or absent means no limit",
       ).optional(),
       maxInFlight: wholeNumber(
         0,
         undefined,
-        "concurrent requests per gateway replica; 0 or absent means no limit",
+        "concurrent requests across all gateway replicas; 0 or absent means no limit",
       ).optional(),
     })
     .optional(),
@@ -86,11 +86,16 @@ const rawOffer = z.strictObject({
 
 export const offersSchema = z.array(z.unknown()).default([]);
 
-/** Validates every offer; returns the valid ones and the networks the offers are paid on. */
+/**
+ * Validates every offer; returns the valid ones and the networks the offers are paid on.
+ * `gatewayReplicas`: each replica enforces 1/N of an offer's limits, at least 1 (ADR 0003), so a
+ * limit below N would let the replicas together exceed it.
+ */
 export function offers(
   inputs: readonly unknown[],
   namespace: string,
   issues: Issues,
+  gatewayReplicas = 1,
 ): { offers: OfferConfig[]; networks: Set<Caip2> } {
   const out: OfferConfig[] = [];
   const networks = new Set<Caip2>();
@@ -135,6 +140,16 @@ export function offers(
       if (sameHost !== undefined)
         issues.add(`${at}.hostname`, `"${o.hostname}" is already used by offers[${sameHost}]`);
       hostnames.set(o.hostname, i);
+    }
+
+    for (const key of ["rps", "maxInFlight"] as const) {
+      const limit = o.limits?.[key];
+      if (limit !== undefined && limit > 0 && limit < gatewayReplicas) {
+        issues.add(
+          `${at}.limits.${key}`,
+          `${limit} is below gateway.replicas (${gatewayReplicas}): each replica enforces its share of the limit and at least 1, so together they would allow ${gatewayReplicas}; set it to at least ${gatewayReplicas}, or lower gateway.replicas`,
+        );
+      }
     }
 
     const upstreamOk = upstream(o.upstream, `${at}.upstream`, issues);

@@ -16,10 +16,14 @@ import {
   clusterSchema,
   facilitator,
   facilitatorSchema,
+  gateway,
+  gatewaySchema,
   images,
   imagesSchema,
   litellm,
   litellmSchema,
+  monitoring,
+  monitoringSchema,
   namespace,
   publicBaseUrl,
   type SectionContext,
@@ -40,6 +44,8 @@ const SECTIONS = {
   litellm: litellmSchema,
   facilitator: facilitatorSchema,
   tunnel: tunnelSchema,
+  gateway: gatewaySchema,
+  monitoring: monitoringSchema,
   publicBaseUrl: z.string().optional(),
   identity: identitySchema,
   offers: offersSchema,
@@ -80,6 +86,8 @@ export function parseStackConfig(raw: Readonly<Record<string, unknown>>, ctx: Pa
     litellm: section("litellm"),
     facilitator: section("facilitator"),
     tunnel: section("tunnel"),
+    gateway: section("gateway"),
+    monitoring: section("monitoring"),
     publicBaseUrl: section("publicBaseUrl"),
     identity: section("identity"),
     offers: section("offers"),
@@ -98,7 +106,9 @@ export function parseStackConfig(raw: Readonly<Record<string, unknown>>, ctx: Pa
   const facilitatorCfg = sections.facilitator && facilitator(sections.facilitator, c);
   const tunnelCfg = sections.tunnel && tunnel(sections.tunnel, c);
   const origin = publicBaseUrl(sections.publicBaseUrl, tunnelCfg, c);
-  const offered = offers(sections.offers ?? [], ns ?? "obol", issues);
+  const gatewayCfg = sections.gateway && gateway(sections.gateway);
+  const monitoringCfg = sections.monitoring && monitoring(sections.monitoring);
+  const offered = offers(sections.offers ?? [], ns ?? "obol", issues, gatewayCfg?.replicas);
   const bought = purchases(sections.purchases ?? [], issues);
   if ((sections.purchases ?? []).length > 0)
     c.requireSecret("buyerSignerKey", "to pay sellers for purchases");
@@ -113,6 +123,8 @@ export function parseStackConfig(raw: Readonly<Record<string, unknown>>, ctx: Pa
     !litellmCfg ||
     !facilitatorCfg ||
     !tunnelCfg ||
+    !gatewayCfg ||
+    !monitoringCfg ||
     !identityCfg
   ) {
     throw new ConfigError(issues.list);
@@ -124,6 +136,8 @@ export function parseStackConfig(raw: Readonly<Record<string, unknown>>, ctx: Pa
     litellm: litellmCfg,
     facilitator: facilitatorCfg,
     tunnel: tunnelCfg,
+    gateway: gatewayCfg,
+    monitoring: monitoringCfg,
     ...(origin ? { publicBaseUrl: origin } : {}),
     identity: identityCfg,
     offers: offered.offers,

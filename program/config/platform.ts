@@ -11,9 +11,11 @@ import {
   DEFAULT_FACILITATOR_URL,
   DEFAULT_IMAGES,
   type FacilitatorConfig,
+  type GatewayConfig,
   K3D_MAX_NAME,
   K3D_PREFIX,
   type LiteLLMModelConfig,
+  type MonitoringConfig,
   type ParseContext,
   type TunnelConfig,
 } from "./types";
@@ -233,4 +235,40 @@ export function publicBaseUrl(
     return origin;
   }
   return tunnelCfg?.mode === "named" ? `https://${tunnelCfg.hostname}` : undefined;
+}
+
+export const gatewaySchema = z
+  .strictObject({
+    replicas: wholeNumber(
+      1,
+      undefined,
+      "gateway pods; 2 or more keep offers up through a node drain or a crashed pod (docs/adr/0003-ha-gateway.md)",
+    ).default(1),
+  })
+  .default({ replicas: 1 });
+
+export function gateway(cfg: z.infer<typeof gatewaySchema>): GatewayConfig {
+  return { replicas: cfg.replicas };
+}
+
+/** `true`/`false` also as strings: `pulumi config set --path` may store either. */
+export const monitoringSchema = z
+  .strictObject({
+    serviceMonitors: z
+      .union([z.boolean(), z.enum(["auto", "true", "false"])], {
+        error: 'must be "auto", true or false: whether to create the Prometheus Operator objects',
+      })
+      .default("auto"),
+  })
+  .default({ serviceMonitors: "auto" });
+
+/**
+ * Whether to create ServiceMonitor/PodMonitor, PrometheusRule and the dashboard ConfigMap.
+ * Default `auto`: created when the cluster serves the monitoring.coreos.com CRDs (asked at every
+ * preview and update, program/monitoring.ts), so a cluster with kube-prometheus-stack is scraped
+ * without configuration and one without it is left alone.
+ */
+export function monitoring(cfg: z.infer<typeof monitoringSchema>): MonitoringConfig {
+  const v = cfg.serviceMonitors;
+  return { serviceMonitors: v === "auto" ? "auto" : v === true || v === "true" };
 }

@@ -57,6 +57,19 @@ export type FacilitatorConfig =
 
 export type TunnelConfig = { mode: "none" } | { mode: "quick" } | { mode: "named"; hostname: string };
 
+/** The x402 gateway's pods (docs/adr/0003-ha-gateway.md). */
+export interface GatewayConfig {
+  replicas: number;
+}
+
+/**
+ * Prometheus Operator objects (ServiceMonitor/PodMonitor, PrometheusRule, dashboard ConfigMap):
+ * `auto` creates them when the cluster serves the operator's CRDs, `true` requires them.
+ */
+export interface MonitoringConfig {
+  serviceMonitors: "auto" | boolean;
+}
+
 export interface RegistrationChain {
   network: Caip2;
   rpcUrl: string;
@@ -99,6 +112,8 @@ export interface StackConfig {
   litellm: { models: LiteLLMModelConfig[] };
   facilitator: FacilitatorConfig;
   tunnel: TunnelConfig;
+  gateway: GatewayConfig;
+  monitoring: MonitoringConfig;
   /** The stable public origin, when one is known (explicit, or a named tunnel's hostname). */
   publicBaseUrl?: string;
   identity: IdentityConfig;

@@ -564,7 +564,7 @@ describe("stack config", () => {
       expectIssue(
         { offers: [offer({ limits: { rps: -1 } })] },
         "offers[0].limits.rps",
-        /must be a whole number 0 or more: requests per second per gateway replica; 0 or absent means no limit/,
+        /must be a whole number 0 or more: requests per second across all gateway replicas; 0 or absent means no limit/,
       );
       expectIssue(
         {
@@ -645,5 +645,58 @@ describe("stack config", () => {
       }
     }
     assert.deepEqual(raw, snapshot, "the input is never modified");
+  });
+});
+
+describe("stack config: gateway and monitoring (README: Operating)", () => {
+  it("gateway.replicas defaults to 1 and takes any whole number from 1", () => {
+    assert.deepEqual(parseStackConfig({}, ctx).gateway, { replicas: 1 });
+    assert.deepEqual(parseStackConfig({ gateway: { replicas: 3 } }, ctx).gateway, { replicas: 3 });
+  });
+
+  it("refuses replicas that are not a whole number of at least 1, naming the field", () => {
+    for (const bad of [0, -1, 1.5, "2"]) {
+      expectIssue({ gateway: { replicas: bad } }, "gateway.replicas", /whole number 1 or more: gateway pods/);
+    }
+    expectIssue({ gateway: { replica: 2 } }, "gateway", /did you mean "replicas"/);
+  });
+
+  it("refuses an offer limit below gateway.replicas (each replica allows at least 1), with the fix", () => {
+    const raw = (limits: Record<string, number>, replicas: number) => ({
+      gateway: { replicas },
+      offers: [offer({ limits })],
+    });
+    assert.deepEqual(parseStackConfig(raw({ rps: 3, maxInFlight: 3 }, 3), ctx).offers[0]?.spec.limits, {
+      rps: 3,
+      maxInFlight: 3,
+    });
+    assert.ok(parseStackConfig(raw({ rps: 0, maxInFlight: 0 }, 3), ctx), "0 means no limit");
+    expectIssue(
+      raw({ maxInFlight: 2 }, 3),
+      "offers[0].limits.maxInFlight",
+      /below gateway\.replicas \(3\).*at least 3/,
+    );
+    expectIssue(
+      raw({ rps: 1 }, 2),
+      "offers[0].limits.rps",
+      /below gateway\.replicas \(2\).*lower gateway\.replicas/,
+    );
+  });
+
+  it("monitoring.serviceMonitors is auto (default), true or false, also as the strings `pulumi config set` stores", () => {
+    const sm = (v?: unknown) =>
+      parseStackConfig(v === undefined ? {} : { monitoring: { serviceMonitors: v } }, ctx).monitoring
+        .serviceMonitors;
+    assert.equal(sm(), "auto");
+    assert.equal(sm("auto"), "auto");
+    assert.equal(sm(true), true);
+    assert.equal(sm("true"), true);
+    assert.equal(sm(false), false);
+    assert.equal(sm("false"), false);
+    expectIssue(
+      { monitoring: { serviceMonitors: "yes" } },
+      "monitoring.serviceMonitors",
+      /"auto", true or false/,
+    );
   });
 });
