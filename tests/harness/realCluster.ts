@@ -76,6 +76,7 @@ const API_PORT = 6443;
 const STORAGE_CLASS = "obol-local";
 const PROVISIONER = "obol.test/local-dir";
 const LOCK_FILE = "/run/obol-stack-realnode.lock";
+const BRIDGE_NF = "net.bridge.bridge-nf-call-iptables";
 
 function binary(name: string): string {
   for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
@@ -407,6 +408,7 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
   const procs: ManagedProcess[] = [];
   const loops: Stoppable[] = [];
   let forwardBefore: string | undefined;
+  let bridgeNfBefore: string | undefined;
   const env = {
     ...process.env,
     // containerd finds its runc shim on PATH: the one built with it, before Debian's.
@@ -448,6 +450,7 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
     procs.length = 0;
     await cleanHost(dir);
     if (forwardBefore !== undefined) setSysctl("net.ipv4.ip_forward", forwardBefore);
+    if (bridgeNfBefore !== undefined) setSysctl(BRIDGE_NF, bridgeNfBefore);
     releaseLock();
   };
 
@@ -456,6 +459,15 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
     ensureNodeAddress(NODE_LINK, NODE_IP);
     ensureGuard(POD_CIDR, SERVICE_CIDR, POD_BRIDGE);
     forwardBefore = setSysctl("net.ipv4.ip_forward", "1");
+    // A pod's reply to another pod that reached it through a Service IP is bridged, not routed:
+    // without bridge netfilter it skips conntrack, is not translated back to the Service IP,
+    // and the client's connection hangs. dockerd usually turns this on; not every host has it.
+    if (!fs.existsSync(`/proc/sys/${BRIDGE_NF.replace(/\./g, "/")}`)) {
+      throw new Error(
+        "bridge netfilter is not loaded (Service traffic between pods needs it): run `modprobe br_netfilter`",
+      );
+    }
+    bridgeNfBefore = setSysctl(BRIDGE_NF, "1");
 
     const pki = ensurePki(path.join(dir, "pki"), { name: nodeName, ip: NODE_IP });
     const server = `https://${NODE_IP}:${API_PORT}`;
