@@ -1,15 +1,19 @@
 /**
  * The buyer's durable spend ledger: an append-only JSON-lines file, fsynced before a payment is
- * signed. A payment is first *reserved*; it becomes *settled* (with its transaction) or is
- * *released* when the seller did not charge. After a crash, a reservation with no outcome is
- * counted as spent: a restart may under-spend the budget, never re-spend it.
+ * signed. A payment is first *reserved*; once signed, its *authorization* is recorded before it
+ * is sent; it becomes *settled* (with its transaction, when known) or is *released* only when
+ * no authorization was ever sent or the chain proves it can no longer be used (never on a
+ * seller's word). Until then, and after a crash, a reservation counts as spent: a restart may
+ * under-spend the budget, never re-spend it.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import type { PaymentAuthorization } from "./authorization";
 
 export type LedgerEvent =
   | { kind: "reserved"; id: string; purchase: string; amount: string; at: number }
-  | { kind: "settled"; id: string; tx: string; at: number }
+  | { kind: "authorized"; id: string; authorization: PaymentAuthorization; at: number }
+  | { kind: "settled"; id: string; tx?: string; at: number }
   | { kind: "released"; id: string; at: number };
 
 interface Entry {
@@ -17,6 +21,16 @@ interface Entry {
   amount: bigint;
   at: number;
   state: "reserved" | "settled" | "released";
+  authorization?: PaymentAuthorization;
+}
+
+/** A reservation without an outcome yet. */
+export interface Unconfirmed {
+  readonly id: string;
+  readonly purchase: string;
+  readonly amount: bigint;
+  /** Absent when the process stopped between reserving and signing. */
+  readonly authorization?: PaymentAuthorization;
 }
 
 export interface Spend {
@@ -67,7 +81,9 @@ export class SpendLedger {
       return;
     }
     const entry = this.entries.get(event.id);
-    if (entry) entry.state = event.kind;
+    if (!entry) return;
+    if (event.kind === "authorized") entry.authorization = event.authorization;
+    else entry.state = event.kind;
   }
 
   private append(event: LedgerEvent): void {
@@ -80,8 +96,29 @@ export class SpendLedger {
     this.append({ kind: "reserved", id, purchase, amount: amount.toString(), at });
   }
 
-  settle(id: string, tx: string, at = Date.now()): void {
-    this.append({ kind: "settled", id, tx, at });
+  /** The signed authorization of a reserved payment, recorded before it leaves the process. */
+  authorize(id: string, authorization: PaymentAuthorization, at = Date.now()): void {
+    this.append({ kind: "authorized", id, authorization, at });
+  }
+
+  /** `tx` is absent when only the chain's authorization state says the payment was used. */
+  settle(id: string, tx?: string, at = Date.now()): void {
+    this.append({ kind: "settled", id, ...(tx ? { tx } : {}), at });
+  }
+
+  /** Reservations still counted as spent without an outcome. */
+  unconfirmed(): Unconfirmed[] {
+    const out: Unconfirmed[] = [];
+    for (const [id, e] of this.entries) {
+      if (e.state === "reserved")
+        out.push({
+          id,
+          purchase: e.purchase,
+          amount: e.amount,
+          ...(e.authorization ? { authorization: e.authorization } : {}),
+        });
+    }
+    return out;
   }
 
   release(id: string, at = Date.now()): void {

@@ -1,7 +1,8 @@
 /**
  * `obol-runtime buyer`: pays sellers for PurchaseRequests. The signer key comes from
  * SIGNER_KEY_FILE (a mounted Secret) or SIGNER_KEY; the spend ledger lives at LEDGER_PATH (a
- * persistent volume).
+ * persistent volume). --resolve-interval-ms: how often payments sent without a receipt are looked
+ * up on chain (default 30 s).
  */
 import { privateKeyToAccount } from "viem/accounts";
 import { BUYER_LEDGER_PATH, ENV, PLURALS, PORTS } from "../../api/contract";
@@ -19,6 +20,7 @@ import type { Command } from "../shared/startup";
 import { SpendLedger } from "./ledger";
 import { BuyerMetrics } from "./metrics";
 import { type Purchase, spendStatus, startBuyer } from "./server";
+import { UnconfirmedPayments } from "./unconfirmed";
 
 const SETTINGS = {
   kubeconfig: {},
@@ -26,6 +28,7 @@ const SETTINGS = {
   port: { env: ENV.port },
   host: { env: "HOST" },
   ledger: { env: ENV.ledgerPath },
+  "resolve-interval-ms": {},
 } as const;
 
 export const command: Command<keyof typeof SETTINGS> = {
@@ -49,18 +52,29 @@ export const command: Command<keyof typeof SETTINGS> = {
         const parsed = purchaseRequestSpecSchema.safeParse(obj.spec);
         return parsed.success ? [{ name: obj.metadata?.name ?? "", spec: parsed.data }] : [];
       });
-    const purchaseFor = (model: string): Purchase | undefined =>
-      current().find((p) => p.spec.model === model);
+    const findPurchase = (matches: (p: Purchase) => boolean): Purchase | undefined => current().find(matches);
+    const purchaseFor = (model: string) => findPurchase((p) => p.spec.model === model);
     const publish = (purchase: Purchase) => {
       patchStatus(kc, PLURALS.purchaseRequest, namespace, purchase.name, spendStatus(ledger, purchase)).catch(
         (err) => log(`buyer: could not update PurchaseRequest ${purchase.name} status: ${errorText(err)}`),
       );
     };
+    const unconfirmed = new UnconfirmedPayments({
+      ledger,
+      rpcUrlFor: (name) => findPurchase((p) => p.name === name)?.spec.payment.rpcUrl,
+      log,
+      onResolved: (name) => {
+        const purchase = findPurchase((p) => p.name === name);
+        if (purchase) publish(purchase);
+      },
+    });
+    unconfirmed.start(s.int("resolve-interval-ms", 30_000));
     const buyer = await startBuyer({
       account,
       ledger,
       purchaseFor,
       onSpend: publish,
+      unconfirmed,
       log,
       metrics: new BuyerMetrics(ledger, current),
       port: s.int("port", PORTS.buyer),
@@ -69,6 +83,7 @@ export const command: Command<keyof typeof SETTINGS> = {
     return {
       summary: `paying as ${account.address}, serving ${buyer.url}, ledger ${ledger.file}`,
       async stop() {
+        unconfirmed.stop();
         await buyer.close();
         await purchases.stop();
         ledger.close();

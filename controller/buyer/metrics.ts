@@ -13,7 +13,7 @@ import type { Purchase } from "./server";
 export class BuyerMetrics extends MetricsRegistry {
   readonly payments = new Counter({
     name: "obol_buyer_payments_total",
-    help: "Buyer requests by purchase and outcome (paid, not_charged, refused, seller_unreachable) and reason",
+    help: "Buyer requests by purchase and outcome (paid, unconfirmed, not_charged, refused, seller_unreachable) and reason",
     labelNames: ["purchase", "outcome", "reason"],
     registers: [this.registry],
   });

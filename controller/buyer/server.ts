@@ -20,9 +20,11 @@ import { readOffered, termsMismatch } from "../payments/purchaseTerms";
 import { readJsonBody, sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
 import { serveMetrics } from "../shared/metrics";
+import { authorizationOf } from "./authorization";
 import { checkBudget } from "./budget";
 import type { SpendLedger } from "./ledger";
 import type { BuyerMetrics } from "./metrics";
+import type { UnconfirmedPayments } from "./unconfirmed";
 
 export const BUYER_USER_AGENT = "obol-stack-buyer/0.1";
 const MAX_REQUEST_BYTES = 4 << 20;
@@ -45,6 +47,8 @@ export interface BuyerOptions {
   purchaseFor(model: string): Purchase | undefined;
   /** Called after each paid or refused request, to publish spend counters. */
   onSpend?(purchase: Purchase): void;
+  /** Follows payments sent without a successful receipt to their on-chain outcome. */
+  unconfirmed?: UnconfirmedPayments;
   log: LogFn;
   /** Served at /metrics when set (the buyer's port is in-cluster only). */
   metrics?: BuyerMetrics;
@@ -107,15 +111,15 @@ async function handle(
   }
 
   // One client per request: its hook sees the seller's price before anything is signed.
-  const paymentId = randomUUID();
   const metrics = opts.metrics;
   const count = (outcome: string, reason = "") => {
     metrics?.payments.inc({ purchase: purchase.name, outcome, reason });
     metrics?.duration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
   };
   let offered: { network: string; asset: string; amount: bigint } | undefined;
-  let reserved = false;
   let refusal: { reason: string; message: string } | undefined;
+  /** This request's payments: reserved before signing, then recorded once signed. */
+  const payments: { id: string; signed: boolean }[] = [];
   const client = new x402Client();
   // With an RPC the client can see a missing Permit2 allowance and sign an EIP-2612 permit instead.
   const rpcUrl = purchase.spec.payment.rpcUrl;
@@ -151,9 +155,18 @@ async function handle(
     }
     const amount = terms.amountAtomic;
     // Durable before the signature exists: a crash from here on counts the payment as spent.
-    opts.ledger.reserve(paymentId, purchase.name, amount);
-    reserved = true;
+    const id = randomUUID();
+    opts.ledger.reserve(id, purchase.name, amount);
+    payments.push({ id, signed: false });
     return undefined;
+  });
+  client.onAfterPaymentCreation(async ({ paymentPayload, selectedRequirements }) => {
+    const payment = payments.at(-1);
+    if (!payment) return;
+    // Durable before the authorization leaves the process: what the chain can be asked about.
+    const authorization = authorizationOf(paymentPayload, selectedRequirements);
+    if (authorization) opts.ledger.authorize(payment.id, authorization);
+    payment.signed = true;
   });
   const paidFetch = wrapFetchWithPayment(fetch, client);
   const target = `${purchase.spec.endpoint.replace(/\/+$/, "")}${path}`;
@@ -170,7 +183,10 @@ async function handle(
       body: JSON.stringify({ ...body, model: purchase.spec.model }),
     });
   } catch (err) {
-    if (reserved) opts.ledger.release(paymentId);
+    // Only a payment that was never signed is certainly unspent; a sent one may be settled by
+    // the seller whatever happened to this connection.
+    for (const p of payments) if (!p.signed) opts.ledger.release(p.id);
+    if (payments.some((p) => p.signed)) opts.unconfirmed?.resolve().catch(() => undefined);
     opts.onSpend?.(purchase);
     if (refusal) {
       count("refused", refusal.reason);
@@ -194,12 +210,18 @@ async function handle(
   const receiptHeader =
     upstream.headers.get("payment-response") ?? upstream.headers.get("x-payment-response");
   const receipt = receiptHeader ? safeDecode(receiptHeader) : undefined;
-  if (reserved) {
-    if (receipt?.success) opts.ledger.settle(paymentId, receipt.transaction);
-    else opts.ledger.release(paymentId); // the seller did not charge
+  const last = payments.at(-1);
+  const paid = last?.signed === true && receipt?.success === true;
+  for (const p of payments) {
+    if (!p.signed) opts.ledger.release(p.id);
+    else if (p === last && receipt?.success) opts.ledger.settle(p.id, receipt.transaction);
   }
+  // A signed payment without a successful receipt is the seller's word only: it stays counted as
+  // spent until the chain says it was used or can no longer be.
+  const unconfirmed = payments.some((p) => p.signed && !(p === last && receipt?.success));
+  if (unconfirmed) opts.unconfirmed?.resolve().catch(() => undefined);
   opts.onSpend?.(purchase);
-  if (receipt?.success && reserved && offered) {
+  if (paid && receipt && offered) {
     const spent = opts.ledger.spend(purchase.name);
     count("paid");
     metrics?.paid.inc(
@@ -214,6 +236,14 @@ async function handle(
       amount: offered.amount,
       transaction: receipt.transaction,
       spentTotal: spent.total,
+    });
+  } else if (unconfirmed) {
+    count("unconfirmed", upstream.status === 402 ? "seller_refused" : `status_${upstream.status}`);
+    opts.log("buyer: payment sent without a receipt; counted as spent until the chain says otherwise", {
+      level: "warn",
+      requestId,
+      purchase: purchase.name,
+      status: upstream.status,
     });
   } else {
     count("not_charged", upstream.status === 402 ? "seller_refused" : `status_${upstream.status}`);

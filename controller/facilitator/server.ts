@@ -22,6 +22,7 @@ import { readJsonBody, sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
 import { serveMetrics } from "../shared/metrics";
 import type { FacilitatorMetrics } from "./metrics";
+import { SendQueue } from "./sendQueue";
 
 export interface FacilitatorOptions {
   /** The key that submits settlement transactions. Never logged. */
@@ -102,6 +103,13 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
   const networks = opts.networks ?? [
     `eip155:${await rpc("getChainId", () => client.getChainId())}` as Network,
   ];
+  // Every transaction from this key goes through one queue with an explicit nonce.
+  const sends = new SendQueue({
+    pendingNonce: () =>
+      rpc("getTransactionCount", () =>
+        client.getTransactionCount({ address: account.address, blockTag: "pending" }),
+      ),
+  });
   const signer = toFacilitatorEvmSigner({
     address: account.address,
     readContract: (args) =>
@@ -112,14 +120,19 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
       ),
     writeContract: (args) =>
       rpc("writeContract", () =>
-        client.writeContract({
-          ...(args as Parameters<typeof client.writeContract>[0]),
-          account,
-          chain: null,
-        }),
+        sends.run((nonce) =>
+          client.writeContract({
+            ...(args as Parameters<typeof client.writeContract>[0]),
+            account,
+            chain: null,
+            nonce,
+          }),
+        ),
       ),
     sendTransaction: (args) =>
-      rpc("sendTransaction", () => client.sendTransaction({ ...args, account, chain: null })),
+      rpc("sendTransaction", () =>
+        sends.run((nonce) => client.sendTransaction({ ...args, account, chain: null, nonce })),
+      ),
     waitForTransactionReceipt: (args) =>
       rpc("waitForTransactionReceipt", () => client.waitForTransactionReceipt(args)),
     getCode: (args) => rpc("getCode", () => client.getCode(args)),

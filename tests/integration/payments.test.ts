@@ -4,6 +4,7 @@
  * upstream, and buyers using @x402/fetch and hand-made payment headers.
  */
 import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 import { x402Client } from "@x402/core/client";
@@ -21,6 +22,7 @@ import { ANVIL_KEYS } from "../harness/anvil";
 import { at } from "../harness/assertions";
 import type { ControlPlane } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
+import { type HostileSeller, startHostileSeller } from "../harness/hostileSeller";
 import {
   type PaymentChain,
   startPaymentChain,
@@ -247,6 +249,68 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     assert.equal(await chain.balanceOf(buyer.address), buyerBefore - PRICE_ATOMIC);
     assert.equal(await chain.balanceOf(payTo), sellerBefore + PRICE_ATOMIC);
     assert.equal(upstream.seen.filter((r) => r.url === "/race").length, 1, "served once");
+  });
+
+  it("settles every one of 40 distinct buyers paying at the same moment (one facilitator key, no nonce race)", async () => {
+    const crowd = Array.from({ length: 40 }, () => privateKeyToAccount(generatePrivateKey()));
+    for (const account of crowd) await chain.mint(account.address, PRICE_ATOMIC);
+    const payments = await Promise.all(
+      crowd.map((account) => signedPayment(`${offerUrl()}/crowd`, undefined, account)),
+    );
+    const sellerBefore = await chain.balanceOf(payTo);
+    const started = Date.now();
+    const results = await Promise.all(
+      payments.map((payment) =>
+        fetch(`${offerUrl()}/crowd`, {
+          headers: { "payment-signature": encodePaymentSignatureHeader(payment) },
+        }),
+      ),
+    );
+    const elapsed = Date.now() - started;
+    const failures = await Promise.all(
+      results.filter((r) => r.status !== 200).map(async (r) => `${r.status} ${await r.text()}`),
+    );
+    assert.deepEqual(failures, [], `${failures.length} of 40 were not served`);
+    for (const res of results)
+      assert.equal(decodePaymentResponseHeader(res.headers.get("payment-response")!).success, true);
+    for (const account of crowd) assert.equal(await chain.balanceOf(account.address), 0n);
+    assert.equal(await chain.balanceOf(payTo), sellerBefore + 40n * PRICE_ATOMIC);
+    assert.equal(upstream.seen.filter((r) => r.url === "/crowd").length, 40);
+    assert.ok(elapsed < 20_000, `40 settlements took ${elapsed} ms`);
+  });
+
+  it("the facilitator logs a refused settlement with its reason and payer", async () => {
+    // A payment already settled once: settling it again is refused by the facilitator itself.
+    const payment = await signedPayment(`${offerUrl()}/settle-twice`);
+    const first = await fetch(`${offerUrl()}/settle-twice`, {
+      headers: { "payment-signature": encodePaymentSignatureHeader(payment) },
+    });
+    assert.equal(first.status, 200);
+    const res = await fetch(`http://127.0.0.1:${facilitatorPort}/settle`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        x402Version: 2,
+        paymentPayload: payment,
+        paymentRequirements: payment.accepted,
+      }),
+    });
+    const verdict = (await res.json()) as { success: boolean; errorReason?: string };
+    assert.equal(verdict.success, false);
+    await waitFor(
+      "the facilitator's log line",
+      async () =>
+        fs
+          .readFileSync(facilitator.logFile, "utf8")
+          .split("\n")
+          .some(
+            (line) =>
+              line.includes("settle refused") &&
+              line.includes(verdict.errorReason!) &&
+              line.toLowerCase().includes(buyer.address.toLowerCase()),
+          ),
+      { timeoutMs: 5_000 },
+    );
   });
 
   describe("bad payments get a reason; nothing is proxied or settled", () => {
@@ -650,6 +714,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     let buyerProc: ManagedProcess;
     let buyerUrl: string;
     let ledgerPath: string;
+    let hostileSellers: Record<"settlesEip3009" | "settlesPermit2" | "neverSettles", HostileSeller>;
 
     const startBuyerProcess = async () => {
       const port = await freePort();
@@ -657,7 +722,10 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       buyerProc = startRuntime(
         "buyer",
         "buyer",
-        ["--kubeconfig", cp.kubeconfigPath, "--namespace", ns, "--port", String(port), "--host", "127.0.0.1"],
+        [
+          ...["--kubeconfig", cp.kubeconfigPath, "--namespace", ns, "--port", String(port)],
+          ...["--host", "127.0.0.1", "--resolve-interval-ms", "500"],
+        ],
         logDir,
         {
           SIGNER_KEY: ANVIL_KEYS[3],
@@ -699,11 +767,107 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
         },
         budget: { maxPerRequest: "0.001" },
       });
+      // Dishonest sellers: both leave out the receipt; one settles anyway, one never does.
+      const hostile = (settle: boolean, asset: Parameters<typeof startHostileSeller>[0]["asset"]) =>
+        startHostileSeller({
+          facilitatorUrl: `http://127.0.0.1:${facilitatorPort}`,
+          network: chain.network,
+          payTo,
+          asset,
+          amount: PRICE_ATOMIC.toString(),
+          maxTimeoutSeconds: settle ? 300 : 5,
+          settle,
+        });
+      hostileSellers = {
+        settlesEip3009: await hostile(true, chain.asset),
+        settlesPermit2: await hostile(true, chain.permit2Token.asset),
+        neverSettles: await hostile(false, chain.permit2Token.asset),
+      };
+      const hostilePurchase = (name: string, endpoint: string, asset: string, maxTotal: string) =>
+        createObject(cp, ns, "purchaserequests", "PurchaseRequest", name, {
+          endpoint,
+          model: `${name}-model`,
+          payment: {
+            network: chain.network,
+            asset,
+            decimals: 6,
+            maxPrice: "0.001",
+            rpcUrl: chain.anvil.rpcUrl,
+          },
+          budget: { maxPerRequest: "0.001", maxTotal },
+        });
+      await hostilePurchase("hostile-3009", hostileSellers.settlesEip3009.url, chain.asset.address, "0.002");
+      await hostilePurchase(
+        "hostile-permit2",
+        hostileSellers.settlesPermit2.url,
+        chain.permit2Token.asset.address,
+        "0.002",
+      );
+      await hostilePurchase(
+        "hostile-unsettled",
+        hostileSellers.neverSettles.url,
+        chain.permit2Token.asset.address,
+        "0.001",
+      );
       await startBuyerProcess();
     });
 
     after(async () => {
       await buyerProc?.stop();
+      await Promise.all(Object.values(hostileSellers ?? {}).map((s) => s.close()));
+    });
+
+    const spendStatus = async (name: string) =>
+      (await getObject(cp, ns, "purchaserequests", name))?.status as
+        | { spentTotal?: string; requests?: number }
+        | undefined;
+
+    for (const [purchase, token] of [
+      ["hostile-3009", () => chain.asset.address],
+      ["hostile-permit2", () => chain.permit2Token.asset.address],
+    ] as const) {
+      it(`a seller that settles but omits the receipt still counts against the budget (${purchase})`, async () => {
+        const seller =
+          purchase === "hostile-3009" ? hostileSellers.settlesEip3009 : hostileSellers.settlesPermit2;
+        const balance = () =>
+          token() === chain.asset.address
+            ? chain.balanceOf(buyerAccount.address)
+            : chain.permit2Token.balanceOf(buyerAccount.address);
+        const before = await balance();
+        const statuses: number[] = [];
+        for (let i = 0; i < 4; i++) statuses.push((await chat(`paid/${purchase}-model`)).status);
+        assert.deepEqual(statuses, [200, 200, 402, 402], "maxTotal allows two payments");
+        assert.equal(seller.settled.length, 2);
+        assert.equal(await balance(), before - 2n * PRICE_ATOMIC, "the budget held on chain");
+        // The chain, not the seller, says both were used: they become settled payments.
+        await waitFor(
+          "the PurchaseRequest to show both payments",
+          async () => {
+            const status = await spendStatus(purchase);
+            return status?.spentTotal === "0.002" && status.requests === 2;
+          },
+          { timeoutMs: 15_000 },
+        );
+      });
+    }
+
+    it("a payment the seller never settled is released only once the chain shows it expired unused", async () => {
+      const before = await chain.permit2Token.balanceOf(buyerAccount.address);
+      const first = await chat("paid/hostile-unsettled-model");
+      assert.equal(first.status, 200);
+      const second = await chat("paid/hostile-unsettled-model");
+      assert.equal(second.status, 402, "no receipt is not proof of no charge: still counted as spent");
+      assert.equal(((await second.json()) as { error: { type: string } }).error.type, "over_max_total");
+      // Past the authorization's deadline (5 s), a new block proves it can never be used.
+      await new Promise((r) => setTimeout(r, 6_500));
+      await chain.client.request({ method: "evm_mine" as never, params: [] as never });
+      await waitFor(
+        "the expired payment to be released",
+        async () => (await spendStatus("hostile-unsettled"))?.spentTotal === "0",
+        { timeoutMs: 15_000 },
+      );
+      assert.equal((await chat("paid/hostile-unsettled-model")).status, 200, "the budget is free again");
+      assert.equal(await chain.permit2Token.balanceOf(buyerAccount.address), before, "nothing was ever paid");
     });
 
     it("pays the seller for paid/<model>, with its own User-Agent, within the budget, and records the spend", async () => {

@@ -3,8 +3,10 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { ServiceOfferSpec } from "../../api/resources";
+import { type AuthorizationState, authorizationOf, unusableFrom } from "../../controller/buyer/authorization";
 import { checkBudget } from "../../controller/buyer/budget";
 import { SpendLedger } from "../../controller/buyer/ledger";
+import { outcomeOf, UnconfirmedPayments } from "../../controller/buyer/unconfirmed";
 import { decidePayment } from "../../controller/payments/decision";
 import {
   bindingOf,
@@ -386,5 +388,95 @@ describe("buyer budget and ledger", () => {
     );
     fs.writeFileSync(file, 'garbage\n{"kind":"released","id":"a","at":1}\n');
     assert.throws(() => new SpendLedger(file), /corrupt at line 1/);
+  });
+});
+
+describe("buyer: payments sent without a receipt", () => {
+  const FROM = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
+  const eip3009Payload = {
+    x402Version: 2,
+    payload: {
+      signature: "0x",
+      authorization: {
+        from: FROM.toLowerCase(),
+        to: PAY_TO,
+        value: "1000",
+        validAfter: "0",
+        validBefore: "1800000300",
+        nonce: `0x${"ab".repeat(32)}`,
+      },
+    },
+  };
+  const permit2Payload = {
+    x402Version: 2,
+    payload: {
+      signature: "0x",
+      permit2Authorization: { from: FROM, nonce: "123456789012345678901234567890", deadline: "1800000300" },
+    },
+  };
+  const req = { network: "eip155:84532", asset: ASSET.address.toLowerCase() };
+
+  it("reads the authorization the chain records: EIP-3009 (token, from, nonce) and Permit2 (owner, nonce)", () => {
+    const a = authorizationOf(eip3009Payload, req)!;
+    assert.deepEqual(a, {
+      kind: "eip3009",
+      network: "eip155:84532",
+      token: ASSET.address,
+      from: FROM,
+      nonce: `0x${"ab".repeat(32)}`,
+      validBefore: "1800000300",
+    });
+    assert.equal(unusableFrom(a), 1800000300n);
+    const p = authorizationOf(permit2Payload, req)!;
+    assert.equal(p.kind, "permit2");
+    assert.equal(unusableFrom(p), 1800000301n, "Permit2 accepts block.timestamp == deadline");
+    assert.equal(authorizationOf({ payload: { signature: "0x" } }, req), undefined);
+  });
+
+  it("keeps a sent payment spent until the chain says used (settled) or expired unused (released)", async () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ledger-")), "ledger.jsonl");
+    const ledger = new SpendLedger(file);
+    const auth = authorizationOf(eip3009Payload, req)!;
+    for (const id of ["used", "expired", "open", "no-rpc", "unreadable", "unsigned"]) {
+      ledger.reserve(id, id === "no-rpc" ? "offline" : "p", 1000n);
+      if (id !== "unsigned")
+        ledger.authorize(id, { ...auth, nonce: `0x${id.padEnd(64, "0")}` as `0x${string}` });
+    }
+    const states: Record<string, AuthorizationState> = {
+      used: "used",
+      expired: "expired_unused",
+      open: "open",
+    };
+    const resolved: string[] = [];
+    const unconfirmed = new UnconfirmedPayments({
+      ledger,
+      rpcUrlFor: (purchase) => (purchase === "offline" ? undefined : "http://rpc"),
+      log: () => undefined,
+      onResolved: (purchase) => resolved.push(purchase),
+      stateOf: async (_rpc, a) => {
+        const id = a.kind === "eip3009" ? a.nonce.slice(2).replace(/0+$/, "") : "";
+        if (id === "unreadable") throw new Error("rpc down");
+        return states[id] ?? "open";
+      },
+    });
+    await unconfirmed.resolve();
+    assert.deepEqual(
+      ledger
+        .unconfirmed()
+        .map((u) => u.id)
+        .sort(),
+      ["no-rpc", "open", "unreadable", "unsigned"],
+    );
+    assert.deepEqual(resolved, ["p", "p"]);
+    ledger.close();
+    const reopened = new SpendLedger(file);
+    assert.deepEqual(reopened.spend("p", Date.now()), { total: 4000n, today: 4000n, settledCount: 1 });
+    assert.deepEqual(
+      reopened.unconfirmed().find((u) => u.id === "open")?.authorization?.kind,
+      "eip3009",
+      "the authorization survives a restart, so it can still be looked up",
+    );
+    reopened.close();
+    assert.equal(outcomeOf("open"), "unconfirmed");
   });
 });
