@@ -120,7 +120,9 @@ export class UnknownChainError extends Error {
 export function toCaip2(input: string): Caip2 {
   const value = input.trim();
   const match = /^eip155:([1-9][0-9]{0,18})$/.exec(value);
-  if (match) return `eip155:${Number(match[1])}`;
+  // The digits as written (the pattern already forbids leading zeros): a chain id is a 64-bit
+  // value, and Number() would round one above 2^53 to a different chain.
+  if (match) return `eip155:${match[1]}` as Caip2;
   const known = byLegacy.get(value.toLowerCase());
   if (known) return known.caip2;
   throw new UnknownChainError(input);
@@ -130,8 +132,9 @@ export function chainInfo(caip2: Caip2): ChainInfo | undefined {
   return byCaip2.get(caip2);
 }
 
-export function chainIdOf(caip2: Caip2): number {
-  return Number(caip2.slice("eip155:".length));
+/** The chain id, exactly (64-bit chain ids exceed 2^53). */
+export function chainIdOf(caip2: Caip2): bigint {
+  return BigInt(caip2.slice("eip155:".length));
 }
 
 /** The x402 v1 name for a chain (v1 buyers expect names); falls back to CAIP-2. */

@@ -47,7 +47,7 @@ export interface AgentRegistrationArgs {
   metadata?: pulumi.Input<Record<string, pulumi.Input<string>>>;
   /** Adopt this existing agentId (decimal) instead of minting; the signer must own it. */
   adoptAgentId?: pulumi.Input<string>;
-  /** Payout wallet to record on chain (setAgentWallet); needs `agentWalletKey`, else skipped. */
+  /** Payout wallet to record on chain (setAgentWallet); needs `agentWalletKey` unless it is the signer. */
   agentWallet?: pulumi.Input<string>;
   /** The agentWallet's key, which signs its EIP-712 consent. Always stored as a secret. */
   agentWalletKey?: pulumi.Input<string>;
@@ -273,22 +273,35 @@ async function readMetadata(
   return values;
 }
 
+async function agentWalletOf(c: Chainside, agentId: bigint): Promise<`0x${string}`> {
+  return c.contract.read.getAgentWallet([agentId]);
+}
+
 async function reconcileAgentWallet(
   c: Chainside,
   agentId: bigint,
   inputs: AgentRegistrationInputs,
 ): Promise<void> {
-  if (!inputs.agentWallet || !inputs.agentWalletKey) return;
+  if (!inputs.agentWallet) return;
   const wanted = c.viem.getAddress(inputs.agentWallet);
-  if (wanted === c.signer) return; // register() already records the signer as the wallet.
-  const wallet = accountOf(inputs.agentWalletKey, "agentWalletKey");
+  // Compared with the chain, not with what register() once recorded: the wallet may have been
+  // changed since (by another setAgentWallet, or cleared by a transfer).
+  if ((await agentWalletOf(c, agentId)) === wanted) return;
+  // The registry takes the new wallet's own consent; the signer consents for itself.
+  if (wanted !== c.signer && !inputs.agentWalletKey) {
+    throw new Error(
+      `agentWallet ${wanted} must consent to being recorded: pass agentWalletKey (its key, as a secret), or use the signer ${c.signer}`,
+    );
+  }
+  const wallet = accountOf(
+    wanted === c.signer ? inputs.signerKey : inputs.agentWalletKey!,
+    wanted === c.signer ? "signerKey" : "agentWalletKey",
+  );
   if (wallet.address !== wanted) {
     throw new Error(
       `agentWalletKey belongs to ${wallet.address}, not agentWallet ${wanted}: pass the wallet's own key`,
     );
   }
-  const current = await c.contract.read.getAgentWallet([agentId]);
-  if (current === wanted) return;
   // The registry bounds the deadline by its own clock: take it from the chain, not this machine.
   const block = await c.publicClient.getBlock({ blockTag: "latest" });
   const deadline = block.timestamp + BigInt(AGENT_WALLET_DEADLINE_SECONDS);
@@ -388,6 +401,8 @@ export const agentRegistrationProvider: pulumi.dynamic.ResourceProvider<AgentReg
         owner,
         agentURI: await tokenURI(c, agentId),
         ...(props.metadata !== undefined ? { metadata } : {}),
+        // A managed wallet is read back, so a change made outside Pulumi shows as drift and is restored.
+        ...(props.agentWallet !== undefined ? { agentWallet: await agentWalletOf(c, agentId) } : {}),
       }) as unknown as State,
     };
   },

@@ -7,6 +7,8 @@
  * erased), no clients, no schemas.
  */
 import type { Hex } from "viem";
+import { DEFAULT_AGENT_IMAGE } from "../api/agentImage";
+import { exactJson } from "../api/exactJson";
 
 /** What the engine sends for a value not known yet (preview), whatever the field's type. */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -104,7 +106,8 @@ export function checkInputs(news: Partial<AgentRegistrationInputs>): CheckFailur
 
   if (known(news.network) && !CAIP2_EIP155.test(String(news.network))) {
     fail("network", `"${news.network}" is not a CAIP-2 EVM network: use eip155:<chainId>, e.g. eip155:84532`);
-  }
+  } else if (known(news.network) && BigInt(String(news.network).slice(7)) > BigInt(Number.MAX_SAFE_INTEGER))
+    fail("network", unsafeChainIdMessage(String(news.network)));
   if (news.network === undefined) fail("network", "network is required (CAIP-2, e.g. eip155:84532)");
   if (known(news.registry) && !ADDRESS.test(String(news.registry))) {
     fail("registry", `"${news.registry}" is not an address: set the IdentityRegistry address (0x + 40 hex)`);
@@ -211,8 +214,18 @@ export function registrationId(network: string, registry: string, agentId: strin
   return `${agentRegistryOf(network, registry)}#${agentId}`;
 }
 
+/**
+ * The chain id as viem takes it (a JS number). A 64-bit chain id above 2^53 would be rounded to
+ * another chain, so it is refused instead (checkInputs reports it before anything runs).
+ */
 export function chainIdOfNetwork(network: string): number {
-  return Number(network.slice("eip155:".length));
+  const id = BigInt(network.slice("eip155:".length));
+  if (id > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(unsafeChainIdMessage(network));
+  return Number(id);
+}
+
+function unsafeChainIdMessage(network: string): string {
+  return `chain id of ${network} is above 2^53-1, which viem (the EVM client) cannot address exactly: such a chain cannot be registered on`;
 }
 
 export interface RegistrationDocument {
@@ -223,7 +236,8 @@ export interface RegistrationDocument {
   services: { name: string; endpoint: string }[];
   x402Support: boolean;
   active: boolean;
-  registrations: { agentId: number; agentRegistry: string }[];
+  /** uint256: exact, written by exactJson as an integer literal. */
+  registrations: { agentId: bigint; agentRegistry: string }[];
 }
 
 /** Parses a `data:application/json[;base64],...` URI; undefined for anything else or bad JSON. */
@@ -258,16 +272,16 @@ export function tombstoneDocument(args: {
     type: REGISTRATION_V1,
     name: args.name && args.name.length > 0 ? args.name : `Agent ${args.agentId}`,
     description: "This agent has been retired by its owner and serves nothing.",
-    image: "",
+    image: DEFAULT_AGENT_IMAGE,
     services: [],
     x402Support: false,
     active: false,
-    registrations: [{ agentId: Number(args.agentId), agentRegistry: args.agentRegistry }],
+    registrations: [{ agentId: BigInt(args.agentId), agentRegistry: args.agentRegistry }],
   };
 }
 
 export function tombstoneUri(args: Parameters<typeof tombstoneDocument>[0]): string {
-  const json = JSON.stringify(tombstoneDocument(args));
+  const json = exactJson(tombstoneDocument(args));
   return `data:application/json;base64,${Buffer.from(json, "utf8").toString("base64")}`;
 }
 

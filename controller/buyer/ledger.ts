@@ -21,7 +21,7 @@ interface Entry {
   amount: bigint;
   at: number;
   state: "reserved" | "settled" | "released";
-  authorization?: PaymentAuthorization;
+  authorization?: PaymentAuthorization | undefined;
 }
 
 /** A reservation without an outcome yet. */
@@ -30,7 +30,7 @@ export interface Unconfirmed {
   readonly purchase: string;
   readonly amount: bigint;
   /** Absent when the process stopped between reserving and signing. */
-  readonly authorization?: PaymentAuthorization;
+  readonly authorization: PaymentAuthorization | undefined;
 }
 
 export interface Spend {
@@ -111,12 +111,7 @@ export class SpendLedger {
     const out: Unconfirmed[] = [];
     for (const [id, e] of this.entries) {
       if (e.state === "reserved")
-        out.push({
-          id,
-          purchase: e.purchase,
-          amount: e.amount,
-          ...(e.authorization ? { authorization: e.authorization } : {}),
-        });
+        out.push({ id, purchase: e.purchase, amount: e.amount, authorization: e.authorization });
     }
     return out;
   }

@@ -28,7 +28,7 @@ export class UnconfirmedPayments {
   private readonly clients = new Map<string, PublicClient>();
   private pass: Promise<void> | undefined;
   private again = false;
-  private timer?: NodeJS.Timeout;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: UnconfirmedOptions) {}
 

@@ -5,6 +5,7 @@
  */
 import type * as http from "node:http";
 import { REGISTRATION_PATH } from "../../api/contract";
+import { exactJson } from "../../api/exactJson";
 import { sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
 import { INTERNAL_ROUTES_PATH } from "../shared/routesReport";
@@ -93,7 +94,7 @@ export function createPublicHandler(options: GatewayOptions): Handler {
           res,
           200,
           "application/json; charset=utf-8",
-          `${JSON.stringify(renderServicesJson(catalogFor(req)), null, 2)}\n`,
+          `${exactJson(renderServicesJson(catalogFor(req)), 2)}\n`,
           head,
           CATALOG_HEADERS,
         ),
@@ -104,7 +105,7 @@ export function createPublicHandler(options: GatewayOptions): Handler {
           res,
           200,
           "application/json; charset=utf-8",
-          `${JSON.stringify(renderOpenApi(catalogFor(req)), null, 2)}\n`,
+          `${exactJson(renderOpenApi(catalogFor(req)), 2)}\n`,
           head,
           CATALOG_HEADERS,
         ),
@@ -113,7 +114,7 @@ export function createPublicHandler(options: GatewayOptions): Handler {
           res,
           200,
           "application/json; charset=utf-8",
-          `${JSON.stringify(renderRegistration(catalogFor(req)), null, 2)}\n`,
+          `${exactJson(renderRegistration(catalogFor(req)), 2)}\n`,
           head,
           CATALOG_HEADERS,
         ),

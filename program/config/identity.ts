@@ -101,6 +101,12 @@ function registrationChain(
   if (adopt !== undefined && !/^[0-9]+$/.test(String(adopt))) {
     c.issues.add("identity.agentIds", `agentId for ${network} must be a non-negative integer`);
     ok = false;
+  } else if (typeof adopt === "number" && !Number.isSafeInteger(adopt)) {
+    c.issues.add(
+      "identity.agentIds",
+      `agentId for ${network} is a number above 2^53, which was already rounded when the config was read: write it as a quoted string`,
+    );
+    ok = false;
   }
   if (!ok || !rawRpcUrl || !registry) return undefined;
   return {

@@ -126,6 +126,13 @@ describe("ERC-8004 AgentRegistration through the real engine, on anvil", functio
       functionName: "ownerOf",
       args: [BigInt(agentId)],
     });
+  const agentWallet = (chain: TestChain) =>
+    chain.client.readContract({
+      address: chain.registry,
+      abi: ABI,
+      functionName: "getAgentWallet",
+      args: [0n],
+    });
   const registration = (chain: TestChain, agentURI: string, extra: Partial<RegistrationConfig> = {}) => ({
     name: chain.name,
     network: chain.network,
@@ -270,6 +277,41 @@ describe("ERC-8004 AgentRegistration through the real engine, on anvil", functio
     assert.equal(Buffer.from(tier.slice(2), "hex").toString("utf8"), "platinum");
   });
 
+  it("refresh reads the agentWallet back: a wallet cleared outside Pulumi is drift, and up restores it", async () => {
+    const hash = await base.wallet(SIGNER_KEY).writeContract({
+      address: base.registry,
+      abi: parseAbi(["function unsetAgentWallet(uint256 agentId)"]),
+      functionName: "unsetAgentWallet",
+      args: [0n],
+    });
+    await base.client.waitForTransactionReceipt({ hash });
+    assert.equal(await agentWallet(base), "0x0000000000000000000000000000000000000000");
+    const signerNonce = await nonce(base);
+
+    const refresh = await stack.refresh({ onOutput: log.onOutput });
+    assert.equal(refresh.summary.result, "succeeded", log.text());
+    assert.equal(refresh.summary.resourceChanges?.update, 1, "refresh reports the drifted wallet");
+    await up();
+    assert.equal(await nonce(base), signerNonce + 1, "one setAgentWallet puts the declared wallet back");
+    assert.equal(await agentWallet(base), coldWallet.address);
+  });
+
+  it("an agentWallet equal to the signer replaces another wallet, with the signer's own consent", async () => {
+    const signerNonce = await nonce(base);
+    await configure([
+      registration(base, "https://agent.example/v2/registration.json", {
+        metadata: { x402: "true", tier: "platinum" },
+        agentWallet: signer.address,
+      }),
+      registration(local, "https://agent.example/v1/registration.json"),
+    ]);
+    await up();
+    assert.equal(await nonce(base), signerNonce + 1, "one setAgentWallet");
+    assert.equal(await agentWallet(base), signer.address);
+    const preview = await stack.preview({ expectNoChanges: true, onOutput: log.onOutput });
+    assert.deepEqual(Object.keys(preview.changeSummary), ["same"], log.text());
+  });
+
   it("(f) neither the signer key nor the wallet key appears in state, the export or the logs", async () => {
     const exported = exportWithoutSecrets();
     const atRest = stateFilesText();
@@ -346,6 +388,48 @@ describe("ERC-8004 AgentRegistration through the real engine, on anvil", functio
     assert.equal(await nonce(base), signerNonce, "the up sent no transaction");
     const destroyed = await stack.destroy({ onOutput: log.onOutput });
     assert.equal(destroyed.summary.result, "succeeded", log.text());
+  });
+
+  it("an agentId above 2^53 stays exact: outputs, state and the tombstone", async () => {
+    // A fresh registry whose id counter is moved past 2^53: after one mint, the counter is the
+    // only plain storage slot holding 1 (names are long strings, mappings hold 0).
+    const { abi, bytecode } = identityRegistryArtifact();
+    const hash = await local.wallet(ANVIL_KEYS[0]).deployContract({ abi, bytecode });
+    const registry = getAddress((await local.client.waitForTransactionReceipt({ hash })).contractAddress!);
+    const big: TestChain = { ...local, registry };
+    await mintDirectly(big, STRANGER_KEY, "https://stranger.example/r.json");
+    let counterSlot: Hex | undefined;
+    for (let slot = 0; slot < 32 && !counterSlot; slot++) {
+      const at = `0x${slot.toString(16).padStart(64, "0")}` as Hex;
+      if (BigInt((await local.client.getStorageAt({ address: registry, slot: at })) ?? "0x0") === 1n)
+        counterSlot = at;
+    }
+    assert.ok(counterSlot, "found the registry's id counter");
+    const agentId = 2n ** 53n + 1n; // Number() would turn it into ...992, another agent
+    await local.client.request({
+      method: "anvil_setStorageAt" as never,
+      params: [registry, counterSlot, `0x${agentId.toString(16).padStart(64, "0")}`] as never,
+    });
+
+    await configure([registration(big, "https://agent.example/big/registration.json")]);
+    const outs = await up();
+    assert.equal(outs.local?.agentId, agentId.toString());
+    assert.equal(await ownerOf(big, agentId.toString()), signer.address);
+    assert.equal(await tokenURI(big, agentId.toString()), "https://agent.example/big/registration.json");
+    const again = await stack.preview({ expectNoChanges: true, onOutput: log.onOutput });
+    assert.deepEqual(Object.keys(again.changeSummary), ["same"], "refresh and diff keep the exact id");
+
+    const destroyed = await stack.destroy({ onOutput: log.onOutput });
+    assert.equal(destroyed.summary.result, "succeeded", log.text());
+    const uri = await tokenURI(big, agentId.toString());
+    const json = Buffer.from(uri.slice(uri.indexOf(",") + 1), "base64").toString("utf8");
+    assert.ok(
+      json.includes(
+        `"registrations":[{"agentId":${agentId},"agentRegistry":"${local.network}:${registry}"}]`,
+      ),
+      json,
+    );
+    assert.match(JSON.parse(json).image, /^data:image\/svg\+xml;base64,/, "the tombstone carries an image");
   });
 
   it("(d) adopts an explicit agentId the signer owns, and refuses one it does not", async () => {

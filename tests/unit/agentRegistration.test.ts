@@ -4,6 +4,7 @@ import { agentRegistrationProvider } from "../../providers/agentRegistration";
 import {
   type AgentRegistrationInputs,
   type AgentRegistrationState,
+  chainIdOfNetwork,
   checkInputs,
   diffRegistration,
   metadataBytes,
@@ -152,12 +153,37 @@ describe("AgentRegistration: tombstone", () => {
     const uri = tombstoneUri({ agentId: "7", agentRegistry, name: "Weather agent" });
     assert.match(uri, /^data:application\/json;base64,/);
     const doc = parseDataUriJson(uri);
-    assert.deepEqual(doc, tombstoneDocument({ agentId: "7", agentRegistry, name: "Weather agent" }));
+    assert.deepEqual(doc, {
+      ...tombstoneDocument({ agentId: "7", agentRegistry, name: "Weather agent" }),
+      registrations: [{ agentId: 7, agentRegistry }],
+    });
+    assert.match(String(doc?.image), /^data:image\/svg\+xml;base64,/, "image SHOULD be present");
     assert.equal(doc?.type, "https://eips.ethereum.org/EIPS/eip-8004#registration-v1");
     assert.equal(doc?.active, false);
     assert.equal(doc?.x402Support, false);
     assert.deepEqual(doc?.services, []);
     assert.deepEqual(doc?.registrations, [{ agentId: 7, agentRegistry }]);
+  });
+
+  it("writes an agentId above 2^53 digit for digit", () => {
+    const agentId = "9007199254740993"; // 2^53 + 1: Number() would make it ...992
+    const uri = tombstoneUri({ agentId, agentRegistry });
+    const json = Buffer.from(uri.slice(uri.indexOf(",") + 1), "base64").toString("utf8");
+    assert.match(json, /"registrations":\[\{"agentId":9007199254740993,/);
+    const uint256Max = (2n ** 256n - 1n).toString();
+    assert.ok(tombstoneUri({ agentId: uint256Max, agentRegistry }).length > 0);
+    assert.ok(
+      Buffer.from(tombstoneUri({ agentId: uint256Max, agentRegistry }).split(",")[1]!, "base64")
+        .toString("utf8")
+        .includes(`"agentId":${uint256Max}`),
+    );
+  });
+
+  it("refuses a chain id viem cannot hold exactly, instead of registering on a rounded one", () => {
+    const failures = checkInputs({ ...inputs, network: "eip155:9007199254740993" });
+    assert.match(failures.find((f) => f.property === "network")?.reason ?? "", /above 2\^53-1/);
+    assert.throws(() => chainIdOfNetwork("eip155:9007199254740993"), /above 2\^53-1/);
+    assert.equal(chainIdOfNetwork("eip155:84532"), 84532);
   });
 
   it("keeps the name of an on-chain document, else names the agent by id", () => {

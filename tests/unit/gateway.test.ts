@@ -1,6 +1,8 @@
 import * as assert from "node:assert/strict";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
+import { chainIdOf, toCaip2 } from "../../api/chains";
+import { exactJson } from "../../api/exactJson";
 import { buildCatalog, curlCommand } from "../../controller/gateway/catalog/model";
 import { renderOpenApi } from "../../controller/gateway/catalog/openapi";
 import { renderRegistration } from "../../controller/gateway/catalog/registration";
@@ -176,8 +178,9 @@ describe("gateway: catalogs", () => {
     const doc = renderRegistration(catalog);
     assert.equal(doc.type, "https://eips.ethereum.org/EIPS/eip-8004#registration-v1");
     assert.deepEqual(doc.registrations, [
-      { agentId: 12, agentRegistry: "eip155:84532:0x8004A818BFB912233c491871b3d84c89A494BD9e" },
+      { agentId: 12n, agentRegistry: "eip155:84532:0x8004A818BFB912233c491871b3d84c89A494BD9e" },
     ]);
+    assert.equal(doc.image, "https://shop.example/i.png");
     assert.deepEqual(doc.services, [{ name: "web", endpoint: "https://shop.example/" }]);
     assert.equal(doc.active, true);
     const tomb = renderRegistration(buildCatalog([], "https://shop.example", catalog.identity));
@@ -185,6 +188,27 @@ describe("gateway: catalogs", () => {
     assert.equal(tomb.x402Support, false);
     assert.deepEqual(tomb.services, []);
     assert.equal(tomb.registrations.length, 1, "the on-chain identity is still named");
+  });
+
+  it("carries every field ERC-8004 says SHOULD be present, and agent and chain ids exactly", () => {
+    const big = buildCatalog([], "https://shop.example", {
+      name: "Big",
+      registrations: [
+        {
+          network: "eip155:9007199254740993",
+          agentId: "18446744073709551617",
+          registry: "0x8004A818BFB912233c491871b3d84c89A494BD9e",
+        },
+      ],
+    });
+    const text = exactJson(renderRegistration(big));
+    assert.match(text, /"agentId":18446744073709551617,"agentRegistry":"eip155:9007199254740993:0x8004/);
+    const doc = JSON.parse(text) as Record<string, unknown>;
+    for (const field of ["type", "name", "description", "image", "services", "registrations"])
+      assert.ok(field in doc, `${field} is present`);
+    assert.match(String(doc.image), /^data:image\/svg\+xml;base64,/, "a default image when none is set");
+    assert.equal(toCaip2("eip155:9007199254740993"), "eip155:9007199254740993");
+    assert.equal(chainIdOf("eip155:9007199254740993"), 9007199254740993n);
   });
 
   it("quotes example commands for the shell", () => {

@@ -13,7 +13,8 @@ export interface CatalogPayment {
   readonly scheme: string;
   readonly network: string;
   readonly networkName: string;
-  readonly chainId: number;
+  /** Exact: serialized with exactJson. */
+  readonly chainId: bigint;
   readonly payTo: string;
   readonly asset: Asset;
   readonly priceRaw: string;

@@ -3,6 +3,7 @@
  * namespace's `default` AgentIdentity plus the ready offers. No ready offer → a tombstone
  * (active: false, x402Support: false, no services).
  */
+import { DEFAULT_AGENT_IMAGE } from "../../../api/agentImage";
 import { agentRegistryId, type Caip2 } from "../../../api/chains";
 import type { Catalog } from "./model";
 
@@ -12,11 +13,13 @@ export interface RegistrationDocument {
   type: typeof REGISTRATION_TYPE;
   name: string;
   description: string;
-  image?: string;
+  /** ERC-8004: SHOULD be present (ERC-721 apps show it); a default when the operator sets none. */
+  image: string;
   services: { name: string; endpoint: string; version?: string }[];
   x402Support: boolean;
   active: boolean;
-  registrations: { agentId: number; agentRegistry: string }[];
+  /** agentId is a uint256: a bigint, serialized exactly with exactJson (never a lossy Number). */
+  registrations: { agentId: bigint; agentRegistry: string }[];
   supportedTrust: string[];
 }
 
@@ -26,7 +29,7 @@ export function renderRegistration(catalog: Catalog): RegistrationDocument {
   const registrations = [...(identity?.registrations ?? [])]
     .sort((a, b) => a.network.localeCompare(b.network))
     .map((r) => ({
-      agentId: Number(r.agentId),
+      agentId: BigInt(r.agentId),
       agentRegistry: agentRegistryId(r.network as Caip2, r.registry),
     }));
   const doc: RegistrationDocument = {
@@ -35,12 +38,12 @@ export function renderRegistration(catalog: Catalog): RegistrationDocument {
     description: active
       ? catalog.description
       : `${catalog.displayName} (deactivated: no service is currently offered)`,
+    image: identity?.image || DEFAULT_AGENT_IMAGE,
     services: active ? [{ name: "web", endpoint: `${catalog.baseUrl}/` }] : [],
     x402Support: active,
     active,
     registrations,
     supportedTrust: [],
   };
-  if (identity?.image) doc.image = identity.image;
   return doc;
 }

@@ -25,7 +25,7 @@ export interface ServiceEntry {
   payTo: string;
   network: string;
   networkName: string;
-  chainId: number;
+  chainId: bigint;
   asset: {
     address: string;
     symbol: string;
@@ -44,7 +44,7 @@ interface PaymentEntry {
   scheme: string;
   network: string;
   networkName: string;
-  chainId: number;
+  chainId: bigint;
   payTo: string;
   asset: ServiceEntry["asset"];
   priceRaw: string;
