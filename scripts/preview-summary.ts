@@ -2,17 +2,19 @@
  * A Markdown summary of a preview for pull-request review (`npm run preview:summary`).
  *
  *   npm run preview:summary -- --stack dev --policy-pack policy [--output summary.md]
- *       runs `pulumi preview --json --event-log <tmp>` and summarizes it;
+ *       runs `pulumi preview --json --event-log <named pipe>` and summarizes it (the event
+ *       stream carries secrets: it is read from the pipe in memory and never stored);
  *   npm run preview:summary -- --input preview.json [--events events.jsonl]
  *       summarizes a saved `pulumi preview --json` (policy violations come from an event log).
  *
  * Exits with the preview's own status (after writing the summary), so CI can post the summary
  * and still fail on errors or mandatory policy violations.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import * as readline from "node:readline";
 import { parseArgs } from "node:util";
 import { renderSummary } from "./previewSummary/markdown";
 import {
@@ -49,47 +51,92 @@ function readSaved(input: string, events?: string): Preview {
   };
 }
 
-function runPreview(): Preview {
-  const eventLog = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "preview-summary-")), "events.jsonl");
-  const args = ["preview", "--json", "--non-interactive", "--event-log", eventLog];
-  if (values.stack) args.push("--stack", values.stack);
-  if (values.cwd) args.push("--cwd", values.cwd);
-  for (const pack of values["policy-pack"] ?? []) args.push("--policy-pack", path.resolve(pack));
-  for (const cfg of values["policy-pack-config"] ?? []) args.push("--policy-pack-config", path.resolve(cfg));
-  const run = spawnSync("pulumi", args, {
-    encoding: "utf8",
-    maxBuffer: 256 << 20,
-    stdio: ["ignore", "pipe", "inherit"],
-    // --event-log (where policy violations are recorded) exists only with debug commands on.
-    env: { ...process.env, PULUMI_DEBUG_COMMANDS: "true" },
-  });
-  if (run.error) throw new Error(`could not run pulumi: ${run.error.message}`);
-  let digest: PreviewDigest;
+/**
+ * The engine's event stream carries secret values (debug events about Secret objects), so it is
+ * never written to disk: `--event-log` points at a named pipe in a private temporary directory,
+ * read here as it is written, and only policy events are kept. The directory is removed on every
+ * path out of this function.
+ */
+async function runPreview(): Promise<Preview> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "preview-summary-"));
   try {
-    digest = JSON.parse(run.stdout) as PreviewDigest;
-  } catch {
-    throw new Error(
-      `pulumi preview --json printed no JSON (exit ${run.status}):\n${run.stdout.slice(-4000)}`,
-    );
+    const pipe = path.join(dir, "events");
+    const mkfifo = spawnSync("mkfifo", ["-m", "600", pipe], { encoding: "utf8" });
+    if (mkfifo.status !== 0) {
+      throw new Error(`could not create a pipe for the event log: ${mkfifo.error?.message ?? mkfifo.stderr}`);
+    }
+    const policyLines = readPolicyEvents(pipe);
+    const args = ["preview", "--json", "--non-interactive", "--event-log", pipe];
+    if (values.stack) args.push("--stack", values.stack);
+    if (values.cwd) args.push("--cwd", values.cwd);
+    for (const pack of values["policy-pack"] ?? []) args.push("--policy-pack", path.resolve(pack));
+    for (const cfg of values["policy-pack-config"] ?? [])
+      args.push("--policy-pack-config", path.resolve(cfg));
+    const run = await runPulumi(args);
+    // If pulumi never opened the pipe (it failed first), the reader still waits for a writer:
+    // open and close the write end, so it sees the end of the stream.
+    try {
+      fs.closeSync(fs.openSync(pipe, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+    } catch {
+      // ENXIO: no reader left, the stream was read to its end.
+    }
+    const violations = policyViolationsFromEventLog(await policyLines);
+    let digest: PreviewDigest;
+    try {
+      digest = JSON.parse(run.stdout) as PreviewDigest;
+    } catch {
+      throw new Error(
+        `pulumi preview --json printed no JSON (exit ${run.status}):\n${run.stdout.slice(-4000)}`,
+      );
+    }
+    return { digest, violations, status: run.status };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
-  const violations = fs.existsSync(eventLog)
-    ? policyViolationsFromEventLog(fs.readFileSync(eventLog, "utf8"))
-    : [];
-  return { digest, violations, status: run.status ?? 1 };
 }
 
-function main(): number {
+/** Reads the event stream from a named pipe, keeping only the lines of policy events (in memory). */
+function readPolicyEvents(pipe: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const kept: string[] = [];
+    const lines = readline.createInterface({ input: fs.createReadStream(pipe), crlfDelay: Infinity });
+    lines.on("line", (line) => {
+      if (line.includes('"policyEvent"')) kept.push(line);
+    });
+    lines.on("close", () => resolve(kept.join("\n")));
+    lines.on("error", reject);
+  });
+}
+
+function runPulumi(args: string[]): Promise<{ stdout: string; status: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("pulumi", args, {
+      stdio: ["ignore", "pipe", "inherit"],
+      // --event-log (where policy violations are recorded) exists only with debug commands on.
+      env: { ...process.env, PULUMI_DEBUG_COMMANDS: "true" },
+    });
+    const out: Buffer[] = [];
+    child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
+    child.on("error", (err) => reject(new Error(`could not run pulumi: ${err.message}`)));
+    child.on("close", (code) => resolve({ stdout: Buffer.concat(out).toString("utf8"), status: code ?? 1 }));
+  });
+}
+
+async function main(): Promise<number> {
   const input = values.input ?? positionals[0];
-  const preview = input ? readSaved(input, values.events) : runPreview();
+  const preview = input ? readSaved(input, values.events) : await runPreview();
   const markdown = renderSummary(summarizePreview(preview.digest, preview.violations));
   if (values.output) fs.writeFileSync(values.output, markdown);
   else process.stdout.write(markdown);
   return preview.status;
 }
 
-try {
-  process.exitCode = main();
-} catch (err) {
-  console.error(`preview-summary: ${(err as Error).message}`);
-  process.exitCode = 2;
-}
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    console.error(`preview-summary: ${(err as Error).message}`);
+    process.exitCode = 2;
+  },
+);

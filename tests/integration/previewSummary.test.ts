@@ -1,7 +1,10 @@
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import type { LocalWorkspace, Stack } from "@pulumi/pulumi/automation";
+import { generatePrivateKey } from "viem/accounts";
+import type { ControlPlane } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import { programStack, REPO_ROOT } from "../harness/project";
 import { outputCollector } from "../harness/pulumi";
@@ -12,10 +15,13 @@ const NEW_PAY_TO = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
 describe("npm run preview:summary on a fresh preview of the real program", function () {
   this.timeout(10 * 60_000);
   let stack: Stack;
+  let cluster: ControlPlane;
   const log = outputCollector();
+  // A known signer key, so the test can look for it everywhere the tool writes.
+  const signerKey = generatePrivateKey();
 
   before(async () => {
-    const cluster = await sharedControlPlane();
+    cluster = await sharedControlPlane();
     stack = await programStack({
       dir: scratchDir("preview-summary"),
       stackName: "summary",
@@ -23,6 +29,11 @@ describe("npm run preview:summary on a fresh preview of the real program", funct
         "obol-stack:cluster": { value: JSON.stringify({ mode: "kubeconfig" }) },
         "obol-stack:kubeconfig": { value: cluster.kubeconfig, secret: true },
         "obol-stack:namespace": { value: `obol-ps-${process.pid}` },
+        // A self-run facilitator: its key becomes a Kubernetes Secret, whose debug events carry it.
+        "obol-stack:facilitator": {
+          value: JSON.stringify({ mode: "self", rpcUrl: "http://127.0.0.1:8545" }),
+        },
+        "obol-stack:facilitatorSignerKey": { value: signerKey, secret: true },
       },
     });
     const up = await stack.up({ onOutput: log.onOutput });
@@ -40,6 +51,9 @@ describe("npm run preview:summary on a fresh preview of the real program", funct
     await stack.setConfig("obol-stack:offers", { value: JSON.stringify(offers) });
 
     const ws = stack.workspace as LocalWorkspace;
+    // Everything the tool writes goes to a temporary directory of its own, or to --output.
+    const tmp = fs.mkdtempSync(path.join(scratchDir("preview-summary"), "tmp-"));
+    const output = path.join(scratchDir("preview-summary"), "summary.md");
     const run = spawnSync(
       path.join(REPO_ROOT, "node_modules/.bin/tsx"),
       [
@@ -50,11 +64,33 @@ describe("npm run preview:summary on a fresh preview of the real program", funct
         ws.workDir,
         "--policy-pack",
         path.join(REPO_ROOT, "policy"),
+        "--output",
+        output,
       ],
-      { cwd: REPO_ROOT, env: { ...process.env, ...ws.envVars }, encoding: "utf8", maxBuffer: 64 << 20 },
+      {
+        cwd: REPO_ROOT,
+        env: { ...process.env, ...ws.envVars, TMPDIR: tmp },
+        encoding: "utf8",
+        maxBuffer: 64 << 20,
+      },
     );
     assert.equal(run.status, 0, `${run.stdout}\n${run.stderr}`);
-    const md = run.stdout;
+    const md = fs.readFileSync(output, "utf8");
+
+    // No secret value persists: not in the summary, the tool's temporary files, or anything else
+    // written under TMPDIR during the run (the engine's, the language host's, the policy pack's).
+    const secrets = { signerKey: signerKey.slice(2), "kubeconfig token": cluster.token };
+    const written = [output, ...filesUnder(tmp)];
+    for (const file of written) {
+      const text = fs.readFileSync(file).toString("latin1");
+      for (const [name, value] of Object.entries(secrets))
+        assert.ok(!text.includes(value), `${file} holds the ${name}`);
+    }
+    assert.deepEqual(
+      fs.readdirSync(tmp).filter((f) => f.startsWith("preview-summary-")),
+      [],
+      "the tool leaves no temporary directory behind",
+    );
     assert.match(md, /^<!-- obol-stack-preview-summary -->\n## Preview of `summary`/);
     assert.match(
       md,
@@ -68,3 +104,11 @@ describe("npm run preview:summary on a fresh preview of the real program", funct
     assert.ok(!md.includes("llama"), "the unchanged offer is not listed");
   });
 });
+
+/** Every regular file below `dir` (FIFOs and sockets hold nothing on disk). */
+function filesUnder(dir: string): string[] {
+  return fs
+    .readdirSync(dir, { recursive: true, encoding: "utf8" })
+    .map((f) => path.join(dir, f))
+    .filter((f) => fs.lstatSync(f).isFile());
+}
