@@ -5,26 +5,8 @@
 import type { PaymentRequirementsV1, PaymentRequirementsV2 } from "@x402/core/schemas";
 import { declareEip2612GasSponsoringExtension } from "@x402/extensions";
 import { type Caip2, legacyNetworkName } from "../../api/chains";
-import { toAtomic } from "../../api/money";
+import { chargePerRequest } from "../../api/pricing";
 import type { Payment, ServiceOfferSpec } from "../../api/resources";
-
-/**
- * perMTok offers are charged per request on a fixed, documented basis: the price of
- * PER_MTOK_BASIS_TOKENS tokens (1,000), rounded up to the token's smallest unit. The charge is
- * known before the upstream runs, so `exact` payments work and the buyer's worst case is bounded.
- */
-export const PER_MTOK_BASIS_TOKENS = 1000n;
-
-/** The atomic amount charged per request for one payment option. */
-export function chargePerRequest(payment: Payment): bigint {
-  const { perRequest, perMTok } = payment.price;
-  if (perRequest !== undefined) return toAtomic(perRequest, payment.asset.decimals);
-  if (perMTok !== undefined) {
-    const perMillion = toAtomic(perMTok, payment.asset.decimals);
-    return (perMillion * PER_MTOK_BASIS_TOKENS + 999_999n) / 1_000_000n;
-  }
-  throw new Error("payment has no price");
-}
 
 export interface OfferRequirements {
   v2: PaymentRequirementsV2[];

@@ -147,7 +147,8 @@ describe("gateway: catalogs", () => {
     assert.equal(at(json.services, 0).priceAtomicUnits, "1000");
     assert.equal(at(json.services, 0).price, "0.001 USDC per request");
     assert.equal(at(json.services, 1).priceUnit, "perMTok");
-    assert.equal(at(json.services, 1).price, "0.25 USDC per 1M tokens");
+    assert.equal(at(json.services, 1).price, "0.25 USDC per 1M tokens (0.00025 USDC per request)");
+    assert.equal(at(json.services, 1).priceAtomicUnits, "250", "what the 402 asks: 1,000 tokens at the rate");
     assert.equal(at(json.services, 0).endpoint, "https://shop.example/services/evil");
     assert.equal(at(json.services, 0).networkName, "Base Sepolia");
   });

@@ -2,6 +2,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { chargePerRequest } from "../../api/pricing";
 import type { ServiceOfferSpec } from "../../api/resources";
 import { type AuthorizationState, authorizationOf, unusableFrom } from "../../controller/buyer/authorization";
 import { checkBudget } from "../../controller/buyer/budget";
@@ -16,7 +17,7 @@ import {
 } from "../../controller/payments/paymentHeader";
 import { isRejection, REJECTION_STATUS } from "../../controller/payments/reasons";
 import { ReplayGuard } from "../../controller/payments/replay";
-import { chargePerRequest, requirementsFor } from "../../controller/payments/requirements";
+import { requirementsFor } from "../../controller/payments/requirements";
 import { at } from "../harness/assertions";
 
 const PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";

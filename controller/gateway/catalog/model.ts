@@ -3,7 +3,8 @@
  * (services.json, skill.md, openapi.json, agent-registration.json, the storefront) renders.
  */
 import { type Caip2, chainIdOf, chainInfo } from "../../../api/chains";
-import { toAtomic } from "../../../api/money";
+import { fromAtomic } from "../../../api/money";
+import { chargePerRequest } from "../../../api/pricing";
 import type { AgentIdentitySpec, Asset, Payment } from "../../../api/resources";
 import type { HeldOffer, RouteSpec } from "../routing";
 
@@ -21,8 +22,12 @@ export interface CatalogPayment {
   readonly priceUnit: "perRequest" | "perMTok";
   /** "0.001 USDC" */
   readonly priceDisplay: string;
-  /** "per request" | "per 1M tokens" */
+  /** "per request" | "per 1M tokens (0.00025 USDC per request)" */
   readonly unitDisplay: string;
+  /**
+   * What one request costs in the token's smallest unit: exactly the 402's `amount` (v1
+   * `maxAmountRequired`), from the same pricing function. "" when the price is invalid.
+   */
   readonly priceAtomicUnits: string;
   readonly maxTimeoutSeconds: number;
 }
@@ -64,12 +69,17 @@ export function networkName(network: string): string {
 function catalogPayment(p: Payment): CatalogPayment {
   const perMTok = p.price.perMTok !== undefined && p.price.perRequest === undefined;
   const priceRaw = (perMTok ? p.price.perMTok : p.price.perRequest) ?? "0";
-  let atomic: string;
+  let charge: bigint | undefined;
   try {
-    atomic = toAtomic(priceRaw, p.asset.decimals).toString();
+    charge = chargePerRequest(p);
   } catch {
-    atomic = "";
+    charge = undefined;
   }
+  const atomic = charge === undefined ? "" : charge.toString();
+  // A perMTok rate is charged per request as the price of PER_MTOK_BASIS_TOKENS tokens: say so,
+  // so the listed rate and the 402's amount never look 1000x apart.
+  const perRequestCharge =
+    charge === undefined ? "" : ` (${fromAtomic(charge, p.asset.decimals)} ${p.asset.symbol} per request)`;
   return {
     scheme: p.scheme,
     network: p.network,
@@ -80,7 +90,7 @@ function catalogPayment(p: Payment): CatalogPayment {
     priceRaw,
     priceUnit: perMTok ? "perMTok" : "perRequest",
     priceDisplay: `${priceRaw} ${p.asset.symbol}`,
-    unitDisplay: perMTok ? "per 1M tokens" : "per request",
+    unitDisplay: perMTok ? `per 1M tokens${perRequestCharge}` : "per request",
     priceAtomicUnits: atomic,
     maxTimeoutSeconds: p.maxTimeoutSeconds,
   };

@@ -10,7 +10,7 @@ function paymentLine(o: CatalogOffer): string {
   return o.payments
     .map(
       (p) =>
-        `${p.priceDisplay} ${p.unitDisplay} on ${p.networkName} (\`${p.network}\`, asset \`${p.asset.address}\`, payTo \`${p.payTo}\`)`,
+        `${p.priceDisplay} ${p.unitDisplay} on ${p.networkName} (\`${p.network}\`, asset \`${p.asset.address}\`, payTo \`${p.payTo}\`): the 402 asks \`amount\` ${p.priceAtomicUnits}`,
     )
     .join("; or ");
 }
@@ -26,11 +26,13 @@ export function renderSkillMd(catalog: Catalog): string {
     "",
     "## How to pay (x402)",
     "",
-    "1. Call the endpoint without payment. A paid route answers `402 Payment Required` with the payment requirements: the `PAYMENT-REQUIRED` header (base64 JSON, x402 v2) and `accepts[]` in the JSON body.",
-    "2. Pick one entry of `accepts[]` whose network and asset you can pay with; `amount` is in the token's smallest unit.",
-    "3. Sign the payment authorization (EIP-3009 `transferWithAuthorization` for USDC, or Permit2); it is gasless for you.",
-    "4. Repeat the same request with the signed payload in the `PAYMENT-SIGNATURE` header (x402 v2; v1 clients send `X-PAYMENT`).",
-    "5. Read the settlement receipt from the `PAYMENT-RESPONSE` header. You are charged only when the service answered successfully.",
+    "1. Call the endpoint without payment. A paid route answers `402 Payment Required` with its payment requirements, in two forms:",
+    "   - x402 v2: the `PAYMENT-REQUIRED` header, base64-encoded JSON with `x402Version` 2 and `accepts[]`; each entry of `accepts[]` has: `scheme`, `network`, `amount`, `asset`, `payTo`, `maxTimeoutSeconds`, `extra`. `network` is CAIP-2 (`eip155:84532`).",
+    "   - x402 v1: the JSON body, with `x402Version` 1 and `accepts[]`; each entry of `accepts[]` has: `scheme`, `network`, `maxAmountRequired`, `asset`, `payTo`, `resource`, `maxTimeoutSeconds`, `extra`. `network` is a name (`base-sepolia`); Permit2 entries exist in v2 only.",
+    "2. Pick one entry whose network and asset you can pay with. Its price is `amount` (v2) or `maxAmountRequired` (v1), in the token's smallest unit: the per-request charge listed for each service below.",
+    "3. Sign the payment authorization (EIP-3009 `transferWithAuthorization` for USDC, or Permit2 when `extra.assetTransferMethod` is `permit2`); it is gasless for you.",
+    "4. Repeat the same request with the signed payload in the `PAYMENT-SIGNATURE` header (v2) or the `X-PAYMENT` header (v1).",
+    "5. Read the settlement receipt from the `PAYMENT-RESPONSE` header (v2) or `X-PAYMENT-RESPONSE` (v1). You are charged only when the service answered successfully.",
     "",
     "Free routes (listed per service below) need no payment.",
     "",

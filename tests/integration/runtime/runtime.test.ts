@@ -6,6 +6,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { decodePaymentRequiredHeader } from "@x402/core/http";
 import Ajv2020 from "ajv/dist/2020";
 import { chromium, type Locator } from "playwright-core";
 import { SERVICES_JSON_SCHEMA } from "../../../controller/gateway/catalog/servicesJson";
@@ -43,6 +44,12 @@ function visibleText(locator: Locator): Promise<string> {
 }
 
 const SO = "serviceoffers";
+
+/** The line of `text` that starts (after indentation) with `- <prefix>`. */
+function line2(text: string, prefix: string): string {
+  return text.split("\n").find((l) => l.trim().startsWith(`- ${prefix}`)) ?? "";
+}
+
 
 /** The AgentIdentity the registration and storefront tests publish. */
 const IDENTITY = {
@@ -614,7 +621,7 @@ describe("runtime: controller and gateway against the control plane", () => {
       );
       const qwen = page.locator('article[data-offer="qwen-chat"]');
       assert.equal(await visibleText(qwen.locator(".amount")), "0.25 USDC");
-      assert.equal(await visibleText(qwen.locator(".unit")), "per 1M tokens");
+      assert.equal(await visibleText(qwen.locator(".unit")), "per 1M tokens (0.00025 USDC per request)");
       assert.match(await visibleText(qwen), /Base Sepolia/);
       assert.match(await visibleText(qwen), /qwen3:0\.6b/);
       const echo = page.locator('article[data-offer="echo-copy"]');
@@ -631,5 +638,121 @@ describe("runtime: controller and gateway against the control plane", () => {
       await context.close();
       fs.rmSync(userDataDir, { recursive: true, force: true });
     }
+  });
+  it("charges in the 402 exactly what services.json, openapi.json and skill.md advertise, for every price kind", async () => {
+    const altAsset = {
+      ...USDC,
+      address: "0x0000000000000000000000000000000000C0FFEE",
+      symbol: "ALT",
+      decimals: 18,
+    };
+    const priced = [
+      ["per-request", { perRequest: "0.0123" }],
+      ["per-mtok", { perMTok: "0.25" }],
+      ["per-mtok-rounded", { perMTok: "0.0000011" }], // 1,000 tokens cost 0.0000000011: rounded up to 1
+    ] as const;
+    for (const [name, price] of priced) {
+      await createObject(cp, ns, SO, "ServiceOffer", name, {
+        ...offerSpec(upstream.port, { path: `/services/${name}`, routes: [] }),
+        payment: { ...(offerSpec(upstream.port).payment as object), price },
+        // An alternative in another token, with the other price kind.
+        payments: [
+          {
+            ...(offerSpec(upstream.port).payment as object),
+            asset: altAsset,
+            price: "perMTok" in price ? { perRequest: "0.5" } : { perMTok: "3" },
+          },
+        ],
+      });
+    }
+    for (const [name] of priced)
+      await waitForCondition(cp, ns, SO, name, { type: "Ready", status: "True" }, { logs: logs() });
+    await waitFor(
+      "the priced offers to be routed",
+      async () => {
+        for (const [name] of priced)
+          if ((await httpGet(`${publicUrl}/services/${name}/x`)).status !== 402) return false;
+        return true;
+      },
+      { timeoutMs: 10_000 },
+    );
+
+    const services = JSON.parse((await httpGet(`${publicUrl}/api/services.json`)).text) as {
+      services: {
+        name: string;
+        priceAtomicUnits: string;
+        payments: { priceAtomicUnits: string; asset: { address: string } }[];
+      }[];
+    };
+    const openapi = JSON.parse((await httpGet(`${publicUrl}/openapi.json`)).text);
+    const skill = (await httpGet(`${publicUrl}/skill.md`)).text;
+    for (const [name] of priced) {
+      const res = await httpGet(`${publicUrl}/services/${name}/x`);
+      const v2 = decodePaymentRequiredHeader(res.headers.get("payment-required")!);
+      const v1 = JSON.parse(res.text) as { accepts: { maxAmountRequired: string; asset: string }[] };
+      const charged = v2.accepts.map((a) => a.amount);
+      assert.equal(charged.length, 2);
+      assert.deepEqual(
+        v1.accepts.map((a) => a.maxAmountRequired),
+        charged,
+        `${name}: v1 and v2 ask the same`,
+      );
+      const entry = services.services.find((s) => s.name === name)!;
+      assert.equal(entry.priceAtomicUnits, charged[0], `${name}: services.json price = the 402's amount`);
+      assert.deepEqual(
+        entry.payments.map((p) => p.priceAtomicUnits),
+        charged,
+        `${name}: services.json payments[] = the 402's accepts[]`,
+      );
+      assert.equal(
+        openapi.paths[`/services/${name}/{subpath}`]?.get?.["x-payment-info"]?.amount ??
+          openapi.paths[`/services/${name}`]?.get?.["x-payment-info"]?.amount,
+        charged[0],
+        `${name}: openapi.json amount = the 402's amount`,
+      );
+      const section = skill.slice(skill.indexOf(`### ${name}\n`));
+      const payLine = section.split("\n").find((l) => l.startsWith("- Pay with:"))!;
+      assert.deepEqual(
+        [...payLine.matchAll(/the 402 asks `amount` ([0-9]+)/g)].map((m) => m[1]),
+        charged,
+        `${name}: skill.md = the 402's amounts`,
+      );
+    }
+    assert.deepEqual(
+      services.services.filter((s) => s.name.startsWith("per-mtok")).map((s) => s.priceAtomicUnits),
+      ["250", "1"],
+      "perMTok is charged as 1,000 tokens, rounded up",
+    );
+    for (const [name] of priced) await deleteObject(cp, ns, SO, name);
+  });
+
+  it("skill.md tells agents to read the fields the 402 actually carries, in v2 and v1", async () => {
+    const skill = (await httpGet(`${publicUrl}/skill.md`)).text;
+    const res = await httpGet(`${publicUrl}/services/echo-copy/anything`);
+    assert.equal(res.status, 402);
+    const wire = {
+      v2: decodePaymentRequiredHeader(res.headers.get("payment-required")!) as unknown as {
+        x402Version: number;
+        accepts: Record<string, unknown>[];
+      },
+      v1: JSON.parse(res.text) as { x402Version: number; accepts: Record<string, unknown>[] },
+    };
+    for (const version of ["v2", "v1"] as const) {
+      const line = skill.split("\n").find((l) => l.trim().startsWith(`- x402 ${version}:`));
+      assert.ok(line, `skill.md describes the ${version} form`);
+      const fields = [...line.slice(line.indexOf("has:")).matchAll(/`([A-Za-z0-9]+)`/g)].map((m) => m[1]!);
+      const sent = wire[version];
+      assert.equal(sent.x402Version, version === "v2" ? 2 : 1);
+      for (const field of fields.filter((f) => !/^(eip155|base)/.test(f)))
+        assert.ok(
+          field in sent.accepts[0]!,
+          `skill.md names ${version} field \`${field}\`, which the 402 has`,
+        );
+      const price = version === "v2" ? "amount" : "maxAmountRequired";
+      assert.ok(fields.includes(price), `skill.md names the ${version} price field ${price}`);
+    }
+    assert.match(skill, /`amount` \(v2\) or `maxAmountRequired` \(v1\)/);
+    assert.match(line2(skill, "x402 v2"), /`PAYMENT-REQUIRED` header/);
+    assert.match(line2(skill, "x402 v1"), /the JSON body/);
   });
 });
