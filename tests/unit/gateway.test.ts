@@ -194,6 +194,7 @@ describe("gateway: catalogs", () => {
   it("carries every field ERC-8004 says SHOULD be present, and agent and chain ids exactly", () => {
     const big = buildCatalog([], "https://shop.example", {
       name: "Big",
+      description: "",
       registrations: [
         {
           network: "eip155:9007199254740993",
