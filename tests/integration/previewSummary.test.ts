@@ -52,8 +52,9 @@ describe("npm run preview:summary on a fresh preview of the real program", funct
 
     const ws = stack.workspace as LocalWorkspace;
     // Everything the tool writes goes to a temporary directory of its own, or to --output.
-    const tmp = fs.mkdtempSync(path.join(scratchDir("preview-summary"), "tmp-"));
-    const output = path.join(scratchDir("preview-summary"), "summary.md");
+    const outDir = scratchDir("preview-summary-output");
+    const tmp = fs.mkdtempSync(path.join(outDir, "tmp-"));
+    const output = path.join(outDir, "summary.md");
     const run = spawnSync(
       path.join(REPO_ROOT, "node_modules/.bin/tsx"),
       [

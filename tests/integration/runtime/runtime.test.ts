@@ -649,7 +649,7 @@ describe("runtime: controller and gateway against the control plane", () => {
     const priced = [
       ["per-request", { perRequest: "0.0123" }],
       ["per-mtok", { perMTok: "0.25" }],
-      ["per-mtok-rounded", { perMTok: "0.0000011" }], // 1,000 tokens cost 0.0000000011: rounded up to 1
+      ["per-mtok-rounded", { perMTok: "0.000001" }], // 1,000 tokens cost 0.000000001: rounded up to 1
     ] as const;
     for (const [name, price] of priced) {
       await createObject(cp, ns, SO, "ServiceOffer", name, {
@@ -674,7 +674,7 @@ describe("runtime: controller and gateway against the control plane", () => {
           if ((await httpGet(`${publicUrl}/services/${name}/x`)).status !== 402) return false;
         return true;
       },
-      { timeoutMs: 10_000 },
+      { timeoutMs: 30_000 },
     );
 
     const services = JSON.parse((await httpGet(`${publicUrl}/api/services.json`)).text) as {
@@ -728,8 +728,12 @@ describe("runtime: controller and gateway against the control plane", () => {
 
   it("skill.md tells agents to read the fields the 402 actually carries, in v2 and v1", async () => {
     const skill = (await httpGet(`${publicUrl}/skill.md`)).text;
-    const res = await httpGet(`${publicUrl}/services/echo-copy/anything`);
-    assert.equal(res.status, 402);
+    let res = await httpGet(`${publicUrl}/services/echo-copy/anything`);
+    await waitFor(
+      "a 402 from a paid route",
+      async () => (res = await httpGet(`${publicUrl}/services/echo-copy/anything`)).status === 402,
+      { timeoutMs: 20_000 },
+    );
     const wire = {
       v2: decodePaymentRequiredHeader(res.headers.get("payment-required")!) as unknown as {
         x402Version: number;
