@@ -54,8 +54,8 @@ function readSaved(input: string, events?: string): Preview {
 /**
  * The engine's event stream carries secret values (debug events about Secret objects), so it is
  * never written to disk: `--event-log` points at a named pipe in a private temporary directory,
- * read here as it is written, and only policy events are kept. The directory is removed on every
- * path out of this function.
+ * read here as it is written, and only policy events are kept. The directory is also the engine's
+ * TMPDIR, and it is removed on every path out of this function.
  */
 async function runPreview(): Promise<Preview> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "preview-summary-"));
@@ -72,7 +72,9 @@ async function runPreview(): Promise<Preview> {
     for (const pack of values["policy-pack"] ?? []) args.push("--policy-pack", path.resolve(pack));
     for (const cfg of values["policy-pack-config"] ?? [])
       args.push("--policy-pack-config", path.resolve(cfg));
-    const run = await runPulumi(args);
+    // The engine and its plugins write temporary files too (the Kubernetes provider leaves a copy
+    // of the kubeconfig, a secret, in TMPDIR): they all go to this directory, removed below.
+    const run = await runPulumi(args, dir);
     // If pulumi never opened the pipe (it failed first), the reader still waits for a writer:
     // open and close the write end, so it sees the end of the stream.
     try {
@@ -108,12 +110,12 @@ function readPolicyEvents(pipe: string): Promise<string> {
   });
 }
 
-function runPulumi(args: string[]): Promise<{ stdout: string; status: number }> {
+function runPulumi(args: string[], tmpDir: string): Promise<{ stdout: string; status: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn("pulumi", args, {
       stdio: ["ignore", "pipe", "inherit"],
       // --event-log (where policy violations are recorded) exists only with debug commands on.
-      env: { ...process.env, PULUMI_DEBUG_COMMANDS: "true" },
+      env: { ...process.env, PULUMI_DEBUG_COMMANDS: "true", TMPDIR: tmpDir },
     });
     const out: Buffer[] = [];
     child.stdout.on("data", (chunk: Buffer) => out.push(chunk));

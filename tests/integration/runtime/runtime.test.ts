@@ -731,7 +731,10 @@ describe("runtime: controller and gateway against the control plane", () => {
     let res = await httpGet(`${publicUrl}/services/echo-copy/anything`);
     await waitFor(
       "a 402 from a paid route",
-      async () => (res = await httpGet(`${publicUrl}/services/echo-copy/anything`)).status === 402,
+      async () => {
+        res = await httpGet(`${publicUrl}/services/echo-copy/anything`);
+        return res.status === 402;
+      },
       { timeoutMs: 20_000 },
     );
     const wire = {
