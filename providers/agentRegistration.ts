@@ -302,9 +302,12 @@ async function reconcileAgentWallet(
       `agentWalletKey belongs to ${wallet.address}, not agentWallet ${wanted}: pass the wallet's own key`,
     );
   }
-  // The registry bounds the deadline by its own clock: take it from the chain, not this machine.
+  // The registry bounds the deadline by the clock of the block that includes the call: at least
+  // the latest block's, and on a chain that mines only on demand (a dev node idle for minutes)
+  // the wall clock's, else the deadline has passed before the call is mined.
   const block = await c.publicClient.getBlock({ blockTag: "latest" });
-  const deadline = block.timestamp + BigInt(AGENT_WALLET_DEADLINE_SECONDS);
+  const now = BigInt(Math.floor(Date.now() / 1000));
+  const deadline = (block.timestamp > now ? block.timestamp : now) + BigInt(AGENT_WALLET_DEADLINE_SECONDS);
   const signature = await wallet.signTypedData({
     domain: { ...AGENT_WALLET_DOMAIN, chainId: chainIdOfNetwork(c.network), verifyingContract: c.registry },
     types: AGENT_WALLET_TYPES,
