@@ -50,7 +50,6 @@ function line2(text: string, prefix: string): string {
   return text.split("\n").find((l) => l.trim().startsWith(`- ${prefix}`)) ?? "";
 }
 
-
 /** The AgentIdentity the registration and storefront tests publish. */
 const IDENTITY = {
   name: "Echo Agent",
@@ -727,16 +726,10 @@ describe("runtime: controller and gateway against the control plane", () => {
   });
 
   it("skill.md tells agents to read the fields the 402 actually carries, in v2 and v1", async () => {
+    await readyOffer("echo");
     const skill = (await httpGet(`${publicUrl}/skill.md`)).text;
-    let res = await httpGet(`${publicUrl}/services/echo-copy/anything`);
-    await waitFor(
-      "a 402 from a paid route",
-      async () => {
-        res = await httpGet(`${publicUrl}/services/echo-copy/anything`);
-        return res.status === 402;
-      },
-      { timeoutMs: 20_000 },
-    );
+    const res = await httpGet(`${publicUrl}/services/echo/anything`);
+    assert.equal(res.status, 402);
     const wire = {
       v2: decodePaymentRequiredHeader(res.headers.get("payment-required")!) as unknown as {
         x402Version: number;
