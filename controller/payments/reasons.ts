@@ -1,7 +1,8 @@
 /**
  * Why the gateway refuses a payment on its own, and the HTTP status each refusal carries. The
  * README's Payments section lists the same table, and a unit test keeps the two equal. The
- * facilitator's reasons (a bad signature, no Permit2 allowance …) are passed on as it names them.
+ * facilitator's reasons (a bad signature, no Permit2 allowance …) are passed on as it names them,
+ * with 402 unless FACILITATOR_REASON_STATUS says otherwise.
  */
 export const REJECTION_STATUS = {
   malformed_payment: 400,
@@ -20,6 +21,23 @@ export const REJECTION_STATUS = {
 } as const satisfies Record<string, 400 | 402 | 503>;
 
 export type RejectionReason = keyof typeof REJECTION_STATUS;
+
+/**
+ * The facilitator's reasons whose status is not 402. The exact-EVM scheme answers a Permit2
+ * payment whose payer has not approved Permit2 with 412 Precondition Failed (the payment itself
+ * is well formed; a precondition of paying is missing), and @x402/core's HTTP server does the
+ * same. Every other facilitator reason is a 402.
+ */
+export const FACILITATOR_REASON_STATUS = {
+  permit2_allowance_required: 412,
+} as const satisfies Record<string, 412>;
+
+/** The status of a refusal the facilitator gave, by its reason. */
+export function facilitatorRefusalStatus(reason: string): 402 | 412 {
+  return Object.hasOwn(FACILITATOR_REASON_STATUS, reason)
+    ? FACILITATOR_REASON_STATUS[reason as keyof typeof FACILITATOR_REASON_STATUS]
+    : 402;
+}
 
 /** A refusal by the gateway: a reason from the table, its status, and a sentence saying what to fix. */
 export interface Rejection {

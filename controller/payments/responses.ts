@@ -1,7 +1,8 @@
 /**
  * The gate's answers as HTTP: what the decision and the facilitator concluded, written to the
- * client. 402s carry the requirements twice (PAYMENT-REQUIRED for x402 v2, a v1 JSON body);
- * 400 and 503 carry `{error, message}`. Nothing here decides anything.
+ * client. 402s, and the 412 of a payer without a Permit2 allowance, carry the requirements twice
+ * (PAYMENT-REQUIRED for x402 v2, a v1 JSON body), so the buyer can act on them; 400 and 503
+ * carry `{error, message}`. Nothing here decides anything.
  */
 import type * as http from "node:http";
 import { encodePaymentRequiredHeader, encodePaymentResponseHeader } from "@x402/core/http";
@@ -46,7 +47,7 @@ export function writeRefusal(
 ): void {
   req.resume();
   const { status, error, message } = refusal;
-  const required = status === 402 ? paymentRequired(resource, error) : undefined;
+  const required = status === 402 || status === 412 ? paymentRequired(resource, error) : undefined;
   const body = JSON.stringify(required ? { ...required.v1, message } : { error, message });
   res.writeHead(status, {
     "content-type": "application/json; charset=utf-8",

@@ -2,7 +2,8 @@
  * The x402 payment gate: the gateway's in-path payment step for paid routes.
  *
  *   no payment      → 402, PAYMENT-REQUIRED (v2, CAIP-2) + a v1 JSON body (accepts[], legacy names)
- *   bad payment     → 400/402 with a reason; nothing proxied, nothing settled
+ *   bad payment     → 400/402 with a reason (412 for a Permit2 payer without allowance); nothing
+ *                     proxied, nothing settled
  *   payment         → verify with the facilitator → proxy (payment headers stripped)
  *                     → upstream 2xx: settle, then send the response with PAYMENT-RESPONSE
  *                       (X-PAYMENT-RESPONSE for v1 buyers)
@@ -27,7 +28,7 @@ import type { HeldOffer } from "../gateway/routing";
 import { type LogFn, REQUEST_ID_HEADER } from "../shared/log";
 import { type AcceptedPayment, decidePayment } from "./decision";
 import type { PaymentMetrics } from "./metrics";
-import { type Rejection, rejection } from "./reasons";
+import { facilitatorRefusalStatus, type Rejection, rejection } from "./reasons";
 import { ReplayGuard } from "./replay";
 import { type OfferRequirements, requirementsFor, resourceDescription } from "./requirements";
 import { type Refusal, receiptHeader, withheldResponse, writeRefusal } from "./responses";
@@ -166,7 +167,11 @@ export class X402PaymentGate implements PaymentGate {
             error: verdict.rejection.reason,
             message: verdict.rejection.message,
           }
-        : { status: 402, error: verdict.reason, message: verdict.message };
+        : {
+            status: facilitatorRefusalStatus(verdict.reason),
+            error: verdict.reason,
+            message: verdict.message,
+          };
     this.opts.metrics.failed.inc({ offer: offerName, reason: refusal.error });
     return refusal;
   }

@@ -19,7 +19,7 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import type { Address } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS } from "../harness/anvil";
-import { at } from "../harness/assertions";
+import { at, defined } from "../harness/assertions";
 import type { ControlPlane } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import { type HostileSeller, startHostileSeller } from "../harness/hostileSeller";
@@ -620,8 +620,13 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       const res = await fetch(`${permit2Url()}/p2-unapproved`, {
         headers: { "payment-signature": encodePaymentSignatureHeader(payment) },
       });
-      assert.equal(res.status, 402);
-      assert.match(((await res.json()) as { error: string }).error, /permit2_allowance_required/);
+      assert.equal(res.status, 412, "Precondition Failed, as the exact-EVM scheme specifies");
+      const required = decodePaymentRequiredHeader(
+        defined(res.headers.get("payment-required") ?? undefined, "PAYMENT-REQUIRED"),
+      );
+      assert.equal(required.error, "permit2_allowance_required", "the requirements travel with it");
+      assert.ok(required.accepts.length > 0);
+      assert.equal(((await res.json()) as { error: string }).error, "permit2_allowance_required");
       assert.equal(await token().balanceOf(unapproved.address), balance);
       assert.equal(served("/p2-unapproved"), 0);
     });

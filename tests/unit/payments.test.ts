@@ -15,7 +15,12 @@ import {
   parsePaymentHeader,
   replayKey,
 } from "../../controller/payments/paymentHeader";
-import { isRejection, REJECTION_STATUS } from "../../controller/payments/reasons";
+import {
+  FACILITATOR_REASON_STATUS,
+  facilitatorRefusalStatus,
+  isRejection,
+  REJECTION_STATUS,
+} from "../../controller/payments/reasons";
 import { ReplayGuard } from "../../controller/payments/replay";
 import { requirementsFor } from "../../controller/payments/requirements";
 import { at } from "../harness/assertions";
@@ -332,7 +337,14 @@ describe("payment decision", () => {
       const ours = (text ?? "").split("facilitator's")[0] ?? "";
       for (const [, reason] of ours.matchAll(/`([a-z0-9_]+)`/g)) documented[reason ?? ""] = Number(status);
     }
-    assert.deepEqual(documented, { ...REJECTION_STATUS });
+    // The gateway's own reasons, and the facilitator's reasons whose status is not 402.
+    assert.deepEqual(documented, { ...REJECTION_STATUS, ...FACILITATOR_REASON_STATUS });
+  });
+
+  it("passes the facilitator's refusals on as 402, except a missing Permit2 allowance (412)", () => {
+    assert.equal(facilitatorRefusalStatus("permit2_allowance_required"), 412);
+    assert.equal(facilitatorRefusalStatus("invalid_exact_evm_payload_signature"), 402);
+    assert.equal(facilitatorRefusalStatus("constructor"), 402, "an own key, not the prototype's");
   });
 });
 
