@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { AGENT_IDENTITY_NAME, KINDS } from "../api/contract";
 import { API_VERSION } from "../api/resources";
 import { labelsFor } from "./labels";
+import { childOf, formerly } from "./naming";
 
 export interface AgentIdentityArgs {
   namespace: pulumi.Input<string>;
@@ -18,7 +19,7 @@ export class AgentIdentity extends pulumi.ComponentResource {
   constructor(name: string, args: AgentIdentityArgs, opts?: pulumi.ComponentResourceOptions) {
     super("obol:index:AgentIdentity", name, {}, opts);
     new k8s.apiextensions.CustomResource(
-      "agent-identity",
+      name,
       {
         apiVersion: API_VERSION,
         kind: KINDS.agentIdentity.kind,
@@ -34,7 +35,7 @@ export class AgentIdentity extends pulumi.ComponentResource {
           registrations: args.registrations,
         },
       },
-      { parent: this },
+      childOf(this, name, formerly(name, "identity", "agent-identity")),
     );
     this.registerOutputs({});
   }

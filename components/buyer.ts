@@ -1,16 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
-import {
-  BUYER_LEDGER_DIR,
-  BUYER_LEDGER_PATH,
-  COMPONENTS,
-  ENV,
-  fileEnv,
-  PLURALS,
-  PORTS,
-  SECRET_FILES,
-  secretFilePath,
-} from "../api/contract";
+import { BUYER_LEDGER_DIR, BUYER_LEDGER_PATH, COMPONENTS, ENV, PLURALS, PORTS } from "../api/contract";
 import { GROUP } from "../api/resources";
+import { formerly } from "./naming";
 import { RuntimeWorkload } from "./runtimeWorkload";
 
 export interface BuyerArgs {
@@ -29,7 +20,7 @@ export class Buyer extends pulumi.ComponentResource {
   constructor(name: string, args: BuyerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("obol:index:Buyer", name, {}, opts);
     const workload = new RuntimeWorkload(
-      "buyer",
+      name,
       {
         namespace: args.namespace,
         component: COMPONENTS.buyer,
@@ -47,22 +38,18 @@ export class Buyer extends pulumi.ComponentResource {
         ],
         ...(args.signerKey
           ? {
-              secretFiles: { [SECRET_FILES.signerKey]: args.signerKey },
+              secrets: { signerKey: args.signerKey },
               // The spend ledger must outlive the pod, or a restart could re-spend the budget.
               persistentVolume: { mountPath: BUYER_LEDGER_DIR, size: "1Gi" },
             }
           : {}),
-        env: args.signerKey
-          ? [
-              { name: fileEnv(ENV.signerKey), value: secretFilePath(SECRET_FILES.signerKey) },
-              { name: ENV.ledgerPath, value: BUYER_LEDGER_PATH },
-            ]
-          : [],
+        env: args.signerKey ? [{ name: ENV.ledgerPath, value: BUYER_LEDGER_PATH }] : [],
+        formerChildName: formerly(name, "buyer", COMPONENTS.buyer),
       },
       { parent: this },
     );
-    this.url = workload.url!;
-    this.openAiBaseUrl = pulumi.interpolate`${workload.url!}/v1`;
-    this.registerOutputs({ url: this.url });
+    this.url = workload.url;
+    this.openAiBaseUrl = pulumi.interpolate`${workload.url}/v1`;
+    this.registerOutputs({ url: this.url, openAiBaseUrl: this.openAiBaseUrl });
   }
 }

@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { COMPONENTS, ENV, PLURALS, PORTS } from "../api/contract";
 import { GROUP } from "../api/resources";
+import { formerly } from "./naming";
 import { RuntimeWorkload } from "./runtimeWorkload";
 
 export interface ControllerArgs {
@@ -22,13 +23,15 @@ export class Controller extends pulumi.ComponentResource {
   constructor(name: string, args: ControllerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("obol:index:Controller", name, {}, opts);
     new RuntimeWorkload(
-      "controller",
+      name,
       {
         namespace: args.namespace,
         component: COMPONENTS.controller,
         image: args.image,
         command: "controller",
         port: PORTS.controllerHealth,
+        // Nothing calls the controller: metrics are scraped from the pod (a PodMonitor).
+        service: false,
         rules: [
           {
             apiGroups: [GROUP],
@@ -52,6 +55,7 @@ export class Controller extends pulumi.ComponentResource {
             ? [{ name: ENV.quickTunnelMetricsUrl, value: args.quickTunnelMetricsUrl }]
             : []),
         ],
+        formerChildName: formerly(name, "controller", COMPONENTS.controller),
       },
       { parent: this },
     );

@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import { COMPONENTS, ENV, fileEnv, PORTS, SECRET_FILES, secretFilePath } from "../api/contract";
+import { COMPONENTS, ENV, PORTS } from "../api/contract";
+import { formerly } from "./naming";
 import { RuntimeWorkload } from "./runtimeWorkload";
 
 export type FacilitatorArgs =
@@ -23,7 +24,7 @@ export class Facilitator extends pulumi.ComponentResource {
       this.url = pulumi.output(args.url);
     } else {
       const workload = new RuntimeWorkload(
-        "facilitator",
+        name,
         {
           namespace: args.namespace,
           component: COMPONENTS.facilitator,
@@ -31,16 +32,13 @@ export class Facilitator extends pulumi.ComponentResource {
           command: "facilitator",
           port: PORTS.facilitator,
           service: true,
-          // The signer key is a file in a Secret volume, never an env literal.
-          secretFiles: { [SECRET_FILES.signerKey]: args.signerKey },
-          env: [
-            { name: fileEnv(ENV.signerKey), value: secretFilePath(SECRET_FILES.signerKey) },
-            { name: ENV.rpcUrl, value: args.rpcUrl },
-          ],
+          secrets: { signerKey: args.signerKey },
+          env: [{ name: ENV.rpcUrl, value: args.rpcUrl }],
+          formerChildName: formerly(name, "facilitator", COMPONENTS.facilitator),
         },
         { parent: this },
       );
-      this.url = workload.url!;
+      this.url = workload.url;
     }
     this.registerOutputs({ url: this.url });
   }

@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { COMPONENTS, ENV, PLURALS, PORTS } from "../api/contract";
 import { GROUP } from "../api/resources";
+import { formerly } from "./naming";
 import { RuntimeWorkload } from "./runtimeWorkload";
 
 export interface GatewayArgs {
@@ -28,7 +29,7 @@ export class Gateway extends pulumi.ComponentResource {
   constructor(name: string, args: GatewayArgs, opts?: pulumi.ComponentResourceOptions) {
     super("obol:index:Gateway", name, {}, opts);
     const workload = new RuntimeWorkload(
-      "gateway",
+      name,
       {
         namespace: args.namespace,
         component: COMPONENTS.gateway,
@@ -52,12 +53,13 @@ export class Gateway extends pulumi.ComponentResource {
           { name: ENV.gatewayReplicas, value: String(args.replicas ?? 1) },
           ...(args.publicBaseUrl ? [{ name: ENV.publicBaseUrl, value: args.publicBaseUrl }] : []),
         ],
+        formerChildName: formerly(name, "gateway", COMPONENTS.gateway),
       },
       { parent: this },
     );
-    this.url = workload.url!;
-    this.internalUrl = workload.internalUrl!;
-    this.serviceName = workload.serviceName!;
-    this.registerOutputs({ url: this.url, serviceName: this.serviceName });
+    this.url = workload.url;
+    this.internalUrl = workload.internalUrl;
+    this.serviceName = workload.serviceName;
+    this.registerOutputs({ url: this.url, internalUrl: this.internalUrl, serviceName: this.serviceName });
   }
 }

@@ -104,8 +104,10 @@ export class LiteLLM extends pulumi.ComponentResource {
   constructor(name: string, args: LiteLLMArgs, opts?: pulumi.ComponentResourceOptions) {
     super("obol:index:LiteLLM", name, {}, opts);
     const labels = labelsFor("litellm");
+    // Children named from the component (components/naming.ts); the program's instance is
+    // "litellm", the fixed name they had before, so its URNs are unchanged.
     const secret = new k8s.core.v1.Secret(
-      "litellm",
+      name,
       {
         metadata: { namespace: args.namespace, name: "litellm-secrets", labels },
         stringData: { LITELLM_MASTER_KEY: args.masterKey, ...args.secretEnv },
@@ -116,7 +118,7 @@ export class LiteLLM extends pulumi.ComponentResource {
       .output(args.buyerBaseUrl)
       .apply((url) => liteLLMConfig(args.models, url, args.paidModels ?? []));
     const config = new k8s.core.v1.ConfigMap(
-      "litellm",
+      name,
       {
         metadata: { namespace: args.namespace, name: "litellm-config", labels },
         data: { "config.yaml": configYaml },
@@ -125,7 +127,7 @@ export class LiteLLM extends pulumi.ComponentResource {
     );
     const selector = selectorFor("litellm");
     new k8s.apps.v1.Deployment(
-      "litellm",
+      name,
       {
         metadata: { namespace: args.namespace, name: "litellm", labels },
         spec: {
@@ -169,7 +171,7 @@ export class LiteLLM extends pulumi.ComponentResource {
       { parent: this },
     );
     const service = new k8s.core.v1.Service(
-      "litellm",
+      name,
       {
         metadata: { namespace: args.namespace, name: "litellm", labels },
         spec: { selector, ports: [{ name: "http", port: LITELLM_PORT, targetPort: "http" }] },

@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { KINDS } from "../api/contract";
 import { API_VERSION, type ServiceOfferSpec } from "../api/resources";
 import { labelsFor } from "./labels";
+import { childOf, formerly } from "./naming";
 
 export interface OfferArgs {
   namespace: pulumi.Input<string>;
@@ -19,14 +20,15 @@ export class Offer extends pulumi.ComponentResource {
   constructor(name: string, args: OfferArgs, opts?: pulumi.ComponentResourceOptions) {
     super("obol:index:Offer", name, {}, opts);
     new k8s.apiextensions.CustomResource(
-      args.name,
+      name,
       {
         apiVersion: API_VERSION,
         kind: KINDS.serviceOffer.kind,
         metadata: { namespace: args.namespace, name: args.name, labels: labelsFor("offer", args.name) },
         spec: args.spec,
       },
-      { parent: this },
+      // The program names offers `offer-<name>`; their child used to be called `<name>`.
+      childOf(this, name, formerly(name, `offer-${args.name}`, args.name)),
     );
     this.endpoint = pulumi
       .output(args.publicBaseUrl)

@@ -2,6 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { CRD_DEFINITIONS, crdManifest } from "../api/crds";
 import { labelsFor } from "./labels";
+import { childOf, formerly } from "./naming";
 
 export interface PlatformArgs {
   namespace: string;
@@ -15,22 +16,22 @@ export class Platform extends pulumi.ComponentResource {
   constructor(name: string, args: PlatformArgs, opts?: pulumi.ComponentResourceOptions) {
     super("obol:index:Platform", name, {}, opts);
     const ns = new k8s.core.v1.Namespace(
-      "namespace",
+      name,
       {
         metadata: {
           name: args.namespace,
           labels: { ...labelsFor("obol-stack"), "pod-security.kubernetes.io/enforce": "restricted" },
         },
       },
-      { parent: this },
+      childOf(this, name, formerly(name, "platform", "namespace")),
     );
     this.namespace = ns.metadata.name;
     this.crds = CRD_DEFINITIONS.map((def) => {
       const manifest = crdManifest(def);
       return new k8s.apiextensions.v1.CustomResourceDefinition(
-        def.plural,
+        `${name}-${def.plural}`,
         { metadata: { ...manifest.metadata, labels: labelsFor("obol-crds") }, spec: manifest.spec },
-        { parent: this },
+        childOf(this, `${name}-${def.plural}`, formerly(name, "platform", def.plural)),
       );
     });
     this.registerOutputs({ namespace: this.namespace });

@@ -4,6 +4,7 @@ import { KINDS } from "../api/contract";
 import { API_VERSION } from "../api/resources";
 import type { PurchaseConfig } from "../program/config/types";
 import { labelsFor } from "./labels";
+import { childOf, formerly } from "./naming";
 
 export interface PurchaseArgs {
   namespace: pulumi.Input<string>;
@@ -16,7 +17,7 @@ export class Purchase extends pulumi.ComponentResource {
     super("obol:index:Purchase", name, {}, opts);
     const { name: purchaseName, ...spec } = args.purchase;
     new k8s.apiextensions.CustomResource(
-      purchaseName,
+      name,
       {
         apiVersion: API_VERSION,
         kind: KINDS.purchaseRequest.kind,
@@ -27,7 +28,8 @@ export class Purchase extends pulumi.ComponentResource {
         },
         spec,
       },
-      { parent: this },
+      // The program names purchases `purchase-<name>`; their child used to be called `<name>`.
+      childOf(this, name, formerly(name, `purchase-${purchaseName}`, purchaseName)),
     );
     this.registerOutputs({});
   }

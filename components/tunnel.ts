@@ -2,26 +2,22 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { COMPONENTS, PORTS } from "../api/contract";
 import { labelsFor, selectorFor } from "./labels";
+import { childOf, formerly } from "./naming";
 import { httpProbe, podSpec, resources, startupProbe } from "./workload";
 
 const TUNNEL_METRICS_PORT = PORTS.tunnelMetrics;
 
-export interface TunnelArgs {
-  mode: "none" | "quick" | "named";
+interface TunnelCommon {
   namespace: pulumi.Input<string>;
   image: string;
   /** The only thing the tunnel exposes: the gateway's in-cluster URL. */
   gatewayUrl: pulumi.Input<string>;
-  /** Named mode: the public hostname configured for the tunnel in Cloudflare. */
-  hostname?: string;
-  /** Named mode: the tunnel token (a secret). */
-  token?: pulumi.Input<string>;
 }
 
-/** Where the controller reads a quick tunnel's URL (the cloudflared-metrics Service below). */
-export function quickTunnelMetricsUrl(namespace: pulumi.Input<string>): pulumi.Output<string> {
-  return pulumi.interpolate`http://cloudflared-metrics.${namespace}.svc:${TUNNEL_METRICS_PORT}`;
-}
+export type TunnelArgs =
+  | ({ mode: "none" | "quick" } & TunnelCommon)
+  /** Named: the public hostname configured for the tunnel in Cloudflare, and its token (a secret). */
+  | ({ mode: "named"; hostname: string; token: pulumi.Input<string> } & TunnelCommon);
 
 /** cloudflared args for each mode; the gateway is the single origin. */
 export function cloudflaredArgs(mode: "quick" | "named", gatewayUrl: string): string[] {
@@ -36,25 +32,32 @@ export function cloudflaredArgs(mode: "quick" | "named", gatewayUrl: string): st
 export class Tunnel extends pulumi.ComponentResource {
   /** The stable public URL, when there is one (named mode). */
   readonly publicUrl: pulumi.Output<string | undefined>;
+  /**
+   * cloudflared's metrics server (in-cluster), where a quick tunnel's current hostname is read
+   * (`/quicktunnel`); undefined in mode "none", where no cloudflared runs.
+   */
+  readonly metricsUrl: pulumi.Output<string> | undefined;
 
   constructor(name: string, args: TunnelArgs, opts?: pulumi.ComponentResourceOptions) {
     super("obol:index:Tunnel", name, {}, opts);
     if (args.mode === "none") {
       this.publicUrl = pulumi.output(undefined);
+      this.metricsUrl = undefined;
       this.registerOutputs({ publicUrl: this.publicUrl });
       return;
     }
     const mode = args.mode;
+    // Stacks from before named these children with fixed strings (components/naming.ts).
+    const former = (fixed: string) => formerly(name, "tunnel", fixed);
     const labels = labelsFor(COMPONENTS.cloudflared);
     const selector = selectorFor(COMPONENTS.cloudflared);
     const meta = { namespace: args.namespace, name: COMPONENTS.cloudflared, labels };
     const env: k8s.types.input.core.v1.EnvVar[] = [];
-    if (mode === "named") {
-      if (!args.token) throw new Error("a named tunnel needs its token");
+    if (args.mode === "named") {
       const secret = new k8s.core.v1.Secret(
-        "cloudflared",
+        name,
         { metadata: { ...meta, name: "cloudflared-token" }, stringData: { token: args.token } },
-        { parent: this },
+        childOf(this, name, former("cloudflared")),
       );
       env.push({
         name: "TUNNEL_TOKEN",
@@ -62,7 +65,7 @@ export class Tunnel extends pulumi.ComponentResource {
       });
     }
     new k8s.apps.v1.Deployment(
-      "cloudflared",
+      name,
       {
         metadata: meta,
         spec: {
@@ -86,18 +89,19 @@ export class Tunnel extends pulumi.ComponentResource {
           },
         },
       },
-      { parent: this },
+      childOf(this, name, former("cloudflared")),
     );
     // The controller reads a quick tunnel's hostname from the metrics port (/quicktunnel).
-    new k8s.core.v1.Service(
-      "cloudflared-metrics",
+    const metrics = new k8s.core.v1.Service(
+      `${name}-metrics`,
       {
         metadata: { ...meta, name: "cloudflared-metrics" },
         spec: { selector, ports: [{ name: "metrics", port: TUNNEL_METRICS_PORT, targetPort: "metrics" }] },
       },
-      { parent: this },
+      childOf(this, `${name}-metrics`, former("cloudflared-metrics")),
     );
-    this.publicUrl = pulumi.output(mode === "named" ? `https://${args.hostname}` : undefined);
-    this.registerOutputs({ publicUrl: this.publicUrl });
+    this.metricsUrl = pulumi.interpolate`http://${metrics.metadata.name}.${metrics.metadata.namespace}.svc:${TUNNEL_METRICS_PORT}`;
+    this.publicUrl = pulumi.output(args.mode === "named" ? `https://${args.hostname}` : undefined);
+    this.registerOutputs({ publicUrl: this.publicUrl, metricsUrl: this.metricsUrl });
   }
 }

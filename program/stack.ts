@@ -11,7 +11,7 @@ import { Monitoring } from "../components/monitoring";
 import { Offer } from "../components/offer";
 import { Platform } from "../components/platform";
 import { Purchase } from "../components/purchase";
-import { quickTunnelMetricsUrl, Tunnel } from "../components/tunnel";
+import { Tunnel } from "../components/tunnel";
 import { AgentRegistration } from "../providers/agentRegistration";
 import { GeneratedSecret } from "../providers/generatedSecret";
 import { RuntimeImage } from "../providers/runtimeImage";
@@ -84,6 +84,18 @@ export async function deployStack(cfg: StackConfig) {
     },
     inPlatform,
   );
+  const tunnelCommon = { namespace, image: cfg.images.cloudflared, gatewayUrl: gateway.url };
+  const tunnel = new Tunnel(
+    "tunnel",
+    cfg.tunnel.mode === "named"
+      ? { mode: "named", hostname: cfg.tunnel.hostname, token: secretConfig("tunnelToken"), ...tunnelCommon }
+      : { mode: cfg.tunnel.mode, ...tunnelCommon },
+    inPlatform,
+  );
+  const followQuickTunnel = followsQuickTunnel({
+    quickTunnel: cfg.tunnel.mode === "quick",
+    publicBaseUrl: cfg.publicBaseUrl,
+  });
   new Controller(
     "controller",
     {
@@ -91,9 +103,7 @@ export async function deployStack(cfg: StackConfig) {
       image,
       gatewayInternalUrl: gateway.internalUrl,
       ...(cfg.publicBaseUrl ? { publicBaseUrl: cfg.publicBaseUrl } : {}),
-      ...(followsQuickTunnel({ quickTunnel: cfg.tunnel.mode === "quick", publicBaseUrl: cfg.publicBaseUrl })
-        ? { quickTunnelMetricsUrl: quickTunnelMetricsUrl(namespace) }
-        : {}),
+      ...(followQuickTunnel && tunnel.metricsUrl ? { quickTunnelMetricsUrl: tunnel.metricsUrl } : {}),
     },
     inPlatform,
   );
@@ -126,19 +136,6 @@ export async function deployStack(cfg: StackConfig) {
     inPlatform,
   );
 
-  const tunnel = new Tunnel(
-    "tunnel",
-    {
-      mode: cfg.tunnel.mode,
-      namespace,
-      image: cfg.images.cloudflared,
-      gatewayUrl: gateway.url,
-      ...(cfg.tunnel.mode === "named"
-        ? { hostname: cfg.tunnel.hostname, token: secretConfig("tunnelToken") }
-        : {}),
-    },
-    inPlatform,
-  );
   const publicUrl = cfg.publicBaseUrl ? pulumi.output(cfg.publicBaseUrl) : tunnel.publicUrl;
 
   const offers: Record<string, pulumi.Output<string>> = {};

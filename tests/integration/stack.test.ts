@@ -188,7 +188,8 @@ describe("the Pulumi program against a real control plane", function () {
       const up = await stack.up({ onOutput: log.onOutput, onEvent: rec.onEvent });
       assert.equal(up.summary.result, "succeeded", log.text());
       assert.deepEqual(rec.ops, [
-        { op: "update", type: "kubernetes:obol.org/v1alpha1:ServiceOffer", name: "weather" },
+        // Children are named from their component (offer-weather); the object is still "weather".
+        { op: "update", type: "kubernetes:obol.org/v1alpha1:ServiceOffer", name: "offer-weather" },
       ]);
       const so = await kubeGet<{ spec: { payment: { price: { perRequest: string } } } }>(
         target,
@@ -204,7 +205,7 @@ describe("the Pulumi program against a real control plane", function () {
       const up = await stack.up({ onOutput: log.onOutput, onEvent: rec.onEvent });
       assert.equal(up.summary.result, "succeeded", log.text());
       assert.deepEqual(rec.ops.map((o) => `${o.op} ${o.type} ${o.name}`).sort(), [
-        "delete kubernetes:obol.org/v1alpha1:ServiceOffer weather",
+        "delete kubernetes:obol.org/v1alpha1:ServiceOffer offer-weather",
         "delete obol:index:Offer offer-weather",
       ]);
       assert.deepEqual(await serviceOfferNames(target, namespace), ["llama"]);
