@@ -40,6 +40,33 @@ export async function programStack(opts: {
   });
 }
 
+/**
+ * A stack of a fixture program (`tests/fixtures/<name>/`) run from a project directory under
+ * `dir`, so no stack file lands in the checkout: Pulumi.yaml there points `main` at the fixture.
+ */
+export async function fixtureStack(opts: {
+  fixture: string;
+  dir: string;
+  stackName: string;
+  config?: ConfigMap;
+}): Promise<Stack> {
+  const projectDir = path.join(opts.dir, "project");
+  fs.mkdirSync(projectDir, { recursive: true });
+  const fixture = path.join(REPO_ROOT, "tests/fixtures", opts.fixture);
+  fs.writeFileSync(
+    path.join(projectDir, "Pulumi.yaml"),
+    fs
+      .readFileSync(path.join(fixture, "Pulumi.yaml"), "utf8")
+      .replace(/^runtime:/m, `main: ${path.relative(projectDir, fixture)}\nruntime:`),
+  );
+  return testStack({
+    workDir: projectDir,
+    stackName: opts.stackName,
+    stateDir: path.join(opts.dir, "state"),
+    config: opts.config,
+  });
+}
+
 export interface KubeTarget {
   server: string;
   token: string;

@@ -5,15 +5,13 @@
  * fixed is adopted by `up` through aliases, without a replace, create or delete.
  */
 import * as assert from "node:assert/strict";
-import * as fs from "node:fs";
-import * as path from "node:path";
 import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
 import { ANVIL_KEYS } from "../harness/anvil";
 import { at } from "../harness/assertions";
 import { kubeRequest } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
-import { kubeGet, programStack, REPO_ROOT } from "../harness/project";
-import { outputCollector, testStack } from "../harness/pulumi";
+import { fixtureStack, kubeGet, programStack } from "../harness/project";
+import { outputCollector } from "../harness/pulumi";
 import { offerSpec } from "./runtime/helpers";
 
 const BUYER_KEY = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
@@ -119,21 +117,11 @@ describe("components: named from their name, so they exist twice and old stacks 
     const cluster = await sharedControlPlane();
     const dir = scratchDir("components-twice");
     const [first, second] = [`twice-a-${process.pid}`, `twice-b-${process.pid}`];
-    // The fixture runs from a project directory of its own: no stack file lands in the checkout.
-    const projectDir = path.join(dir, "project");
-    fs.mkdirSync(projectDir, { recursive: true });
-    const fixture = path.join(REPO_ROOT, "tests/fixtures/twice");
-    fs.writeFileSync(
-      path.join(projectDir, "Pulumi.yaml"),
-      fs
-        .readFileSync(path.join(fixture, "Pulumi.yaml"), "utf8")
-        .replace(/^runtime:/m, `main: ${path.relative(projectDir, fixture)}\nruntime:`),
-    );
     const log = outputCollector();
-    const stack: Stack = await testStack({
-      workDir: projectDir,
+    const stack: Stack = await fixtureStack({
+      fixture: "twice",
+      dir,
       stackName: "twice",
-      stateDir: path.join(dir, "state"),
       config: {
         kubeconfig: { value: cluster.kubeconfig, secret: true },
         signerKey: { value: ANVIL_KEYS[2], secret: true },

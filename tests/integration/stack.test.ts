@@ -60,6 +60,19 @@ describe("the Pulumi program against a real control plane", function () {
     let stack: Stack;
     let target: { server: string; token: string };
     const log = outputCollector();
+    /** Pulumi.dev.yaml's two offers, as the stack starts. */
+    let baseOffers: string;
+    /**
+     * Brings the stack up with the base config (both offers at their first prices). Every test
+     * starts with it, so each passes alone and in any order; when the stack is already there,
+     * the up changes nothing.
+     */
+    const upAtBase = async () => {
+      await stack.setConfig("obol-stack:offers", { value: baseOffers });
+      const up = await stack.up({ onOutput: log.onOutput });
+      assert.equal(up.summary.result, "succeeded", log.text());
+      return up;
+    };
 
     before(async () => {
       const cluster = await sharedControlPlane();
@@ -85,6 +98,7 @@ describe("the Pulumi program against a real control plane", function () {
           "obol-stack:buyerSignerKey": { value: BUYER_KEY, secret: true },
         },
       });
+      baseOffers = (await stack.getConfig("obol-stack:offers")).value;
       // The buyer's ledger volume: a pre-provisioned PersistentVolume (no provisioner here).
       await kubeRequest(cluster.server, cluster.token, "POST", "/api/v1/persistentvolumes", {
         apiVersion: "v1",
@@ -103,8 +117,7 @@ describe("the Pulumi program against a real control plane", function () {
     });
 
     it("(a) comes up: every Deployment Available, both ServiceOffers exist", async () => {
-      const up = await stack.up({ onOutput: log.onOutput });
-      assert.equal(up.summary.result, "succeeded", log.text());
+      const up = await upAtBase();
       await assertStackHealthy(target, namespace, ["llama", "weather"]);
       assert.equal(
         defined(up.outputs.offerEndpoints, "output offerEndpoints").value.weather,
@@ -149,11 +162,13 @@ describe("the Pulumi program against a real control plane", function () {
     });
 
     it("(b) previews no changes right after up", async () => {
+      await upAtBase();
       const preview = await stack.preview({ expectNoChanges: true, onOutput: log.onOutput });
       assert.deepEqual(Object.keys(preview.changeSummary), ["same"], log.text());
     });
 
     it("(f) keeps no secret in plaintext in the state", async () => {
+      await upAtBase();
       const cluster = await sharedControlPlane();
       const state = storedStateText(path.join(dir, "state"));
       const secret = await kubeGet<{ data: Record<string, string> }>(
@@ -181,6 +196,7 @@ describe("the Pulumi program against a real control plane", function () {
     });
 
     it("(d) a price change updates only that ServiceOffer", async () => {
+      await upAtBase();
       const offers = JSON.parse((await stack.getConfig("obol-stack:offers")).value);
       offers[1].payment.price.perRequest = "0.002";
       await stack.setConfig("obol-stack:offers", { value: JSON.stringify(offers) });
@@ -199,6 +215,7 @@ describe("the Pulumi program against a real control plane", function () {
     });
 
     it("(d) removing an offer deletes only its resources", async () => {
+      await upAtBase();
       const offers = JSON.parse((await stack.getConfig("obol-stack:offers")).value);
       await stack.setConfig("obol-stack:offers", { value: JSON.stringify([offers[0]]) });
       const rec = opsRecorder();
@@ -411,6 +428,11 @@ describe("the Pulumi program against a real control plane", function () {
     });
 
     it("recreates everything with one `up` after the cluster is deleted out of band", async () => {
+      // Alone (or first), bring the stack up here: the resume needs a stack to resume.
+      if (!(await stack.outputs()).agentIds) {
+        const first = await stack.up({ onOutput: log.onOutput });
+        assert.equal(first.summary.result, "succeeded", log.text());
+      }
       const before = target();
       k3d("cluster", "delete", "obol-itest"); // stops the control plane and wipes its data
       assert.ok(!fs.existsSync(path.join(k3dHome, "clusters", "obol-itest")));
