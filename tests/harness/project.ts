@@ -67,6 +67,47 @@ export async function fixtureStack(opts: {
   });
 }
 
+/** anvil's fourth development key, the buyer's wallet in test stacks (a test value, never a real wallet). */
+export const TEST_BUYER_KEY = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
+
+/**
+ * The program in kubeconfig mode on `cluster`, in `namespace`, with one purchase and the buyer's
+ * key (so the buyer has its Secret and ledger volume); Pulumi.dev.yaml gives the rest.
+ */
+export function kubeconfigModeConfig(cluster: { kubeconfig: string }, namespace: string): ConfigMap {
+  return {
+    "obol-stack:cluster": { value: JSON.stringify({ mode: "kubeconfig" }) },
+    "obol-stack:kubeconfig": { value: cluster.kubeconfig, secret: true },
+    "obol-stack:namespace": { value: namespace },
+    "obol-stack:purchases": {
+      value: JSON.stringify([
+        {
+          name: "remote-llama",
+          endpoint: "https://other-seller.example.com/services/llama",
+          model: "llama3.2",
+          payment: { network: "base-sepolia", maxPrice: "0.002" },
+          budget: { maxPerRequest: "0.002", maxPerDay: "1", maxTotal: "10" },
+        },
+      ]),
+    },
+    "obol-stack:buyerSignerKey": { value: TEST_BUYER_KEY, secret: true },
+  };
+}
+
+/** The buyer's ledger volume: a pre-provisioned PersistentVolume (the control plane has no provisioner). */
+export async function createLedgerVolume(target: KubeTarget, name: string): Promise<void> {
+  await kubeRequest(target.server, target.token, "POST", "/api/v1/persistentvolumes", {
+    apiVersion: "v1",
+    kind: "PersistentVolume",
+    metadata: { name },
+    spec: {
+      capacity: { storage: "1Gi" },
+      accessModes: ["ReadWriteOnce"],
+      hostPath: { path: `/tmp/${name}` },
+    },
+  });
+}
+
 export interface KubeTarget {
   server: string;
   token: string;

@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { type ConfigMap, LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
+import { type ConfigMap, type EngineEvent, LocalWorkspace, type Stack } from "@pulumi/pulumi/automation";
 
 export interface TestStackOptions {
   /** Directory with Pulumi.yaml (a real program on disk, run by the real language host). */
@@ -60,4 +60,26 @@ export function storedStateText(stateDir: string): string {
   };
   walk(stateDir);
   return parts.join("\n");
+}
+
+/** Resource operations the engine planned or performed, by resource type and name. */
+export function opsRecorder() {
+  const ops: { op: string; type: string; name: string }[] = [];
+  return {
+    onEvent: (e: EngineEvent) => {
+      const m = e.resourcePreEvent?.metadata;
+      // The default dynamic-provider instance receives the stack config as its inputs, so it
+      // "updates" whenever config does; it is not a resource change.
+      if (
+        m &&
+        m.op !== "same" &&
+        m.op !== "read" &&
+        m.op !== "refresh" &&
+        !m.type.startsWith("pulumi:providers:")
+      ) {
+        ops.push({ op: m.op, type: m.type, name: m.urn.split("::").pop()! });
+      }
+    },
+    ops,
+  };
 }

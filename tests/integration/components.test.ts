@@ -5,16 +5,20 @@
  * fixed is adopted by `up` through aliases, without a replace, create or delete.
  */
 import * as assert from "node:assert/strict";
-import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
+import type { Stack } from "@pulumi/pulumi/automation";
 import { ANVIL_KEYS } from "../harness/anvil";
 import { at } from "../harness/assertions";
 import { kubeRequest } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
-import { fixtureStack, kubeGet, programStack } from "../harness/project";
-import { outputCollector } from "../harness/pulumi";
+import {
+  createLedgerVolume,
+  fixtureStack,
+  kubeconfigModeConfig,
+  kubeGet,
+  programStack,
+} from "../harness/project";
+import { opsRecorder, outputCollector } from "../harness/pulumi";
 import { offerSpec } from "./runtime/helpers";
-
-const BUYER_KEY = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
 
 interface KubeList {
   items?: { metadata: { name: string; uid: string } }[];
@@ -45,25 +49,6 @@ async function deploymentEnv(
   return Object.fromEntries(
     (at(body.spec.template.spec.containers, 0).env ?? []).map((e) => [e.name, e.value]),
   );
-}
-
-/** Operations other than "same" the engine reported, as `<op> <type> <name>`. */
-function changes() {
-  const ops: string[] = [];
-  return {
-    onEvent: (e: EngineEvent) => {
-      const m = e.resourcePreEvent?.metadata;
-      if (
-        m &&
-        m.op !== "same" &&
-        m.op !== "read" &&
-        m.op !== "refresh" &&
-        !m.type.startsWith("pulumi:providers:")
-      )
-        ops.push(`${m.op} ${m.type} ${m.urn.split("::").pop()}`);
-    },
-    ops,
-  };
 }
 
 /**
@@ -187,37 +172,13 @@ describe("components: named from their name, so they exist twice and old stacks 
       dir,
       stackName: "adopt",
       config: {
-        "obol-stack:cluster": { value: JSON.stringify({ mode: "kubeconfig" }) },
-        "obol-stack:kubeconfig": { value: cluster.kubeconfig, secret: true },
-        "obol-stack:namespace": { value: namespace },
+        ...kubeconfigModeConfig(cluster, namespace),
         "obol-stack:facilitator": { value: JSON.stringify({ mode: "self", rpcUrl: "http://anvil:8545" }) },
         "obol-stack:facilitatorSignerKey": { value: ANVIL_KEYS[2], secret: true },
-        "obol-stack:purchases": {
-          value: JSON.stringify([
-            {
-              name: "remote-llama",
-              endpoint: "https://other-seller.example.com/services/llama",
-              model: "llama3.2",
-              payment: { network: "base-sepolia", maxPrice: "0.002" },
-              budget: { maxPerRequest: "0.002" },
-            },
-          ]),
-        },
-        "obol-stack:buyerSignerKey": { value: BUYER_KEY, secret: true },
       },
     });
-    // The buyer's ledger volume: a pre-provisioned PersistentVolume (no provisioner here).
     const pv = `adopt-ledger-${process.pid}`;
-    await kubeRequest(cluster.server, cluster.token, "POST", "/api/v1/persistentvolumes", {
-      apiVersion: "v1",
-      kind: "PersistentVolume",
-      metadata: { name: pv },
-      spec: {
-        capacity: { storage: "1Gi" },
-        accessModes: ["ReadWriteOnce"],
-        hostPath: { path: "/tmp/obol-adopt" },
-      },
-    });
+    await createLedgerVolume(cluster, pv);
     try {
       const up = await stack.up({ onOutput: log.onOutput });
       assert.equal(up.summary.result, "succeeded", log.text());
@@ -243,11 +204,11 @@ describe("components: named from their name, so they exist twice and old stacks 
       for (const r of old.resources) delete r.aliases;
       await stack.importStack({ ...exported, deployment: old });
 
-      const rec = changes();
+      const rec = opsRecorder();
       const preview = await stack.preview({ onOutput: log.onOutput, onEvent: rec.onEvent });
       assert.deepEqual(rec.ops, [], log.text());
       assert.deepEqual(Object.keys(preview.changeSummary), ["same"], log.text());
-      const adopt = changes();
+      const adopt = opsRecorder();
       const again = await stack.up({ onOutput: log.onOutput, onEvent: adopt.onEvent });
       assert.equal(again.summary.result, "succeeded", log.text());
       assert.deepEqual(adopt.ops, []);

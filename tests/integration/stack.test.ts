@@ -2,43 +2,26 @@ import * as assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { EngineEvent, Stack } from "@pulumi/pulumi/automation";
+import type { Stack } from "@pulumi/pulumi/automation";
 import { createPublicClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { parse as parseYaml } from "yaml";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../harness/anvil";
 import { at, defined } from "../harness/assertions";
-import { kubeRequest } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import { deployIdentityRegistry } from "../harness/identityRegistry";
-import { deploymentAvailability, kubeGet, programStack, serviceOfferNames } from "../harness/project";
-import { outputCollector, storedStateText } from "../harness/pulumi";
+import {
+  createLedgerVolume,
+  deploymentAvailability,
+  kubeconfigModeConfig,
+  kubeGet,
+  programStack,
+  serviceOfferNames,
+  TEST_BUYER_KEY,
+} from "../harness/project";
+import { opsRecorder, outputCollector, storedStateText } from "../harness/pulumi";
 
-/** anvil's fourth development key (a test value, never a real wallet). */
-const BUYER_KEY = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
 const EXPECTED_DEPLOYMENTS = ["cloudflared", "litellm", "obol-controller", "x402-buyer", "x402-gateway"];
-
-/** Resource operations the engine planned or performed, by resource type and name. */
-function opsRecorder() {
-  const ops: { op: string; type: string; name: string }[] = [];
-  return {
-    onEvent: (e: EngineEvent) => {
-      const m = e.resourcePreEvent?.metadata;
-      // The default dynamic-provider instance receives the stack config as its inputs, so it
-      // "updates" whenever config does; it is not a resource change.
-      if (
-        m &&
-        m.op !== "same" &&
-        m.op !== "read" &&
-        m.op !== "refresh" &&
-        !m.type.startsWith("pulumi:providers:")
-      ) {
-        ops.push({ op: m.op, type: m.type, name: m.urn.split("::").pop()! });
-      }
-    },
-    ops,
-  };
-}
 
 async function assertStackHealthy(
   target: { server: string; token: string },
@@ -80,36 +63,10 @@ describe("the Pulumi program against a real control plane", function () {
       stack = await programStack({
         dir,
         stackName: "kc",
-        config: {
-          "obol-stack:cluster": { value: JSON.stringify({ mode: "kubeconfig" }) },
-          "obol-stack:kubeconfig": { value: cluster.kubeconfig, secret: true },
-          "obol-stack:namespace": { value: namespace },
-          "obol-stack:purchases": {
-            value: JSON.stringify([
-              {
-                name: "remote-llama",
-                endpoint: "https://other-seller.example.com/services/llama",
-                model: "llama3.2",
-                payment: { network: "base-sepolia", maxPrice: "0.002" },
-                budget: { maxPerRequest: "0.002", maxPerDay: "1", maxTotal: "10" },
-              },
-            ]),
-          },
-          "obol-stack:buyerSignerKey": { value: BUYER_KEY, secret: true },
-        },
+        config: kubeconfigModeConfig(cluster, namespace),
       });
       baseOffers = (await stack.getConfig("obol-stack:offers")).value;
-      // The buyer's ledger volume: a pre-provisioned PersistentVolume (no provisioner here).
-      await kubeRequest(cluster.server, cluster.token, "POST", "/api/v1/persistentvolumes", {
-        apiVersion: "v1",
-        kind: "PersistentVolume",
-        metadata: { name: `ledger-${process.pid}` },
-        spec: {
-          capacity: { storage: "1Gi" },
-          accessModes: ["ReadWriteOnce"],
-          hostPath: { path: "/tmp/obol-ledger" },
-        },
-      });
+      await createLedgerVolume(cluster, `ledger-${process.pid}`);
     });
 
     after(async () => {
@@ -186,7 +143,7 @@ describe("the Pulumi program against a real control plane", function () {
       };
       assert.equal(where(masterKey), "", "the generated LiteLLM master key is encrypted in state");
       assert.equal(where(cluster.token), "", "the kubeconfig's bearer token is encrypted in state");
-      assert.equal(where(BUYER_KEY.slice(2)), "", "the buyer's wallet key is encrypted in state");
+      assert.equal(where(TEST_BUYER_KEY.slice(2)), "", "the buyer's wallet key is encrypted in state");
       assert.match(state, /"ciphertext":/, "state does hold secrets, as ciphertext");
       const configMaps = await kubeGet<{ items: { data?: Record<string, string> }[] }>(
         target,
