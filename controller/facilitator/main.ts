@@ -17,6 +17,8 @@ const SETTINGS = {
   host: { env: "HOST" },
   /** How often the signer's native balance (a metric) is read. */
   "balance-refresh-ms": { env: "BALANCE_REFRESH_MS" },
+  /** How long a settle waits for the receipt before answering settlement_pending (below the gateway's timeout). */
+  "receipt-timeout-ms": { env: "RECEIPT_TIMEOUT_MS" },
 } as const;
 
 export const command: Command<keyof typeof SETTINGS> = {
@@ -34,6 +36,7 @@ export const command: Command<keyof typeof SETTINGS> = {
     const running = await startFacilitator({
       metrics: new FacilitatorMetrics(),
       balanceRefreshMs: s.int("balance-refresh-ms", 30_000),
+      receiptTimeoutMs: s.int("receipt-timeout-ms", 45_000),
       log,
       signerKey: readPrivateKey(ENV.signerKey),
       rpcUrl,

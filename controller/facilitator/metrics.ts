@@ -37,6 +37,18 @@ export class FacilitatorMetrics extends MetricsRegistry {
     labelNames: ["call"],
     registers: [this.registry],
   });
+  readonly pendingSettlements = new Gauge({
+    name: "obol_facilitator_pending_settlements",
+    help: "Settlements broadcast whose receipt did not arrive in time (answered settlement_pending), still followed",
+    labelNames: ["network"],
+    registers: [this.registry],
+  });
+  readonly pendingResolved = new Counter({
+    name: "obol_facilitator_pending_settlements_resolved_total",
+    help: "Pending settlements followed to their final state, by outcome (settled, reverted, unknown: still not mined when following stopped)",
+    labelNames: ["network", "outcome"],
+    registers: [this.registry],
+  });
   readonly signerBalance = new Gauge({
     name: "obol_facilitator_signer_balance_wei",
     help: "The settlement signer's native balance (pays the gas), refreshed periodically",

@@ -3,6 +3,7 @@
  * @x402/evm's exact scheme (EIP-3009 and Permit2), served over HTTP as /verify, /settle and
  * /supported. It submits settlements with its own key and pays the gas.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { x402Facilitator } from "@x402/core/facilitator";
@@ -23,6 +24,7 @@ import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
 import { serveMetrics } from "../shared/metrics";
 import type { FacilitatorMetrics } from "./metrics";
 import { SendQueue } from "./sendQueue";
+import { pendingTransaction, SubmittedSettlements } from "./settlements";
 
 export interface FacilitatorOptions {
   /** The key that submits settlement transactions. Never logged. */
@@ -36,6 +38,14 @@ export interface FacilitatorOptions {
   metrics?: FacilitatorMetrics;
   /** Default 30 s; the first refresh happens at start. */
   balanceRefreshMs?: number;
+  /**
+   * How long a settle waits for its transaction's receipt before answering `settlement_pending`
+   * (default 45 s, below the gateway's 60 s facilitator timeout, so the gateway hears which
+   * transaction is pending instead of timing out).
+   */
+  receiptTimeoutMs?: number;
+  /** How long a pending settlement is followed to its final state (default 30 minutes). */
+  followTimeoutMs?: number;
   log?: LogFn;
 }
 
@@ -90,7 +100,11 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
   const { metrics } = opts;
   const log: LogFn = opts.log ?? (() => {});
   const account = privateKeyToAccount(opts.signerKey);
-  const client = createWalletClient({ account, transport: httpTransport(opts.rpcUrl) }).extend(publicActions);
+  const client = createWalletClient({
+    account,
+    transport: httpTransport(opts.rpcUrl),
+    pollingInterval: 1_000,
+  }).extend(publicActions);
   /** An RPC call, counted in obol_facilitator_rpc_errors_total when it fails. */
   const rpc = async <T>(call: string, fn: () => Promise<T>): Promise<T> => {
     try {
@@ -103,6 +117,13 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
   const networks = opts.networks ?? [
     `eip155:${await rpc("getChainId", () => client.getChainId())}` as Network,
   ];
+  const receiptTimeoutMs = opts.receiptTimeoutMs ?? 45_000;
+  /** The transactions broadcast on behalf of the /settle request being served. */
+  const broadcast = new AsyncLocalStorage<Hex[]>();
+  const sent = (hash: Hex): Hex => {
+    broadcast.getStore()?.push(hash);
+    return hash;
+  };
   // Every transaction from this key goes through one queue with an explicit nonce.
   const sends = new SendQueue({
     pendingNonce: () =>
@@ -120,21 +141,25 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
       ),
     writeContract: (args) =>
       rpc("writeContract", () =>
-        sends.run((nonce) =>
-          client.writeContract({
-            ...(args as Parameters<typeof client.writeContract>[0]),
-            account,
-            chain: null,
-            nonce,
-          }),
-        ),
+        sends
+          .run((nonce) =>
+            client.writeContract({
+              ...(args as Parameters<typeof client.writeContract>[0]),
+              account,
+              chain: null,
+              nonce,
+            }),
+          )
+          .then(sent),
       ),
     sendTransaction: (args) =>
       rpc("sendTransaction", () =>
-        sends.run((nonce) => client.sendTransaction({ ...args, account, chain: null, nonce })),
+        sends.run((nonce) => client.sendTransaction({ ...args, account, chain: null, nonce })).then(sent),
       ),
     waitForTransactionReceipt: (args) =>
-      rpc("waitForTransactionReceipt", () => client.waitForTransactionReceipt(args)),
+      rpc("waitForTransactionReceipt", () =>
+        client.waitForTransactionReceipt({ ...args, timeout: receiptTimeoutMs }),
+      ),
     getCode: (args) => rpc("getCode", () => client.getCode(args)),
   });
 
@@ -191,6 +216,111 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
     }
     return undefined;
   };
+  const submitted = new SubmittedSettlements();
+  const pendingAnswer = (tx: Hex, network: string, payer: string | undefined, why: string) => ({
+    success: false,
+    errorReason: "settlement_pending",
+    errorMessage: `transaction ${tx} was broadcast but ${why}; it may still be mined`,
+    transaction: tx,
+    network,
+    payer,
+  });
+  /** Follows a pending settlement's transaction to its final state: logged and counted once. */
+  const follow = (key: string | undefined, tx: Hex, fields: Fields, payer: string | undefined) => {
+    metrics?.pendingSettlements.inc({ network: fields.network });
+    void (async () => {
+      let outcome: "settled" | "reverted" | "unknown" = "unknown";
+      try {
+        const receipt = await client.waitForTransactionReceipt({
+          hash: tx,
+          timeout: opts.followTimeoutMs ?? 30 * 60_000,
+        });
+        outcome = receipt.status === "success" ? "settled" : "reverted";
+      } catch (err) {
+        log("facilitator: pending settlement not final when following stopped", {
+          ...fields,
+          level: "error",
+          payer,
+          transaction: tx,
+          error: err,
+        });
+      }
+      metrics?.pendingSettlements.dec({ network: fields.network });
+      metrics?.pendingResolved.inc({ network: fields.network, outcome });
+      if (outcome === "unknown") return;
+      if (key) submitted.record(key, tx, outcome, payer);
+      if (outcome === "settled") {
+        metrics?.settledAmount.inc({ network: fields.network, asset: fields.asset }, Number(fields.amount));
+        void recordGas(fields.network, tx);
+      }
+      log("facilitator: pending settlement final", {
+        ...fields,
+        level: outcome === "settled" ? "info" : "warn",
+        payer,
+        transaction: tx,
+        outcome,
+      });
+    })();
+  };
+  /**
+   * A settle. An authorization this facilitator already submitted is answered from its
+   * transaction (never verified or sent again); a broadcast whose receipt did not arrive in time
+   * is answered `settlement_pending` with its transaction, and followed.
+   */
+  const settle = async (
+    payment: PaymentPayload,
+    requirements: PaymentRequirements,
+    key: string | undefined,
+    fields: Fields,
+  ): Promise<{ result: Outcome & { network: string }; repeated: boolean }> => {
+    const network = requirements.network;
+    const known = key ? submitted.get(key) : undefined;
+    if (key && known) {
+      let state = known.state;
+      if (state === "pending") {
+        const receipt = await client
+          .getTransactionReceipt({ hash: known.transaction })
+          .catch(() => undefined);
+        if (receipt) {
+          state = receipt.status === "success" ? "settled" : "reverted";
+          submitted.record(key, known.transaction, state, known.payer);
+        }
+      }
+      const { transaction, payer } = known;
+      const result =
+        state === "settled"
+          ? { success: true, transaction, network, payer }
+          : state === "reverted"
+            ? { success: false, errorReason: "transaction_failed", transaction, network, payer }
+            : pendingAnswer(transaction, network, payer, "is not mined yet");
+      return { result, repeated: true };
+    }
+    const missing = await missingPermit2Contract(payment);
+    if (missing)
+      return {
+        result: refusal("/settle", payment, missing) as Outcome & { network: string },
+        repeated: false,
+      };
+    const txs: Hex[] = [];
+    const result = await broadcast.run(txs, () => facilitator.settle(payment, requirements));
+    const pending = pendingTransaction(result, txs);
+    if (pending) {
+      if (key) submitted.record(key, pending, "pending", result.payer);
+      follow(key, pending, fields, result.payer);
+      return {
+        result: pendingAnswer(
+          pending,
+          network,
+          result.payer,
+          `its receipt did not arrive within ${receiptTimeoutMs} ms`,
+        ),
+        repeated: false,
+      };
+    }
+    if (key && result.success && result.transaction)
+      submitted.record(key, result.transaction as Hex, "settled", result.payer);
+    return { result, repeated: false };
+  };
   const facilitator = new x402Facilitator();
   registerExactEvmScheme(facilitator, { signer, networks });
 
@@ -237,12 +367,16 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
         }
         if (key) settling.add(key);
         try {
+          if (op === "settle") {
+            const { result, repeated } = await settle(body.paymentPayload, requirements, key, fields);
+            end?.();
+            recordOutcome(op, fields, result, repeated);
+            return sendJson(res, 200, result);
+          }
           const missing = await missingPermit2Contract(body.paymentPayload);
           const result = missing
             ? refusal(path, body.paymentPayload, missing)
-            : op === "verify"
-              ? await facilitator.verify(body.paymentPayload, requirements)
-              : await facilitator.settle(body.paymentPayload, requirements);
+            : await facilitator.verify(body.paymentPayload, requirements);
           end?.();
           recordOutcome(op, fields, result as Outcome);
           return sendJson(res, 200, result);
@@ -261,24 +395,36 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
       sendJson(res, (err as { status?: number }).status ?? 500, { error: message });
     }
   });
+  type Fields = { requestId: string; network: string; asset: string; amount: bigint };
   type Outcome = {
-    isValid?: boolean;
-    invalidReason?: string;
-    success?: boolean;
-    errorReason?: string;
-    transaction?: string;
-    payer?: string;
+    isValid?: boolean | undefined;
+    invalidReason?: string | undefined;
+    success?: boolean | undefined;
+    errorReason?: string | undefined;
+    transaction?: string | undefined;
+    payer?: string | undefined;
   };
-  const recordOutcome = (
-    op: "verify" | "settle",
-    fields: { requestId: string; network: string; asset: string; amount: bigint },
-    r: Outcome,
-  ) => {
+  const recordOutcome = (op: "verify" | "settle", fields: Fields, r: Outcome, repeated = false) => {
     const ok = op === "verify" ? r.isValid === true : r.success === true;
     const reason = (op === "verify" ? r.invalidReason : r.errorReason) ?? "";
     const outcome = op === "verify" ? (ok ? "valid" : "invalid") : ok ? "settled" : "failed";
     metrics?.requests.inc({ op, network: fields.network, outcome, reason: ok ? "" : reason });
-    if (op === "settle" && ok) {
+    if (repeated) {
+      // Counted (amount, gas, log) when it was first settled, or when its pending transaction was mined.
+      log("facilitator: settle of an authorization already submitted, answered from its transaction", {
+        ...fields,
+        payer: r.payer,
+        transaction: r.transaction,
+        outcome: ok ? "settled" : reason,
+      });
+    } else if (op === "settle" && reason === "settlement_pending") {
+      log("facilitator: settlement pending; following its transaction", {
+        ...fields,
+        level: "warn",
+        payer: r.payer,
+        transaction: r.transaction,
+      });
+    } else if (op === "settle" && ok) {
       metrics?.settledAmount.inc({ network: fields.network, asset: fields.asset }, Number(fields.amount));
       log("facilitator: settled", { ...fields, payer: r.payer, transaction: r.transaction });
       if (r.transaction) void recordGas(fields.network, r.transaction);

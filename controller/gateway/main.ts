@@ -33,6 +33,10 @@ const SETTINGS = {
   "upstream-overrides": { env: "UPSTREAM_OVERRIDES" },
   "upstream-timeout-ms": {},
   "facilitator-url": { env: ENV.facilitatorUrl },
+  /** Per facilitator call; a settle that runs out is answered settlement_pending, never "not charged". */
+  "facilitator-timeout-ms": { env: "FACILITATOR_TIMEOUT_MS" },
+  /** Between two settles of a pending settlement, while it is followed. */
+  "pending-retry-ms": { env: "PENDING_RETRY_MS" },
   /** Each replica enforces its share of every offer's limits (docs/adr/0003-ha-gateway.md). */
   replicas: { env: ENV.gatewayReplicas },
 } as const;
@@ -67,9 +71,13 @@ export const command: Command<keyof typeof SETTINGS> = {
       throw new Error("--internal-port must differ from --port: internal endpoints are never public");
     const metrics = new PaymentMetrics();
     const gate = new X402PaymentGate({
-      facilitator: new HTTPFacilitatorClient({ url: facilitatorUrl, timeoutMs: 60_000 }),
+      facilitator: new HTTPFacilitatorClient({
+        url: facilitatorUrl,
+        timeoutMs: s.int("facilitator-timeout-ms", 60_000),
+      }),
       metrics,
       log,
+      pendingRetryMs: s.int("pending-retry-ms", 5_000),
     });
 
     let version = 0;
@@ -119,6 +127,8 @@ export const command: Command<keyof typeof SETTINGS> = {
         publicServer.closeIdleConnections();
         await drained;
         await Promise.all([offers.stop(), identities.stop()]);
+        // Pending settlements still followed are logged as unresolved by nobody: say so.
+        gate.pending.stop();
       },
     };
   },

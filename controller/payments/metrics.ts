@@ -1,11 +1,11 @@
-import { Counter, Histogram } from "prom-client";
+import { Counter, Gauge, Histogram } from "prom-client";
 import { MetricsRegistry } from "../shared/metrics";
 
 /** Prometheus metrics of the payment path, served on the gateway's internal port (/metrics). */
 export class PaymentMetrics extends MetricsRegistry {
   readonly requests = new Counter({
     name: "x402_requests_total",
-    help: "Paid-route requests by offer and outcome (payment_required, rejected, served, upstream_failed, settle_failed, facilitator_unavailable)",
+    help: "Paid-route requests by offer and outcome (payment_required, rejected, served, upstream_failed, settle_failed, settle_pending, facilitator_unavailable)",
     labelNames: ["offer", "outcome"],
     registers: [this.registry],
   });
@@ -31,6 +31,18 @@ export class PaymentMetrics extends MetricsRegistry {
     name: "x402_payments_failed_total",
     help: "Payments refused or not settled, by reason",
     labelNames: ["offer", "reason"],
+    registers: [this.registry],
+  });
+  readonly pending = new Gauge({
+    name: "x402_pending_settlements",
+    help: "Settlements whose outcome is not known yet (settlement_pending), followed until final",
+    labelNames: ["offer"],
+    registers: [this.registry],
+  });
+  readonly pendingResolved = new Counter({
+    name: "x402_pending_settlements_resolved_total",
+    help: "Pending settlements followed to their final state, by outcome (settled, failed, unresolved)",
+    labelNames: ["offer", "outcome"],
     registers: [this.registry],
   });
   readonly duration = new Histogram({

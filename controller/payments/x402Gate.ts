@@ -14,7 +14,10 @@
  * Streams (SSE, chunked) are therefore paid for once the upstream has accepted the request, and
  * then stream unbuffered. If settlement fails the buyer gets a 402 (or 503) instead of the body,
  * the upstream response is discarded, and the failure is logged and counted: no free service,
- * and no silent one.
+ * and no silent one. When the outcome is unknown (the facilitator's receipt wait or the gateway's
+ * own facilitator timeout ran out after the settlement was sent) the buyer gets 402
+ * `settlement_pending` instead, never "nothing was charged", and pending.ts follows the
+ * settlement to its final state.
  *
  * The steps are separate, as in x402's reference HTTP resource server: decision.ts decides on
  * the request alone (pure), `verify` adds the replay guard and the facilitator and ends in a
@@ -28,6 +31,7 @@ import type { HeldOffer } from "../gateway/routing";
 import { type LogFn, REQUEST_ID_HEADER } from "../shared/log";
 import { type AcceptedPayment, decidePayment } from "./decision";
 import type { PaymentMetrics } from "./metrics";
+import { PendingSettlements } from "./pending";
 import { facilitatorRefusalStatus, type Rejection, rejection } from "./reasons";
 import { ReplayGuard } from "./replay";
 import { type OfferRequirements, requirementsFor, resourceDescription } from "./requirements";
@@ -39,6 +43,8 @@ export interface X402GateOptions {
   log: LogFn;
   /** Seconds since the epoch (tests move the clock). */
   now?: () => number;
+  /** Between two settles of a pending settlement (default 5 s). */
+  pendingRetryMs?: number;
 }
 
 /** Where a paid request stands once the gate has checked it, before anything is proxied. */
@@ -57,6 +63,7 @@ type Outcome =
   | "facilitator_unavailable"
   | "served"
   | "settle_failed"
+  | "settle_pending"
   | "upstream_failed";
 
 const PAYMENT_HEADERS = ["payment-signature", "x-payment"] as const;
@@ -64,8 +71,17 @@ const PAYMENT_HEADERS = ["payment-signature", "x-payment"] as const;
 export class X402PaymentGate implements PaymentGate {
   readonly name = "x402";
   private readonly replays = new ReplayGuard();
+  readonly pending: PendingSettlements;
 
-  constructor(private readonly opts: X402GateOptions) {}
+  constructor(private readonly opts: X402GateOptions) {
+    this.pending = new PendingSettlements({
+      facilitator: opts.facilitator,
+      metrics: opts.metrics,
+      log: opts.log,
+      ...(opts.pendingRetryMs !== undefined ? { retryMs: opts.pendingRetryMs } : {}),
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+  }
 
   private now(): number {
     return this.opts.now?.() ?? Math.floor(Date.now() / 1000);
@@ -189,16 +205,19 @@ export class X402PaymentGate implements PaymentGate {
     const { payment } = verdict;
     this.opts.metrics.verified.inc({ offer: offerName, network: payment.network });
     let settled = false;
+    const state = { pending: false };
     const result = await proxy({
       stripRequestHeaders: PAYMENT_HEADERS,
       beforeResponse: async (head) => {
         if (head.status < 200 || head.status >= 300) return undefined; // not charged
-        const receipt = await this.settle(verdict, offerName, requestId);
+        const receipt = await this.settle(verdict, offerName, requestId, state);
         settled = true;
         return receipt;
       },
     });
     if (settled) return "served";
+    // A pending settlement may still be mined: its authorization stays claimed.
+    if (state.pending) return "settle_pending";
     this.replays.release(payment.replayKey);
     return result.status >= 200 && result.status < 300 ? "settle_failed" : "upstream_failed";
   }
@@ -207,16 +226,51 @@ export class X402PaymentGate implements PaymentGate {
   private async settle(
     verdict: Extract<GateVerdict, { kind: "verified" }>,
     offerName: string,
-    requestId?: string | string[],
+    requestId: string | string[] | undefined,
+    state: { pending: boolean },
   ): Promise<Record<string, string>> {
     const { payment, payer } = verdict;
     const { payload, requirement } = wire(payment);
     const { metrics } = this.opts;
     const log: LogFn = (msg, fields) => this.opts.log(msg, { requestId, offer: offerName, payer, ...fields });
+    const matched = payment.matched;
+    const amount = BigInt(
+      matched.version === 2 ? matched.requirement.amount : matched.requirement.maxAmountRequired,
+    );
+    /** The settlement may have happened: the buyer is told so, and it is followed to its end. */
+    const pending = (transaction: string | undefined, receipt: Record<string, string>, why: string) => {
+      state.pending = true;
+      log("x402: settlement pending; response withheld, following it", {
+        level: "error",
+        transaction,
+        reason: why,
+      });
+      metrics.failed.inc({ offer: offerName, reason: "settlement_pending" });
+      this.pending.follow({
+        offer: offerName,
+        network: payment.network,
+        asset: requirement.asset,
+        amount,
+        payload,
+        requirement,
+        transaction,
+        requestId,
+        expiresAt: payment.expiresAt,
+      });
+      return withheldResponse(
+        402,
+        "settlement_pending",
+        `the settlement was submitted but its outcome is not known yet${transaction ? ` (transaction ${transaction})` : ""}: you may still be charged for this request, so do not pay for it again; the gateway follows it until it is final. The response was withheld.`,
+        receipt,
+      );
+    };
     let settlement: SettleResponse;
     try {
       settlement = await this.timed("settle", () => this.opts.facilitator.settle(payload, requirement));
     } catch (err) {
+      // Only a facilitator that was never reached certainly sent nothing; a timeout or a broken
+      // answer may come after the settlement went out.
+      if (!neverReached(err)) throw pending(undefined, {}, describe(err));
       log("x402: settle unreachable; response withheld", { level: "error", error: describe(err) });
       metrics.failed.inc({ offer: offerName, reason: "facilitator_unavailable" });
       throw withheldResponse(
@@ -226,6 +280,12 @@ export class X402PaymentGate implements PaymentGate {
       );
     }
     const receipt = receiptHeader(payment.matched.version, settlement);
+    if (!settlement.success && settlement.errorReason === "settlement_pending")
+      throw pending(
+        settlement.transaction || undefined,
+        receipt,
+        settlement.errorMessage ?? "settlement_pending",
+      );
     if (!settlement.success) {
       log("x402: settle failed; response withheld", { level: "warn", reason: settlement.errorReason });
       const reason = settlement.errorReason ?? "settle_failed";
@@ -238,10 +298,6 @@ export class X402PaymentGate implements PaymentGate {
       );
     }
     metrics.settled.inc({ offer: offerName, network: payment.network });
-    const matched = payment.matched;
-    const amount = BigInt(
-      matched.version === 2 ? matched.requirement.amount : matched.requirement.maxAmountRequired,
-    );
     metrics.received.inc(
       { offer: offerName, network: payment.network, asset: requirement.asset },
       Number(amount),
@@ -271,6 +327,18 @@ function wire(payment: AcceptedPayment): { payload: PaymentPayload; requirement:
     payload: payment.matched.payload as PaymentPayload,
     requirement: payment.matched.requirement as PaymentRequirements,
   };
+}
+
+/** Connection-level failures before any byte reached the facilitator: nothing was sent. */
+const NOT_CONNECTED = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
+
+function neverReached(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 6; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && NOT_CONNECTED.has(code)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 function describe(err: unknown): string {

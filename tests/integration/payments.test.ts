@@ -141,6 +141,8 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       RPC_URL: chain.anvil.rpcUrl,
       PORT: String(facilitatorPort),
       HOST: "127.0.0.1",
+      // Automine answers at once; the pending-settlement test stops mining to run this out.
+      RECEIPT_TIMEOUT_MS: "4000",
     });
     return waitForHttp("the facilitator", `http://127.0.0.1:${facilitatorPort}/supported`, facilitator);
   };
@@ -757,6 +759,18 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
           budget: { maxPerRequest: "0.001", maxTotal: "0.002" },
         });
       await purchase("echo", "echo-model", "0.001");
+      await createObject(cp, ns, "purchaserequests", "PurchaseRequest", "pending-echo", {
+        endpoint: offerUrl(),
+        model: "pending-model",
+        payment: {
+          network: chain.network,
+          asset: chain.asset.address,
+          decimals: 6,
+          maxPrice: "0.001",
+          rpcUrl: chain.anvil.rpcUrl,
+        },
+        budget: { maxPerRequest: "0.001", maxTotal: "0.001" },
+      });
       await purchase("too-cheap", "cheap-model", "0.0005");
       // The Permit2 seller (created by the Permit2 suite, which runs first): no allowance, an RPC.
       await chain.permit2Token.mint(buyerAccount.address, 10_000_000n);
@@ -855,6 +869,63 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
         );
       });
     }
+
+    it("a settlement not mined in time is settlement_pending (never 'nothing was charged'), counted as spent by the buyer, and followed until mined", async () => {
+      const automine = (on: boolean) =>
+        chain.client.request({ method: "evm_setAutomine" as never, params: [on] as never });
+      const metric = async (line: string) =>
+        (await (await fetch(`${internalUrl}/metrics`)).text()).split("\n").includes(line);
+      const before = await chain.balanceOf(buyerAccount.address);
+      const sellerBefore = await chain.balanceOf(payTo);
+      await automine(false);
+      let res: Response;
+      try {
+        res = await chat("paid/pending-model");
+      } finally {
+        await automine(true);
+      }
+      assert.equal(res.status, 402, "x402's status for a settlement that did not complete");
+      const body = (await res.json()) as { error: string; message: string };
+      assert.equal(body.error, "settlement_pending");
+      assert.doesNotMatch(body.message, /nothing was charged/);
+      assert.match(body.message, /may still be charged/);
+      const receipt = decodePaymentResponseHeader(
+        defined(res.headers.get("payment-response") ?? undefined, "PAYMENT-RESPONSE"),
+      );
+      assert.equal(receipt.success, false);
+      assert.equal(receipt.errorReason, "settlement_pending");
+      assert.match(receipt.transaction, /^0x[0-9a-f]{64}$/, "the pending transaction is named");
+      assert.equal(await chain.balanceOf(buyerAccount.address), before, "not mined yet");
+      // The buyer's budget (maxTotal: one payment) counts it as spent while it is pending.
+      const again = await chat("paid/pending-model");
+      assert.equal(again.status, 402);
+      assert.equal(((await again.json()) as { error: { type: string } }).error.type, "over_max_total");
+
+      await chain.client.request({ method: "evm_mine" as never, params: [] as never });
+      await waitFor(
+        "the gateway to follow the pending settlement to its end",
+        () => metric('x402_pending_settlements_resolved_total{offer="paid",outcome="settled"} 1'),
+        { timeoutMs: 60_000 },
+      );
+      assert.equal(await chain.balanceOf(buyerAccount.address), before - PRICE_ATOMIC, "charged once");
+      assert.equal(await chain.balanceOf(payTo), sellerBefore + PRICE_ATOMIC);
+      assert.ok(await metric('x402_pending_settlements{offer="paid"} 0'), "nothing left pending");
+      await waitFor(
+        "the buyer to record the payment as settled",
+        async () => {
+          const status = await spendStatus("pending-echo");
+          return status?.spentTotal === "0.001" && status.requests === 1;
+        },
+        { timeoutMs: 15_000 },
+      );
+      const facilitatorLog = fs.readFileSync(facilitator.logFile, "utf8");
+      assert.match(facilitatorLog, /facilitator: settlement pending; following its transaction/);
+      assert.match(facilitatorLog, /facilitator: pending settlement final.*"outcome":"settled"/);
+      assert.match(
+        fs.readFileSync(gateway.logFile, "utf8"),
+        /x402: pending settlement final.*"outcome":"settled"/,
+      );
+    });
 
     it("a payment the seller never settled is released only once the chain shows it expired unused", async () => {
       const before = await chain.permit2Token.balanceOf(buyerAccount.address);
