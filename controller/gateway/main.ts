@@ -127,7 +127,7 @@ export const command: Command<keyof typeof SETTINGS> = {
         publicServer.closeIdleConnections();
         await drained;
         await Promise.all([offers.stop(), identities.stop()]);
-        // Pending settlements still followed are logged as unresolved by nobody: say so.
+        // Stops following pending settlements; the facilitator still follows their transactions.
         gate.pending.stop();
       },
     };
