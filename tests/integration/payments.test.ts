@@ -878,29 +878,27 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       const before = await chain.balanceOf(buyerAccount.address);
       const sellerBefore = await chain.balanceOf(payTo);
       await automine(false);
-      let res: Response;
       try {
-        res = await chat("paid/pending-model");
+        const res = await chat("paid/pending-model");
+        assert.equal(res.status, 402, "x402's status for a settlement that did not complete");
+        const body = (await res.json()) as { error: string; message: string };
+        assert.equal(body.error, "settlement_pending");
+        assert.doesNotMatch(body.message, /nothing was charged/);
+        assert.match(body.message, /may still be charged/);
+        const receipt = decodePaymentResponseHeader(
+          defined(res.headers.get("payment-response") ?? undefined, "PAYMENT-RESPONSE"),
+        );
+        assert.equal(receipt.success, false);
+        assert.equal(receipt.errorReason, "settlement_pending");
+        assert.match(receipt.transaction, /^0x[0-9a-f]{64}$/, "the pending transaction is named");
+        assert.equal(await chain.balanceOf(buyerAccount.address), before, "not mined yet");
+        // The buyer's budget (maxTotal: one payment) counts it as spent while it is pending.
+        const again = await chat("paid/pending-model");
+        assert.equal(again.status, 402);
+        assert.equal(((await again.json()) as { error: { type: string } }).error.type, "over_max_total");
       } finally {
-        await automine(true);
+        await automine(true); // anvil mines what is pending when automine comes back
       }
-      assert.equal(res.status, 402, "x402's status for a settlement that did not complete");
-      const body = (await res.json()) as { error: string; message: string };
-      assert.equal(body.error, "settlement_pending");
-      assert.doesNotMatch(body.message, /nothing was charged/);
-      assert.match(body.message, /may still be charged/);
-      const receipt = decodePaymentResponseHeader(
-        defined(res.headers.get("payment-response") ?? undefined, "PAYMENT-RESPONSE"),
-      );
-      assert.equal(receipt.success, false);
-      assert.equal(receipt.errorReason, "settlement_pending");
-      assert.match(receipt.transaction, /^0x[0-9a-f]{64}$/, "the pending transaction is named");
-      assert.equal(await chain.balanceOf(buyerAccount.address), before, "not mined yet");
-      // The buyer's budget (maxTotal: one payment) counts it as spent while it is pending.
-      const again = await chat("paid/pending-model");
-      assert.equal(again.status, 402);
-      assert.equal(((await again.json()) as { error: { type: string } }).error.type, "over_max_total");
-
       await chain.client.request({ method: "evm_mine" as never, params: [] as never });
       await waitFor(
         "the gateway to follow the pending settlement to its end",
