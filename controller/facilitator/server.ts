@@ -248,7 +248,8 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
       metrics?.pendingSettlements.dec({ network: fields.network });
       metrics?.pendingResolved.inc({ network: fields.network, outcome });
       if (outcome === "unknown") return;
-      if (key) submitted.record(key, tx, outcome, payer);
+      // Only while its caller still waits for the answer (not yet given by a repeated settle).
+      if (key && submitted.get(key)) submitted.record(key, tx, outcome, payer);
       if (outcome === "settled") {
         metrics?.settledAmount.inc({ network: fields.network, asset: fields.asset }, Number(fields.amount));
         void recordGas(fields.network, tx);
@@ -287,6 +288,9 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
         }
       }
       const { transaction, payer } = known;
+      // A final answer is given once, to the caller that was left without one; after that the
+      // authorization is settled like any other (and a second settle of it is refused).
+      if (state !== "pending") submitted.forget(key);
       const result =
         state === "settled"
           ? { success: true, transaction, network, payer }
@@ -317,8 +321,6 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
         repeated: false,
       };
     }
-    if (key && result.success && result.transaction)
-      submitted.record(key, result.transaction as Hex, "settled", result.payer);
     return { result, repeated: false };
   };
   const facilitator = new x402Facilitator();
@@ -368,7 +370,15 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
         if (key) settling.add(key);
         try {
           if (op === "settle") {
+            let callerGone = false;
+            res.once("close", () => {
+              callerGone = !res.writableFinished;
+            });
             const { result, repeated } = await settle(body.paymentPayload, requirements, key, fields);
+            // A success the caller did not wait for (its own timeout) is remembered, so its retry
+            // learns the truth; one it received is not: a second settle of it must be refused.
+            if (key && !repeated && result.success && result.transaction && (callerGone || res.destroyed))
+              submitted.record(key, result.transaction as Hex, "settled", result.payer);
             end?.();
             recordOutcome(op, fields, result, repeated);
             return sendJson(res, 200, result);

@@ -1,8 +1,11 @@
 /**
- * What the facilitator knows about the authorizations it submitted, so a second /settle of the
- * same authorization (a gateway following a pending settlement, or retrying after its own
- * timeout) is answered from the chain instead of being verified again: a used authorization no
- * longer verifies, and a fresh check would call a payment this facilitator settled "invalid".
+ * What the facilitator knows about settlements whose caller was left without a final answer, so
+ * its next /settle of the same authorization (a gateway following a pending settlement, or
+ * retrying after its own timeout) is answered from the transaction instead of being verified
+ * again: a used authorization no longer verifies, and a fresh check would call a payment this
+ * facilitator settled "invalid". A settlement whose success reached its caller is not kept: a
+ * second settle of it (another gateway replica given the same payment) must be refused, or one
+ * payment would buy two responses.
  *
  * A settlement whose receipt did not arrive in time is *pending*: its transaction may still be
  * mined. Entries are kept for `ttlMs` after their last change and bounded in number.
@@ -42,6 +45,10 @@ export class SubmittedSettlements {
       if (this.entries.size <= this.maxEntries && now - entry.at <= this.ttlMs) break;
       this.entries.delete(oldest);
     }
+  }
+
+  forget(key: string): void {
+    this.entries.delete(key);
   }
 
   /** How many settlements are still waiting for their transaction's outcome. */

@@ -55,5 +55,7 @@ describe("pending settlements", () => {
     known.record("d", TX, "pending", undefined, 2_002);
     assert.equal(known.get("b", 2_003), undefined, "the oldest goes first");
     assert.equal(known.get("d", 2_003)?.state, "pending");
+    known.forget("d");
+    assert.equal(known.get("d", 2_003), undefined, "a final answer is given once");
   });
 });
