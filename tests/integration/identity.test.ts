@@ -26,7 +26,8 @@ import {
 } from "../../providers/agentRegistrationLogic";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../harness/anvil";
 import { scratchDir } from "../harness/env";
-import { outputCollector, TEST_PASSPHRASE, testStack } from "../harness/pulumi";
+import { fixtureStack } from "../harness/project";
+import { outputCollector, TEST_PASSPHRASE } from "../harness/pulumi";
 
 const ABI = parseAbi(IDENTITY_REGISTRY_ABI);
 const SIGNER_KEY: Hex = ANVIL_KEYS[1];
@@ -176,21 +177,34 @@ describe("ERC-8004 AgentRegistration through the real engine, on anvil", functio
       .join("\n");
   }
 
-  before(async () => {
-    const dir = scratchDir("identity");
+  // Every test gets two fresh chains and a stack of its own, and brings them to the state it
+  // starts from itself: each passes alone (`--grep`) and in any order.
+  let run = 0;
+  beforeEach(async () => {
+    run++;
+    const dir = scratchDir(`identity-${run}`);
     stateDir = path.join(dir, "state");
     [base, local] = await Promise.all([startChain("base", 84532, dir), startChain("local", 31337, dir)]);
-    stack = await testStack({
-      workDir: path.resolve(__dirname, "../fixtures/identity"),
-      stackName: `identity-${process.pid}`,
-      stateDir,
+    stack = await fixtureStack({
+      fixture: "identity",
+      dir,
+      stackName: "identity",
       config: { signerKey: { value: SIGNER_KEY, secret: true } },
     });
   });
 
-  after(async () => {
+  afterEach(async () => {
     await Promise.all([base?.anvil.stop(), local?.anvil.stop()]);
   });
+
+  /** Both chains registered with `https://agent.example/<base>/...` and `.../<local>/...`. */
+  const registeredAt = async (baseVersion: string, localVersion = "v1") => {
+    await configure([
+      registration(base, `https://agent.example/${baseVersion}/registration.json`),
+      registration(local, `https://agent.example/${localVersion}/registration.json`),
+    ]);
+    return up();
+  };
 
   it("(a) the first up mints exactly one agent per chain; a second up sends no transaction", async () => {
     await configure([
@@ -219,6 +233,7 @@ describe("ERC-8004 AgentRegistration through the real engine, on anvil", functio
   });
 
   it("(b) changing the agentURI sends exactly one setAgentURI", async () => {
+    await registeredAt("v1");
     const before = await base.client.getBlockNumber();
     await configure([
       registration(base, "https://agent.example/v2/registration.json"),
@@ -241,6 +256,8 @@ describe("ERC-8004 AgentRegistration through the real engine, on anvil", functio
   });
 
   it("writes only changed metadata keys, and records a cold payout wallet with its consent", async () => {
+    await registeredAt("v2");
+    const start = await nonce(base);
     await stack.setConfig("agentWalletKey", { value: WALLET_KEY, secret: true });
     await configure([
       registration(base, "https://agent.example/v2/registration.json", {
@@ -250,7 +267,7 @@ describe("ERC-8004 AgentRegistration through the real engine, on anvil", functio
       registration(local, "https://agent.example/v1/registration.json"),
     ]);
     await up();
-    assert.equal(await nonce(base), 5, "two setMetadata and one setAgentWallet");
+    assert.equal(await nonce(base), start + 3, "two setMetadata and one setAgentWallet");
     const wallet = await base.client.readContract({
       address: base.registry,
       abi: ABI,
@@ -267,7 +284,7 @@ describe("ERC-8004 AgentRegistration through the real engine, on anvil", functio
       registration(local, "https://agent.example/v1/registration.json"),
     ]);
     await up();
-    assert.equal(await nonce(base), 6, "one setMetadata: only the changed key");
+    assert.equal(await nonce(base), start + 4, "one setMetadata: only the changed key");
     const tier = await base.client.readContract({
       address: base.registry,
       abi: ABI,
@@ -313,6 +330,15 @@ describe("ERC-8004 AgentRegistration through the real engine, on anvil", functio
   });
 
   it("(f) neither the signer key nor the wallet key appears in state, the export or the logs", async () => {
+    await stack.setConfig("agentWalletKey", { value: WALLET_KEY, secret: true });
+    await configure([
+      registration(base, "https://agent.example/v2/registration.json", {
+        metadata: { x402: "true" },
+        agentWallet: coldWallet.address,
+      }),
+      registration(local, "https://agent.example/v1/registration.json"),
+    ]);
+    await up();
     const exported = exportWithoutSecrets();
     const atRest = stateFilesText();
     for (const key of [SIGNER_KEY, WALLET_KEY]) {
@@ -325,14 +351,15 @@ describe("ERC-8004 AgentRegistration through the real engine, on anvil", functio
       assert.ok(!log.text().toLowerCase().includes(hex), "a private key is in the engine's output");
     }
     const resources = (JSON.parse(exported) as Deployment).deployment.resources;
-    const base = resources.find((r) => r.urn.endsWith("::base"));
+    const stored = resources.find((r) => r.urn.endsWith("::base"));
     for (const key of ["signerKey", "agentWalletKey"]) {
-      assert.ok(base?.inputs?.[key]?.ciphertext, `input ${key} is stored encrypted`);
-      assert.ok(base?.outputs?.[key]?.ciphertext, `output ${key} is stored encrypted`);
+      assert.ok(stored?.inputs?.[key]?.ciphertext, `input ${key} is stored encrypted`);
+      assert.ok(stored?.outputs?.[key]?.ciphertext, `output ${key} is stored encrypted`);
     }
   });
 
   it("(g) refresh shows a URI changed out of band, and the next up restores it", async () => {
+    await registeredAt("v2");
     const hash = await base.wallet(SIGNER_KEY).writeContract({
       address: base.registry,
       abi: ABI,
@@ -362,6 +389,7 @@ describe("ERC-8004 AgentRegistration through the real engine, on anvil", functio
   });
 
   it("(e) destroy tombstones the URI and the NFT stays", async () => {
+    await registeredAt("v2");
     const result = await stack.destroy({ onOutput: log.onOutput });
     assert.equal(result.summary.result, "succeeded", log.text());
     for (const chain of [base, local]) {
@@ -464,6 +492,5 @@ describe("ERC-8004 AgentRegistration through the real engine, on anvil", functio
     ]);
     const destroyed = await stack.destroy({ onOutput: log.onOutput });
     assert.equal(destroyed.summary.result, "succeeded", log.text());
-    await stack.workspace.removeStack(stack.name);
   });
 });
