@@ -42,6 +42,8 @@ export interface IdentityReasons {
 
 /** PurchaseRequest: Probed (the seller's 402 matches the agreed terms) and Ready. */
 export const PurchaseCondition = { Probed: "Probed", Ready: "Ready" } as const;
+/** Why a seller named by its ERC-8004 agent id (spec.agent) cannot be paid. */
+export type AgentReason = "AgentUnresolved" | "AgentMismatch" | "AgentInactive" | "ServiceNotFound";
 export type ProbeReason =
   | "Validated"
   | "ProbeError"
@@ -49,7 +51,8 @@ export type ProbeReason =
   | "NetworkMismatch"
   | "AssetMismatch"
   | "PricingMismatch"
-  | "InvalidSpec";
+  | "InvalidSpec"
+  | AgentReason;
 export interface PurchaseReasons {
   readonly Probed: ProbeReason;
   readonly Ready: "Ready" | Exclude<ProbeReason, "Validated">;

@@ -81,7 +81,13 @@ export interface CrdDefinition {
   shortNames: string[];
   spec: z.ZodType;
   status: z.ZodType;
-  printerColumns: { name: string; type: string; jsonPath: string; description?: string }[];
+  printerColumns: {
+    name: string;
+    type: string;
+    jsonPath: string;
+    description?: string;
+    priority?: number;
+  }[];
 }
 
 export const CRD_DEFINITIONS: CrdDefinition[] = [
@@ -122,7 +128,8 @@ export const CRD_DEFINITIONS: CrdDefinition[] = [
     status: purchaseRequestStatusSchema,
     printerColumns: [
       { name: "Model", type: "string", jsonPath: ".spec.model" },
-      { name: "Endpoint", type: "string", jsonPath: ".spec.endpoint" },
+      { name: "Endpoint", type: "string", jsonPath: ".status.endpoint" },
+      { name: "Agent", type: "string", jsonPath: ".spec.agent.agentId", priority: 1 },
       {
         name: PurchaseCondition.Ready,
         type: "string",

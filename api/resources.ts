@@ -137,29 +137,78 @@ export const agentIdentityStatusSchema = z.object({
   observedGeneration: z.number().int().optional(),
 });
 
-export const purchaseRequestSpecSchema = z.object({
-  endpoint: z.string().url().max(2048),
-  model: z.string().min(1).max(256),
-  payment: z.object({
-    network: caip2Schema,
-    asset: addressSchema.optional(),
-    /** Decimals of the payment token, to read maxPrice and budgets (6 for USDC). */
-    decimals: z.number().int().min(0).max(36).default(6),
-    maxPrice: decimalSchema.meta({ description: "Most the buyer pays for one request, in token units" }),
-    rpcUrl: z.string().url().max(2048).optional().meta({
+/** A seller named by its ERC-8004 identity instead of a URL. */
+export const purchaseAgentSchema = z
+  .object({
+    network: caip2Schema.meta({ description: "CAIP-2 chain of the IdentityRegistry" }),
+    registry: addressSchema.meta({ description: "The IdentityRegistry holding the agent" }),
+    agentId: z
+      .string()
+      .regex(/^(0|[1-9][0-9]*)$/)
+      .max(78)
+      .meta({ description: "The agent's token id (uint256, decimal)" }),
+    rpcUrl: z
+      .string()
+      .url()
+      .max(2048)
+      .meta({ description: "JSON-RPC URL of the registry's chain, to read the agent's tokenURI" }),
+    service: z.string().min(1).max(256).optional().meta({
       description:
-        "A JSON-RPC URL of the network: lets the buyer pay Permit2 sellers of EIP-2612 tokens by signature when it has no Permit2 allowance (it reads its allowance and permit nonce)",
+        "The name of the offer in the agent's registration services[] (default: the service whose model, or name, is spec.model)",
     }),
-  }),
-  budget: z.object({
-    maxPerRequest: decimalSchema,
-    maxPerDay: decimalSchema.optional(),
-    maxTotal: decimalSchema.optional(),
-  }),
-});
+  })
+  .meta({
+    description:
+      "Buy from an ERC-8004 agent: tokenURI → registration document (which must name this agent) → the offer's endpoint",
+  });
+export type PurchaseAgent = z.infer<typeof purchaseAgentSchema>;
+
+export const purchaseRequestSpecSchema = z
+  .object({
+    endpoint: z
+      .string()
+      .url()
+      .max(2048)
+      .optional()
+      .meta({ description: "The seller's offer URL (or name the seller by `agent`)" }),
+    agent: purchaseAgentSchema.optional(),
+    model: z.string().min(1).max(256),
+    payment: z.object({
+      network: caip2Schema,
+      asset: addressSchema.optional(),
+      /** Decimals of the payment token, to read maxPrice and budgets (6 for USDC). */
+      decimals: z.number().int().min(0).max(36).default(6),
+      maxPrice: decimalSchema.meta({ description: "Most the buyer pays for one request, in token units" }),
+      rpcUrl: z.string().url().max(2048).optional().meta({
+        description:
+          "A JSON-RPC URL of the network: lets the buyer pay Permit2 sellers of EIP-2612 tokens by signature when it has no Permit2 allowance (it reads its allowance and permit nonce)",
+      }),
+    }),
+    budget: z.object({
+      maxPerRequest: decimalSchema,
+      maxPerDay: decimalSchema.optional(),
+      maxTotal: decimalSchema.optional(),
+      countFromBlock: z
+        .string()
+        .regex(/^(0|[1-9][0-9]*)$/)
+        .max(78)
+        .optional()
+        .meta({
+          description:
+            "Set by the program: the block at which the purchase was created. The buyer recovers earlier spend from the chain (Transfers from its wallet to the seller since this block) when its ledger is lost",
+        }),
+    }),
+  })
+  // The CRD schema cannot say "exactly one of"; the runtime refuses such a spec with InvalidSpec.
+  .refine((s) => (s.endpoint === undefined) !== (s.agent === undefined), {
+    message: "set exactly one of endpoint or agent",
+    path: ["endpoint"],
+  });
 export const purchaseRequestStatusSchema = z.object({
   conditions: z.array(conditionSchema).optional(),
   observedGeneration: z.number().int().optional(),
+  /** The seller URL the buyer pays: spec.endpoint, or where spec.agent resolved to. */
+  endpoint: z.string().optional(),
   requests: z.number().int().optional(),
   spentToday: decimalSchema.optional(),
   spentTotal: decimalSchema.optional(),

@@ -26,12 +26,27 @@ export class Platform extends pulumi.ComponentResource {
       childOf(this, name, formerly(name, "platform", "namespace")),
     );
     this.namespace = ns.metadata.name;
+    // The CRDs are cluster-scoped and shared by every stack on the cluster (one per namespace):
+    // each stack applies the same manifest server-side, and none deletes them, since deleting a
+    // CRD deletes every other stack's offers and purchases with it (docs/adr/0003).
     this.crds = CRD_DEFINITIONS.map((def) => {
       const manifest = crdManifest(def);
       return new k8s.apiextensions.v1.CustomResourceDefinition(
         `${name}-${def.plural}`,
-        { metadata: { ...manifest.metadata, labels: labelsFor("obol-crds") }, spec: manifest.spec },
-        childOf(this, `${name}-${def.plural}`, formerly(name, "platform", def.plural)),
+        {
+          metadata: {
+            ...manifest.metadata,
+            labels: labelsFor("obol-crds"),
+            // Stacks of different versions may apply different schemas: the last `up` wins
+            // instead of failing on the other stack's field ownership.
+            annotations: { "pulumi.com/patchForce": "true" },
+          },
+          spec: manifest.spec,
+        },
+        {
+          ...childOf(this, `${name}-${def.plural}`, formerly(name, "platform", def.plural)),
+          retainOnDelete: true,
+        },
       );
     });
     this.registerOutputs({ namespace: this.namespace });

@@ -9,13 +9,20 @@ import { childOf, formerly } from "./naming";
 export interface PurchaseArgs {
   namespace: pulumi.Input<string>;
   purchase: PurchaseConfig;
+  /** The block the purchase began at (providers/spendOrigin.ts), from which lost spend is recovered. */
+  countFromBlock?: pulumi.Input<string>;
 }
 
 /** One PurchaseRequest: what to buy from which seller, and the most to spend on it. */
 export class Purchase extends pulumi.ComponentResource {
   constructor(name: string, args: PurchaseArgs, opts?: pulumi.ComponentResourceOptions) {
     super("obol:index:Purchase", name, {}, opts);
-    const { name: purchaseName, ...spec } = args.purchase;
+    const { name: purchaseName, ...config } = args.purchase;
+    const spec = args.countFromBlock
+      ? pulumi
+          .output(args.countFromBlock)
+          .apply((block) => ({ ...config, budget: { ...config.budget, countFromBlock: block } }))
+      : config;
     new k8s.apiextensions.CustomResource(
       name,
       {

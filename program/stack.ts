@@ -15,6 +15,7 @@ import { Tunnel } from "../components/tunnel";
 import { AgentRegistration } from "../providers/agentRegistration";
 import { GeneratedSecret } from "../providers/generatedSecret";
 import { RuntimeImage } from "../providers/runtimeImage";
+import { SpendOrigin } from "../providers/spendOrigin";
 import { plainConfig, secretConfig } from "./config/load";
 import type { SecretKey, StackConfig } from "./config/types";
 import { monitoringBeforeDeploy, monitoringOnOwnCluster } from "./monitoring";
@@ -148,7 +149,19 @@ export async function deployStack(cfg: StackConfig) {
   }
 
   for (const purchase of cfg.purchases) {
-    new Purchase(`purchase-${purchase.name}`, { namespace, purchase }, inPlatform);
+    // Like registrations, the origin lives on chain and in state, not on the cluster: a lost
+    // cluster keeps it, so the recreated purchase still counts what was spent before.
+    const origin = purchase.payment.rpcUrl
+      ? new SpendOrigin(`spend-origin-${purchase.name}`, {
+          network: purchase.payment.network,
+          rpcUrl: purchase.payment.rpcUrl,
+        })
+      : undefined;
+    new Purchase(
+      `purchase-${purchase.name}`,
+      { namespace, purchase, ...(origin ? { countFromBlock: origin.block } : {}) },
+      inPlatform,
+    );
   }
 
   // Scrape objects only exist when the cluster serves the Prometheus Operator's CRDs, which only

@@ -4,7 +4,9 @@
  * is sent; it becomes *settled* (with its transaction, when known) or is *released* only when
  * no authorization was ever sent or the chain proves it can no longer be used (never on a
  * seller's word). Until then, and after a crash, a reservation counts as spent: a restart may
- * under-spend the budget, never re-spend it.
+ * under-spend the budget, never re-spend it. If the file itself is lost (the PV with it),
+ * payments are recovered from the chain (controller/buyer/recovery.ts) as `recovered` entries
+ * keyed by transaction, so nothing is counted twice.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -14,7 +16,9 @@ export type LedgerEvent =
   | { kind: "reserved"; id: string; purchase: string; amount: string; at: number }
   | { kind: "authorized"; id: string; authorization: PaymentAuthorization; at: number }
   | { kind: "settled"; id: string; tx?: string; at: number }
-  | { kind: "released"; id: string; at: number };
+  | { kind: "released"; id: string; at: number }
+  /** A payment found on chain that the ledger did not hold (its file was lost); `at` is the block time. */
+  | { kind: "recovered"; id: string; purchase: string; amount: string; tx: string; at: number };
 
 interface Entry {
   purchase: string;
@@ -22,6 +26,7 @@ interface Entry {
   at: number;
   state: "reserved" | "settled" | "released";
   authorization?: PaymentAuthorization | undefined;
+  tx?: string;
 }
 
 /** A reservation without an outcome yet. */
@@ -80,10 +85,23 @@ export class SpendLedger {
       });
       return;
     }
+    if (event.kind === "recovered") {
+      this.entries.set(event.id, {
+        purchase: event.purchase,
+        amount: BigInt(event.amount),
+        at: event.at,
+        state: "settled",
+        tx: event.tx.toLowerCase(),
+      });
+      return;
+    }
     const entry = this.entries.get(event.id);
     if (!entry) return;
     if (event.kind === "authorized") entry.authorization = event.authorization;
-    else entry.state = event.kind;
+    else {
+      entry.state = event.kind;
+      if (event.kind === "settled" && event.tx) entry.tx = event.tx.toLowerCase();
+    }
   }
 
   private append(event: LedgerEvent): void {
@@ -118,6 +136,42 @@ export class SpendLedger {
 
   release(id: string, at = Date.now()): void {
     this.append({ kind: "released", id, at });
+  }
+
+  /**
+   * Records on-chain payments of `purchase` the ledger does not know yet; returns how many were
+   * new. A payment is matched by transaction hash; one the ledger already counts without a hash
+   * (reserved and unconfirmed, or settled from the chain's authorization state) is matched by its
+   * amount, so a payment is never counted twice.
+   */
+  recover(purchase: string, payments: readonly { tx: string; amount: bigint; at: number }[]): number {
+    const known = new Set<string>();
+    const countedWithoutTx: bigint[] = [];
+    for (const e of this.entries.values()) {
+      if (e.tx) known.add(e.tx);
+      else if (e.purchase === purchase && e.state !== "released") countedWithoutTx.push(e.amount);
+    }
+    let added = 0;
+    for (const p of payments) {
+      const tx = p.tx.toLowerCase();
+      if (known.has(tx)) continue;
+      known.add(tx);
+      const same = countedWithoutTx.indexOf(p.amount);
+      if (same >= 0) {
+        countedWithoutTx.splice(same, 1);
+        continue;
+      }
+      this.append({
+        kind: "recovered",
+        id: `chain:${tx}`,
+        purchase,
+        amount: p.amount.toString(),
+        tx,
+        at: p.at,
+      });
+      added++;
+    }
+    return added;
   }
 
   spend(purchase: string, now = Date.now()): Spend {

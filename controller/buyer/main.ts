@@ -15,11 +15,14 @@ import {
   resolveNamespace,
   watchCustomObjects,
 } from "../shared/kube";
+import { requestTerms } from "../reconciler/paymentProbe";
+import { AgentResolverCache, sellerEndpoint } from "../shared/agentResolver";
 import { readPrivateKey } from "../shared/secrets";
 import type { Command } from "../shared/startup";
 import { SpendLedger } from "./ledger";
 import { BuyerMetrics } from "./metrics";
-import { type Purchase, spendStatus, startBuyer } from "./server";
+import { SpendRecovery } from "./recovery";
+import { BUYER_USER_AGENT, type Purchase, spendStatus, startBuyer } from "./server";
 import { UnconfirmedPayments } from "./unconfirmed";
 
 const SETTINGS = {
@@ -69,10 +72,54 @@ export const command: Command<keyof typeof SETTINGS> = {
       },
     });
     unconfirmed.start(s.int("resolve-interval-ms", 30_000));
+    const resolver = new AgentResolverCache({
+      timeoutMs: 10_000,
+      userAgent: BUYER_USER_AGENT,
+      ttlMs: 60_000,
+      failureTtlMs: 5_000,
+    });
+    const sellerFor = (purchase: Purchase) =>
+      sellerEndpoint(purchase.spec, (agent, model) => resolver.get(agent, model));
+    const recovery = new SpendRecovery(ledger, account.address, { timeoutMs: 15_000, log });
+
+    // A purchase seen for the first time (a fresh buyer, or a fresh cluster): bring back from the
+    // chain what it spent before, so its status and budget count it before any new call.
+    const primed = new Map<string, number | undefined>();
+    const prime = async (obj: PurchaseRequestObject) => {
+      const name = obj.metadata?.name ?? "";
+      const parsed = purchaseRequestSpecSchema.safeParse(obj.spec);
+      if (!parsed.success || primed.get(name) === obj.metadata?.generation) return;
+      primed.set(name, obj.metadata?.generation);
+      const purchase = { name, spec: parsed.data };
+      if (purchase.spec.payment.rpcUrl && purchase.spec.budget.countFromBlock !== undefined) {
+        const seller = await sellerFor(purchase);
+        const terms = seller.ok
+          ? await requestTerms(seller.endpoint, purchase.spec.model, 10_000, BUYER_USER_AGENT)
+          : seller;
+        if (!terms.ok) {
+          primed.delete(name); // try again on the next change or call
+          log(`buyer: cannot recover the spend of ${name} yet: ${terms.message}`);
+        } else {
+          const { network, asset } = purchase.spec.payment;
+          for (const a of terms.terms.accepts) {
+            if (a.caip2 !== network || (asset && a.asset.toLowerCase() !== asset.toLowerCase())) continue;
+            await recovery.ensure(purchase, a.payTo, a.asset).catch((err) => log(`buyer: ${errorText(err)}`));
+          }
+        }
+      }
+      publish(purchase);
+    };
+    purchases.on("add", (o) => void prime(o));
+    purchases.on("update", (o) => void prime(o));
+    purchases.on("delete", (o) => primed.delete(o.metadata?.name ?? ""));
+    for (const o of purchases.list()) void prime(o);
+
     const buyer = await startBuyer({
       account,
       ledger,
       purchaseFor,
+      sellerFor,
+      recovery,
       onSpend: publish,
       unconfirmed,
       log,

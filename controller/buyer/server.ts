@@ -17,6 +17,7 @@ import type { LocalAccount } from "viem";
 import { fromAtomic } from "../../api/money";
 import type { PurchaseRequestSpec } from "../../api/resources";
 import { readOffered, termsMismatch } from "../payments/purchaseTerms";
+import type { AgentResolution } from "../shared/agentResolver";
 import { readJsonBody, sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
 import { serveMetrics } from "../shared/metrics";
@@ -24,6 +25,7 @@ import { authorizationOf } from "./authorization";
 import { checkBudget } from "./budget";
 import type { SpendLedger } from "./ledger";
 import type { BuyerMetrics } from "./metrics";
+import type { SpendRecovery } from "./recovery";
 import type { UnconfirmedPayments } from "./unconfirmed";
 
 export const BUYER_USER_AGENT = "obol-stack-buyer/0.1";
@@ -47,6 +49,10 @@ export interface BuyerOptions {
   purchaseFor(model: string): Purchase | undefined;
   /** Called after each paid or refused request, to publish spend counters. */
   onSpend?(purchase: Purchase): void;
+  /** Where the purchase's seller is: spec.endpoint, or where spec.agent resolves to. */
+  sellerFor(purchase: Purchase): Promise<AgentResolution>;
+  /** Brings spend the ledger lost back from the chain before a budget decision. */
+  recovery?: SpendRecovery;
   /** Follows payments sent without a successful receipt to their on-chain outcome. */
   unconfirmed?: UnconfirmedPayments;
   log: LogFn;
@@ -116,8 +122,23 @@ async function handle(
     metrics?.payments.inc({ purchase: purchase.name, outcome, reason });
     metrics?.duration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
   };
+
+  const seller = await opts.sellerFor(purchase);
+  if (!seller.ok) {
+    // Nothing is signed for a seller whose identity does not check out.
+    count("refused", seller.reason);
+    opts.log("buyer: seller not resolved", {
+      level: "warn",
+      requestId,
+      purchase: purchase.name,
+      reason: seller.reason,
+    });
+    return sendJson(res, 502, {
+      error: { type: "seller_not_resolved", code: seller.reason, message: seller.message },
+    });
+  }
   let offered: { network: string; asset: string; amount: bigint } | undefined;
-  let refusal: { reason: string; message: string } | undefined;
+  let refusal: { status: number; reason: string; message: string } | undefined;
   /** This request's payments: reserved before signing, then recorded once signed. */
   const payments: { id: string; signed: boolean }[] = [];
   const client = new x402Client();
@@ -139,6 +160,7 @@ async function handle(
     const terms = readOffered(selectedRequirements);
     if (!terms) {
       refusal = {
+        status: 402,
         reason: "malformed_requirements",
         message: "the seller's payment requirements are unreadable",
       };
@@ -146,11 +168,24 @@ async function handle(
     }
     offered = { network: terms.caip2 ?? terms.network, asset: terms.asset, amount: terms.amountAtomic };
     const mismatch = termsMismatch(purchase.spec.payment, terms);
+    if (!mismatch) {
+      try {
+        await opts.recovery?.ensure(purchase, terms.payTo, terms.asset);
+      } catch (err) {
+        // Without the earlier spend the budget cannot be checked: refuse rather than re-spend.
+        refusal = {
+          status: 503,
+          reason: "spend_unknown",
+          message: `the earlier spend of ${purchase.name} could not be read from the chain, so its budget cannot be checked: ${err instanceof Error ? err.message : String(err)}`,
+        };
+        return { abort: true, reason: refusal.message };
+      }
+    }
     const decision = mismatch
       ? { ok: false, reason: mismatch.reason, message: mismatch.message }
       : checkBudget(purchase.spec, offered, opts.ledger.spend(purchase.name));
     if (!decision.ok) {
-      refusal = { reason: decision.reason!, message: decision.message! };
+      refusal = { status: 402, reason: decision.reason!, message: decision.message! };
       return { abort: true, reason: decision.message! };
     }
     const amount = terms.amountAtomic;
@@ -169,7 +204,7 @@ async function handle(
     payment.signed = true;
   });
   const paidFetch = wrapFetchWithPayment(fetch, client);
-  const target = `${purchase.spec.endpoint.replace(/\/+$/, "")}${path}`;
+  const target = `${seller.endpoint.replace(/\/+$/, "")}${path}`;
   let upstream: Response;
   try {
     upstream = await paidFetch(target, {
@@ -190,12 +225,12 @@ async function handle(
     opts.onSpend?.(purchase);
     if (refusal) {
       count("refused", refusal.reason);
-      opts.log("buyer: payment refused by the budget", {
+      opts.log("buyer: payment refused", {
         requestId,
         purchase: purchase.name,
         reason: refusal.reason,
       });
-      return sendJson(res, 402, { error: { type: refusal.reason, message: refusal.message } });
+      return sendJson(res, refusal.status, { error: { type: refusal.reason, message: refusal.message } });
     }
     count("seller_unreachable");
     opts.log("buyer: seller unreachable", { level: "warn", requestId, purchase: purchase.name, error: err });

@@ -119,33 +119,36 @@ export function evaluate402(parsed: Parsed402, declared: PurchaseRequestSpec["pa
   };
 }
 
+type ProbeFailure = Extract<ProbeVerdict, { ok: false }>;
+
 /**
  * Calls the seller without payment: POST a minimal chat request (what the buyer will send),
- * falling back to GET if POST is not allowed. A payment-gated seller answers 402.
+ * falling back to GET if POST is not allowed. A payment-gated seller answers 402 with its terms.
  */
-export async function probeSeller(spec: PurchaseRequestSpec, timeoutMs: number): Promise<ProbeVerdict> {
-  const headers = { "user-agent": CONTROLLER_USER_AGENT, accept: "application/json" };
-  const body = JSON.stringify({
-    model: spec.model,
-    messages: [{ role: "user", content: "ping" }],
-    max_tokens: 1,
-  });
+export async function requestTerms(
+  endpoint: string,
+  model: string,
+  timeoutMs: number,
+  userAgent = CONTROLLER_USER_AGENT,
+): Promise<{ readonly ok: true; readonly terms: Parsed402 } | ProbeFailure> {
+  const headers = { "user-agent": userAgent, accept: "application/json" };
+  const body = JSON.stringify({ model, messages: [{ role: "user", content: "ping" }], max_tokens: 1 });
   let res: Response;
   try {
     res = await fetchWithTimeout(
-      spec.endpoint,
+      endpoint,
       { method: "POST", headers: { ...headers, "content-type": "application/json" }, body },
       timeoutMs,
     );
     if (res.status === 405) {
       await res.body?.cancel().catch(() => undefined);
-      res = await fetchWithTimeout(spec.endpoint, { method: "GET", headers }, timeoutMs);
+      res = await fetchWithTimeout(endpoint, { method: "GET", headers }, timeoutMs);
     }
   } catch (err) {
     return {
       ok: false,
       reason: "ProbeError",
-      message: `probing ${spec.endpoint} failed: ${err instanceof Error ? err.message : String(err)}`,
+      message: `probing ${endpoint} failed: ${err instanceof Error ? err.message : String(err)}`,
     };
   }
   const text = await res.text().catch(() => "");
@@ -153,14 +156,14 @@ export async function probeSeller(spec: PurchaseRequestSpec, timeoutMs: number):
     return {
       ok: false,
       reason: "NotPaymentGated",
-      message: `${spec.endpoint} answered ${res.status} without payment; it is not an x402 seller`,
+      message: `${endpoint} answered ${res.status} without payment; it is not an x402 seller`,
     };
   }
   if (res.status !== 402) {
     return {
       ok: false,
       reason: "ProbeError",
-      message: `${spec.endpoint} answered ${res.status} without payment; expected 402 Payment Required`,
+      message: `${endpoint} answered ${res.status} without payment; expected 402 Payment Required`,
     };
   }
   const parsed = parse402(res.headers.get("payment-required"), text);
@@ -168,8 +171,18 @@ export async function probeSeller(spec: PurchaseRequestSpec, timeoutMs: number):
     return {
       ok: false,
       reason: "ProbeError",
-      message: `${spec.endpoint} answered 402 without payment requirements (no PAYMENT-REQUIRED header or accepts[] body)`,
+      message: `${endpoint} answered 402 without payment requirements (no PAYMENT-REQUIRED header or accepts[] body)`,
     };
   }
-  return evaluate402(parsed, spec.payment);
+  return { ok: true, terms: parsed };
+}
+
+/** Probes `endpoint` (the purchase's seller) and checks its terms against the purchase. */
+export async function probeSeller(
+  endpoint: string,
+  spec: PurchaseRequestSpec,
+  timeoutMs: number,
+): Promise<ProbeVerdict> {
+  const result = await requestTerms(endpoint, spec.model, timeoutMs);
+  return result.ok ? evaluate402(result.terms, spec.payment) : result;
 }

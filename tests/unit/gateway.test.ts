@@ -3,6 +3,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { chainIdOf, toCaip2 } from "../../api/chains";
 import { exactJson } from "../../api/exactJson";
+import { parseExact, registrationReadSchema } from "../../api/registration";
 import { buildCatalog, curlCommand } from "../../controller/gateway/catalog/model";
 import { renderOpenApi } from "../../controller/gateway/catalog/openapi";
 import { renderRegistration } from "../../controller/gateway/catalog/registration";
@@ -23,6 +24,8 @@ import { RouteState } from "../../controller/gateway/state";
 import type { ServiceOfferObject } from "../../controller/shared/kube";
 import { at, defined } from "../harness/assertions";
 import { offerObject } from "./runtimeFixtures";
+
+const PAY_TO_REGISTRY = "0x8004A818BFB912233c491871b3d84c89A494BD9e";
 
 describe("gateway: routing", () => {
   it("decides free or paid per declared route (globs, methods); anything else is paid", () => {
@@ -182,7 +185,16 @@ describe("gateway: catalogs", () => {
       { agentId: 12n, agentRegistry: "eip155:84532:0x8004A818BFB912233c491871b3d84c89A494BD9e" },
     ]);
     assert.equal(doc.image, "https://shop.example/i.png");
-    assert.deepEqual(doc.services, [{ name: "web", endpoint: "https://shop.example/" }]);
+    assert.deepEqual(doc.services, [
+      { name: "web", endpoint: "https://shop.example/" },
+      { name: "evil", endpoint: "https://shop.example/services/evil", type: "http" },
+      {
+        name: "chat",
+        endpoint: "https://shop.example/services/chat",
+        type: "inference",
+        model: "qwen3:0.6b",
+      },
+    ]);
     assert.equal(doc.active, true);
     const tomb = renderRegistration(buildCatalog([], "https://shop.example", catalog.identity));
     assert.equal(tomb.active, false);
@@ -211,6 +223,23 @@ describe("gateway: catalogs", () => {
     assert.match(String(doc.image), /^data:image\/svg\+xml;base64,/, "a default image when none is set");
     assert.equal(toCaip2("eip155:9007199254740993"), "eip155:9007199254740993");
     assert.equal(chainIdOf("eip155:9007199254740993"), 9007199254740993n);
+  });
+
+  it("writes uint256 agent ids with every digit, and reads them back exactly", () => {
+    const big = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
+    const doc = renderRegistration(
+      buildCatalog([], "https://shop.example", {
+        name: "n",
+        description: "",
+        registrations: [{ network: "eip155:84532", agentId: big, registry: PAY_TO_REGISTRY }],
+      }),
+    );
+    const text = exactJson(doc, 2);
+    assert.match(text, new RegExp(`"agentId": ${big},`));
+    const read = registrationReadSchema.parse(parseExact(text));
+    assert.equal(read.registrations[0].agentId, BigInt(big));
+    // A plain JSON.parse would have rounded it: the reason for parseExact.
+    assert.notEqual(BigInt(Math.round(Number(big))), BigInt(big));
   });
 
   it("quotes example commands for the shell", () => {

@@ -402,6 +402,28 @@ describe("buyer budget and ledger", () => {
     fs.writeFileSync(file, 'garbage\n{"kind":"released","id":"a","at":1}\n');
     assert.throws(() => new SpendLedger(file), /corrupt at line 1/);
   });
+
+  it("adds payments found on chain once, by transaction, dated by their block", () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ledger-")), "ledger.jsonl");
+    const day = 1_800_000_000_000;
+    const ledger = new SpendLedger(file);
+    ledger.reserve("a", "p", 1000n, day);
+    ledger.settle("a", "0xAA", day);
+    const onChain = [
+      { tx: "0xaa", amount: 1000n, at: day }, // the ledger's own settlement: not again
+      { tx: "0xbb", amount: 1000n, at: day - 86_400_000 }, // lost with an earlier volume
+    ];
+    assert.equal(ledger.recover("p", onChain), 1);
+    assert.equal(ledger.recover("p", onChain), 0, "recovering twice adds nothing");
+    assert.deepEqual(ledger.spend("p", day), { total: 2000n, today: 1000n, settledCount: 2 });
+    ledger.close();
+    assert.deepEqual(new SpendLedger(file).spend("p", day), { total: 2000n, today: 1000n, settledCount: 2 });
+
+    // A fresh ledger (the volume is gone) learns everything from the chain.
+    const fresh = new SpendLedger(path.join(path.dirname(file), "fresh.jsonl"));
+    assert.equal(fresh.recover("p", onChain), 2);
+    assert.deepEqual(fresh.spend("p", day), { total: 2000n, today: 1000n, settledCount: 2 });
+  });
 });
 
 describe("buyer: payments sent without a receipt", () => {

@@ -2,26 +2,17 @@
  * `/.well-known/agent-registration.json`: the ERC-8004 registration-v1 document, from the
  * namespace's `default` AgentIdentity plus the ready offers. No ready offer → a tombstone
  * (active: false, x402Support: false, no services).
+ *
+ * Besides the storefront ("web"), each ready offer is one service named after the offer, with
+ * its endpoint and (extra keys the spec allows) its type and model: a buyer that knows only the
+ * agent id finds the offer it purchases here.
  */
 import { DEFAULT_AGENT_IMAGE } from "../../../api/agentImage";
 import { agentRegistryId, type Caip2 } from "../../../api/chains";
+import { REGISTRATION_TYPE, type RegistrationDocument } from "../../../api/registration";
 import type { Catalog } from "./model";
 
-export const REGISTRATION_TYPE = "https://eips.ethereum.org/EIPS/eip-8004#registration-v1";
-
-export interface RegistrationDocument {
-  type: typeof REGISTRATION_TYPE;
-  name: string;
-  description: string;
-  /** ERC-8004: SHOULD be present (ERC-721 apps show it); a default when the operator sets none. */
-  image: string;
-  services: { name: string; endpoint: string; version?: string }[];
-  x402Support: boolean;
-  active: boolean;
-  /** agentId is a uint256: a bigint, serialized exactly with exactJson (never a lossy Number). */
-  registrations: { agentId: bigint; agentRegistry: string }[];
-  supportedTrust: string[];
-}
+export { REGISTRATION_TYPE, type RegistrationDocument };
 
 export function renderRegistration(catalog: Catalog): RegistrationDocument {
   const active = catalog.offers.length > 0;
@@ -39,7 +30,17 @@ export function renderRegistration(catalog: Catalog): RegistrationDocument {
       ? catalog.description
       : `${catalog.displayName} (deactivated: no service is currently offered)`,
     image: identity?.image || DEFAULT_AGENT_IMAGE,
-    services: active ? [{ name: "web", endpoint: `${catalog.baseUrl}/` }] : [],
+    services: active
+      ? [
+          { name: "web", endpoint: `${catalog.baseUrl}/` },
+          ...catalog.offers.map((o) => ({
+            name: o.name,
+            endpoint: o.endpoint,
+            type: o.type,
+            ...(o.model ? { model: o.model } : {}),
+          })),
+        ]
+      : [],
     x402Support: active,
     active,
     registrations,
