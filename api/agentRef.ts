@@ -33,24 +33,25 @@ export function canonicalAgentId(text: string): string {
 /** Parses `eip155:<chainId>:<registry>#<agentId>`; the message says what is wrong and the form. */
 export function parseAgentRef(text: string): AgentRef {
   const m = REF.exec(text.trim());
-  if (!m) {
+  const [, chainId, address, agentId] = m ?? [];
+  if (!chainId || !address || !agentId) {
     throw new AgentRefError(
       `"${text}" is not an ERC-8004 agent reference: write eip155:<chainId>:<IdentityRegistry address>#<agentId>, e.g. eip155:84532:0x8004A818BFB912233c491871b3d84c89A494BD9e#42`,
     );
   }
-  if (!isAddress(m[2], { strict: false }))
-    throw new AgentRefError(`"${m[2]}" in "${text}" is not an address`);
-  if (m[2] !== m[2].toLowerCase() && m[2] !== getAddress(m[2])) {
+  if (!isAddress(address, { strict: false }))
+    throw new AgentRefError(`"${address}" in "${text}" is not an address`);
+  if (address !== address.toLowerCase() && address !== getAddress(address)) {
     throw new AgentRefError(
-      `registry "${m[2]}" has a bad EIP-55 checksum (a typo?); the checksummed form is ${getAddress(m[2])}`,
+      `registry "${address}" has a bad EIP-55 checksum (a typo?); the checksummed form is ${getAddress(address)}`,
     );
   }
-  if (!Number.isSafeInteger(Number(m[1])))
-    throw new AgentRefError(`chain id ${m[1]} in "${text}" is too large`);
+  if (!Number.isSafeInteger(Number(chainId)))
+    throw new AgentRefError(`chain id ${chainId} in "${text}" is too large`);
   return {
-    network: `eip155:${m[1]}` as Caip2,
-    registry: getAddress(m[2]),
-    agentId: canonicalAgentId(m[3]),
+    network: `eip155:${chainId}` as Caip2,
+    registry: getAddress(address),
+    agentId: canonicalAgentId(agentId),
   };
 }
 

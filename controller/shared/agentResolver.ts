@@ -80,14 +80,15 @@ export function selectService(
       message: `agent ${who} lists no service ${agent.service ? `named "${agent.service}"` : `for model "${model}"`} in ${agentURI}; it lists: ${names.join(", ") || "nothing"}`,
     };
   }
-  if (matches.length > 1) {
+  const [match] = matches;
+  if (!match || matches.length > 1) {
     return {
       ok: false,
       reason: "ServiceNotFound",
       message: `agent ${who} lists ${matches.length} services for model "${model}" (${matches.map((s) => s.name).join(", ")}); set agent.service to the one to buy`,
     };
   }
-  return { ok: true, endpoint: matches[0].endpoint.replace(/\/+$/, ""), agentURI };
+  return { ok: true, endpoint: match.endpoint.replace(/\/+$/, ""), agentURI };
 }
 
 /** Reads at most `max` bytes of a response body; longer bodies are refused, not truncated. */

@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { type Address, createWalletClient, http, parseAbi } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS } from "../harness/anvil";
+import { only } from "../harness/assertions";
 import type { ControlPlane } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import { deployIdentityRegistry, registerAgent } from "../harness/identityRegistry";
@@ -254,9 +255,8 @@ describe("buying by ERC-8004 agent id; the budget survives a lost ledger (anvil,
     const res = await chat("paid/llama3");
     assert.equal(res.status, 200, await res.clone().text());
     assert.equal(await chain.balanceOf(payTo), before + PRICE_ATOMIC);
-    const seen = upstream.requests.filter((r) => r.url === "/v1/chat/completions");
-    assert.equal(seen.length, 1);
-    assert.equal(seen[0].headers["user-agent"], "obol-stack-buyer/0.1");
+    const seen = only(upstream.requests.filter((r) => r.url === "/v1/chat/completions"));
+    assert.equal(seen.headers["user-agent"], "obol-stack-buyer/0.1");
     await waitFor("spend counted", async () => (await spendStatus("by-agent"))?.spentTotal === "0.001", {
       timeoutMs: 10_000,
     });

@@ -459,14 +459,14 @@ describe("stack config", () => {
       },
       { stack: "dev", secretKeys: new Set(["buyerSignerKey"]) },
     );
-    assert.deepEqual(cfg.purchases[0].agent, {
+    assert.deepEqual(at(cfg.purchases, 0).agent, {
       network: "eip155:84532",
       registry: "0x8004A818BFB912233c491871b3d84c89A494BD9e",
       agentId: big,
       rpcUrl: "http://127.0.0.1:8545",
     });
-    assert.equal(cfg.purchases[0].endpoint, undefined);
-    assert.deepEqual(cfg.purchases[1].agent, {
+    assert.equal(at(cfg.purchases, 0).endpoint, undefined);
+    assert.deepEqual(at(cfg.purchases, 1).agent, {
       network: "eip155:8453",
       registry: "0x8004A169FB4a3325136EB29fA0ceB6D2e539a432",
       agentId: "7",

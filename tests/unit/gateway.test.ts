@@ -22,7 +22,7 @@ import {
 import { createInternalHandler, createPublicHandler, publicBase } from "../../controller/gateway/server";
 import { RouteState } from "../../controller/gateway/state";
 import type { ServiceOfferObject } from "../../controller/shared/kube";
-import { at, defined } from "../harness/assertions";
+import { at, defined, first } from "../harness/assertions";
 import { offerObject } from "./runtimeFixtures";
 
 const PAY_TO_REGISTRY = "0x8004A818BFB912233c491871b3d84c89A494BD9e";
@@ -237,7 +237,7 @@ describe("gateway: catalogs", () => {
     const text = exactJson(doc, 2);
     assert.match(text, new RegExp(`"agentId": ${big},`));
     const read = registrationReadSchema.parse(parseExact(text));
-    assert.equal(read.registrations[0].agentId, BigInt(big));
+    assert.equal(first(read.registrations).agentId, BigInt(big));
     // A plain JSON.parse would have rounded it: the reason for parseExact.
     assert.notEqual(BigInt(Math.round(Number(big))), BigInt(big));
   });
