@@ -248,6 +248,10 @@ describe("buying by ERC-8004 agent id; the budget survives a lost ledger (anvil,
       reason: "PricingMismatch",
     });
     assert.equal((onChain.status as { endpoint?: string }).endpoint, `${seller.publicUrl}/services/llama`);
+    assert.match(
+      onChain.status!.conditions!.find((c) => c.type === "Ready")!.message!,
+      /asks 0\.001 per request, more than maxPrice 0\.0005/,
+    );
   });
 
   it("the buyer pays the seller it found by agent id: payTo rises by exactly the price", async () => {

@@ -252,6 +252,10 @@ describe("runtime: reading a seller's 402", () => {
       JSON.stringify({ accepts: [{ ...requirement, asset: "0x0000000000000000000000000000000000000002" }] }),
     )!;
     assert.equal(evaluate402(unknownToken, { ...declared, asset: undefined }).reason, "PricingMismatch");
+    // A purchase that names the token gives its decimals: the price is read with them.
+    const named = { ...declared, asset: "0x0000000000000000000000000000000000000002", decimals: 3 };
+    assert.equal(evaluate402(unknownToken, { ...named, maxPrice: "1.5" }).ok, true);
+    assert.equal(evaluate402(unknownToken, { ...named, maxPrice: "1.4" }).reason, "PricingMismatch");
     assert.equal(evaluate402({ x402Version: 2, accepts: [] }, declared).reason, "ProbeError");
   });
 });
