@@ -76,22 +76,14 @@ export class SpendLedger {
   }
 
   private apply(event: LedgerEvent): void {
-    if (event.kind === "reserved") {
+    if (event.kind === "reserved" || event.kind === "recovered") {
       this.entries.set(event.id, {
         purchase: event.purchase,
         amount: BigInt(event.amount),
         at: event.at,
-        state: "reserved",
-      });
-      return;
-    }
-    if (event.kind === "recovered") {
-      this.entries.set(event.id, {
-        purchase: event.purchase,
-        amount: BigInt(event.amount),
-        at: event.at,
-        state: "settled",
-        tx: event.tx.toLowerCase(),
+        // A recovered payment is one the chain shows settled.
+        state: event.kind === "reserved" ? "reserved" : "settled",
+        ...(event.kind === "recovered" ? { tx: event.tx.toLowerCase() } : {}),
       });
       return;
     }

@@ -24,11 +24,11 @@ import {
   getObject,
   installCrds,
   type SellerRuntime,
-  startRuntime,
+  startBuyerProcess,
+  startFacilitatorProcess,
   startSellerRuntime,
   Upstream,
   waitForCondition,
-  waitForHttp,
 } from "./runtime/helpers";
 
 const PRICE_ATOMIC = 1000n; // "0.001" with 6 decimals
@@ -77,16 +77,13 @@ describe("buying by ERC-8004 agent id; the budget survives a lost ledger (anvil,
       body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
     });
   const startBuyer = async () => {
-    const port = await freePort();
-    buyerUrl = `http://127.0.0.1:${port}`;
-    buyerProc = startRuntime(
-      "buyer",
-      "buyer",
-      ["--kubeconfig", cp.kubeconfigPath, "--namespace", ns, "--port", String(port), "--host", "127.0.0.1"],
+    ({ proc: buyerProc, url: buyerUrl } = await startBuyerProcess({
+      cp,
+      namespace: ns,
       logDir,
-      { SIGNER_KEY: ANVIL_KEYS[3], LEDGER_PATH: ledgerPath },
-    );
-    await waitForHttp("the buyer", `${buyerUrl}/healthz`, buyerProc);
+      signerKey: ANVIL_KEYS[3],
+      ledgerPath,
+    }));
   };
   const spendStatus = async (name: string) =>
     (await getObject(cp, ns, "purchaserequests", name))?.status as
@@ -105,13 +102,12 @@ describe("buying by ERC-8004 agent id; the budget survives a lost ledger (anvil,
     await chain.mint(buyer.address, 10_000_000n);
     await upstream.start();
     const facilitatorPort = await freePort();
-    facilitator = startRuntime("facilitator", "facilitator", [], logDir, {
-      SIGNER_KEY: ANVIL_KEYS[0],
-      RPC_URL: chain.anvil.rpcUrl,
-      PORT: String(facilitatorPort),
-      HOST: "127.0.0.1",
+    facilitator = await startFacilitatorProcess({
+      logDir,
+      rpcUrl: chain.anvil.rpcUrl,
+      port: facilitatorPort,
+      signerKey: ANVIL_KEYS[0],
     });
-    await waitForHttp("the facilitator", `http://127.0.0.1:${facilitatorPort}/supported`, facilitator);
     seller = await startSellerRuntime({
       cp,
       namespace: ns,
@@ -267,7 +263,9 @@ describe("buying by ERC-8004 agent id; the budget survives a lost ledger (anvil,
   });
 
   it("refuses an agent whose document does not name it, before any payment, with the reason the agent sees", async () => {
-    const before = [await chain.balanceOf(buyer.address), upstream.requests.length];
+    // The controller's health checks also reach the upstream; count only what was served.
+    const served = () => upstream.requests.filter((r) => !r.url.startsWith("/health")).length;
+    const before = [await chain.balanceOf(buyer.address), served()];
     const res = await chat("paid/impostor-model");
     assert.equal(res.status, 502);
     const body = (await res.json()) as { error: { type: string; code: string; message: string } };
@@ -276,7 +274,7 @@ describe("buying by ERC-8004 agent id; the budget survives a lost ledger (anvil,
     assert.match(body.error.message, /does not name agent/);
     const missing = (await (await chat("paid/other-model")).json()) as { error: { code: string } };
     assert.equal(missing.error.code, "AgentUnresolved");
-    assert.deepEqual([await chain.balanceOf(buyer.address), upstream.requests.length], before);
+    assert.deepEqual([await chain.balanceOf(buyer.address), served()], before);
   });
 
   it("follows a registration document kept on chain as a data: URI to the seller", async () => {

@@ -7,6 +7,7 @@
 import * as assert from "node:assert/strict";
 import * as path from "node:path";
 import type { Stack } from "@pulumi/pulumi/automation";
+import { parseExact, registrationReadSchema } from "../../api/registration";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "../harness/anvil";
 import { defined } from "../harness/assertions";
 import type { ControlPlane } from "../harness/controlPlane";
@@ -123,15 +124,13 @@ describe("pulumi up + the runtime: a declared offer becomes Ready, routed and pu
   });
 
   it("publishes the on-chain registration: eip155:<chainId>:<registry> with the minted agentId", async () => {
-    const doc = (await (await fetch(`${publicUrl}/.well-known/agent-registration.json`)).json()) as {
-      active: boolean;
-      name: string;
-      registrations: { agentId: number; agentRegistry: string }[];
-    };
+    const text = await (await fetch(`${publicUrl}/.well-known/agent-registration.json`)).text();
+    // Agent ids are uint256: read them back exactly, never through a double.
+    const doc = registrationReadSchema.parse(parseExact(text));
     assert.equal(doc.active, true);
     assert.equal(doc.name, "Program test seller");
     assert.deepEqual(doc.registrations, [
-      { agentId: Number(agentId), agentRegistry: `eip155:84532:${registry}` },
+      { agentId: BigInt(agentId), agentRegistry: `eip155:84532:${registry}` },
     ]);
   });
 });

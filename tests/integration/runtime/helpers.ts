@@ -417,3 +417,41 @@ export async function startSellerRuntime(opts: {
     },
   };
 }
+
+/** The self-run facilitator as a process on `port`, settling on `rpcUrl` with anvil's first key. */
+export async function startFacilitatorProcess(opts: {
+  logDir: string;
+  rpcUrl: string;
+  port: number;
+  signerKey: string;
+}): Promise<ManagedProcess> {
+  const facilitator = startRuntime("facilitator", "facilitator", [], opts.logDir, {
+    SIGNER_KEY: opts.signerKey,
+    RPC_URL: opts.rpcUrl,
+    PORT: String(opts.port),
+    HOST: "127.0.0.1",
+  });
+  await waitForHttp("the facilitator", `http://127.0.0.1:${opts.port}/supported`, facilitator);
+  return facilitator;
+}
+
+/** The buyer proxy as a process watching `namespace`'s PurchaseRequests; resolves once it answers. */
+export async function startBuyerProcess(opts: {
+  cp: ControlPlane;
+  namespace: string;
+  logDir: string;
+  signerKey: string;
+  ledgerPath: string;
+}): Promise<{ proc: ManagedProcess; url: string }> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const proc = startRuntime(
+    "buyer",
+    "buyer",
+    ["--kubeconfig", opts.cp.kubeconfigPath, "--namespace", opts.namespace, "--port", String(port)],
+    opts.logDir,
+    { SIGNER_KEY: opts.signerKey, LEDGER_PATH: opts.ledgerPath, HOST: "127.0.0.1" },
+  );
+  await waitForHttp("the buyer", `${url}/healthz`, proc);
+  return { proc, url };
+}

@@ -399,7 +399,11 @@ describe("runtime: controller and gateway against the control plane", () => {
       name: "Echo Agent",
       description: "Echo <as> a service",
       image: "https://example.com/icon.png",
-      services: [{ name: "web", endpoint: `${publicUrl}/` }],
+      // The storefront, and each ready offer by name (what a buyer by agent id looks up).
+      services: [
+        { name: "web", endpoint: `${publicUrl}/` },
+        { name: "echo-copy", endpoint: `${publicUrl}/services/echo`, type: "http" },
+      ],
       x402Support: true,
       active: true,
       registrations: [
