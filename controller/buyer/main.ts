@@ -7,6 +7,8 @@
 import { privateKeyToAccount } from "viem/accounts";
 import { BUYER_LEDGER_PATH, ENV, PLURALS, PORTS } from "../../api/contract";
 import { purchaseRequestSpecSchema } from "../../api/resources";
+import { requestTerms } from "../reconciler/paymentProbe";
+import { AgentResolverCache, sellerEndpoint } from "../shared/agentResolver";
 import {
   errorText,
   loadKubeConfig,
@@ -15,8 +17,6 @@ import {
   resolveNamespace,
   watchCustomObjects,
 } from "../shared/kube";
-import { requestTerms } from "../reconciler/paymentProbe";
-import { AgentResolverCache, sellerEndpoint } from "../shared/agentResolver";
 import { readPrivateKey } from "../shared/secrets";
 import type { Command } from "../shared/startup";
 import { SpendLedger } from "./ledger";
