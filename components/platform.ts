@@ -28,7 +28,7 @@ export class Platform extends pulumi.ComponentResource {
     this.namespace = ns.metadata.name;
     // The CRDs are cluster-scoped and shared by every stack on the cluster (one per namespace):
     // each stack applies the same manifest server-side, and none deletes them, since deleting a
-    // CRD deletes every other stack's offers and purchases with it (docs/adr/0003).
+    // CRD deletes every other stack's offers and purchases with it (docs/adr/0004-two-stacks-one-cluster.md).
     this.crds = CRD_DEFINITIONS.map((def) => {
       const manifest = crdManifest(def);
       return new k8s.apiextensions.v1.CustomResourceDefinition(

@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 /**
  * The chain block at which a purchase began, read once when the purchase is created and kept in
  * stack state. The buyer counts a purchase's earlier spend from the chain starting here when its
- * ledger is lost (docs/adr/0004-budget-survives-the-volume.md): the chain is the record of what
+ * ledger is lost (docs/adr/0005-budget-survives-the-volume.md): the chain is the record of what
  * was paid, Pulumi state the record of since when. Replaced only if the purchase moves to
  * another chain; a new RPC URL for the same chain changes nothing.
  */

@@ -1,5 +1,5 @@
 /**
- * Two stacks, one cluster (docs/adr/0003): a seller and a buyer stack in two namespaces share
+ * Two stacks, one cluster (docs/adr/0004-two-stacks-one-cluster.md): a seller and a buyer stack in two namespaces share
  * the cluster-scoped obol.org CRDs. Either can come up first, and destroying one leaves the
  * other's objects untouched and its `pulumi preview` empty. Real engine (Automation API,
  * file:// backend), kubeconfig mode, on a control plane of its own.
