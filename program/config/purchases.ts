@@ -5,16 +5,28 @@
  */
 import { getAddress, isAddress } from "viem";
 import { z } from "zod";
-import { chainInfo } from "../../api/chains";
+import { type AgentRef, AgentRefError, parseAgentRef } from "../../api/agentRef";
+import { type Caip2, chainInfo } from "../../api/chains";
 import { toAtomic } from "../../api/money";
 import { purchaseRequestSpecSchema } from "../../api/resources";
 import { amount, amountInput, DNS_LABEL, httpUrl, network } from "./fields";
 import { acceptedAsStored, type Issues, parseSection, wholeNumber } from "./issues";
-import type { PurchaseConfig } from "./types";
+import type { PurchaseConfig, PurchaseSeller } from "./types";
 
 const rawPurchase = z.strictObject({
   name: z.string(),
-  endpoint: z.string(),
+  endpoint: z.string().optional(),
+  /** `eip155:<chainId>:<registry>#<agentId>`, or that as `id` with an RPC URL and a service name. */
+  agent: z
+    .union([
+      z.string(),
+      z.strictObject({
+        id: z.string(),
+        rpcUrl: z.string().optional(),
+        service: z.string().min(1).optional(),
+      }),
+    ])
+    .optional(),
   model: z.string().min(1),
   payment: z.strictObject({
     network: z.string(),
@@ -53,7 +65,6 @@ export function purchases(inputs: readonly unknown[], issues: Issues): PurchaseC
       );
     }
     models.set(p.model, i);
-    const endpoint = httpUrl(p.endpoint, `${at}.endpoint`, issues, "the seller's http(s) URL");
     const net = network(p.payment.network, `${at}.payment.network`, issues);
     const rpcUrl =
       p.payment.rpcUrl === undefined
@@ -89,13 +100,14 @@ export function purchases(inputs: readonly unknown[], issues: Issues): PurchaseC
     if (decimals !== undefined) {
       budgetsAgree(at, decimals, { maxPrice, maxPerRequest, maxPerDay, maxTotal }, issues);
     }
-    if (!net || !maxPrice || !maxPerRequest || decimals === undefined || !endpoint) return;
+    const seller = sellerOf(p, at, net, issues);
+    if (!net || !maxPrice || !maxPerRequest || decimals === undefined || !seller) return;
     if (p.payment.rpcUrl !== undefined && !rpcUrl) return;
     if (p.budget.maxPerDay !== undefined && !maxPerDay) return;
     if (p.budget.maxTotal !== undefined && !maxTotal) return;
     const purchase: PurchaseConfig = {
       name: p.name,
-      endpoint,
+      ...seller,
       model: p.model,
       payment: {
         network: net,
@@ -110,6 +122,58 @@ export function purchases(inputs: readonly unknown[], issues: Issues): PurchaseC
     if (acceptedAsStored(purchaseRequestSpecSchema, spec, at, "PurchaseRequest", issues)) out.push(purchase);
   });
   return out;
+}
+
+/**
+ * Who the purchase pays: its `endpoint` (the seller's offer URL) or its `agent` (the seller's
+ * ERC-8004 identity), never both. The buyer reads the agent's tokenURI on the registry's chain,
+ * so that chain needs a JSON-RPC URL: `agent.rpcUrl`, else `payment.rpcUrl` when the registry is
+ * on the payment chain.
+ */
+function sellerOf(
+  p: z.infer<typeof rawPurchase>,
+  at: string,
+  paymentNetwork: Caip2 | undefined,
+  issues: Issues,
+): PurchaseSeller | undefined {
+  if ((p.endpoint === undefined) === (p.agent === undefined)) {
+    issues.add(
+      at,
+      "set exactly one of endpoint (the seller's offer URL) or agent (its ERC-8004 id, eip155:<chainId>:<registry>#<agentId>)",
+    );
+    return undefined;
+  }
+  if (p.endpoint !== undefined) {
+    const endpoint = httpUrl(p.endpoint, `${at}.endpoint`, issues, "the seller's http(s) URL");
+    return endpoint === undefined ? undefined : { endpoint };
+  }
+  const short = typeof p.agent === "string";
+  const raw = typeof p.agent === "string" ? { id: p.agent } : p.agent;
+  if (!raw) return undefined;
+  let ref: AgentRef;
+  try {
+    ref = parseAgentRef(raw.id);
+  } catch (err) {
+    if (!(err instanceof AgentRefError)) throw err;
+    issues.add(short ? `${at}.agent` : `${at}.agent.id`, err.message);
+    return undefined;
+  }
+  const onPaymentChain = ref.network === paymentNetwork;
+  const rpcUrl = raw.rpcUrl ?? (onPaymentChain ? p.payment.rpcUrl : undefined);
+  if (rpcUrl === undefined) {
+    issues.add(
+      short ? `${at}.agent` : `${at}.agent.rpcUrl`,
+      `the buyer reads the agent's tokenURI on ${ref.network}: give a JSON-RPC URL with agent: {id, rpcUrl}${onPaymentChain ? " or payment.rpcUrl" : ""}`,
+    );
+    return undefined;
+  }
+  // A payment.rpcUrl is checked, and reported, under its own path.
+  if (
+    raw.rpcUrl !== undefined &&
+    !httpUrl(raw.rpcUrl, `${at}.agent.rpcUrl`, issues, `an http(s) JSON-RPC URL of ${ref.network}`)
+  )
+    return undefined;
+  return { agent: { ...ref, rpcUrl, ...(raw.service ? { service: raw.service } : {}) } };
 }
 
 /**

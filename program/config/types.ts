@@ -4,7 +4,7 @@
  * tunnel its hostname, a registration its agentURI), so the program needs no `!` or casts.
  */
 import type { Caip2 } from "../../api/chains";
-import type { ServiceOfferSpec } from "../../api/resources";
+import type { PurchaseAgent, ServiceOfferSpec } from "../../api/resources";
 
 /** Config keys that hold secrets; they must be set with `pulumi config set --secret`. */
 export const SECRET_KEYS = [
@@ -90,9 +90,9 @@ export interface OfferConfig {
   spec: ServiceOfferSpec;
 }
 
-export interface PurchaseConfig {
+/** A purchase names its seller by exactly one of `endpoint` and `agent`. */
+export type PurchaseConfig = PurchaseSeller & {
   name: string;
-  endpoint: string;
   model: string;
   payment: {
     network: Caip2;
@@ -102,7 +102,13 @@ export interface PurchaseConfig {
     rpcUrl?: string;
   };
   budget: { maxPerRequest: string; maxPerDay?: string; maxTotal?: string };
-}
+};
+
+export type PurchaseSeller =
+  /** The seller's offer URL. */
+  | { endpoint: string; agent?: never }
+  /** The seller's ERC-8004 identity, resolved by the buyer to an offer endpoint. */
+  | { agent: PurchaseAgent; endpoint?: never };
 
 export interface StackConfig {
   cluster: ClusterConfig;

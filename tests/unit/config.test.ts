@@ -352,10 +352,183 @@ describe("stack config", () => {
         /http\(s\) JSON-RPC URL of base-sepolia/,
         { stack: "dev", secretKeys: new Set(["buyerSignerKey"]) },
       ],
+      [
+        "a purchase naming neither an endpoint nor an agent",
+        {
+          purchases: [
+            {
+              name: "p",
+              model: "m",
+              payment: { network: "base-sepolia", maxPrice: "0.01" },
+              budget: { maxPerRequest: "0.01" },
+            },
+          ],
+          buyerSignerKey: "k",
+        },
+        "purchases[0]",
+        /exactly one of endpoint \(the seller's offer URL\) or agent \(its ERC-8004 id/,
+        { stack: "dev", secretKeys: new Set(["buyerSignerKey"]) },
+      ],
+      [
+        "a purchase by agent whose RPC URL is not http(s)",
+        {
+          purchases: [
+            {
+              name: "p",
+              agent: {
+                id: "eip155:84532:0x8004A818BFB912233c491871b3d84c89A494BD9e#1",
+                rpcUrl: "ws://127.0.0.1:8545",
+              },
+              model: "m",
+              payment: { network: "base-sepolia", maxPrice: "0.01" },
+              budget: { maxPerRequest: "0.01" },
+            },
+          ],
+          buyerSignerKey: "k",
+        },
+        "purchases[0].agent.rpcUrl",
+        /http\(s\) JSON-RPC URL of eip155:84532/,
+        { stack: "dev", secretKeys: new Set(["buyerSignerKey"]) },
+      ],
+      [
+        "a purchase by agent whose registry has a bad checksum",
+        {
+          purchases: [
+            {
+              name: "p",
+              agent: "eip155:84532:0x8004a818BFB912233c491871b3d84c89A494BD9e#1",
+              model: "m",
+              payment: { network: "base-sepolia", maxPrice: "0.01", rpcUrl: "http://127.0.0.1:8545" },
+              budget: { maxPerRequest: "0.01" },
+            },
+          ],
+          buyerSignerKey: "k",
+        },
+        "purchases[0].agent",
+        /bad EIP-55 checksum.*0x8004A818BFB912233c491871b3d84c89A494BD9e/,
+        { stack: "dev", secretKeys: new Set(["buyerSignerKey"]) },
+      ],
+      [
+        "a purchase naming both an endpoint and an agent",
+        {
+          purchases: [
+            {
+              name: "p",
+              endpoint: "https://s.example.com/services/x",
+              agent: "eip155:84532:0x8004A818BFB912233c491871b3d84c89A494BD9e#1",
+              model: "m",
+              payment: { network: "base-sepolia", maxPrice: "0.01", rpcUrl: "http://127.0.0.1:8545" },
+              budget: { maxPerRequest: "0.01" },
+            },
+          ],
+          buyerSignerKey: "k",
+        },
+        "purchases[0]",
+        /exactly one of endpoint .* or agent/,
+        { stack: "dev", secretKeys: new Set(["buyerSignerKey"]) },
+      ],
+      [
+        "a purchase whose agent id is not eip155:<chainId>:<registry>#<agentId>",
+        {
+          purchases: [
+            {
+              name: "p",
+              agent: "84532:0x8004A818BFB912233c491871b3d84c89A494BD9e/1",
+              model: "m",
+              payment: { network: "base-sepolia", maxPrice: "0.01", rpcUrl: "http://127.0.0.1:8545" },
+              budget: { maxPerRequest: "0.01" },
+            },
+          ],
+          buyerSignerKey: "k",
+        },
+        "purchases[0].agent",
+        /eip155:<chainId>:<IdentityRegistry address>#<agentId>/,
+        { stack: "dev", secretKeys: new Set(["buyerSignerKey"]) },
+      ],
+      [
+        "a purchase whose agent id does not fit in a uint256",
+        {
+          purchases: [
+            {
+              name: "p",
+              agent: { id: `eip155:84532:0x8004A818BFB912233c491871b3d84c89A494BD9e#${"9".repeat(80)}` },
+              model: "m",
+              payment: { network: "base-sepolia", maxPrice: "0.01", rpcUrl: "http://127.0.0.1:8545" },
+              budget: { maxPerRequest: "0.01" },
+            },
+          ],
+          buyerSignerKey: "k",
+        },
+        "purchases[0].agent.id",
+        /uint256/,
+        { stack: "dev", secretKeys: new Set(["buyerSignerKey"]) },
+      ],
+      [
+        "a purchase by agent on another chain without an RPC URL for it",
+        {
+          purchases: [
+            {
+              name: "p",
+              agent: "eip155:8453:0x8004A169FB4a3325136EB29fA0ceB6D2e539a432#3",
+              model: "m",
+              payment: { network: "base-sepolia", maxPrice: "0.01", rpcUrl: "http://127.0.0.1:8545" },
+              budget: { maxPerRequest: "0.01" },
+            },
+          ],
+          buyerSignerKey: "k",
+        },
+        "purchases[0].agent",
+        /reads the agent's tokenURI on eip155:8453: give a JSON-RPC URL with agent: \{id, rpcUrl\}/,
+        { stack: "dev", secretKeys: new Set(["buyerSignerKey"]) },
+      ],
     ];
     for (const [what, raw, path, pattern, context] of cases) {
       it(what, () => expectIssue(raw, path, pattern, context));
     }
+  });
+
+  it("names a seller by its ERC-8004 agent id: exact uint256, checksummed registry, the payment chain's RPC", () => {
+    const big = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
+    const cfg = parseStackConfig(
+      {
+        purchases: [
+          {
+            name: "alice",
+            agent: `eip155:84532:0x8004a818bfb912233c491871b3d84c89a494bd9e#${big}`,
+            model: "qwen",
+            payment: { network: "base-sepolia", maxPrice: "0.01", rpcUrl: "http://127.0.0.1:8545" },
+            budget: { maxPerRequest: "0.01" },
+          },
+          {
+            name: "bob",
+            agent: {
+              id: "eip155:8453:0x8004A169FB4a3325136EB29fA0ceB6D2e539a432#007",
+              rpcUrl: "http://127.0.0.1:9545",
+              service: "qwen-per-token",
+            },
+            model: "qwen-large",
+            payment: { network: "base-sepolia", maxPrice: "0.01" },
+            budget: { maxPerRequest: "0.01" },
+          },
+        ],
+        buyerSignerKey: "k",
+      },
+      { stack: "dev", secretKeys: new Set(["buyerSignerKey"]) },
+    );
+    assert.deepEqual(at(cfg.purchases, 0).agent, {
+      network: "eip155:84532",
+      registry: "0x8004A818BFB912233c491871b3d84c89A494BD9e",
+      agentId: big,
+      rpcUrl: "http://127.0.0.1:8545",
+    });
+    assert.equal(at(cfg.purchases, 0).endpoint, undefined);
+    assert.deepEqual(at(cfg.purchases, 1).agent, {
+      network: "eip155:8453",
+      registry: "0x8004A169FB4a3325136EB29fA0ceB6D2e539a432",
+      agentId: "7",
+      rpcUrl: "http://127.0.0.1:9545",
+      service: "qwen-per-token",
+    });
   });
 
   it("accepts secrets stored as secrets and derives the named tunnel's public URL", () => {
