@@ -424,6 +424,22 @@ describe("buyer budget and ledger", () => {
     assert.equal(fresh.recover("p", onChain), 2);
     assert.deepEqual(fresh.spend("p", day), { total: 2000n, today: 1000n, settledCount: 2 });
   });
+
+  it("does not count again a payment it already counts without a transaction (unconfirmed, or settled from the chain's authorization state)", () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ledger-")), "ledger.jsonl");
+    const day = 1_800_000_000_000;
+    const ledger = new SpendLedger(file);
+    ledger.reserve("a", "p", 1000n, day);
+    ledger.settle("a", undefined, day); // the chain said "used"; its transaction is unknown
+    ledger.reserve("b", "p", 2000n, day); // sent, outcome not known yet: counted as spent
+    const onChain = [
+      { tx: "0xa1", amount: 1000n, at: day },
+      { tx: "0xb2", amount: 2000n, at: day },
+      { tx: "0xc3", amount: 1000n, at: day - 86_400_000 }, // a third, lost with an earlier volume
+    ];
+    assert.equal(ledger.recover("p", onChain), 1);
+    assert.equal(ledger.spend("p", day).total, 4000n);
+  });
 });
 
 describe("buyer: payments sent without a receipt", () => {
