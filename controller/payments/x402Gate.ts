@@ -25,7 +25,7 @@
  */
 import type * as http from "node:http";
 import type { FacilitatorClient } from "@x402/core/server";
-import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/core/types";
+import type { PaymentPayload, PaymentRequirements, SettleResponse, VerifyError } from "@x402/core/types";
 import type { GatedRoute, PaymentGate, ProxyFn } from "../gateway/paymentGate";
 import type { HeldOffer } from "../gateway/routing";
 import { type LogFn, REQUEST_ID_HEADER } from "../shared/log";
@@ -67,6 +67,14 @@ type Outcome =
   | "upstream_failed";
 
 const PAYMENT_HEADERS = ["payment-signature", "x-payment"] as const;
+
+/**
+ * Whether `err` is @x402/core's VerifyError. Matched by name and shape: the library's server
+ * bundle carries its own copy of the class, so `instanceof` against the exported one fails.
+ */
+function isVerifyError(err: unknown): err is VerifyError {
+  return err instanceof Error && err.name === "VerifyError" && "invalidReason" in err;
+}
 
 export class X402PaymentGate implements PaymentGate {
   readonly name = "x402";
@@ -147,6 +155,16 @@ export class X402PaymentGate implements PaymentGate {
       verified = await this.timed("verify", () => this.opts.facilitator.verify(payload, requirement));
     } catch (err) {
       this.replays.release(payment.replayKey);
+      // A facilitator may refuse with a non-2xx status and a verify response (x402-rs answers 400,
+      // or 412 for a missing allowance); the client library throws that as VerifyError. It is
+      // the facilitator's verdict on the payment, not a sign that the facilitator is down.
+      if (isVerifyError(err)) {
+        return {
+          kind: "refused",
+          reason: err.invalidReason ?? "invalid_payment",
+          message: err.invalidMessage ?? "the facilitator rejected the payment",
+        };
+      }
       this.opts.log("x402: facilitator verify failed", {
         level: "error",
         requestId: headers[REQUEST_ID_HEADER],

@@ -21,7 +21,7 @@ node_dir() { echo "$OBOL_TOOLS_HOME/node-$NODE_VERSION/node_modules/node-linux-x
 
 # toolchain_path: PATH entries for every tool, Node 22 first.
 toolchain_path() {
-  printf '%s:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/node_modules/.bin' \
+  printf '%s:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/node_modules/.bin' \
     "$(node_dir)" \
     "$(tool_dir pulumi "$PULUMI_VERSION")" \
     "$(tool_dir k8s "$KUBERNETES_VERSION")" \
@@ -31,6 +31,7 @@ toolchain_path() {
     "$(tool_dir coredns "$COREDNS_VERSION")" \
     "$(tool_dir etcd "$ETCD_VERSION")" \
     "$(tool_dir kwok "$KWOK_VERSION")" \
+    "$(tool_dir x402-rs "$X402_RS_VERSION")" \
     "$REPO_ROOT"
 }
 

@@ -16,12 +16,15 @@ import {
   permit2Artifact,
   testTokenArtifact,
   testUsdcArtifact,
+  universalSigValidatorArtifact,
   x402ExactPermit2ProxyArtifact,
 } from "../../contracts/compile";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "./anvil";
 
 /** Where x402's EVM facilitator expects Multicall3 (the same address on every chain). */
 export const MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11";
+/** Where x402-rs's EVM facilitator expects an ERC-6492 universal signature validator (it will not start without code there). */
+export const UNIVERSAL_SIG_VALIDATOR_ADDRESS: Address = "0xdAcD51A54883eb67D95FAEb2BBfdC4a9a6BD2a3B";
 /** Uniswap's Permit2 and x402's exact Permit2 proxy, where @x402/evm expects them. */
 export const PERMIT2_ADDRESS: Address = x402Permit2Address;
 export const X402_EXACT_PERMIT2_PROXY_ADDRESS: Address = x402ExactPermit2ProxyAddress;
@@ -69,7 +72,7 @@ export interface PaymentChain {
 /**
  * A real chain for payment tests: anvil with Base Sepolia's chain id (so v1 buyers' legacy name
  * "base-sepolia" resolves to it too), a USDC-like EIP-3009 token, a plain ERC-20, and Multicall,
- * Permit2 and x402's exact Permit2 proxy at their canonical addresses (our own contracts with
+ * Permit2, x402's exact Permit2 proxy and an ERC-6492 signature validator at their canonical addresses (our own contracts with
  * the same interfaces and signature hashing; see contracts/).
  */
 export async function startPaymentChain(logDir: string, host?: string): Promise<PaymentChain> {
@@ -99,6 +102,7 @@ export async function startPaymentChain(logDir: string, host?: string): Promise<
   await deployAt(MULTICALL3_ADDRESS, multicallArtifact());
   await deployAt(PERMIT2_ADDRESS, permit2Artifact());
   await deployAt(X402_EXACT_PERMIT2_PROXY_ADDRESS, x402ExactPermit2ProxyArtifact());
+  await deployAt(UNIVERSAL_SIG_VALIDATOR_ADDRESS, universalSigValidatorArtifact());
   const plain = testTokenArtifact();
   const plainToken = await deploy(plain, ["Test Dollar", "TDOL", 6]);
   const mintOf = (address: Address, abi: readonly unknown[]) => async (to: Address, amount: bigint) => {
