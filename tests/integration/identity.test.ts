@@ -206,6 +206,21 @@ describe("ERC-8004 AgentRegistration through the real engine, on anvil", functio
     return up();
   };
 
+  /** Registered on both chains, with the cold wallet (and its consent key) as the base agent's wallet. */
+  const registeredWithColdWallet = async () => {
+    await registeredAt("v2");
+    await stack.setConfig("agentWalletKey", { value: WALLET_KEY, secret: true });
+    await configure([
+      registration(base, "https://agent.example/v2/registration.json", {
+        metadata: { x402: "true", tier: "platinum" },
+        agentWallet: coldWallet.address,
+      }),
+      registration(local, "https://agent.example/v1/registration.json"),
+    ]);
+    await up();
+    assert.equal(await agentWallet(base), coldWallet.address);
+  };
+
   it("(a) the first up mints exactly one agent per chain; a second up sends no transaction", async () => {
     await configure([
       registration(base, "https://agent.example/v1/registration.json"),
@@ -295,6 +310,7 @@ describe("ERC-8004 AgentRegistration through the real engine, on anvil", functio
   });
 
   it("refresh reads the agentWallet back: a wallet cleared outside Pulumi is drift, and up restores it", async () => {
+    await registeredWithColdWallet();
     const hash = await base.wallet(SIGNER_KEY).writeContract({
       address: base.registry,
       abi: parseAbi(["function unsetAgentWallet(uint256 agentId)"]),
@@ -314,6 +330,7 @@ describe("ERC-8004 AgentRegistration through the real engine, on anvil", functio
   });
 
   it("an agentWallet equal to the signer replaces another wallet, with the signer's own consent", async () => {
+    await registeredWithColdWallet();
     const signerNonce = await nonce(base);
     await configure([
       registration(base, "https://agent.example/v2/registration.json", {
