@@ -135,6 +135,14 @@ export function bindingOf(payload: Record<string, unknown>): Binding {
     return { malformed: "payload.signature must be a 0x-prefixed hex signature" };
   const auth = fieldsOf(payload.authorization);
   const permit = fieldsOf(payload.permit2Authorization);
+  // A transfer key with a non-object value would be read as absent here while x402's facilitator
+  // picks its transfer method by the key's presence alone (and then throws on the missing fields).
+  for (const [key, fields] of [
+    ["authorization", auth],
+    ["permit2Authorization", permit],
+  ] as const) {
+    if (key in payload && !fields) return { malformed: `payload.${key} must be an object` };
+  }
   // One transfer per payment: a payload with both would be checked as one and settled as the other.
   if (auth && permit)
     return { malformed: "the payload carries both authorization and permit2Authorization: send one" };

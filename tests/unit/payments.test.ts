@@ -275,6 +275,17 @@ describe("payment bindings", () => {
     assert.match(badFrom.malformed ?? "", /authorization\.from/);
     const badNonce = bindingOf({ signature, authorization: { ...auth, nonce: "0x01" } });
     assert.match(badNonce.malformed ?? "", /authorization\.nonce/);
+    // Found by the interop fuzz test (seed -1177350839): the facilitator took this for Permit2 and threw.
+    for (const value of [false, null, "x", 1]) {
+      assert.equal(
+        bindingOf({ signature, authorization: auth, permit2Authorization: value }).malformed,
+        "payload.permit2Authorization must be an object",
+      );
+      assert.equal(
+        bindingOf({ signature, authorization: value }).malformed,
+        "payload.authorization must be an object",
+      );
+    }
   });
 });
 
