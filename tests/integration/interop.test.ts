@@ -13,13 +13,12 @@ import {
   decodePaymentResponseHeader as decodeAxiosReceipt,
   wrapAxiosWithPayment,
 } from "@x402/axios";
-import { x402Client } from "@x402/core/client";
 import { decodePaymentRequiredHeader } from "@x402/core/http";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { decodePaymentResponseHeader as decodeFetchReceipt, wrapFetchWithPayment } from "@x402/fetch";
 import axios from "axios";
 import fc from "fast-check";
-import { type Address, createWalletClient, type LocalAccount, http as viemHttp } from "viem";
+import { type Address, createWalletClient, http as viemHttp } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { baseSepolia } from "viem/chains";
 import { decodeXPaymentResponse, wrapFetchWithPayment as wrapFetchWithPaymentV1 } from "x402-fetch";
@@ -30,6 +29,7 @@ import { scratchDir, sharedControlPlane } from "../harness/env";
 import { headerValueOf, mutatedPaymentOf } from "../harness/paymentArbitraries";
 import { type PaymentChain, startPaymentChain } from "../harness/paymentChain";
 import { freePort, type ManagedProcess, startProcess, waitFor } from "../harness/processes";
+import { v2Client } from "../harness/x402Buyers";
 import {
   createNamespace,
   createObject,
@@ -82,14 +82,6 @@ class CountingRelay {
   stop(): Promise<void> {
     return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
-}
-
-/** x402's v2 client as the README tells a buyer to set it up (the test token is in no SDK table). */
-function v2Client(account: LocalAccount) {
-  const client = new x402Client();
-  client.register("eip155:*", new ExactEvmScheme(account));
-  client.setSpendControls(false);
-  return client;
 }
 
 describe("x402 interoperability with third-party implementations (real processes, anvil)", function () {

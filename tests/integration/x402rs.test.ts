@@ -7,11 +7,9 @@
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { x402Client } from "@x402/core/client";
 import { decodePaymentResponseHeader } from "@x402/core/http";
-import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { type Address, createWalletClient, type LocalAccount, http as viemHttp } from "viem";
+import { type Address, createWalletClient, http as viemHttp } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { baseSepolia } from "viem/chains";
 import { decodeXPaymentResponse, wrapFetchWithPayment as wrapFetchWithPaymentV1 } from "x402-fetch";
@@ -20,6 +18,7 @@ import type { ControlPlane } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import { type PaymentChain, startPaymentChain } from "../harness/paymentChain";
 import { freePort, type ManagedProcess, startProcess, tail } from "../harness/processes";
+import { v2Client } from "../harness/x402Buyers";
 import {
   createNamespace,
   createObject,
@@ -42,13 +41,6 @@ function x402RsBinary(): string {
   throw new Error(
     "x402-rs-facilitator is not on PATH: run `npm run tools`, then the tests through scripts/with-tools",
   );
-}
-
-function v2Client(account: LocalAccount) {
-  const client = new x402Client();
-  client.register("eip155:*", new ExactEvmScheme(account));
-  client.setSpendControls(false);
-  return client;
 }
 
 describe("the gateway settling through the x402-rs facilitator (Rust, real processes, anvil)", function () {
