@@ -365,7 +365,7 @@ const chat = (model) => fetch(litellm + "/v1/chat/completions", { method: "POST"
     );
   });
 
-  it("destroy removes every object, and a second up after destroy works", async () => {
+  it("destroy removes every object of the stack (the shared CRDs stay), and a second up after destroy works", async () => {
     const destroyed = await stack.destroy({ onOutput: log.onOutput });
     assert.equal(destroyed.summary.result, "succeeded", log.text());
     await waitFor(
@@ -380,8 +380,12 @@ const chat = (model) => fetch(litellm + "/v1/chat/completions", { method: "POST"
       },
       { timeoutMs: 180_000, intervalMs: 1000 },
     );
+    // The CRDs are shared by every stack on the cluster and deleted by none (retainOnDelete,
+    // docs/adr/0004-two-stacks-one-cluster.md): they stay, with none of this stack's objects.
     const crds = await cluster.kubectl(["get", "crd", "-o", "name"]);
-    assert.doesNotMatch(crds, /obol\.org/, "the stack's CustomResourceDefinitions are gone");
+    assert.match(crds, /serviceoffers\.obol\.org/, "the shared CustomResourceDefinitions stay");
+    const offers = await cluster.kubectl(["get", "serviceoffers", "--all-namespaces", "-o", "name"]);
+    assert.equal(offers.trim(), "", "no ServiceOffer of the destroyed stack is left");
     await waitFor(
       "the buyer's volume to be released and deleted",
       async () => !(await cluster.kubectl(["get", "pv", "-o", "json"])).includes(`"namespace": "${ns}"`),
