@@ -4,6 +4,21 @@ import * as https from "node:https";
 import * as path from "node:path";
 import { freePort, type ManagedProcess, startProcess, tail, waitFor } from "./processes";
 
+/** A single-member etcd on loopback for a test API server: data in `<dir>/etcd`, no fsync. */
+export function etcdArgs(dir: string, clientPort: number, peerPort: number): string[] {
+  return [
+    "--name=node0",
+    `--data-dir=${path.join(dir, "etcd")}`,
+    `--listen-client-urls=http://127.0.0.1:${clientPort}`,
+    `--advertise-client-urls=http://127.0.0.1:${clientPort}`,
+    `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
+    `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
+    `--initial-cluster=node0=http://127.0.0.1:${peerPort}`,
+    "--unsafe-no-fsync",
+    "--log-level=warn",
+  ];
+}
+
 /**
  * A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
  * kube-scheduler, and kwok faking a kubelet for one node. Deployments become Available,
@@ -168,17 +183,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   };
 
   try {
-    const etcd = start("etcd", "etcd", [
-      "--name=node0",
-      `--data-dir=${path.join(dir, "etcd")}`,
-      `--listen-client-urls=http://127.0.0.1:${etcdClient}`,
-      `--advertise-client-urls=http://127.0.0.1:${etcdClient}`,
-      `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
-      `--initial-cluster=node0=http://127.0.0.1:${etcdPeer}`,
-      "--unsafe-no-fsync",
-      "--log-level=warn",
-    ]);
+    const etcd = start("etcd", "etcd", etcdArgs(dir, etcdClient, etcdPeer));
     await waitFor(
       "etcd",
       async () => {

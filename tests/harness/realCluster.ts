@@ -1,7 +1,7 @@
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { kubeconfigYaml, kubeRequest } from "./controlPlane";
+import { etcdArgs, kubeconfigYaml, kubeRequest } from "./controlPlane";
 import {
   checkHost,
   ensureGuard,
@@ -563,17 +563,7 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
     await importImage(opts.sandboxImage.tar);
 
     // 2. etcd and the API server (on the node address: pods reach it through Service `kubernetes`).
-    start("etcd", [
-      "--name=node0",
-      `--data-dir=${path.join(dir, "etcd")}`,
-      `--listen-client-urls=http://127.0.0.1:${etcdClient}`,
-      `--advertise-client-urls=http://127.0.0.1:${etcdClient}`,
-      `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
-      `--initial-cluster=node0=http://127.0.0.1:${etcdPeer}`,
-      "--unsafe-no-fsync",
-      "--log-level=warn",
-    ]);
+    start("etcd", etcdArgs(dir, etcdClient, etcdPeer));
     await waitFor(
       "etcd",
       async () => {
