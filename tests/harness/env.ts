@@ -48,20 +48,27 @@ export function scratchDir(name: string): string {
   return dir;
 }
 
+/**
+ * Stops the shared clusters (and a dockerd started for them); `destroy` also deletes the real
+ * cluster's data (etcd, containerd's images, volumes) instead of keeping it for the logs.
+ */
+export async function stopSharedClusters(opts: { destroy?: boolean } = {}): Promise<void> {
+  if (shared) {
+    const cp = await shared.catch(() => undefined);
+    await cp?.stop();
+    shared = undefined;
+  }
+  if (sharedReal) {
+    const real = await sharedReal.catch(() => undefined);
+    await (opts.destroy ? real?.cluster.destroy() : real?.cluster.stop());
+    await real?.dockerd.stop();
+    sharedReal = undefined;
+  }
+}
+
 export const mochaHooks = {
   async afterAll(this: Mocha.Context) {
-    this.timeout(60_000);
-    if (shared) {
-      const cp = await shared.catch(() => undefined);
-      await cp?.stop();
-      shared = undefined;
-    }
-    if (sharedReal) {
-      this.timeout(180_000);
-      const real = await sharedReal.catch(() => undefined);
-      await real?.cluster.stop();
-      await real?.dockerd.stop();
-      sharedReal = undefined;
-    }
+    this.timeout(sharedReal ? 240_000 : 60_000);
+    await stopSharedClusters();
   },
 };

@@ -7,11 +7,12 @@ import { defined } from "../../harness/assertions";
 import { scratchDir, sharedRealCluster } from "../../harness/env";
 import type { ImageName, LocalImage } from "../../harness/images";
 import { ensureImages } from "../../harness/images";
+import { runInPod } from "../../harness/journey";
 import { type PaymentChain, startPaymentChain } from "../../harness/paymentChain";
 import { waitFor } from "../../harness/processes";
 import { programStack } from "../../harness/project";
 import { outputCollector } from "../../harness/pulumi";
-import { finishedPodLog, type RealCluster } from "../../harness/realCluster";
+import type { RealCluster } from "../../harness/realCluster";
 
 /**
  * The Pulumi program deployed onto a real node: every pod really runs, with the images built
@@ -21,7 +22,6 @@ import { finishedPodLog, type RealCluster } from "../../harness/realCluster";
  */
 
 const IMAGES: ImageName[] = ["runtime", "litellm", "modelServer", "distroless"];
-const NODE_IMAGE = "gcr.io/distroless/nodejs22-debian12:nonroot";
 const FACILITATOR_KEY = ANVIL_KEYS[1];
 const BUYER_KEY = ANVIL_KEYS[3];
 const SELLER = privateKeyToAccount(ANVIL_KEYS[2]).address;
@@ -54,50 +54,8 @@ describe("the stack on a real node", function () {
     JSON.parse(await cluster.kubectl([...args, "-o", "json"])) as T;
   const pods = async () => (await kubectlJson<{ items: Pod[] }>(["-n", ns, "get", "pods"])).items;
 
-  /** Runs a script in a pod of the cluster (the test Node.js image) and returns its JSON lines. */
-  async function inPod(name: string, script: string): Promise<Record<string, unknown>> {
-    await cluster.kubectl(
-      ["apply", "-f", "-"],
-      JSON.stringify({
-        apiVersion: "v1",
-        kind: "Pod",
-        metadata: { name, namespace: ns },
-        spec: {
-          restartPolicy: "Never",
-          automountServiceAccountToken: false,
-          // The stack's namespace enforces Pod Security "restricted".
-          securityContext: {
-            runAsNonRoot: true,
-            runAsUser: 65532,
-            seccompProfile: { type: "RuntimeDefault" },
-          },
-          containers: [
-            {
-              name: "client",
-              image: NODE_IMAGE,
-              imagePullPolicy: "Never",
-              args: ["-e", script],
-              env: [{ name: "NS", value: ns }],
-              securityContext: {
-                readOnlyRootFilesystem: true,
-                allowPrivilegeEscalation: false,
-                capabilities: { drop: ["ALL"] },
-              },
-            },
-          ],
-        },
-      }),
-    );
-    const out = await finishedPodLog(cluster, ns, name);
-    await cluster.kubectl(["-n", ns, "delete", "pod", name, "--wait=false"]);
-    return Object.assign(
-      {},
-      ...out
-        .trim()
-        .split("\n")
-        .map((l) => JSON.parse(l)),
-    );
-  }
+  /** Runs a script in a pod of the stack's namespace (the test Node.js image); its JSON lines. */
+  const inPod = (name: string, script: string) => runInPod(cluster, ns, name, script, { NS: ns });
 
   before(async () => {
     cluster = await sharedRealCluster(IMAGES);
