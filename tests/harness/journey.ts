@@ -145,7 +145,7 @@ export class Journey {
     });
     this.report.info(`anvil ${this.chain.anvil.rpcUrl} (${this.chain.network}), registry ${this.registry}`);
     await this.report.step(`the upstream model server in namespace ${this.ns.llm}`, () =>
-      this.applyUpstream(),
+      applyModelServer(this.cluster, this.ns.llm, this.opts.images.modelServer.tag),
     );
     this.alice = await programStack({
       dir: path.join(this.opts.dir, "alice"),
@@ -470,50 +470,59 @@ export class Journey {
   private async kubectlJson<T>(args: string[]): Promise<T> {
     return JSON.parse(await this.cluster.kubectl([...args, "-o", "json"])) as T;
   }
+}
 
-  private async applyUpstream(): Promise<void> {
-    const llm = this.ns.llm;
-    await this.cluster.kubectl(
-      ["apply", "-f", "-"],
-      [
-        { apiVersion: "v1", kind: "Namespace", metadata: { name: llm } },
-        {
-          apiVersion: "apps/v1",
-          kind: "Deployment",
-          metadata: { name: "model-server", namespace: llm },
-          spec: {
-            selector: { matchLabels: { app: "model-server" } },
-            template: {
-              metadata: { labels: { app: "model-server" } },
-              spec: {
-                automountServiceAccountToken: false,
-                securityContext: { runAsNonRoot: true, runAsUser: 65532 },
-                containers: [
-                  {
-                    name: "model-server",
-                    image: this.opts.images.modelServer.tag,
-                    env: [{ name: "MODELS", value: MODEL }],
-                    ports: [{ name: "http", containerPort: 8080 }],
-                    readinessProbe: { httpGet: { path: "/health", port: "http" }, periodSeconds: 1 },
-                    securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false },
-                  },
-                ],
-              },
+/**
+ * The upstream every real-cluster stack test sells: the test model server (answers any model,
+ * lists `MODEL`) as Deployment and Service `model-server` in a namespace of its own, like a
+ * user's Ollama; returns once it is Ready.
+ */
+export async function applyModelServer(
+  cluster: RealCluster,
+  namespace: string,
+  image: string,
+): Promise<void> {
+  const llm = namespace;
+  await cluster.kubectl(
+    ["apply", "-f", "-"],
+    [
+      { apiVersion: "v1", kind: "Namespace", metadata: { name: llm } },
+      {
+        apiVersion: "apps/v1",
+        kind: "Deployment",
+        metadata: { name: "model-server", namespace: llm },
+        spec: {
+          selector: { matchLabels: { app: "model-server" } },
+          template: {
+            metadata: { labels: { app: "model-server" } },
+            spec: {
+              automountServiceAccountToken: false,
+              securityContext: { runAsNonRoot: true, runAsUser: 65532 },
+              containers: [
+                {
+                  name: "model-server",
+                  image: image,
+                  env: [{ name: "MODELS", value: MODEL }],
+                  ports: [{ name: "http", containerPort: 8080 }],
+                  readinessProbe: { httpGet: { path: "/health", port: "http" }, periodSeconds: 1 },
+                  securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false },
+                },
+              ],
             },
           },
         },
-        {
-          apiVersion: "v1",
-          kind: "Service",
-          metadata: { name: "model-server", namespace: llm },
-          spec: { selector: { app: "model-server" }, ports: [{ port: 8080, targetPort: "http" }] },
-        },
-      ]
-        .map((o) => JSON.stringify(o))
-        .join("\n"),
-    );
-    await this.cluster.kubectl(["-n", llm, "rollout", "status", "deployment/model-server", "--timeout=300s"]);
-  }
+      },
+      {
+        apiVersion: "v1",
+        kind: "Service",
+        metadata: { name: "model-server", namespace: llm },
+        spec: { selector: { app: "model-server" }, ports: [{ port: 8080, targetPort: "http" }] },
+      },
+    ]
+      .map((o) => JSON.stringify(o))
+      .join("\n"),
+  );
+  await cluster.kubectl(["-n", llm, "rollout", "status", "deployment/model-server", "--timeout=300s"]);
 }
 
 /**

@@ -7,7 +7,7 @@ import { defined } from "../../harness/assertions";
 import { scratchDir, sharedRealCluster } from "../../harness/env";
 import type { ImageName, LocalImage } from "../../harness/images";
 import { ensureImages } from "../../harness/images";
-import { runInPod } from "../../harness/journey";
+import { applyModelServer, runInPod } from "../../harness/journey";
 import { type PaymentChain, startPaymentChain } from "../../harness/paymentChain";
 import { waitFor } from "../../harness/processes";
 import { programStack } from "../../harness/project";
@@ -63,45 +63,7 @@ describe("the stack on a real node", function () {
     chain = await startPaymentChain(path.join(dir, "logs"), cluster.nodeIp);
     await chain.mint(privateKeyToAccount(BUYER_KEY).address, 10_000_000n);
     // The upstream: the test model server, in its own namespace like a user's Ollama.
-    await cluster.kubectl(
-      ["apply", "-f", "-"],
-      [
-        { apiVersion: "v1", kind: "Namespace", metadata: { name: llm } },
-        {
-          apiVersion: "apps/v1",
-          kind: "Deployment",
-          metadata: { name: "model-server", namespace: llm },
-          spec: {
-            selector: { matchLabels: { app: "model-server" } },
-            template: {
-              metadata: { labels: { app: "model-server" } },
-              spec: {
-                automountServiceAccountToken: false,
-                securityContext: { runAsNonRoot: true, runAsUser: 65532 },
-                containers: [
-                  {
-                    name: "model-server",
-                    image: images.modelServer.tag,
-                    env: [{ name: "MODELS", value: "test-model" }],
-                    ports: [{ name: "http", containerPort: 8080 }],
-                    readinessProbe: { httpGet: { path: "/health", port: "http" }, periodSeconds: 1 },
-                    securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false },
-                  },
-                ],
-              },
-            },
-          },
-        },
-        {
-          apiVersion: "v1",
-          kind: "Service",
-          metadata: { name: "model-server", namespace: llm },
-          spec: { selector: { app: "model-server" }, ports: [{ port: 8080, targetPort: "http" }] },
-        },
-      ]
-        .map((o) => JSON.stringify(o))
-        .join("\n"),
-    );
+    await applyModelServer(cluster, llm, images.modelServer.tag);
     const payment = {
       network: chain.network,
       payTo: SELLER,
