@@ -371,6 +371,10 @@ export class Journey {
         }),
       },
       "obol-stack:identitySignerKey": { value: SELLER_KEY, secret: true },
+      // Alice buys nothing, but the buyer Deployment is always created and its process exits
+      // without a key (a crash loop that holds `pulumi up` on a real node): until the buyer
+      // can start idle, a seller-only stack needs a buyer key too.
+      "obol-stack:buyerSignerKey": { value: SELLER_KEY, secret: true },
       "obol-stack:offers": {
         value: JSON.stringify([
           {
