@@ -4,7 +4,11 @@
  * users (and tests) wait on them; all of them spell them from here.
  */
 
-/** ServiceOffer: Ready is operational only (upstream healthy ∧ gate ready ∧ no conflict); Registered never gates it. */
+/**
+ * ServiceOffer: Ready is operational only (upstream healthy ∧ gate ready ∧ no conflict);
+ * Registered never gates it. The gate is ready when the gateway holds the route and its
+ * facilitator supports every payment of the offer.
+ */
 export const OfferCondition = {
   UpstreamHealthy: "UpstreamHealthy",
   PaymentGateReady: "PaymentGateReady",
@@ -16,8 +20,15 @@ export type OfferConditionType = (typeof OfferCondition)[keyof typeof OfferCondi
 /** Why an offer cannot hold its path (first claimant wins) or has no usable spec. */
 export type ClaimReason = "InvalidSpec" | "ReservedPath" | "PathConflict" | "HostnameConflict";
 export type UpstreamReason = "Healthy" | "Unhealthy" | "Unreachable" | "InvalidUpstream" | "InvalidSpec";
+/**
+ * Why the gateway cannot take payments for an offer although it holds the route: its facilitator's
+ * GET /supported does not list the offer's scheme on its network, or the gateway has not been
+ * able to read /supported (for longer than it keeps the last answer).
+ */
+export type FacilitatorReason = "FacilitatorUnsupported" | "FacilitatorUnreachable";
 export type GateReason =
   | ClaimReason
+  | FacilitatorReason
   | "GatewayUnreachable"
   | "GatewaySyncing"
   | "RouteNotHeld"

@@ -16,6 +16,7 @@ import {
   x402ExactPermit2ProxyAddress,
 } from "@x402/evm";
 import { registerExactEvmScheme } from "@x402/evm/exact/facilitator";
+import { EIP2612_GAS_SPONSORING } from "@x402/extensions";
 import { createWalletClient, type Hex, http as httpTransport, publicActions } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { bindingOf } from "../payments/paymentHeader";
@@ -325,6 +326,9 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
   };
   const facilitator = new x402Facilitator();
   registerExactEvmScheme(facilitator, { signer, networks });
+  // The exact-EVM scheme submits a buyer's EIP-2612 permit with a Permit2 payment; advertising the
+  // extension in /supported is what lets gateways declare it in their 402s.
+  facilitator.registerExtension(EIP2612_GAS_SPONSORING);
 
   const server = http.createServer(async (req, res) => {
     try {

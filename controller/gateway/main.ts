@@ -2,11 +2,13 @@
  * `obol-runtime gateway`: the one public process. Watches ServiceOffers and AgentIdentities,
  * serves offers, catalogs and the storefront on PORT, and the internal routes report and
  * /metrics on INTERNAL_PORT (bind it for in-cluster use only; it is never routed through the
- * tunnel). Paid routes go through the x402 gate, which verifies and settles with FACILITATOR_URL.
+ * tunnel). Paid routes go through the x402 gate, which verifies and settles with FACILITATOR_URL;
+ * the facilitator's GET /supported decides which offers can be paid at all (facilitatorWatch.ts).
  */
 import * as http from "node:http";
 import { HTTPFacilitatorClient } from "@x402/core/server";
 import { ENV, PLURALS, PORTS } from "../../api/contract";
+import { facilitatorExtensions } from "../payments/facilitatorSupport";
 import { PaymentMetrics } from "../payments/metrics";
 import { X402PaymentGate } from "../payments/x402Gate";
 import {
@@ -18,6 +20,7 @@ import {
 } from "../shared/kube";
 import { parseUpstreamOverrides } from "../shared/offers";
 import type { Command } from "../shared/startup";
+import { FacilitatorWatch } from "./facilitatorWatch";
 import { OfferLimiter } from "./limits";
 import { createInternalHandler, createPublicHandler } from "./server";
 import { RouteState } from "./state";
@@ -35,6 +38,10 @@ const SETTINGS = {
   "facilitator-url": { env: ENV.facilitatorUrl },
   /** Per facilitator call; a settle that runs out is answered settlement_pending, never "not charged". */
   "facilitator-timeout-ms": { env: "FACILITATOR_TIMEOUT_MS" },
+  /** How often the facilitator's GET /supported is read (sooner, with backoff, after a failure). */
+  "facilitator-supported-interval-ms": { env: "FACILITATOR_SUPPORTED_INTERVAL_MS" },
+  /** How long the last /supported answer is used while reads fail, before offers are paused. */
+  "facilitator-supported-max-stale-ms": { env: "FACILITATOR_SUPPORTED_MAX_STALE_MS" },
   /** Between two settles of a pending settlement, while it is followed. */
   "pending-retry-ms": { env: "PENDING_RETRY_MS" },
   /** Each replica enforces its share of every offer's limits (docs/adr/0003-ha-gateway.md). */
@@ -70,7 +77,17 @@ export const command: Command<keyof typeof SETTINGS> = {
     if (internalPort === port)
       throw new Error("--internal-port must differ from --port: internal endpoints are never public");
     const metrics = new PaymentMetrics();
+    const supportedIntervalMs = Math.max(100, s.int("facilitator-supported-interval-ms", 60_000));
+    const facilitatorWatch = new FacilitatorWatch({
+      // Its own client: a /supported read is bounded well below a settle's timeout.
+      facilitator: new HTTPFacilitatorClient({ url: facilitatorUrl, timeoutMs: 10_000 }),
+      url: facilitatorUrl,
+      intervalMs: supportedIntervalMs,
+      maxStaleMs: s.int("facilitator-supported-max-stale-ms", Math.max(180_000, 3 * supportedIntervalMs)),
+      log,
+    });
     const gate = new X402PaymentGate({
+      facilitatorExtensions: () => facilitatorExtensions(facilitatorWatch.view()),
       facilitator: new HTTPFacilitatorClient({
         url: facilitatorUrl,
         timeoutMs: s.int("facilitator-timeout-ms", 60_000),
@@ -101,6 +118,7 @@ export const command: Command<keyof typeof SETTINGS> = {
         version: () => version,
       },
       parseUpstreamOverrides(s.string("upstream-overrides")),
+      facilitatorWatch,
     );
     const options = {
       state,
@@ -115,6 +133,8 @@ export const command: Command<keyof typeof SETTINGS> = {
     const internalServer = http.createServer(createInternalHandler(options));
     const host = s.string("host") ?? "0.0.0.0";
     const internalHost = s.string("internal-host") ?? "0.0.0.0";
+    // Serve knowing what the facilitator supports (or that it could not be read yet).
+    await facilitatorWatch.ready();
     await listen(publicServer, port, host);
     await listen(internalServer, internalPort, internalHost);
 
@@ -129,6 +149,7 @@ export const command: Command<keyof typeof SETTINGS> = {
         await Promise.all([offers.stop(), identities.stop()]);
         // Stops following pending settlements; the facilitator still follows their transactions.
         gate.pending.stop();
+        facilitatorWatch.stop();
       },
     };
   },

@@ -7,6 +7,7 @@ import { declareEip2612GasSponsoringExtension } from "@x402/extensions";
 import { type Caip2, legacyNetworkName } from "../../api/chains";
 import { chargePerRequest } from "../../api/pricing";
 import type { Payment, ServiceOfferSpec } from "../../api/resources";
+import { EIP2612_GAS_SPONSORING } from "./facilitatorSupport";
 
 export interface OfferRequirements {
   v2: PaymentRequirementsV2[];
@@ -20,7 +21,15 @@ export function offerPayments(spec: ServiceOfferSpec): Payment[] {
   return [spec.payment, ...(spec.payments ?? [])];
 }
 
-export function requirementsFor(spec: ServiceOfferSpec, resourceUrl: string): OfferRequirements {
+/**
+ * `facilitatorExtensions`: the extensions the facilitator's /supported lists; the 402 declares
+ * an extension only when the facilitator that will settle the payment implements it.
+ */
+export function requirementsFor(
+  spec: ServiceOfferSpec,
+  resourceUrl: string,
+  facilitatorExtensions: readonly string[] = [],
+): OfferRequirements {
   const description = resourceDescription(spec);
   const v2: PaymentRequirementsV2[] = [];
   const v1: PaymentRequirementsV1[] = [];
@@ -56,8 +65,10 @@ export function requirementsFor(spec: ServiceOfferSpec, resourceUrl: string): Of
     });
   }
   // Buyers of an EIP-2612 token need no approve transaction: they sign a permit for Permit2 and
-  // the facilitator submits it with the payment (the proxy's settleWithPermit).
-  const sponsored = offerPayments(spec).some((p) => p.asset.transferMethod === "permit2" && p.asset.eip2612);
+  // the facilitator submits it with the payment (the proxy's settleWithPermit), if it says it can.
+  const sponsored =
+    facilitatorExtensions.includes(EIP2612_GAS_SPONSORING) &&
+    offerPayments(spec).some((p) => p.asset.transferMethod === "permit2" && p.asset.eip2612);
   return sponsored ? { v2, v1, extensions: declareEip2612GasSponsoringExtension() } : { v2, v1 };
 }
 

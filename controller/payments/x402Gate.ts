@@ -45,6 +45,8 @@ export interface X402GateOptions {
   now?: () => number;
   /** Between two settles of a pending settlement (default 5 s). */
   pendingRetryMs?: number;
+  /** The extensions the facilitator's /supported lists (default: none declared). */
+  facilitatorExtensions?: () => readonly string[];
 }
 
 /** Where a paid request stands once the gate has checked it, before anything is proxied. */
@@ -103,7 +105,11 @@ export class X402PaymentGate implements PaymentGate {
     proxy: ProxyFn,
   ): Promise<void> {
     const started = process.hrtime.bigint();
-    const requirements = requirementsFor(offer.spec, route.resourceUrl);
+    const requirements = requirementsFor(
+      offer.spec,
+      route.resourceUrl,
+      this.opts.facilitatorExtensions?.() ?? [],
+    );
     const verdict = await this.verify(req.headers, requirements, offer.name);
     let outcome: Outcome;
     if (verdict.kind === "verified") {

@@ -102,6 +102,9 @@ function gateCondition(
       message: `the gateway holds generation ${held.generation}, the offer is at generation ${generation}`,
     };
   }
+  if (held.facilitator && !held.facilitator.ok) {
+    return { ...base, status: "False", reason: held.facilitator.reason, message: held.facilitator.message };
+  }
   return {
     ...base,
     status: "True",

@@ -1,3 +1,5 @@
+import type { FacilitatorReason } from "../../api/conditions";
+
 /**
  * What the gateway reports on its internal port (GET /internal/routes): the offers whose routes
  * it holds (valid and conflict-free, whether or not they are Ready yet). The controller turns
@@ -16,6 +18,13 @@ export interface HeldRoute {
   readonly public: boolean;
   /** Name of the PaymentGate implementation guarding paid routes. */
   readonly paymentGate: string;
+  /**
+   * Whether the facilitator takes every payment of the offer (its /supported). Absent from an
+   * older gateway's report: then it is not known, and not held against the offer.
+   */
+  readonly facilitator?:
+    | { readonly ok: true }
+    | { readonly ok: false; readonly reason: FacilitatorReason; readonly message: string };
 }
 
 export interface RoutesReport {
