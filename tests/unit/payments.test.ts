@@ -185,6 +185,7 @@ describe("payment headers", () => {
         payments: [{ ...spec.payment, network: "eip155:8453", asset: { ...permit2Asset, eip2612: true } }],
       },
       "u",
+      ["eip2612GasSponsoring"],
     );
     assert.ok(
       sponsored.extensions?.eip2612GasSponsoring,

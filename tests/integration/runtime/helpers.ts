@@ -360,11 +360,18 @@ export async function startSellerRuntime(opts: {
   cp: ControlPlane;
   namespace: string;
   logDir: string;
-  /** Unpaid and free requests never reach it; the default is an unreachable address. */
+  /**
+   * Default: a self-run facilitator of its own that advertises base-sepolia but settles nothing
+   * (tests whose requests are never paid): the gateway only reads its /supported.
+   */
   facilitatorUrl?: string;
   publicBaseUrl?: string;
   controllerArgs?: string[];
+  gatewayEnv?: NodeJS.ProcessEnv;
 }): Promise<SellerRuntime> {
+  const ownFacilitator = opts.facilitatorUrl
+    ? undefined
+    : await startSupportedOnlyFacilitator({ logDir: opts.logDir, networks: [BASE_SEPOLIA] });
   const [port, internalPort, controllerPort] = [await freePort(), await freePort(), await freePort()];
   const internalUrl = `http://127.0.0.1:${internalPort}`;
   const gateway = startRuntime(
@@ -387,7 +394,8 @@ export async function startSellerRuntime(opts: {
     {
       INTERNAL_PORT: String(internalPort),
       INTERNAL_HOST: "127.0.0.1",
-      FACILITATOR_URL: opts.facilitatorUrl ?? "http://127.0.0.1:9",
+      FACILITATOR_URL: opts.facilitatorUrl ?? ownFacilitator?.url,
+      ...opts.gatewayEnv,
     },
   );
   const controller = startRuntime(
@@ -414,8 +422,34 @@ export async function startSellerRuntime(opts: {
     internalUrl,
     async stop() {
       await Promise.all([gateway.stop(), controller.stop()]);
+      await ownFacilitator?.proc.stop();
     },
   };
+}
+
+/**
+ * The self-run facilitator advertising `networks` in /supported, with no chain behind it: for
+ * tests whose requests are never paid (verify and settle would fail). A real process, so the
+ * gateway reads a real facilitator's /supported.
+ */
+export async function startSupportedOnlyFacilitator(opts: {
+  logDir: string;
+  networks: readonly string[];
+  port?: number;
+}): Promise<{ proc: ManagedProcess; url: string; port: number }> {
+  const port = opts.port ?? (await freePort());
+  const proc = startRuntime("facilitator", "facilitator", [], opts.logDir, {
+    // anvil's first well-known test key; nothing is ever signed with it here.
+    SIGNER_KEY: "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    RPC_URL: "http://127.0.0.1:9",
+    NETWORKS: opts.networks.join(","),
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    BALANCE_REFRESH_MS: "3600000",
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHttp("the facilitator", `${url}/supported`, proc);
+  return { proc, url, port };
 }
 
 /** The self-run facilitator as a process on `port`, settling on `rpcUrl` with anvil's first key. */

@@ -27,6 +27,7 @@ import {
   mergePatch,
   offerSpec,
   startRuntime,
+  startSupportedOnlyFacilitator,
   Upstream,
   USDC,
   waitForCondition,
@@ -74,6 +75,7 @@ describe("runtime: controller and gateway against the control plane", () => {
   let internalUrl: string;
   let upstream: Upstream;
   let controllerArgs: string[];
+  let facilitator: { proc: ManagedProcess; url: string };
   let run = 0;
 
   const logs = () => [controller, gateway].filter(Boolean);
@@ -81,6 +83,15 @@ describe("runtime: controller and gateway against the control plane", () => {
   before(async () => {
     cp = await sharedControlPlane();
     await installCrds(cp);
+    // The gateway reads its /supported; unpaid requests never reach verify or settle.
+    facilitator = await startSupportedOnlyFacilitator({
+      logDir: path.join(scratchDir("runtime-facilitator"), "logs"),
+      networks: [BASE_SEPOLIA],
+    });
+  });
+
+  after(async () => {
+    await facilitator?.proc.stop();
   });
 
   beforeEach(async () => {
@@ -98,11 +109,10 @@ describe("runtime: controller and gateway against the control plane", () => {
       "gateway",
       ["--kubeconfig", cp.kubeconfigPath, "--namespace", ns, "--port", String(port), "--host", "127.0.0.1"],
       logDir,
-      // Unpaid requests never reach the facilitator; an unreachable one proves it.
       {
         INTERNAL_PORT: String(internalPort),
         INTERNAL_HOST: "127.0.0.1",
-        FACILITATOR_URL: "http://127.0.0.1:9",
+        FACILITATOR_URL: facilitator.url,
       },
     );
     controllerArgs = [
