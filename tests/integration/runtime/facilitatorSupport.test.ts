@@ -38,6 +38,16 @@ describe("runtime: the facilitator's /supported decides which offers can be paid
   let port: number;
 
   const logs = () => [seller.controller, seller.gateway, ...(facilitator ? [facilitator.proc] : [])];
+  /** Waits until the offer's Ready condition is `status` (with `reason`, if given). */
+  const readyIs = (status: "True" | "False", reason?: string) =>
+    waitForCondition(
+      cp,
+      ns,
+      "serviceoffers",
+      "echo",
+      { type: "Ready", status, ...(reason ? { reason } : {}) },
+      { logs: logs() },
+    );
   const restartFacilitator = async (networks: string[]) => {
     await facilitator?.proc.stop();
     facilitator = await startSupportedOnlyFacilitator({ logDir, networks, port });
@@ -71,14 +81,7 @@ describe("runtime: the facilitator's /supported decides which offers can be paid
 
   it("an offer on an unadvertised network is not Ready and gets no 402; it becomes Ready when the facilitator advertises it", async () => {
     await createObject(cp, ns, "serviceoffers", "ServiceOffer", "echo", offerSpec(upstream.port));
-    const offer = await waitForCondition(
-      cp,
-      ns,
-      "serviceoffers",
-      "echo",
-      { type: "Ready", status: "False", reason: "FacilitatorUnsupported" },
-      { logs: logs() },
-    );
+    const offer = await readyIs("False", "FacilitatorUnsupported");
     const ready = condition(offer, "Ready");
     assert.match(ready?.message ?? "", new RegExp(`"exact" on ${BASE_SEPOLIA}`), "names scheme and network");
     assert.ok(ready?.message?.includes(facilitator!.url), `names the facilitator: ${ready?.message}`);
@@ -91,28 +94,14 @@ describe("runtime: the facilitator's /supported decides which offers can be paid
     assert.doesNotMatch(catalog.text, /services\/echo/, "not listed either");
 
     await restartFacilitator(["eip155:8453", BASE_SEPOLIA]);
-    await waitForCondition(
-      cp,
-      ns,
-      "serviceoffers",
-      "echo",
-      { type: "Ready", status: "True" },
-      { logs: logs() },
-    );
+    await readyIs("True");
     const required = await httpGet(`${seller.publicUrl}/services/echo/anything`);
     assert.equal(required.status, 402);
     assert.ok(required.headers.get("payment-required"), "the 402 carries PAYMENT-REQUIRED");
   });
 
   it("a facilitator that goes away keeps Ready offers for the stale window, then FacilitatorUnreachable until it is back", async () => {
-    await waitForCondition(
-      cp,
-      ns,
-      "serviceoffers",
-      "echo",
-      { type: "Ready", status: "True" },
-      { logs: logs() },
-    );
+    await readyIs("True");
     await facilitator?.proc.stop();
     const stoppedAt = Date.now();
     facilitator = undefined;
@@ -123,27 +112,13 @@ describe("runtime: the facilitator's /supported decides which offers can be paid
       assert.equal((await httpGet(`${seller.publicUrl}/services/echo/x`)).status, 402);
       await new Promise((r) => setTimeout(r, 200));
     }
-    const down = await waitForCondition(
-      cp,
-      ns,
-      "serviceoffers",
-      "echo",
-      { type: "Ready", status: "False", reason: "FacilitatorUnreachable" },
-      { logs: logs() },
-    );
+    const down = await readyIs("False", "FacilitatorUnreachable");
     assert.match(condition(down, "Ready")?.message ?? "", /has not answered GET \/supported/);
     assert.ok(Date.now() - stoppedAt >= STALE_MS - 1_000, "not before the stale window ran out");
     assert.equal((await httpGet(`${seller.publicUrl}/services/echo/x`)).status, 404);
 
     await restartFacilitator([BASE_SEPOLIA]);
-    await waitForCondition(
-      cp,
-      ns,
-      "serviceoffers",
-      "echo",
-      { type: "Ready", status: "True" },
-      { logs: logs() },
-    );
+    await readyIs("True");
     assert.equal((await httpGet(`${seller.publicUrl}/services/echo/x`)).status, 402);
   });
 });
