@@ -25,6 +25,7 @@ import {
   installCrds,
   REPO,
   startRuntime,
+  startSupportedOnlyFacilitator,
   waitForHttp,
 } from "../tests/integration/runtime/helpers";
 
@@ -123,6 +124,9 @@ async function main() {
   await new Promise<void>((r) => upstream.listen(upstreamPort, "127.0.0.1", r));
   const procs: ManagedProcess[] = [];
   try {
+    // Offers are Ready only on a network the gateway's facilitator advertises in /supported.
+    const facilitator = await startSupportedOnlyFacilitator({ logDir, networks: ["eip155:84532"] });
+    procs.push(facilitator.proc);
     await installCrds(cp);
     for (const n of SIZES) {
       const ns = `bench-${n}`;
@@ -187,7 +191,7 @@ async function main() {
         {
           INTERNAL_PORT: String(internalPort),
           INTERNAL_HOST: "127.0.0.1",
-          FACILITATOR_URL: "http://127.0.0.1:9",
+          FACILITATOR_URL: facilitator.url,
         },
       );
       procs.push(gateway);
