@@ -145,3 +145,8 @@ export function permit2Artifact(): ContractArtifact {
 export function x402ExactPermit2ProxyArtifact(): ContractArtifact {
   return compileContract("X402ExactPermit2Proxy.sol", "X402ExactPermit2Proxy");
 }
+
+/** x402's upto Permit2 proxy (settles any amount up to the signed maximum), at its canonical address on test chains. */
+export function x402UptoPermit2ProxyArtifact(): ContractArtifact {
+  return compileContract("X402UptoPermit2Proxy.sol", "X402UptoPermit2Proxy");
+}

@@ -1,7 +1,8 @@
 /**
  * The self-run x402 facilitator: @x402/core's transport-less facilitator engine with
- * @x402/evm's exact scheme (EIP-3009 and Permit2), served over HTTP as /verify, /settle and
- * /supported. It submits settlements with its own key and pays the gas.
+ * @x402/evm's exact scheme (EIP-3009 and Permit2) and its upto scheme (Permit2: settles the
+ * metered amount, up to the signed maximum), served over HTTP as /verify, /settle and
+ * /supported (upto's kind carries `extra.facilitatorAddress`, the address its witness binds). It submits settlements with its own key and pays the gas.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import * as http from "node:http";
@@ -14,9 +15,11 @@ import {
   PERMIT2_ADDRESS,
   toFacilitatorEvmSigner,
   x402ExactPermit2ProxyAddress,
+  x402UptoPermit2ProxyAddress,
 } from "@x402/evm";
 import { registerExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { EIP2612_GAS_SPONSORING } from "@x402/extensions";
+import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
 import { createWalletClient, type Hex, http as httpTransport, publicActions } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { bindingOf } from "../payments/paymentHeader";
@@ -60,10 +63,16 @@ export interface RunningFacilitator {
 const MAX_BODY = 64 * 1024;
 
 /** The contracts a Permit2 payment goes through; @x402/evm uses these canonical addresses. */
-const PERMIT2_CONTRACTS = [
-  ["Permit2", PERMIT2_ADDRESS],
-  ["x402's exact Permit2 proxy", x402ExactPermit2ProxyAddress],
-] as const;
+const PERMIT2_CONTRACTS = {
+  exact: [
+    ["Permit2", PERMIT2_ADDRESS],
+    ["x402's exact Permit2 proxy", x402ExactPermit2ProxyAddress],
+  ],
+  upto: [
+    ["Permit2", PERMIT2_ADDRESS],
+    ["x402's upto Permit2 proxy", x402UptoPermit2ProxyAddress],
+  ],
+} as const;
 
 function isPermit2Payment(payment: PaymentPayload): boolean {
   const payload = (payment as { payload?: unknown }).payload;
@@ -211,7 +220,8 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
    */
   const missingPermit2Contract = async (payment: PaymentPayload): Promise<string | undefined> => {
     if (!isPermit2Payment(payment)) return undefined;
-    for (const [name, address] of PERMIT2_CONTRACTS) {
+    const contracts = payment.accepted?.scheme === "upto" ? PERMIT2_CONTRACTS.upto : PERMIT2_CONTRACTS.exact;
+    for (const [name, address] of contracts) {
       const code = await client.getCode({ address });
       if (!code || code === "0x") return `${name} has no code at ${address} on this chain`;
     }
@@ -329,6 +339,7 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
   // The exact-EVM scheme submits a buyer's EIP-2612 permit with a Permit2 payment; advertising the
   // extension in /supported is what lets gateways declare it in their 402s.
   facilitator.registerExtension(EIP2612_GAS_SPONSORING);
+  facilitator.register(networks, new UptoEvmScheme(signer));
 
   const server = http.createServer(async (req, res) => {
     try {

@@ -1,4 +1,8 @@
-import { x402ExactPermit2ProxyAddress, PERMIT2_ADDRESS as x402Permit2Address } from "@x402/evm";
+import {
+  x402ExactPermit2ProxyAddress,
+  PERMIT2_ADDRESS as x402Permit2Address,
+  x402UptoPermit2ProxyAddress,
+} from "@x402/evm";
 import {
   type Address,
   createPublicClient,
@@ -18,6 +22,7 @@ import {
   testUsdcArtifact,
   universalSigValidatorArtifact,
   x402ExactPermit2ProxyArtifact,
+  x402UptoPermit2ProxyArtifact,
 } from "../../contracts/compile";
 import { ANVIL_KEYS, type Anvil, startAnvil } from "./anvil";
 
@@ -28,6 +33,8 @@ export const UNIVERSAL_SIG_VALIDATOR_ADDRESS: Address = "0xdAcD51A54883eb67D95FA
 /** Uniswap's Permit2 and x402's exact Permit2 proxy, where @x402/evm expects them. */
 export const PERMIT2_ADDRESS: Address = x402Permit2Address;
 export const X402_EXACT_PERMIT2_PROXY_ADDRESS: Address = x402ExactPermit2ProxyAddress;
+/** x402's upto Permit2 proxy: settles the metered amount, up to the signed maximum. */
+export const X402_UPTO_PERMIT2_PROXY_ADDRESS: Address = x402UptoPermit2ProxyAddress;
 
 /** A plain ERC-20 that x402 pays through Permit2. */
 export interface Permit2Token {
@@ -72,7 +79,7 @@ export interface PaymentChain {
 /**
  * A real chain for payment tests: anvil with Base Sepolia's chain id (so v1 buyers' legacy name
  * "base-sepolia" resolves to it too), a USDC-like EIP-3009 token, a plain ERC-20, and Multicall,
- * Permit2, x402's exact Permit2 proxy and an ERC-6492 signature validator at their canonical addresses (our own contracts with
+ * Permit2, x402's exact and upto Permit2 proxies and an ERC-6492 signature validator at their canonical addresses (our own contracts with
  * the same interfaces and signature hashing; see contracts/).
  */
 export async function startPaymentChain(logDir: string, host?: string): Promise<PaymentChain> {
@@ -102,6 +109,7 @@ export async function startPaymentChain(logDir: string, host?: string): Promise<
   await deployAt(MULTICALL3_ADDRESS, multicallArtifact());
   await deployAt(PERMIT2_ADDRESS, permit2Artifact());
   await deployAt(X402_EXACT_PERMIT2_PROXY_ADDRESS, x402ExactPermit2ProxyArtifact());
+  await deployAt(X402_UPTO_PERMIT2_PROXY_ADDRESS, x402UptoPermit2ProxyArtifact());
   await deployAt(UNIVERSAL_SIG_VALIDATOR_ADDRESS, universalSigValidatorArtifact());
   const plain = testTokenArtifact();
   const plainToken = await deploy(plain, ["Test Dollar", "TDOL", 6]);
