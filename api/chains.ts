@@ -24,6 +24,8 @@ export interface ChainInfo {
   readonly legacyName?: string;
   readonly displayName: string;
   readonly mainnet: boolean;
+  /** A chain that runs on the operator's machine (its name says so; it is not a public testnet). */
+  readonly local?: boolean;
   /** Default payment token; absent for local chains, where offers must name their asset. */
   readonly usdc?: TokenInfo;
   /** ERC-8004 IdentityRegistry (the same vanity address on every mainnet / every testnet). */
@@ -97,6 +99,7 @@ export const CHAINS: readonly ChainInfo[] = [
     legacyName: "anvil",
     displayName: "Local (anvil)",
     mainnet: false,
+    local: true,
   },
 ];
 
@@ -130,6 +133,23 @@ export function toCaip2(input: string): Caip2 {
 
 export function chainInfo(caip2: Caip2): ChainInfo | undefined {
   return byCaip2.get(caip2);
+}
+
+/**
+ * The network as a person reads it: "Base", "Base Sepolia (testnet)", "Local (anvil)"; the CAIP-2
+ * id for a chain this table does not know. Every page and message a person reads uses this, so a
+ * testnet is never mistaken for money.
+ */
+export function networkLabel(network: string): string {
+  const chain = byCaip2.get(network as Caip2);
+  if (!chain) return network;
+  return chain.mainnet || chain.local ? chain.displayName : `${chain.displayName} (testnet)`;
+}
+
+/** True for a public testnet (test tokens with no value); false for mainnets, local and unknown chains. */
+export function isTestnet(network: string): boolean {
+  const chain = byCaip2.get(network as Caip2);
+  return chain !== undefined && !chain.mainnet && !chain.local;
 }
 
 /** The chain id, exactly (64-bit chain ids exceed 2^53). */

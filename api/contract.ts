@@ -94,6 +94,7 @@ export const RESERVED_PATHS = [
   "/.well-known",
   "/skill.md",
   "/openapi.json",
+  "/favicon.ico",
   "/metrics",
   "/healthz",
   "/readyz",

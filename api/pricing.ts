@@ -3,7 +3,8 @@
  * (x402 `amount` / v1 `maxAmountRequired`) and every catalog (services.json, openapi.json,
  * skill.md, the storefront). Pure.
  */
-import { toAtomic } from "./money";
+import { networkLabel } from "./chains";
+import { fromAtomic, toAtomic } from "./money";
 import type { Payment } from "./resources";
 
 /**
@@ -22,4 +23,14 @@ export function chargePerRequest(payment: Pick<Payment, "price" | "asset">): big
     return (perMillion * PER_MTOK_BASIS_TOKENS + 999_999n) / 1_000_000n;
   }
   throw new Error("payment has no price");
+}
+
+/** What one request costs as a person reads it: "0.00025 USDC" (token symbol, decimal amount). */
+export function chargeDisplay(payment: Pick<Payment, "price" | "asset">): string {
+  return `${fromAtomic(chargePerRequest(payment), payment.asset.decimals)} ${payment.asset.symbol}`;
+}
+
+/** "0.001 USDC on Base Sepolia (testnet)": one payment option, for messages and pages. */
+export function describeCharge(payment: Pick<Payment, "price" | "asset" | "network">): string {
+  return `${chargeDisplay(payment)} on ${networkLabel(payment.network)}`;
 }

@@ -9,6 +9,7 @@ import { exactJson } from "../../api/exactJson";
 import { sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
 import { INTERNAL_ROUTES_PATH } from "../shared/routesReport";
+import { FAVICON_ICO } from "./catalog/favicon";
 import { buildCatalog, type Catalog } from "./catalog/model";
 import { renderOpenApi } from "./catalog/openapi";
 import { renderRegistration } from "./catalog/registration";
@@ -54,7 +55,7 @@ function send(
   res: http.ServerResponse,
   status: number,
   type: string,
-  body: string,
+  body: string | Buffer,
   head: boolean,
   extra: Record<string, string> = {},
 ): void {
@@ -87,7 +88,7 @@ export function createPublicHandler(options: GatewayOptions): Handler {
         send(res, 200, "text/html; charset=utf-8", renderStorefront(catalogFor(req)), head, {
           "cache-control": "no-cache",
           "content-security-policy":
-            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src https: data:",
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' https: data:",
         }),
       "/api/services.json": (req, res, head) =>
         send(
@@ -118,6 +119,8 @@ export function createPublicHandler(options: GatewayOptions): Handler {
           head,
           CATALOG_HEADERS,
         ),
+      "/favicon.ico": (_req, res, head) =>
+        send(res, 200, "image/x-icon", FAVICON_ICO, head, { "cache-control": "public, max-age=86400" }),
       "/healthz": (_req, res, head) => send(res, 200, "text/plain; charset=utf-8", "ok\n", head),
       "/readyz": (_req, res, head) => {
         const ok = opts.state.synced();

@@ -37,7 +37,8 @@ export function decidePayment(
   if (parsed === undefined) {
     return {
       kind: "required",
-      message: `this route costs ${reqs.v2.map((r) => `${r.amount} of ${r.asset} on ${r.network}`).join(" or ")}`,
+      // For a person reading the 402 (the machine-readable terms are in PAYMENT-REQUIRED/accepts).
+      message: `this route costs ${reqs.prices.join(" or ")} per request; pay with an x402 client (https://x402.org)`,
     };
   }
   if (isRejection(parsed)) return { kind: "rejected", rejection: parsed };

@@ -5,7 +5,7 @@
 import type { PaymentRequirementsV1, PaymentRequirementsV2 } from "@x402/core/schemas";
 import { declareEip2612GasSponsoringExtension } from "@x402/extensions";
 import { type Caip2, legacyNetworkName } from "../../api/chains";
-import { chargePerRequest } from "../../api/pricing";
+import { chargePerRequest, describeCharge } from "../../api/pricing";
 import type { Payment, ServiceOfferSpec } from "../../api/resources";
 import { EIP2612_GAS_SPONSORING } from "./facilitatorSupport";
 
@@ -15,6 +15,8 @@ export interface OfferRequirements {
   v1: PaymentRequirementsV1[];
   /** x402 v2 extensions the 402 declares (eip2612GasSponsoring for EIP-2612 Permit2 assets). */
   extensions?: Record<string, unknown>;
+  /** Each accepted payment as a person reads it ("0.001 USDC on Base Sepolia (testnet)"), in v2 order. */
+  prices: string[];
 }
 
 export function offerPayments(spec: ServiceOfferSpec): Payment[] {
@@ -69,7 +71,10 @@ export function requirementsFor(
   const sponsored =
     facilitatorExtensions.includes(EIP2612_GAS_SPONSORING) &&
     offerPayments(spec).some((p) => p.asset.transferMethod === "permit2" && p.asset.eip2612);
-  return sponsored ? { v2, v1, extensions: declareEip2612GasSponsoringExtension() } : { v2, v1 };
+  const prices = offerPayments(spec).map(describeCharge);
+  return sponsored
+    ? { v2, v1, prices, extensions: declareEip2612GasSponsoringExtension() }
+    : { v2, v1, prices };
 }
 
 export function resourceDescription(spec: ServiceOfferSpec): string {

@@ -11,6 +11,7 @@ export const RESERVED_PATHS: readonly string[] = [
   "/.well-known",
   "/skill.md",
   "/openapi.json",
+  "/favicon.ico",
   "/metrics",
   "/healthz",
   "/readyz",

@@ -1,7 +1,8 @@
 import * as assert from "node:assert/strict";
-import { legacyNetworkName, toCaip2, UnknownChainError } from "../../api/chains";
+import { isTestnet, legacyNetworkName, networkLabel, toCaip2, UnknownChainError } from "../../api/chains";
 import { CRD_DEFINITIONS, crdManifest, jsonSchemaOf } from "../../api/crds";
 import { compareDecimal, fromAtomic, PriceError, toAtomic } from "../../api/money";
+import { describeCharge } from "../../api/pricing";
 import { serviceOfferSpecSchema } from "../../api/resources";
 import { defined, first } from "../harness/assertions";
 
@@ -21,6 +22,31 @@ describe("chains", () => {
     );
     assert.throws(() => toCaip2("eip155:0"), UnknownChainError);
     assert.throws(() => toCaip2("solana:mainnet"), UnknownChainError);
+  });
+});
+
+describe("what a person reads about a network and a price", () => {
+  it("labels public testnets, and only them", () => {
+    assert.equal(networkLabel("eip155:8453"), "Base");
+    assert.equal(networkLabel("eip155:84532"), "Base Sepolia (testnet)");
+    assert.equal(networkLabel("eip155:31337"), "Local (anvil)");
+    assert.equal(networkLabel("eip155:424242"), "eip155:424242");
+    assert.deepEqual(
+      ["eip155:8453", "eip155:84532", "eip155:11155111", "eip155:31337", "eip155:424242"].map(isTestnet),
+      [false, true, true, false, false],
+    );
+  });
+  it("states one call's charge in the token's symbol and decimals, per-token rates included", () => {
+    const asset = { symbol: "USDC", decimals: 6 } as const;
+    const base = { network: "eip155:84532", asset: asset as never };
+    assert.equal(
+      describeCharge({ ...base, price: { perRequest: "0.001" } }),
+      "0.001 USDC on Base Sepolia (testnet)",
+    );
+    assert.equal(
+      describeCharge({ ...base, price: { perMTok: "0.25" } }),
+      "0.00025 USDC on Base Sepolia (testnet)",
+    );
   });
 });
 

@@ -296,9 +296,11 @@ describe("payment decision", () => {
   it("asks for payment, refuses with a reason, or accepts with the binding read once", () => {
     const required = decidePayment({}, reqs, NOW);
     assert.equal(required.kind, "required");
-    assert.match(
+    // A person reads the token's symbol, the decimal amount and the network's name, not atomic
+    // units of an address on a CAIP-2 id.
+    assert.equal(
       required.kind === "required" ? required.message : "",
-      /costs 1000 of 0x036C.* on eip155:84532/,
+      "this route costs 0.001 USDC on Base Sepolia (testnet) per request; pay with an x402 client (https://x402.org)",
     );
 
     const refused = decidePayment(

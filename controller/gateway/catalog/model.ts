@@ -2,7 +2,7 @@
  * The catalog view of the publicly routed offers: one model that every catalog surface
  * (services.json, skill.md, openapi.json, agent-registration.json, the storefront) renders.
  */
-import { type Caip2, chainIdOf, chainInfo } from "../../../api/chains";
+import { type Caip2, chainIdOf, chainInfo, isTestnet, networkLabel } from "../../../api/chains";
 import { fromAtomic } from "../../../api/money";
 import { chargePerRequest } from "../../../api/pricing";
 import type { AgentIdentitySpec, Asset, Payment } from "../../../api/resources";
@@ -14,6 +14,10 @@ export interface CatalogPayment {
   readonly scheme: string;
   readonly network: string;
   readonly networkName: string;
+  /** "Base Sepolia (testnet)": what a person reads (api/chains networkLabel). */
+  readonly networkLabel: string;
+  /** A public testnet: its tokens have no value. */
+  readonly testnet: boolean;
   /** Exact: serialized with exactJson. */
   readonly chainId: bigint;
   readonly payTo: string;
@@ -29,7 +33,20 @@ export interface CatalogPayment {
    * `maxAmountRequired`), from the same pricing function. "" when the price is invalid.
    */
   readonly priceAtomicUnits: string;
+  /** What one call costs, "0.00025 USDC"; "" when the price is invalid. */
+  readonly perCallDisplay: string;
   readonly maxTimeoutSeconds: number;
+}
+
+/** A free route as a visitor reads it: a concrete path, never a glob. */
+export interface FreeRoute {
+  /** The public path, e.g. "/services/echo/free/" (a trailing "*" becomes "everything below"). */
+  readonly path: string;
+  /** True when the route covers every path below `path`. */
+  readonly below: boolean;
+  readonly methods?: readonly string[] | undefined;
+  /** The offer's upstream health-check path (what the controller probes). */
+  readonly healthCheck: boolean;
 }
 
 export interface ExampleRequest {
@@ -49,6 +66,7 @@ export interface CatalogOffer {
   /** The offer's primary payment first, then its alternatives. */
   readonly payments: readonly [CatalogPayment, ...CatalogPayment[]];
   readonly routes: readonly RouteSpec[];
+  readonly freeRoutes: readonly FreeRoute[];
   readonly category?: string | undefined;
   readonly weight: number;
   readonly example: ExampleRequest;
@@ -78,12 +96,14 @@ function catalogPayment(p: Payment): CatalogPayment {
   const atomic = charge === undefined ? "" : charge.toString();
   // A perMTok rate is charged per request as the price of PER_MTOK_BASIS_TOKENS tokens: say so,
   // so the listed rate and the 402's amount never look 1000x apart.
-  const perRequestCharge =
-    charge === undefined ? "" : ` (${fromAtomic(charge, p.asset.decimals)} ${p.asset.symbol} per request)`;
+  const perCall = charge === undefined ? "" : `${fromAtomic(charge, p.asset.decimals)} ${p.asset.symbol}`;
+  const perRequestCharge = perCall ? ` (${perCall} per request)` : "";
   return {
     scheme: p.scheme,
     network: p.network,
     networkName: networkName(p.network),
+    networkLabel: networkLabel(p.network),
+    testnet: isTestnet(p.network),
     chainId: chainIdOf(p.network as Caip2),
     payTo: p.payTo,
     asset: p.asset,
@@ -92,6 +112,7 @@ function catalogPayment(p: Payment): CatalogPayment {
     priceDisplay: `${priceRaw} ${p.asset.symbol}`,
     unitDisplay: perMTok ? `per 1M tokens${perRequestCharge}` : "per request",
     priceAtomicUnits: atomic,
+    perCallDisplay: perCall,
     maxTimeoutSeconds: p.maxTimeoutSeconds,
   };
 }
@@ -130,10 +151,31 @@ export function catalogOffer(offer: HeldOffer, baseUrl: string): CatalogOffer {
     endpoint,
     payments: [catalogPayment(spec.payment), ...(spec.payments ?? []).map(catalogPayment)],
     routes: spec.routes ?? [],
+    freeRoutes: freeRoutes(spec.routes ?? [], spec.path, spec.upstream.healthPath),
     category: spec.listing?.category,
     weight: spec.listing?.weight ?? 0,
     example: exampleRequest(offer, endpoint),
   };
+}
+
+/**
+ * The free routes as concrete public paths: "/free/*" reads "/services/echo/free/" and
+ * everything below it; a route other globs (a "*" inside a segment) keep their pattern.
+ */
+function freeRoutes(routes: readonly RouteSpec[], offerPath: string, healthPath: string): FreeRoute[] {
+  const prefix = offerPath === "/" ? "" : offerPath;
+  return routes
+    .filter((r) => r.gate === "free")
+    .map((r) => {
+      const below = r.path.endsWith("/*");
+      const sub = below ? r.path.slice(0, -1) : r.path;
+      return {
+        path: `${prefix}${sub}`,
+        below,
+        methods: r.methods,
+        healthCheck: r.path === healthPath,
+      };
+    });
 }
 
 /** Builds the catalog from the offers that are publicly routed right now. */
@@ -153,11 +195,14 @@ export function buildCatalog(
   };
 }
 
-/** A shell command for the example request; every value is single-quoted for sh. */
+/**
+ * A shell command for the example request; every value is single-quoted for sh. One argument
+ * per line (the URL too), so a narrow screen shows whole arguments and scrolls, never wraps.
+ */
 export function curlCommand(example: ExampleRequest): string {
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   if (example.method === "POST") {
-    return `curl -i -X POST ${q(example.url)} \\\n  -H 'content-type: application/json' \\\n  -d ${q(example.body ?? "{}")}`;
+    return `curl -i -X POST \\\n  ${q(example.url)} \\\n  -H 'content-type: application/json' \\\n  -d ${q(example.body ?? "{}")}`;
   }
   return `curl -i ${q(example.url)}`;
 }

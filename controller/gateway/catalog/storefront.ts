@@ -2,7 +2,11 @@
  * `/`: the storefront. Server-rendered HTML and CSS, no framework; every piece of user data
  * goes through escapeHtml. The only script copies example commands to the clipboard.
  */
-import { type Catalog, type CatalogOffer, curlCommand } from "./model";
+import { PER_MTOK_BASIS_TOKENS } from "../../../api/pricing";
+import { type Catalog, type CatalogOffer, type CatalogPayment, curlCommand, type FreeRoute } from "./model";
+
+/** Where a first-time visitor learns to pay: the protocol's own site. */
+export const HOW_TO_PAY_URL = "https://x402.org";
 
 export function escapeHtml(text: string): string {
   return text
@@ -31,8 +35,9 @@ header p{margin:0;max-width:720px;color:#dfe1ff;font-size:16px}
 .links a{color:#fff;background:rgba(255,255,255,.14);border:1px solid rgba(255,255,255,.25);padding:6px 12px;border-radius:999px;font-size:13px}
 .links a:hover{background:rgba(255,255,255,.24);text-decoration:none}
 main{padding:0 24px 48px}
-.summary{margin:-24px auto 24px;background:var(--card);border:1px solid var(--line);border-radius:14px;padding:14px 18px;display:flex;gap:10px;align-items:center;box-shadow:0 6px 24px rgba(20,22,31,.06)}
-.dot{width:10px;height:10px;border-radius:50%;background:var(--ok);box-shadow:0 0 0 4px rgba(15,157,88,.15)}
+.summary{margin:-24px auto 12px;background:var(--card);border:1px solid var(--line);border-radius:14px;padding:14px 18px;display:flex;gap:10px;align-items:center;box-shadow:0 6px 24px rgba(20,22,31,.06)}
+.dot{flex:none;width:10px;height:10px;border-radius:50%;background:var(--ok);box-shadow:0 0 0 4px rgba(15,157,88,.15)}
+.how{margin:0 0 20px;color:var(--muted)}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:20px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:16px;padding:22px;display:flex;flex-direction:column;gap:14px;box-shadow:0 1px 2px rgba(20,22,31,.04)}
 .card h2{margin:0;font-size:20px;letter-spacing:-.01em}
@@ -42,35 +47,55 @@ main{padding:0 24px 48px}
 .price{display:flex;align-items:baseline;gap:8px}
 .amount{font-size:28px;font-weight:700;letter-spacing:-.02em}
 .unit{color:var(--muted)}
+.rate{margin:-8px 0 0;color:var(--muted);font-size:14px}
+.testnet{display:inline-block;margin-left:6px;font-size:11px;font-weight:600;text-transform:uppercase;letter-spacing:.04em;color:#92400e;background:#fef3c7;padding:1px 7px;border-radius:999px}
+.note{color:var(--muted)}
 dl{margin:0;display:grid;grid-template-columns:auto 1fr;gap:6px 14px;font-size:14px}
 dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
 code{font:13px/1.5 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .try{margin-top:auto;background:var(--code);border-radius:10px;overflow:hidden}
 .try-bar{display:flex;justify-content:space-between;align-items:center;padding:7px 10px 7px 14px;background:#1a1e33;color:#9aa1c2;font-size:12px;letter-spacing:.03em;text-transform:uppercase}
-.try pre{margin:0;color:var(--code-ink);padding:12px 14px 14px;white-space:pre-wrap;overflow-wrap:anywhere}
+.try pre{margin:0;color:var(--code-ink);padding:12px 14px 14px;white-space:pre;overflow-x:auto}
 .copy{background:#2f3553;color:#fff;border:0;border-radius:6px;padding:3px 10px;font-size:12px;cursor:pointer;text-transform:none;letter-spacing:0}
 .copy:hover{background:#434a70}
+ul.free{margin:0;padding:0;list-style:none}
 .empty{background:var(--card);border:1px dashed var(--line);border-radius:16px;padding:48px;text-align:center;color:var(--muted)}
 footer{color:var(--muted);font-size:13px;text-align:center;padding:24px}
 `;
 
 const SCRIPT = `document.querySelectorAll("button.copy").forEach(function(b){b.addEventListener("click",function(){var t=document.getElementById(b.dataset.target).textContent;navigator.clipboard&&navigator.clipboard.writeText(t).then(function(){b.textContent="Copied";setTimeout(function(){b.textContent="Copy"},1500)})})});`;
 
+function network(p: CatalogPayment): string {
+  return `${escapeHtml(p.networkName)}${p.testnet ? ' <span class="testnet" title="test tokens with no value">testnet</span>' : ""}`;
+}
+
+function freeRoute(r: FreeRoute): string {
+  const methods = r.methods?.length ? `${r.methods.join(", ")} ` : "";
+  const what = r.healthCheck ? " (health check)" : r.below ? " and everything below it" : "";
+  return `<li>${escapeHtml(methods)}<code>${breakable(r.path)}</code><span class="note">${escapeHtml(what)}</span></li>`;
+}
+
 function card(o: CatalogOffer, index: number): string {
   const p = o.payments[0];
   const more = o.payments.slice(1);
   const id = `curl-${index}`;
-  const free = o.routes.filter((r) => r.gate === "free").map((r) => `${o.path}${r.path}`);
+  // The big number is what one call costs; a per-token rate is explained below it.
+  const perCall = p.perCallDisplay || p.priceDisplay;
+  const rate =
+    p.priceUnit === "perMTok"
+      ? `<p class="rate">Rate ${escapeHtml(p.priceDisplay)} per 1M tokens; each call is charged a fixed ${PER_MTOK_BASIS_TOKENS.toLocaleString("en-US")} tokens, paid before it runs.</p>`
+      : "";
   return `<article class="card" data-offer="${escapeHtml(o.name)}">
   <div class="top"><h2>${escapeHtml(o.name)}</h2><span class="badge">${escapeHtml(o.type)}</span></div>
   <p class="desc">${escapeHtml(o.description)}</p>
-  <div class="price"><span class="amount">${escapeHtml(p.priceDisplay)}</span><span class="unit">${escapeHtml(p.unitDisplay)}</span></div>
+  <div class="price"><span class="amount">${escapeHtml(perCall)}</span><span class="unit">per call</span></div>
+  ${rate}
   <dl>
-    <dt>Network</dt><dd>${escapeHtml(p.networkName)}</dd>
+    <dt>Network</dt><dd>${network(p)}</dd>
     ${o.model ? `<dt>Model</dt><dd><code>${escapeHtml(o.model)}</code></dd>` : ""}
     <dt>Endpoint</dt><dd><code>${breakable(o.endpoint)}</code></dd>
-    ${free.length ? `<dt>Free</dt><dd>${free.map((f) => `<code>${breakable(f)}</code>`).join(", ")}</dd>` : ""}
-    ${more.length ? `<dt>Also</dt><dd>${more.map((m) => escapeHtml(`${m.priceDisplay} on ${m.networkName}`)).join(", ")}</dd>` : ""}
+    ${o.freeRoutes.length ? `<dt>Free</dt><dd><ul class="free">${o.freeRoutes.map(freeRoute).join("")}</ul></dd>` : ""}
+    ${more.length ? `<dt>Also</dt><dd>${more.map((m) => `${escapeHtml(`${m.perCallDisplay || m.priceDisplay} per call on`)} ${network(m)}`).join(", ")}</dd>` : ""}
   </dl>
   <div class="try"><div class="try-bar"><span>Example request</span><button class="copy" type="button" data-target="${id}">Copy</button></div><pre id="${id}"><code>${escapeHtml(curlCommand(o.example))}</code></pre></div>
 </article>`;
@@ -104,7 +129,8 @@ export function renderStorefront(catalog: Catalog): string {
   </nav>
 </div></header>
 <main><div class="wrap">
-  <div class="summary"><span class="dot"></span><span>${n} service${n === 1 ? "" : "s"} available · pay per request with <a href="https://x402.org">x402</a> — call an endpoint, get a 402 with the price, pay, repeat.</span></div>
+  <div class="summary"><span class="dot"></span><span>${n} service${n === 1 ? "" : "s"} available.</span></div>
+  <p class="how">How to pay: call an endpoint with an <a href="${HOW_TO_PAY_URL}">x402 client</a>, which pays the price in the 402 answer and repeats the call.</p>
   ${body}
 </div></main>
 <footer>Served by obol-stack · prices are per call, paid with x402 stablecoin micropayments</footer>

@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { decodePaymentRequiredHeader } from "@x402/core/http";
 import Ajv2020 from "ajv/dist/2020";
-import { chromium, type Locator } from "playwright-core";
+import { chromium, type Locator, type Page } from "playwright-core";
 import { SERVICES_JSON_SCHEMA } from "../../../controller/gateway/catalog/servicesJson";
 import type { ControlPlane } from "../../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../../harness/env";
@@ -42,6 +42,59 @@ const ARTIFACTS = path.resolve(__dirname, "../../../artifacts");
 /** The text a person sees (layout-aware, unlike textContent). */
 function visibleText(locator: Locator): Promise<string> {
   return locator.innerText();
+}
+
+/** Runs `fn` in a fresh headless Chromium page of this size; collects script errors. */
+async function withChromium(
+  viewport: { width: number; height: number },
+  fn: (page: Page, errors: string[]) => Promise<void>,
+): Promise<void> {
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "obol-chromium-"));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    viewport,
+  });
+  try {
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await fn(page, errors);
+  } finally {
+    await context.close();
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Every example command shows each of its lines on one screen line: none is wrapped mid-word,
+ * and no option (`-d`) is left alone at the end of a line.
+ */
+async function assertCurlUnbroken(page: Page): Promise<void> {
+  // Browser code as a string: the tests compile without the DOM library.
+  const blocks = (await page.evaluate(
+    `[...document.querySelectorAll(".try pre code")].map((code) => ({ text: code.textContent, height: code.getBoundingClientRect().height, lineHeight: parseFloat(getComputedStyle(code).lineHeight) }))`,
+  )) as { text: string; height: number; lineHeight: number }[];
+  assert.ok(blocks.length > 0);
+  for (const b of blocks) {
+    const written = b.text.split("\n");
+    assert.equal(
+      Math.round(b.height / b.lineHeight),
+      written.length,
+      `shown on ${written.length} lines: ${b.text}`,
+    );
+    for (const l of written) assert.doesNotMatch(l, /\s-d$/, `an option alone at a line's end: ${b.text}`);
+  }
 }
 
 const SO = "serviceoffers";
@@ -600,26 +653,7 @@ describe("runtime: controller and gateway against the control plane", () => {
       },
     );
 
-    const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "obol-chromium-"));
-    const context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-      viewport: { width: 1280, height: 900 },
-    });
-    try {
-      const page = await context.newPage();
-      const errors: string[] = [];
-      page.on("pageerror", (e) => errors.push(e.message));
+    await withChromium({ width: 1280, height: 900 }, async (page, errors) => {
       await page.goto(`${publicUrl}/`, { waitUntil: "load" });
       fs.mkdirSync(ARTIFACTS, { recursive: true });
       await page.screenshot({ path: path.join(ARTIFACTS, "storefront.png"), fullPage: true });
@@ -632,25 +666,77 @@ describe("runtime: controller and gateway against the control plane", () => {
         ["qwen-chat", "echo-copy"],
         "weight orders the cards",
       );
+      // A per-token offer: the visitor reads what one call costs, and the rate behind it.
       const qwen = page.locator('article[data-offer="qwen-chat"]');
-      assert.equal(await visibleText(qwen.locator(".amount")), "0.25 USDC");
-      assert.equal(await visibleText(qwen.locator(".unit")), "per 1M tokens (0.00025 USDC per request)");
-      assert.match(await visibleText(qwen), /Base Sepolia/);
+      assert.equal(await visibleText(qwen.locator(".amount")), "0.00025 USDC");
+      assert.equal(await visibleText(qwen.locator(".unit")), "per call");
+      assert.match(
+        await visibleText(qwen.locator(".rate")),
+        /^Rate 0\.25 USDC per 1M tokens; each call is charged a fixed 1,000 tokens/,
+      );
       assert.match(await visibleText(qwen), /qwen3:0\.6b/);
+      // The testnet is labelled as one, next to the network's name.
+      assert.match(await visibleText(qwen), /Network\s+Base Sepolia\s+testnet/i);
       const echo = page.locator('article[data-offer="echo-copy"]');
       assert.equal(await visibleText(echo.locator(".amount")), "0.001 USDC");
-      assert.equal(await visibleText(echo.locator(".unit")), "per request");
+      assert.equal(await visibleText(echo.locator(".unit")), "per call");
       assert.match(
         await visibleText(echo.locator("pre")),
         new RegExp(`curl -i '${publicUrl}/services/echo/'`),
       );
+      // Free routes as paths a person can use, the health check named as such; no globs.
+      const free = (await echo.locator("ul.free li").allInnerTexts()).map((t) =>
+        t.replace(/\s+/g, " ").trim(),
+      );
+      assert.deepEqual(free, [
+        "/services/echo/free/ and everything below it",
+        "GET /services/echo/health (health check)",
+      ]);
+      assert.doesNotMatch(await visibleText(page.locator("main")), /\*/, "no route globs on the page");
+      // How to pay: one sentence and a link.
+      const how = await visibleText(page.locator(".how"));
+      assert.match(how, /^How to pay: [^.]+\.$/, `one sentence: ${how}`);
+      assert.equal(await page.locator(".how a").getAttribute("href"), "https://x402.org");
       assert.match(await visibleText(page.locator(".summary")), /2 services available/);
       assert.ok(await page.locator("header h1").isVisible());
+      await assertCurlUnbroken(page);
+      // The icon the browser asks for is an image it can decode.
+      const icon = await page.evaluate(
+        `(async () => { const img = new Image(); img.src = "/favicon.ico"; await img.decode(); return [img.naturalWidth, img.naturalHeight]; })()`,
+      );
+      assert.deepEqual(icon, [16, 16]);
       assert.deepEqual(errors, [], "the page runs without script errors");
-    } finally {
-      await context.close();
-      fs.rmSync(userDataDir, { recursive: true, force: true });
-    }
+    });
+
+    // A 390 px phone: nothing wider than the screen, the status dot round, the price readable.
+    await withChromium({ width: 390, height: 844 }, async (page, errors) => {
+      await page.goto(`${publicUrl}/`, { waitUntil: "load" });
+      await page.screenshot({ path: path.join(ARTIFACTS, "storefront-mobile.png"), fullPage: true });
+      const dot = await page.locator(".summary .dot").boundingBox();
+      assert.ok(
+        dot && Math.abs(dot.width - dot.height) < 0.5 && dot.width >= 9,
+        `round dot: ${JSON.stringify(dot)}`,
+      );
+      const overflow = (await page.evaluate("document.documentElement.scrollWidth")) as number;
+      assert.ok(overflow <= 390, `the page is ${overflow}px wide on a 390px screen`);
+      const qwen = page.locator('article[data-offer="qwen-chat"]');
+      assert.ok(await qwen.locator(".amount").isVisible());
+      assert.equal(await visibleText(qwen.locator(".amount")), "0.00025 USDC");
+      assert.match(await visibleText(qwen), /testnet/i);
+      await assertCurlUnbroken(page);
+      assert.deepEqual(errors, []);
+    });
+
+    // The 402 a person reads: token symbol, decimal amount and the network's name.
+    const paid = await httpGet(`${publicUrl}/services/echo/x`);
+    assert.equal(paid.status, 402);
+    assert.match(
+      JSON.parse(paid.text).message,
+      /^this route costs 0\.001 USDC on Base Sepolia \(testnet\) per request; pay with an x402 client/,
+    );
+    const favicon = await fetch(`${publicUrl}/favicon.ico`);
+    assert.equal(favicon.status, 200);
+    assert.equal(favicon.headers.get("content-type"), "image/x-icon");
   });
   it("charges in the 402 exactly what services.json, openapi.json and skill.md advertise, for every price kind", async () => {
     const altAsset = {
