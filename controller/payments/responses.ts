@@ -9,6 +9,7 @@ import { encodePaymentRequiredHeader, encodePaymentResponseHeader } from "@x402/
 import type { PaymentRequiredV1, PaymentRequiredV2 } from "@x402/core/schemas";
 import type { PaymentRequired, SettleResponse } from "@x402/core/types";
 import { GateResponse } from "../gateway/paymentGate";
+import { isWebBrowser, OfferPaywall } from "./paywall";
 import type { OfferRequirements } from "./requirements";
 
 /** What is being sold, for the 402's `resource`. */
@@ -48,11 +49,21 @@ export function writeRefusal(
   req.resume();
   const { status, error, message } = refusal;
   const required = status === 402 || status === 412 ? paymentRequired(resource, error) : undefined;
-  const body = JSON.stringify(required ? { ...required.v1, message } : { error, message });
+  // A browser gets the paywall page; API clients the v1 JSON body. Both get PAYMENT-REQUIRED.
+  const html =
+    required && isWebBrowser(req.headers)
+      ? new OfferPaywall({
+          prices: resource.requirements.prices,
+          refusal: error === "payment_required" ? undefined : message,
+        }).generateHtml(required.v2 as PaymentRequired, { currentUrl: resource.url })
+      : undefined;
+  const body = html ?? JSON.stringify(required ? { ...required.v1, message } : { error, message });
   res.writeHead(status, {
-    "content-type": "application/json; charset=utf-8",
+    "content-type": html ? "text/html; charset=utf-8" : "application/json; charset=utf-8",
     "content-length": String(Buffer.byteLength(body)),
     "cache-control": "no-store",
+    vary: "Accept, User-Agent",
+    ...(html ? { "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'" } : {}),
     ...(required ? { "payment-required": encodePaymentRequiredHeader(required.v2 as PaymentRequired) } : {}),
   });
   res.end(body);

@@ -738,6 +738,61 @@ describe("runtime: controller and gateway against the control plane", () => {
     assert.equal(favicon.status, 200);
     assert.equal(favicon.headers.get("content-type"), "image/x-icon");
   });
+  it("answers a browser's 402 with a paywall page naming the price and network; API clients still get JSON", async function () {
+    if (!fs.existsSync(CHROMIUM)) {
+      if (process.env.CI)
+        throw new Error(`${CHROMIUM} is missing: .ci/run should have installed Debian's chromium`);
+      this.skip();
+    }
+    await readyOffer("echo-paywall", {
+      payments: [
+        {
+          ...(offerSpec(upstream.port).payment as object),
+          network: "eip155:8453",
+          asset: { ...USDC, address: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", eip712Name: "USD Coin" },
+          price: { perRequest: "0.002" },
+        },
+      ],
+    });
+    const url = `${publicUrl}/services/echo/paid/thing`;
+    await withChromium({ width: 1280, height: 900 }, async (page, errors) => {
+      const response = await page.goto(url, { waitUntil: "load" });
+      assert.equal(response?.status(), 402);
+      assert.ok(response?.headers()["payment-required"], "the browser's 402 keeps PAYMENT-REQUIRED");
+      fs.mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: path.join(ARTIFACTS, "paywall.png"), fullPage: true });
+      assert.equal(await visibleText(page.locator("h1")), "Payment required");
+      assert.equal(
+        await visibleText(page.locator(".price")),
+        "This costs 0.001 USDC on Base Sepolia (testnet) per request.",
+      );
+      assert.match(await visibleText(page.locator(".also")), /0\.002 USDC on Base\b/);
+      assert.match(
+        await visibleText(page.locator("main")),
+        /How to pay: request .*\/services\/echo\/paid\/thing with an x402 client/,
+      );
+      assert.deepEqual(errors, []);
+    });
+    // An API client (no text/html, or no browser user agent) gets the JSON and the header.
+    for (const headers of [
+      { accept: "application/json" },
+      { accept: "text/html", "user-agent": "curl/8.5.0" },
+    ]) {
+      const api402 = await httpGet(url, { headers });
+      assert.equal(api402.status, 402);
+      assert.match(api402.headers.get("content-type") ?? "", /^application\/json/);
+      assert.equal(JSON.parse(api402.text).x402Version, 1);
+      const terms = decodePaymentRequiredHeader(api402.headers.get("payment-required") ?? "");
+      assert.deepEqual(
+        terms.accepts.map((a) => [a.network, a.amount]),
+        [
+          ["eip155:84532", "1000"],
+          ["eip155:8453", "2000"],
+        ],
+      );
+    }
+  });
+
   it("charges in the 402 exactly what services.json, openapi.json and skill.md advertise, for every price kind", async () => {
     const altAsset = {
       ...USDC,
