@@ -748,9 +748,13 @@ describe("runtime: controller and gateway against the control plane", () => {
       payments: [
         {
           ...(offerSpec(upstream.port).payment as object),
-          network: "eip155:8453",
-          asset: { ...USDC, address: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", eip712Name: "USD Coin" },
-          price: { perRequest: "0.002" },
+          asset: {
+            ...USDC,
+            address: "0x0000000000000000000000000000000000C0FFEE",
+            symbol: "ALT",
+            decimals: 18,
+          },
+          price: { perRequest: "0.5" },
         },
       ],
     });
@@ -766,7 +770,10 @@ describe("runtime: controller and gateway against the control plane", () => {
         await visibleText(page.locator(".price")),
         "This costs 0.001 USDC on Base Sepolia (testnet) per request.",
       );
-      assert.match(await visibleText(page.locator(".also")), /0\.002 USDC on Base\b/);
+      assert.equal(
+        await visibleText(page.locator(".also")),
+        "Also accepted: 0.5 ALT on Base Sepolia (testnet).",
+      );
       assert.match(
         await visibleText(page.locator("main")),
         /How to pay: request .*\/services\/echo\/paid\/thing with an x402 client/,
@@ -787,7 +794,7 @@ describe("runtime: controller and gateway against the control plane", () => {
         terms.accepts.map((a) => [a.network, a.amount]),
         [
           ["eip155:84532", "1000"],
-          ["eip155:8453", "2000"],
+          ["eip155:84532", "500000000000000000"],
         ],
       );
     }
