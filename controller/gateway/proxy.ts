@@ -82,13 +82,42 @@ function sendError(res: http.ServerResponse, status: number, error: string, mess
 }
 
 /**
+ * How long an upstream connection may sit idle in the pool before the gateway closes it. Below
+ * the keep-alive of common upstream servers (uvicorn, which runs LiteLLM, and Node close idle
+ * connections after 5 s, gunicorn after 2 s; uvicorn says nothing in a Keep-Alive header, so
+ * Node's agent cannot honour it): otherwise the gateway can send a request on a connection the
+ * upstream is closing in that instant and gets ECONNRESET ("socket hang up"), a 502 for the
+ * buyer. While a connection carries a request the request's own timeout applies instead.
+ */
+export const UPSTREAM_IDLE_MS = 1_000;
+
+/**
  * Upstream connections: kept alive and reused most-recent-first, so a busy route keeps a small
  * set of warm sockets instead of cycling through many.
  */
-const AGENTS = {
-  "http:": new http.Agent({ keepAlive: true, maxSockets: 256, scheduling: "lifo" }),
-  "https:": new https.Agent({ keepAlive: true, maxSockets: 256, scheduling: "lifo" }),
-} as const;
+const POOL = { keepAlive: true, maxSockets: 256, scheduling: "lifo", timeout: UPSTREAM_IDLE_MS } as const;
+const AGENTS = { "http:": new http.Agent(POOL), "https:": new https.Agent(POOL) } as const;
+
+const IDEMPOTENT_WITHOUT_BODY = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/**
+ * Whether a request may be sent again on a fresh connection after its kept-alive one was reset
+ * before any answer (the upstream closed it idle as the request went out). Only a free request
+ * with an idempotent method and no body: it can be re-sent as it was (nothing of it was consumed)
+ * and RFC 9110 §9.2.2 allows retrying it. A paid request is never retried: the upstream may have
+ * received it, and it must not do the paid work twice.
+ */
+function retryable(req: http.IncomingMessage, options: ProxyOptions): boolean {
+  if (options.beforeResponse) return false;
+  if (!IDEMPOTENT_WITHOUT_BODY.has(req.method ?? "")) return false;
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] === undefined && (length === undefined || length === "0");
+}
+
+/** The upstream reset a kept-alive connection before answering anything on it. */
+function resetOnReuse(upstreamReq: http.ClientRequest, err: NodeJS.ErrnoException): boolean {
+  return upstreamReq.reusedSocket && (err.code === "ECONNRESET" || err.code === "EPIPE");
+}
 
 /** Forwards `req` to `target` and streams the answer to `res`. */
 export function proxyRequest(
@@ -108,31 +137,44 @@ export function proxyRequest(
       }
     };
     const transport = target.protocol === "https:" ? https : http;
-    const upstreamReq = transport.request({
-      protocol: target.protocol,
-      hostname: target.hostname.replace(/^\[|\]$/g, ""),
-      port: target.port || undefined,
-      path: `${target.pathname}${target.search}`,
-      ...(target.username
-        ? { auth: `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}` }
-        : {}),
-      method: req.method,
-      headers: upstreamRequestHeaders(req.headers, target, ctx, options.stripRequestHeaders),
-      agent: target.protocol === "https:" ? AGENTS["https:"] : AGENTS["http:"],
-      timeout: timeoutMs,
-    });
+    const headers = upstreamRequestHeaders(req.headers, target, ctx, options.stripRequestHeaders);
+    const mayRetry = retryable(req, options);
+    /** One attempt; `fresh`: on a new connection of its own (the retry), not from the pool. */
+    const send = (fresh: boolean): http.ClientRequest => {
+      const attempt = transport.request({
+        protocol: target.protocol,
+        hostname: target.hostname.replace(/^\[|\]$/g, ""),
+        port: target.port || undefined,
+        path: `${target.pathname}${target.search}`,
+        ...(target.username
+          ? { auth: `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}` }
+          : {}),
+        method: req.method,
+        headers,
+        agent: fresh ? false : target.protocol === "https:" ? AGENTS["https:"] : AGENTS["http:"],
+        timeout: timeoutMs,
+      });
+      attempt.on("timeout", () => attempt.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+      attempt.on("error", (err: NodeJS.ErrnoException) => {
+        if (settled) return;
+        if (!fresh && mayRetry && !answered && resetOnReuse(attempt, err)) {
+          upstreamReq = send(true);
+          upstreamReq.end();
+          return;
+        }
+        const status = /within/.test(err.message) ? 504 : 502;
+        sendError(res, status, "upstream_unavailable", `the upstream did not answer: ${err.message}`);
+        finish({ status, completed: false, clientAborted: false, error: err.message });
+      });
+      attempt.on("response", onResponse);
+      return attempt;
+    };
+    let answered = false;
     res.on("close", () => {
       if (!res.writableFinished) {
         upstreamReq.destroy();
         finish({ status: res.statusCode, completed: false, clientAborted: true });
       }
-    });
-    upstreamReq.on("timeout", () => upstreamReq.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    upstreamReq.on("error", (err) => {
-      if (settled) return;
-      const status = /within/.test(err.message) ? 504 : 502;
-      sendError(res, status, "upstream_unavailable", `the upstream did not answer: ${err.message}`);
-      finish({ status, completed: false, clientAborted: false, error: err.message });
     });
     const relay = (upstreamRes: http.IncomingMessage, extra: Record<string, string> | undefined) => {
       if (res.destroyed) {
@@ -165,7 +207,8 @@ export function proxyRequest(
       sendError(res, 502, "gateway_error", message);
       finish({ status: 502, completed: false, clientAborted: false, error: message });
     };
-    upstreamReq.on("response", (upstreamRes) => {
+    function onResponse(upstreamRes: http.IncomingMessage): void {
+      answered = true;
       const hook = options.beforeResponse;
       // Free routes have no hook: relay in the same tick.
       if (!hook) return relay(upstreamRes, undefined);
@@ -175,7 +218,8 @@ export function proxyRequest(
           (extra) => relay(upstreamRes, extra ?? undefined),
           (err) => refuse(upstreamRes, err),
         );
-    });
+    }
+    let upstreamReq = send(false);
     req.pipe(upstreamReq);
   });
 }
