@@ -211,7 +211,10 @@ export function proxyRequest(
       answered = true;
       const hook = options.beforeResponse;
       // Free routes have no hook: relay in the same tick.
-      if (!hook) return relay(upstreamRes, undefined);
+      if (!hook) {
+        relay(upstreamRes, undefined);
+        return;
+      }
       Promise.resolve()
         .then(() => hook({ status: upstreamRes.statusCode ?? 502, headers: upstreamRes.headers }))
         .then(
