@@ -9,6 +9,7 @@ import { BUYER_LEDGER_PATH, ENV, PLURALS, PORTS } from "../../api/contract";
 import { purchaseRequestSpecSchema } from "../../api/resources";
 import { requestTerms } from "../reconciler/paymentProbe";
 import { AgentResolverCache, sellerEndpoint } from "../shared/agentResolver";
+import { CoalescedRuns } from "../shared/coalesced";
 import {
   errorText,
   loadKubeConfig,
@@ -57,19 +58,21 @@ export const command: Command<keyof typeof SETTINGS> = {
       });
     const findPurchase = (matches: (p: Purchase) => boolean): Purchase | undefined => current().find(matches);
     const purchaseFor = (model: string) => findPurchase((p) => p.spec.model === model);
-    const publish = (purchase: Purchase) => {
-      patchStatus(kc, PLURALS.purchaseRequest, namespace, purchase.name, spendStatus(ledger, purchase)).catch(
-        (err) => log(`buyer: could not update PurchaseRequest ${purchase.name} status: ${errorText(err)}`),
+    // One status write per purchase at a time, computed when it starts: concurrent PATCHes could
+    // land out of order and leave an older count in the status.
+    const statusWrites = new CoalescedRuns<string>(async (name) => {
+      const purchase = findPurchase((p) => p.name === name);
+      if (!purchase) return;
+      await patchStatus(kc, PLURALS.purchaseRequest, namespace, name, spendStatus(ledger, purchase)).catch(
+        (err) => log(`buyer: could not update PurchaseRequest ${name} status: ${errorText(err)}`),
       );
-    };
+    });
+    const publish = (purchase: Purchase) => void statusWrites.request(purchase.name);
     const unconfirmed = new UnconfirmedPayments({
       ledger,
       rpcUrlFor: (name) => findPurchase((p) => p.name === name)?.spec.payment.rpcUrl,
       log,
-      onResolved: (name) => {
-        const purchase = findPurchase((p) => p.name === name);
-        if (purchase) publish(purchase);
-      },
+      onResolved: (name) => void statusWrites.request(name),
     });
     unconfirmed.start(s.int("resolve-interval-ms", 30_000));
     const resolver = new AgentResolverCache({

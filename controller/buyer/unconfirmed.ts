@@ -5,6 +5,7 @@
  * ask the chain, so its unconfirmed payments stay counted as spent.
  */
 import { createPublicClient, http, type PublicClient } from "viem";
+import { CoalescedRuns } from "../shared/coalesced";
 import { type AuthorizationState, authorizationState, type PaymentAuthorization } from "./authorization";
 import type { SpendLedger, Unconfirmed } from "./ledger";
 
@@ -26,27 +27,16 @@ export function outcomeOf(state: AuthorizationState): "settled" | "released" | "
 
 export class UnconfirmedPayments {
   private readonly clients = new Map<string, PublicClient>();
-  private pass: Promise<void> | undefined;
-  private again = false;
+  private readonly passes = new CoalescedRuns<"all">(async () => {
+    for (const entry of this.opts.ledger.unconfirmed()) await this.resolveOne(entry);
+  });
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: UnconfirmedOptions) {}
 
   /** Asks the chain about every unconfirmed payment; concurrent calls share (and repeat) one pass. */
   resolve(): Promise<void> {
-    if (this.pass) {
-      this.again = true;
-      return this.pass;
-    }
-    this.pass = (async () => {
-      do {
-        this.again = false;
-        for (const entry of this.opts.ledger.unconfirmed()) await this.resolveOne(entry);
-      } while (this.again);
-    })().finally(() => {
-      this.pass = undefined;
-    });
-    return this.pass;
+    return this.passes.request("all");
   }
 
   /** Resolves now and then every `intervalMs`. */
