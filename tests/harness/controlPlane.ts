@@ -122,6 +122,63 @@ export function kubeRequest(
   });
 }
 
+/**
+ * `count` free ports picked once and kept in `file` beside the cluster's data, so that a stopped
+ * and restarted cluster keeps its addresses.
+ */
+export async function persistentPorts(file: string, count: number): Promise<number[]> {
+  if (!fs.existsSync(file)) {
+    fs.writeFileSync(
+      file,
+      JSON.stringify(await Promise.all(Array.from({ length: count }, () => freePort()))),
+    );
+  }
+  const ports: unknown = JSON.parse(fs.readFileSync(file, "utf8"));
+  if (!Array.isArray(ports) || ports.length !== count || !ports.every((p) => Number.isInteger(p))) {
+    throw new Error(`${file} does not hold ${count} ports; delete the cluster's directory and start again`);
+  }
+  return ports as number[];
+}
+
+/** Waits for etcd's health endpoint; `alive` throws if the process has exited. */
+export function waitForEtcd(clientPort: number, alive: () => void, logFile: string): Promise<void> {
+  return waitFor(
+    "etcd",
+    async () => {
+      alive();
+      return (await fetch(`http://127.0.0.1:${clientPort}/health`)).ok;
+    },
+    { timeoutMs: 30_000, intervalMs: 200, describe: () => tail(logFile) },
+  );
+}
+
+/** Whether the API server has node `nodeName` with its Ready condition True. */
+export async function nodeIsReady(server: string, token: string, nodeName: string): Promise<boolean> {
+  const res = await kubeRequest(server, token, "GET", `/api/v1/nodes/${nodeName}`);
+  if (res.status !== 200) return false;
+  const conditions: { type: string; status: string }[] = JSON.parse(res.body).status?.conditions ?? [];
+  return conditions.some((c) => c.type === "Ready" && c.status === "True");
+}
+
+/**
+ * Waits for the default namespace's ServiceAccount: the controller manager creates it, and pods in
+ * a fresh namespace cannot be admitted before their namespace has one.
+ */
+export function waitForDefaultServiceAccount(
+  server: string,
+  token: string,
+  controllerManagerLog: string,
+  intervalMs: number,
+): Promise<void> {
+  return waitFor(
+    "the default ServiceAccount",
+    async () =>
+      (await kubeRequest(server, token, "GET", "/api/v1/namespaces/default/serviceaccounts/default"))
+        .status === 200,
+    { timeoutMs: 60_000, intervalMs, describe: () => tail(controllerManagerLog) },
+  );
+}
+
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const dir = path.resolve(opts.dir);
   const logDir = path.join(dir, "logs");
@@ -145,22 +202,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const tokenCsv = fs.readFileSync(tokenFile, "utf8");
   const token = tokenCsv.slice(0, tokenCsv.indexOf(","));
 
-  // Ports are kept with the data, so a stopped and restarted cluster keeps its address.
-  const portsFile = path.join(dir, "ports.json");
-  if (!fs.existsSync(portsFile)) {
-    fs.writeFileSync(
-      portsFile,
-      JSON.stringify(await Promise.all(Array.from({ length: 6 }, () => freePort()))),
-    );
-  }
-  const [etcdClient, etcdPeer, apiPort, kcmPort, schedPort, kwokPort]: [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ] = JSON.parse(fs.readFileSync(portsFile, "utf8"));
+  const [etcdClient, etcdPeer, apiPort, kcmPort, schedPort, kwokPort] = (await persistentPorts(
+    path.join(dir, "ports.json"),
+    6,
+  )) as [number, number, number, number, number, number];
   const server = `https://127.0.0.1:${apiPort}`;
   const kubeconfig = kubeconfigYaml(server, token);
   const kubeconfigPath = path.join(dir, "kubeconfig.yaml");
@@ -184,15 +229,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 
   try {
     const etcd = start("etcd", "etcd", etcdArgs(dir, etcdClient, etcdPeer));
-    await waitFor(
-      "etcd",
-      async () => {
-        ensureRunning(etcd);
-        const res = await fetch(`http://127.0.0.1:${etcdClient}/health`);
-        return res.ok;
-      },
-      { timeoutMs: 30_000, describe: () => tail(etcd.logFile) },
-    );
+    await waitForEtcd(etcdClient, () => ensureRunning(etcd), etcd.logFile);
 
     const apiserver = start("kube-apiserver", "kube-apiserver", [
       `--etcd-servers=http://127.0.0.1:${etcdClient}`,
@@ -277,25 +314,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       `node ${nodeName} Ready (kwok)`,
       async () => {
         for (const p of procs) ensureRunning(p);
-        const res = await kubeRequest(server, token, "GET", `/api/v1/nodes/${nodeName}`);
-        if (res.status !== 200) return false;
-        const conditions: { type: string; status: string }[] = JSON.parse(res.body).status?.conditions ?? [];
-        return conditions.some((c) => c.type === "Ready" && c.status === "True");
+        return nodeIsReady(server, token, nodeName);
       },
       { timeoutMs: 60_000, intervalMs: 200, describe: () => tail(path.join(logDir, "kwok.log")) },
     );
-    // Pods in a fresh namespace need its default ServiceAccount (created by the controller manager).
-    await waitFor(
-      "the default ServiceAccount",
-      async () =>
-        (await kubeRequest(server, token, "GET", "/api/v1/namespaces/default/serviceaccounts/default"))
-          .status === 200,
-      {
-        timeoutMs: 60_000,
-        intervalMs: 200,
-        describe: () => tail(path.join(logDir, "kube-controller-manager.log")),
-      },
-    );
+    await waitForDefaultServiceAccount(server, token, path.join(logDir, "kube-controller-manager.log"), 200);
   } catch (err) {
     await stopAll();
     throw err;

@@ -1,7 +1,15 @@
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { etcdArgs, kubeconfigYaml, kubeRequest } from "./controlPlane";
+import {
+  etcdArgs,
+  kubeconfigYaml,
+  kubeRequest,
+  nodeIsReady,
+  persistentPorts,
+  waitForDefaultServiceAccount,
+  waitForEtcd,
+} from "./controlPlane";
 import {
   checkHost,
   ensureGuard,
@@ -19,7 +27,7 @@ import {
   unmountUnder,
 } from "./nodeHost";
 import { certKubeconfig, ensurePki } from "./pki";
-import { freePort, type ManagedProcess, startProcess, tail, waitFor } from "./processes";
+import { type ManagedProcess, startProcess, tail, waitFor } from "./processes";
 
 /**
  * A one-node Kubernetes cluster whose node is real: a kubelet on this host runs pods in a
@@ -496,13 +504,6 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
     const kubeconfigPath = path.join(dir, "kubeconfig.yaml");
     fs.writeFileSync(kubeconfigPath, kubeconfig, { mode: 0o600 });
 
-    const portsFile = path.join(dir, "ports.json");
-    if (!fs.existsSync(portsFile)) {
-      fs.writeFileSync(
-        portsFile,
-        JSON.stringify(await Promise.all(Array.from({ length: 9 }, () => freePort()))),
-      );
-    }
     const [
       etcdClient,
       etcdPeer,
@@ -513,7 +514,7 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
       proxyHealthz,
       dnsHealth,
       dnsReady,
-    ] = JSON.parse(fs.readFileSync(portsFile, "utf8")) as [
+    ] = (await persistentPorts(path.join(dir, "ports.json"), 9)) as [
       number,
       number,
       number,
@@ -564,14 +565,7 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
 
     // 2. etcd and the API server (on the node address: pods reach it through Service `kubernetes`).
     start("etcd", etcdArgs(dir, etcdClient, etcdPeer));
-    await waitFor(
-      "etcd",
-      async () => {
-        ensureRunning();
-        return (await fetch(`http://127.0.0.1:${etcdClient}/health`)).ok;
-      },
-      { timeoutMs: 30_000, intervalMs: 200, describe: () => tail(path.join(l.logs, "etcd.log")) },
-    );
+    await waitForEtcd(etcdClient, ensureRunning, path.join(l.logs, "etcd.log"));
     const apiClient = pki.cert("apiserver-kubelet-client");
     const serving = pki.cert("apiserver");
     start("kube-apiserver", [
@@ -648,10 +642,7 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
       `node ${nodeName} Ready`,
       async () => {
         ensureRunning();
-        const res = await kubeRequest(server, token, "GET", `/api/v1/nodes/${nodeName}`);
-        if (res.status !== 200) return false;
-        const conditions: { type: string; status: string }[] = JSON.parse(res.body).status?.conditions ?? [];
-        return conditions.some((c) => c.type === "Ready" && c.status === "True");
+        return nodeIsReady(server, token, nodeName);
       },
       { timeoutMs: 120_000, intervalMs: 250, describe: () => tail(path.join(l.logs, "kubelet.log")) },
     );
@@ -661,17 +652,7 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
         .map((o) => JSON.stringify(o))
         .join("\n"),
     );
-    await waitFor(
-      "the default ServiceAccount",
-      async () =>
-        (await kubeRequest(server, token, "GET", "/api/v1/namespaces/default/serviceaccounts/default"))
-          .status === 200,
-      {
-        timeoutMs: 60_000,
-        intervalMs: 250,
-        describe: () => tail(path.join(l.logs, "kube-controller-manager.log")),
-      },
-    );
+    await waitForDefaultServiceAccount(server, token, path.join(l.logs, "kube-controller-manager.log"), 250);
     await waitFor(
       "CoreDNS ready",
       async () => {
