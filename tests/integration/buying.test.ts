@@ -20,6 +20,7 @@ import {
   api,
   createNamespace,
   createObject,
+  createPaidOffer,
   crPath,
   getObject,
   installCrds,
@@ -115,38 +116,17 @@ describe("buying by ERC-8004 agent id; the budget survives a lost ledger (anvil,
       facilitatorUrl: `http://127.0.0.1:${facilitatorPort}`,
       controllerArgs: ["--probe-interval-ms", "1000", "--purchase-probe-interval-ms", "1000"],
     });
-    const payment = {
-      scheme: "exact",
-      network: chain.network,
-      payTo,
-      asset: chain.asset,
-      price: { perRequest: "0.001" },
-      maxTimeoutSeconds: 120,
-    };
-    await createObject(cp, ns, "serviceoffers", "ServiceOffer", "llama", {
-      type: "inference",
-      model: { name: "llama3" },
-      upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
-      payment,
-      path: "/services/llama",
-    });
-    await createObject(cp, ns, "serviceoffers", "ServiceOffer", "docs", {
-      type: "http",
-      upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
-      payment,
-      path: "/services/docs",
-    });
-    for (const offer of ["llama", "docs"])
-      await waitForCondition(
-        cp,
-        ns,
-        "serviceoffers",
-        offer,
-        { type: "Ready", status: "True" },
-        {
-          logs: [seller.controller, seller.gateway],
-        },
-      );
+    const offer = (name: string, extra: Record<string, unknown>) =>
+      createPaidOffer(cp, ns, name, {
+        upstreamPort: upstream.port,
+        network: chain.network,
+        payTo,
+        asset: chain.asset,
+        extra,
+        logs: [seller.controller, seller.gateway],
+      });
+    await offer("llama", { type: "inference", model: { name: "llama3" } });
+    await offer("docs", {});
 
     // Alice registers with the gateway's registration document; an impostor points its own
     // agent at Alice's document (which does not name it); a third agent keeps its document on

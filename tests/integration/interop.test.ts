@@ -33,6 +33,7 @@ import { v2Client } from "../harness/x402Buyers";
 import {
   createNamespace,
   createObject,
+  createPaidOffer,
   getObject,
   installCrds,
   REPO,
@@ -131,31 +132,13 @@ describe("x402 interoperability with third-party implementations (real processes
     await waitForHttp("the facilitator", `${facilitatorUrl}/supported`, facilitator);
     await relay.start(facilitatorUrl);
     seller = await startSellerRuntime({ cp, namespace: ns, logDir, facilitatorUrl: relay.url });
-    await createObject(cp, ns, "serviceoffers", "ServiceOffer", "interop", {
-      type: "http",
-      upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
-      payment: {
-        scheme: "exact",
-        network: chain.network,
-        payTo: gatewayPayTo,
-        asset: chain.asset,
-        price: { perRequest: "0.001" },
-        maxTimeoutSeconds: 120,
-      },
-      path: "/services/interop",
-    });
-    await waitForCondition(
-      cp,
-      ns,
-      "serviceoffers",
-      "interop",
-      { type: "Ready", status: "True" },
-      {
-        logs: [seller.controller, seller.gateway],
-      },
-    );
-    await waitFor("the offer routed", async () => (await fetch(offerUrl())).status === 402, {
-      timeoutMs: 10_000,
+    await createPaidOffer(cp, ns, "interop", {
+      upstreamPort: upstream.port,
+      network: chain.network,
+      payTo: gatewayPayTo,
+      asset: chain.asset,
+      logs: [seller.controller, seller.gateway],
+      routedAt: [seller.publicUrl],
     });
   });
 

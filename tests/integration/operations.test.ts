@@ -24,10 +24,10 @@ import { metricNames, repositoryQueries, sampleValue } from "../harness/promql";
 import {
   createNamespace,
   createObject,
+  createPaidOffer,
   installCrds,
   startRuntime,
   Upstream,
-  waitForCondition,
   waitForHttp,
 } from "./runtime/helpers";
 
@@ -163,33 +163,14 @@ describe("operating the stack: logs, metrics, dashboard, two gateway replicas (r
     processes.push(controller);
     await waitForHttp("the controller", `${controllerUrl}/healthz`, controller);
 
-    await createObject(cp, ns, "serviceoffers", "ServiceOffer", "paid", {
-      type: "http",
-      upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
-      payment: {
-        scheme: "exact",
-        network: chain.network,
-        payTo,
-        asset: chain.asset,
-        price: { perRequest: "0.001" },
-        maxTimeoutSeconds: 120,
-      },
-      path: "/services/paid",
+    await createPaidOffer(cp, ns, "paid", {
+      upstreamPort: upstream.port,
+      network: chain.network,
+      payTo,
+      asset: chain.asset,
+      logs: [controller, ...gateways.map((g) => g.proc)],
+      routedAt: gateways.map((g) => g.publicUrl),
     });
-    await waitForCondition(
-      cp,
-      ns,
-      "serviceoffers",
-      "paid",
-      { type: "Ready", status: "True" },
-      {
-        logs: [controller, ...gateways.map((g) => g.proc)],
-      },
-    );
-    for (const g of gateways)
-      await waitFor("both replicas route the offer", async () => (await fetch(offerUrl(g))).status === 402, {
-        timeoutMs: 15_000,
-      });
 
     // The buyer, with a purchase of this offer and a budget of three calls.
     await createObject(cp, ns, "purchaserequests", "PurchaseRequest", "ops", {

@@ -32,11 +32,11 @@ import { freePort, type ManagedProcess, waitFor } from "../harness/processes";
 import {
   createNamespace,
   createObject,
+  createPaidOffer,
   getObject,
   installCrds,
   startRuntime,
   startSellerRuntime,
-  waitForCondition,
   waitForHttp,
 } from "./runtime/helpers";
 
@@ -119,21 +119,25 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     return x402ClientFor(account).createPaymentPayload(required);
   }
 
-  /** A ServiceOffer on the test upstream, paid with `asset` at 0.001 per request. */
-  const createPaidOffer = (name: string, asset: object, extra: Record<string, unknown> = {}) =>
-    createObject(cp, ns, "serviceoffers", "ServiceOffer", name, {
-      type: "http",
-      upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
-      payment: {
-        scheme: "exact",
-        network: chain.network,
-        payTo,
-        asset,
-        price: { perRequest: "0.001" },
-        maxTimeoutSeconds: 120,
-      },
-      ...extra,
+  /** A ServiceOffer on the test upstream, paid with `asset` at 0.001 per request, Ready and routed. */
+  const paidOffer = (name: string, asset: object, offerPath: string, extra: Record<string, unknown> = {}) =>
+    createPaidOffer(cp, ns, name, {
+      upstreamPort: upstream.port,
+      network: chain.network,
+      payTo,
+      asset,
+      path: offerPath,
+      extra,
+      logs: [controller, gateway],
+      routedAt: [publicUrl],
     });
+
+  let permit2Offer: Promise<void> | undefined;
+  /** The offer paid in the plain ERC-20 through Permit2, created once by whichever suite needs it first. */
+  const ensurePermit2Offer = () => {
+    permit2Offer ??= paidOffer("paid-permit2", chain.permit2Token.asset, "/services/permit2");
+    return permit2Offer;
+  };
 
   const startFacilitator = () => {
     facilitator = startRuntime("facilitator", "facilitator", [], logDir, {
@@ -165,19 +169,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       facilitatorUrl: `http://127.0.0.1:${facilitatorPort}`,
     });
     ({ gateway, controller, publicUrl, internalUrl } = seller);
-    await createPaidOffer("paid", chain.asset, { description: "A paid echo", path: "/services/paid" });
-    await waitForCondition(
-      cp,
-      ns,
-      "serviceoffers",
-      "paid",
-      { type: "Ready", status: "True" },
-      { logs: [controller, gateway] },
-    );
-    // The gateway routes a Ready offer within about a second of its status change.
-    await waitFor("the offer routed", async () => (await fetch(offerUrl())).status === 402, {
-      timeoutMs: 10_000,
-    });
+    await paidOffer("paid", chain.asset, "/services/paid", { description: "A paid echo" });
   });
 
   after(async () => {
@@ -452,14 +444,8 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
   });
 
   it("enforces the offer's limits before any payment work: refused requests cost nothing", async () => {
-    await createPaidOffer("limited", chain.asset, {
-      path: "/services/limited",
-      limits: { maxInFlight: 1, rps: 3 },
-    });
+    await paidOffer("limited", chain.asset, "/services/limited", { limits: { maxInFlight: 1, rps: 3 } });
     const limitedUrl = `${publicUrl}/services/limited`;
-    await waitFor("the limited offer routed", async () => (await fetch(limitedUrl)).status === 402, {
-      timeoutMs: 60_000,
-    });
     await new Promise((r) => setTimeout(r, 1_100)); // the bucket refills after the probe above
 
     const second = await signedPayment(`${limitedUrl}/stream?second`);
@@ -534,20 +520,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       await token().mint(buyer.address, 10_000_000n);
       await token().mint(unapproved.address, 10_000_000n);
       await token().approvePermit2(buyerKey);
-      await createPaidOffer("paid-permit2", token().asset, { path: "/services/permit2" });
-      await waitForCondition(
-        cp,
-        ns,
-        "serviceoffers",
-        "paid-permit2",
-        { type: "Ready", status: "True" },
-        {
-          logs: [controller, gateway],
-        },
-      );
-      await waitFor("the Permit2 offer routed", async () => (await fetch(permit2Url())).status === 402, {
-        timeoutMs: 10_000,
-      });
+      await ensurePermit2Offer();
     });
 
     it("asks v2 buyers for a Permit2 transfer and offers v1 buyers nothing (v1 has no Permit2)", async () => {
@@ -771,8 +744,15 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
         },
         budget: { maxPerRequest: "0.001", maxTotal: "0.001" },
       });
+      await createObject(cp, ns, "purchaserequests", "PurchaseRequest", "one-call", {
+        endpoint: offerUrl(),
+        model: "one-call-model",
+        payment: { network: chain.network, asset: chain.asset.address, decimals: 6, maxPrice: "0.001" },
+        budget: { maxPerRequest: "0.001", maxTotal: "0.001" },
+      });
       await purchase("too-cheap", "cheap-model", "0.0005");
-      // The Permit2 seller (created by the Permit2 suite, which runs first): no allowance, an RPC.
+      // The Permit2 seller: the buyer has no allowance and an RPC to sign EIP-2612 permits.
+      await ensurePermit2Offer();
       await chain.permit2Token.mint(buyerAccount.address, 10_000_000n);
       await createObject(cp, ns, "purchaserequests", "PurchaseRequest", "permit2-echo", {
         endpoint: `${publicUrl}/services/permit2`,
@@ -966,8 +946,9 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     });
 
     it("refuses what the budget does not allow, and remembers the spend across a restart", async () => {
+      assert.equal((await chat("paid/one-call-model")).status, 200, "the budget allows one call");
       const before = await chain.balanceOf(buyerAccount.address);
-      const over = await chat("paid/echo-model");
+      const over = await chat("paid/one-call-model");
       assert.equal(over.status, 402);
       assert.equal(((await over.json()) as { error: { type: string } }).error.type, "over_max_total");
       const cheap = await chat("paid/cheap-model");
@@ -975,7 +956,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
 
       await buyerProc.stop();
       await startBuyerProcess();
-      const afterRestart = await chat("paid/echo-model");
+      const afterRestart = await chat("paid/one-call-model");
       assert.equal(afterRestart.status, 402, "the durable ledger still counts what was spent");
       assert.equal(await chain.balanceOf(buyerAccount.address), before, "nothing more was paid");
     });

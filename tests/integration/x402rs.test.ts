@@ -21,12 +21,11 @@ import { freePort, type ManagedProcess, startProcess, tail } from "../harness/pr
 import { v2Client } from "../harness/x402Buyers";
 import {
   createNamespace,
-  createObject,
+  createPaidOffer,
   installCrds,
   type SellerRuntime,
   startSellerRuntime,
   Upstream,
-  waitForCondition,
   waitForHttp,
 } from "./runtime/helpers";
 
@@ -102,29 +101,14 @@ describe("the gateway settling through the x402-rs facilitator (Rust, real proce
       ["rs-eip3009", chain.asset],
       ["rs-permit2", chain.permit2Token.asset],
     ] as const) {
-      await createObject(cp, ns, "serviceoffers", "ServiceOffer", name, {
-        type: "http",
-        upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
-        payment: {
-          scheme: "exact",
-          network: chain.network,
-          payTo,
-          asset,
-          price: { perRequest: "0.001" },
-          maxTimeoutSeconds: 120,
-        },
-        path: `/services/${name}`,
+      await createPaidOffer(cp, ns, name, {
+        upstreamPort: upstream.port,
+        network: chain.network,
+        payTo,
+        asset,
+        logs: [seller.controller, seller.gateway],
+        routedAt: [seller.publicUrl],
       });
-      await waitForCondition(
-        cp,
-        ns,
-        "serviceoffers",
-        name,
-        { type: "Ready", status: "True" },
-        {
-          logs: [seller.controller, seller.gateway],
-        },
-      );
     }
   });
 

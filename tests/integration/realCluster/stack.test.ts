@@ -219,7 +219,8 @@ const gw = "http://x402-gateway." + process.env.NS + ".svc:8080";
     assert.deepEqual(results.internalMetrics, [200, true]);
   });
 
-  it("routes LiteLLM's plain model to the model server, and paid/<model> through the buyer, paid on anvil by the facilitator pod", async () => {
+  /** Chat completions for each model through LiteLLM's Service, from a pod: [status, body] per model. */
+  const chatFromPod = async (podName: string, models: string[]) => {
     const secret = await kubectlJson<{ data: Record<string, string> }>([
       "-n",
       ns,
@@ -228,25 +229,35 @@ const gw = "http://x402-gateway." + process.env.NS + ".svc:8080";
       "litellm-secrets",
     ]);
     const masterKey = Buffer.from(secret.data.LITELLM_MASTER_KEY ?? "", "base64").toString();
-    const sellerBefore = await chain.balanceOf(SELLER);
     const results = await inPod(
-      "litellm-client",
+      podName,
       `
-const out = (k, v) => console.log(JSON.stringify({ [k]: v }));
 const litellm = "http://litellm." + process.env.NS + ".svc:4000";
 const chat = (model) => fetch(litellm + "/v1/chat/completions", { method: "POST",
   headers: { "content-type": "application/json", authorization: "Bearer ${masterKey}" },
   body: JSON.stringify({ model, messages: [{ role: "user", content: "hello from a pod" }] }) });
 (async () => {
-  const plain = await chat("test-model");
-  out("plain", [plain.status, (await plain.json()).choices?.[0]?.message?.content]);
-  const paid = await chat("paid/test-model");
-  out("paid", [paid.status, await paid.text()]);
+  for (const model of ${JSON.stringify(models)}) {
+    const res = await chat(model);
+    console.log(JSON.stringify({ [model]: [res.status, await res.text()] }));
+  }
 })().catch((e) => { console.error(e); process.exit(1); });
 `,
     );
-    assert.deepEqual(results.plain, [200, "model test-model answers: hello from a pod"]);
-    const [paidStatus, paidBody] = results.paid as [number, string];
+    return results as Record<string, [number, string]>;
+  };
+
+  it("routes LiteLLM's plain model to the model server, and paid/<model> through the buyer, paid on anvil by the facilitator pod", async () => {
+    const sellerBefore = await chain.balanceOf(SELLER);
+    const results = await chatFromPod("litellm-client", ["test-model", "paid/test-model"]);
+    const [plainStatus, plainBody] = defined(results["test-model"], "the plain model's answer");
+    assert.equal(plainStatus, 200, plainBody);
+    assert.equal(
+      (JSON.parse(plainBody) as { choices?: { message?: { content?: string } }[] }).choices?.[0]?.message
+        ?.content,
+      "model test-model answers: hello from a pod",
+    );
+    const [paidStatus, paidBody] = defined(results["paid/test-model"], "the paid model's answer");
     assert.equal(paidStatus, 200, paidBody);
     assert.match(paidBody, /model test-model answers: hello from a pod/);
     assert.equal(
@@ -271,6 +282,11 @@ const chat = (model) => fetch(litellm + "/v1/chat/completions", { method: "POST"
         "-e",
         "process.stdout.write(require('fs').readFileSync('/var/lib/obol-buyer/ledger.jsonl', 'utf8'))",
       ]);
+    const [paidStatus, paidBody] = defined(
+      (await chatFromPod("ledger-client", ["paid/test-model"]))["paid/test-model"],
+      "the paid model's answer",
+    );
+    assert.equal(paidStatus, 200, paidBody);
     const recorded = await ledger(before.metadata.name);
     assert.ok(recorded.trim().length > 0, "the paid call was recorded");
     await cluster.kubectl(["-n", ns, "delete", "pod", before.metadata.name, "--grace-period=0", "--force"]);

@@ -217,6 +217,68 @@ export function offerSpec(port: number, overrides: Record<string, unknown> = {})
   };
 }
 
+/** What a paid test offer needs: where it is served from and what it is paid in. */
+export interface PaidOfferArgs {
+  upstreamPort: number;
+  network: string;
+  payTo: string;
+  /** The token, as the ServiceOffer's `payment.asset` (address, decimals, EIP-712 domain). */
+  asset: object;
+  /** Served under `/services/<name>` unless given. */
+  path?: string;
+  /** Further spec fields (type, model, description, routes, ...). */
+  extra?: Record<string, unknown>;
+  /** Logs shown when the offer does not become Ready. */
+  logs?: ManagedProcess[];
+  /** Gateways' public URLs that must route the offer (answer 402) before this resolves. */
+  routedAt?: string[];
+}
+
+/**
+ * Creates a ServiceOffer selling a loopback upstream for 0.001 of `asset` per request with the
+ * exact scheme, and waits until it is Ready and every gateway in `routedAt` answers its path with 402.
+ */
+export async function createPaidOffer(
+  cp: ControlPlane,
+  ns: string,
+  name: string,
+  args: PaidOfferArgs,
+): Promise<void> {
+  const offerPath = args.path ?? `/services/${name}`;
+  await createObject(cp, ns, "serviceoffers", "ServiceOffer", name, {
+    type: "http",
+    upstream: { url: `http://127.0.0.1:${args.upstreamPort}`, healthPath: "/health" },
+    payment: {
+      scheme: "exact",
+      network: args.network,
+      payTo: args.payTo,
+      asset: args.asset,
+      price: { perRequest: "0.001" },
+      maxTimeoutSeconds: 120,
+    },
+    path: offerPath,
+    ...args.extra,
+  });
+  await waitForCondition(
+    cp,
+    ns,
+    "serviceoffers",
+    name,
+    { type: "Ready", status: "True" },
+    { logs: args.logs ?? [] },
+  );
+  // A gateway routes a Ready offer within about a second of its status change.
+  for (const base of args.routedAt ?? []) {
+    await waitFor(
+      `${name} routed at ${base}`,
+      async () => (await fetch(`${base}${offerPath}`)).status === 402,
+      {
+        timeoutMs: 15_000,
+      },
+    );
+  }
+}
+
 /**
  * A loopback HTTP upstream: /health and /health/* answer 200 (after `slowHealthMs`, when set),
  * the rest echoes.
