@@ -1,6 +1,7 @@
 /**
  * `obol-runtime buyer`: pays sellers for PurchaseRequests. The signer key comes from
- * SIGNER_KEY_FILE (a mounted Secret) or SIGNER_KEY; the spend ledger lives at LEDGER_PATH (a
+ * SIGNER_KEY_FILE (a mounted Secret) or SIGNER_KEY (without either, a stack that only sells, it
+ * serves its health endpoints and refuses every paid call); the spend ledger lives at LEDGER_PATH (a
  * persistent volume). --resolve-interval-ms: how often payments sent without a receipt are looked
  * up on chain (default 30 s).
  */
@@ -18,12 +19,12 @@ import {
   resolveNamespace,
   watchCustomObjects,
 } from "../shared/kube";
-import { readPrivateKey } from "../shared/secrets";
+import { readPrivateKey, secretConfigured } from "../shared/secrets";
 import type { Command } from "../shared/startup";
 import { SpendLedger } from "./ledger";
 import { BuyerMetrics } from "./metrics";
 import { SpendRecovery } from "./recovery";
-import { BUYER_USER_AGENT, type Purchase, spendStatus, startBuyer } from "./server";
+import { BUYER_USER_AGENT, type Purchase, spendStatus, startBuyer, startWalletlessBuyer } from "./server";
 import { UnconfirmedPayments } from "./unconfirmed";
 
 const SETTINGS = {
@@ -40,6 +41,16 @@ export const command: Command<keyof typeof SETTINGS> = {
   settings: SETTINGS,
   shutdownDeadlineMs: 8_000,
   async start({ settings: s, log }) {
+    const port = s.int("port", PORTS.buyer);
+    const host = s.string("host") ?? "0.0.0.0";
+    if (!secretConfigured(ENV.signerKey)) {
+      // A stack that only sells has no wallet, but LiteLLM's paid/* route still points here.
+      const buyer = await startWalletlessBuyer({ port, host });
+      return {
+        summary: `no wallet (no buyerSignerKey): refusing paid calls, serving ${buyer.url}`,
+        stop: () => buyer.close(),
+      };
+    }
     const kc = loadKubeConfig(s.string("kubeconfig"));
     const namespace = resolveNamespace(s.string("namespace"));
     const account = privateKeyToAccount(readPrivateKey(ENV.signerKey));
@@ -127,8 +138,8 @@ export const command: Command<keyof typeof SETTINGS> = {
       unconfirmed,
       log,
       metrics: new BuyerMetrics(ledger, current),
-      port: s.int("port", PORTS.buyer),
-      host: s.string("host") ?? "0.0.0.0",
+      port,
+      host,
     });
     return {
       summary: `paying as ${account.address}, serving ${buyer.url}, ledger ${ledger.file}`,

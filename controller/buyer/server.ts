@@ -68,21 +68,54 @@ export interface RunningBuyer {
 }
 
 export function startBuyer(opts: BuyerOptions): Promise<RunningBuyer> {
-  const server = http.createServer((req, res) => {
-    handle(opts, req, res).catch((err) => {
-      opts.log(`buyer: ${err instanceof Error ? err.message : String(err)}`, {
-        level: "error",
-        requestId: res.getHeader(REQUEST_ID_HEADER),
+  return listen(
+    (req, res) => {
+      handle(opts, req, res).catch((err) => {
+        opts.log(`buyer: ${err instanceof Error ? err.message : String(err)}`, {
+          level: "error",
+          requestId: res.getHeader(REQUEST_ID_HEADER),
+        });
+        if (!res.headersSent) sendJson(res, 502, { error: { type: "buyer_error", message: String(err) } });
+        else res.destroy();
       });
-      if (!res.headersSent) sendJson(res, 502, { error: { type: "buyer_error", message: String(err) } });
-      else res.destroy();
-    });
-  });
+    },
+    opts.port,
+    opts.host,
+  );
+}
+
+/** What an agent is told when it calls `paid/<model>` on a stack that has no buyer wallet. */
+export const NO_WALLET_MESSAGE =
+  "this stack buys nothing: it has no buyerSignerKey. To pay sellers, declare purchases[] and set the key with `pulumi config set --secret buyerSignerKey <0x...>`";
+
+/**
+ * The buyer of a stack without a wallet (one that only sells): healthy, so its Deployment is
+ * Ready and `pulumi up` completes, and every paid call is refused with the reason, nothing signed.
+ */
+export function startWalletlessBuyer(opts: { port?: number; host?: string } = {}): Promise<RunningBuyer> {
+  return listen(
+    (req, res) => {
+      const path = (req.url ?? "/").split("?")[0] ?? "/";
+      if (req.method === "GET" && (path === "/healthz" || path === "/readyz"))
+        return sendJson(res, 200, { ok: true, wallet: false });
+      sendJson(res, 503, { error: { type: "buyer_not_configured", message: NO_WALLET_MESSAGE } });
+    },
+    opts.port,
+    opts.host,
+  );
+}
+
+function listen(
+  handler: http.RequestListener,
+  port: number | undefined,
+  host: string | undefined,
+): Promise<RunningBuyer> {
+  const server = http.createServer(handler);
   return new Promise((resolve) => {
-    server.listen(opts.port ?? 0, opts.host ?? "127.0.0.1", () => {
+    server.listen(port ?? 0, host ?? "127.0.0.1", () => {
       const { port } = server.address() as AddressInfo;
       resolve({
-        url: `http://${opts.host ?? "127.0.0.1"}:${port}`,
+        url: `http://${host ?? "127.0.0.1"}:${port}`,
         close: () => new Promise((done) => server.close(() => done())),
       });
     });

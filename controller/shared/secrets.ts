@@ -2,6 +2,11 @@ import * as fs from "node:fs";
 import { fileEnv } from "../../api/contract";
 import { registerSecret } from "./log";
 
+/** Whether a secret is configured at all (`<name>_FILE` or `<name>`), without reading it. */
+export function secretConfigured(name: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(env[fileEnv(name)] || env[name]);
+}
+
 /**
  * Reads a secret from the file named by `<name>_FILE` (a mounted Kubernetes Secret) or, for
  * local runs, from `<name>`. The value is never logged; errors name the variable, not the value.

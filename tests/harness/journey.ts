@@ -371,10 +371,6 @@ export class Journey {
         }),
       },
       "obol-stack:identitySignerKey": { value: SELLER_KEY, secret: true },
-      // Alice buys nothing, but the buyer Deployment is always created and its process exits
-      // without a key (a crash loop that holds `pulumi up` on a real node): until the buyer
-      // can start idle, a seller-only stack needs a buyer key too.
-      "obol-stack:buyerSignerKey": { value: SELLER_KEY, secret: true },
       "obol-stack:offers": {
         value: JSON.stringify([
           {
@@ -583,6 +579,8 @@ export async function runInPod(
 const AGENT_SCRIPT = `
 const env = process.env;
 const out = (k, v) => console.log(JSON.stringify({ [k]: v }));
+// Long enough (a chunk a word, 15 ms apart) that a buffered stream would show as one read.
+const STREAMED = "stream " + Array.from({ length: 40 }, (_, i) => "word" + i).join(" ");
 const chat = (body) => fetch(env.LITELLM + "/v1/chat/completions", { method: "POST",
   headers: { "content-type": "application/json", authorization: "Bearer " + env.MASTER_KEY },
   body: JSON.stringify({ model: "paid/" + env.MODEL, ...body }) });
@@ -598,7 +596,7 @@ const chat = (body) => fetch(env.LITELLM + "/v1/chat/completions", { method: "PO
   out("plain", { status: plain.status, content, body: plainBody.slice(0, 2000) });
 
   const t0 = Date.now();
-  const streamed = await chat({ stream: true, messages: [{ role: "user", content: "stream one two three four five six" }] });
+  const streamed = await chat({ stream: true, messages: [{ role: "user", content: STREAMED }] });
   const reader = streamed.body.getReader();
   const decoder = new TextDecoder();
   let text = "", reads = 0, first = 0;
