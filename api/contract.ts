@@ -86,6 +86,8 @@ export const BUYER_LEDGER_PATH = `${BUYER_LEDGER_DIR}/ledger.jsonl`;
 
 /** The ERC-8004 registration document the gateway serves; the on-chain agentURI points here. */
 export const REGISTRATION_PATH = "/.well-known/agent-registration.json";
+/** The origin's x402 discovery document (the paid resources a crawler may list). */
+export const X402_DISCOVERY_PATH = "/.well-known/x402";
 
 /** Paths the gateway serves itself; no offer may claim them or anything below them. */
 export const RESERVED_PATHS = [

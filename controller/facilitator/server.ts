@@ -18,8 +18,8 @@ import {
   x402UptoPermit2ProxyAddress,
 } from "@x402/evm";
 import { registerExactEvmScheme } from "@x402/evm/exact/facilitator";
-import { EIP2612_GAS_SPONSORING } from "@x402/extensions";
 import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
+import { EIP2612_GAS_SPONSORING } from "@x402/extensions";
 import { createWalletClient, type Hex, http as httpTransport, publicActions } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { bindingOf } from "../payments/paymentHeader";

@@ -4,7 +4,7 @@
  * report the controller reads for PaymentGateReady.
  */
 import type * as http from "node:http";
-import { REGISTRATION_PATH } from "../../api/contract";
+import { REGISTRATION_PATH, X402_DISCOVERY_PATH } from "../../api/contract";
 import { exactJson } from "../../api/exactJson";
 import { sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
@@ -16,6 +16,7 @@ import { renderRegistration } from "./catalog/registration";
 import { renderServicesJson } from "./catalog/servicesJson";
 import { renderSkillMd } from "./catalog/skillMd";
 import { renderStorefront } from "./catalog/storefront";
+import { renderX402Discovery } from "./catalog/wellKnownX402";
 import { OfferLimiter } from "./limits";
 import type { GatedRoute, PaymentGate, ProxyFn } from "./paymentGate";
 import { type ForwardContext, proxyRequest } from "./proxy";
@@ -116,6 +117,15 @@ export function createPublicHandler(options: GatewayOptions): Handler {
           200,
           "application/json; charset=utf-8",
           `${exactJson(renderRegistration(catalogFor(req)), 2)}\n`,
+          head,
+          CATALOG_HEADERS,
+        ),
+      [X402_DISCOVERY_PATH]: (req, res, head) =>
+        send(
+          res,
+          200,
+          "application/json; charset=utf-8",
+          `${JSON.stringify(renderX402Discovery(catalogFor(req)), null, 2)}\n`,
           head,
           CATALOG_HEADERS,
         ),

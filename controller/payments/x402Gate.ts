@@ -30,6 +30,7 @@ import type { GatedRoute, PaymentGate, ProxyFn } from "../gateway/paymentGate";
 import type { HeldOffer } from "../gateway/routing";
 import { type LogFn, REQUEST_ID_HEADER } from "../shared/log";
 import { type AcceptedPayment, decidePayment } from "./decision";
+import { discoveryExtensions } from "./discovery";
 import type { PaymentMetrics } from "./metrics";
 import { PendingSettlements } from "./pending";
 import { facilitatorRefusalStatus, type Rejection, rejection } from "./reasons";
@@ -117,10 +118,15 @@ export class X402PaymentGate implements PaymentGate {
       outcome = await this.serve(verdict, offer.name, proxy, req.headers[REQUEST_ID_HEADER]);
     } else {
       const refusal = this.refusal(verdict, offer.name);
+      // The 402 says how to call the route (bazaar), so it can be discovered without paying.
+      const discovery = discoveryExtensions(offer.spec, req.method ?? "GET", route.subPath);
+      const described = discovery
+        ? { ...requirements, extensions: { ...requirements.extensions, ...discovery } }
+        : requirements;
       writeRefusal(
         req,
         res,
-        { requirements, url: route.resourceUrl, description: resourceDescription(offer.spec) },
+        { requirements: described, url: route.resourceUrl, description: resourceDescription(offer.spec) },
         refusal,
       );
       outcome =

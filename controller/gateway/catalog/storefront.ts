@@ -126,6 +126,7 @@ export function renderStorefront(catalog: Catalog): string {
     <a href="${escapeHtml(base)}/api/services.json">services.json</a>
     <a href="${escapeHtml(base)}/openapi.json">OpenAPI</a>
     <a href="${escapeHtml(base)}/.well-known/agent-registration.json">ERC-8004 registration</a>
+    <a href="${escapeHtml(base)}/.well-known/x402">x402 discovery</a>
   </nav>
 </div></header>
 <main><div class="wrap">

@@ -7,9 +7,11 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { decodePaymentRequiredHeader } from "@x402/core/http";
+import { type DiscoveryExtension, validateDiscoveryExtension } from "@x402/extensions/bazaar";
 import Ajv2020 from "ajv/dist/2020";
 import { chromium, type Locator, type Page } from "playwright-core";
 import { SERVICES_JSON_SCHEMA } from "../../../controller/gateway/catalog/servicesJson";
+import { defined } from "../../harness/assertions";
 import type { ControlPlane } from "../../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../../harness/env";
 import { freePort, type ManagedProcess, tail, waitFor } from "../../harness/processes";
@@ -798,6 +800,72 @@ describe("runtime: controller and gateway against the control plane", () => {
         ],
       );
     }
+  });
+
+  it("lets a crawler discover the paid resources at /.well-known/x402, each 402 describing its input and output (bazaar)", async () => {
+    await readyOffer("echo-disc", {
+      routes: [
+        { path: "/free/*", gate: "free" },
+        { path: "/health", gate: "free", methods: ["GET"] },
+        { path: "/v1/lookup", gate: "paid", methods: ["GET"] },
+      ],
+    });
+    await createObject(cp, ns, SO, "ServiceOffer", "qwen-disc", {
+      ...offerSpec(upstream.port, { path: "/services/qwen-disc", routes: [] }),
+      type: "inference",
+      model: { name: "qwen3:0.6b", runtime: "ollama" },
+    });
+    await waitForCondition(cp, ns, SO, "qwen-disc", { type: "Ready", status: "True" }, { logs: logs() });
+    let doc: { version: number; resources: string[]; instructions: string } | undefined;
+    let contentType = "";
+    await waitFor(
+      "both offers in /.well-known/x402",
+      async () => {
+        const r = await httpGet(`${publicUrl}/.well-known/x402`);
+        contentType = r.headers.get("content-type") ?? "";
+        doc = r.status === 200 ? JSON.parse(r.text) : undefined;
+        return doc?.resources.length === 2;
+      },
+      { timeoutMs: 10_000 },
+    );
+    const found = defined(doc, "the discovery document");
+    assert.match(contentType, /^application\/json/);
+    assert.equal(found.version, 1);
+    assert.deepEqual([...found.resources].sort(), [
+      `${publicUrl}/services/echo/v1/lookup`,
+      `${publicUrl}/services/qwen-disc/v1/chat/completions`,
+    ]);
+    assert.match(found.instructions, /402/);
+
+    // Each listed resource, called without paying, answers 402 whose bazaar extension passes
+    // @x402/extensions' own validator and names the method and the input.
+    const bazaarOf = async (url: string, init: RequestInit) => {
+      const r = await httpGet(url, init);
+      assert.equal(r.status, 402, url);
+      const terms = decodePaymentRequiredHeader(r.headers.get("payment-required") ?? "");
+      const bazaar = terms.extensions?.bazaar as DiscoveryExtension | undefined;
+      assert.ok(bazaar, `${url}: the 402 carries extensions.bazaar`);
+      const check = validateDiscoveryExtension(bazaar);
+      assert.ok(check.valid, `${url}: ${JSON.stringify(check.errors)}`);
+      return bazaar;
+    };
+    const lookup = await bazaarOf(`${publicUrl}/services/echo/v1/lookup`, {});
+    assert.equal((lookup.info.input as { method?: string }).method, "GET");
+    const chat = await bazaarOf(`${publicUrl}/services/qwen-disc/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "qwen3:0.6b", messages: [{ role: "user", content: "hi" }] }),
+    });
+    assert.equal((chat.info.input as { method?: string }).method, "POST");
+    assert.ok("bodyType" in chat.info.input && chat.info.input.bodyType === "json");
+    const inputSchema = chat.schema.properties.input.properties as { body?: { required?: string[] } };
+    assert.deepEqual(inputSchema.body?.required, ["model", "messages"]);
+    assert.ok(chat.info.output?.example, "the chat route documents its output");
+    // Nothing was proxied: discovery costs the upstream nothing.
+    assert.equal(
+      upstream.requests.filter((r) => !r.url.startsWith("/health") && !r.url.startsWith("/free")).length,
+      0,
+    );
   });
 
   it("charges in the 402 exactly what services.json, openapi.json and skill.md advertise, for every price kind", async () => {
