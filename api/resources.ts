@@ -98,7 +98,14 @@ export const serviceOfferSpecSchema = z.object({
   hostname: z.string().max(253).optional(),
   routes: z.array(routeSchema).max(64).optional(),
   limits: z
-    .object({ rps: z.number().int().min(0).optional(), maxInFlight: z.number().int().min(0).optional() })
+    .object({
+      rps: z.number().int().min(0).optional(),
+      maxInFlight: z.number().int().min(0).optional(),
+      perPayerRps: z.number().int().min(0).optional().meta({
+        description:
+          "Paid requests per second from one paying address (verified by the facilitator), across all gateway replicas; 0 or absent means no limit",
+      }),
+    })
     .optional(),
   listing: z
     .object({ category: z.string().max(64).optional(), weight: z.number().int().optional() })

@@ -109,3 +109,72 @@ export class OfferLimiter {
     state.refilledAtMs = now;
   }
 }
+
+/**
+ * Per-payer admission (`spec.limits.perPayerRps`): a token bucket per (offer, paying address),
+ * so one buyer cannot starve the others. The payer is known only once the facilitator verified
+ * the signature (an unverified `from` could be anyone's address), so the gate asks after verify
+ * and before anything is proxied or settled. Like OfferLimiter, each of N replicas enforces 1/N.
+ * Idle buckets (full again) are dropped when the table grows, so it stays bounded by the active
+ * payers.
+ */
+export type PayerAdmission =
+  | { readonly admitted: true }
+  | { readonly admitted: false; readonly retryAfterSeconds: number; readonly message: string };
+
+interface PayerBucket {
+  rps: number;
+  tokens: number;
+  refilledAtMs: number;
+}
+
+const MAX_PAYER_BUCKETS = 100_000;
+
+export class PayerLimiter {
+  private readonly buckets = new Map<string, PayerBucket>();
+
+  constructor(
+    private readonly nowMs: () => number = () => performance.now(),
+    private readonly replicas = 1,
+  ) {}
+
+  admit(offer: string, payer: string, perPayerRps: number | undefined): PayerAdmission {
+    if (!perPayerRps || perPayerRps <= 0) return { admitted: true };
+    const rps = Math.max(1, perPayerRps / this.replicas);
+    const key = `${offer}\n${payer.toLowerCase()}`;
+    const now = this.nowMs();
+    let bucket = this.buckets.get(key);
+    if (!bucket) {
+      if (this.buckets.size >= MAX_PAYER_BUCKETS) this.sweep(now);
+      bucket = { rps, tokens: rps, refilledAtMs: now };
+      this.buckets.set(key, bucket);
+    }
+    bucket.tokens = Math.min(
+      rps,
+      (bucket.rps === rps ? bucket.tokens : Math.min(bucket.tokens, rps)) +
+        ((now - bucket.refilledAtMs) / 1000) * rps,
+    );
+    bucket.rps = rps;
+    bucket.refilledAtMs = now;
+    if (bucket.tokens < 1) {
+      return {
+        admitted: false,
+        retryAfterSeconds: Math.max(1, Math.ceil((1 - bucket.tokens) / rps)),
+        message: `${offer} accepts at most ${perPayerRps} request(s) per second from one payer (${payer}); nothing was charged, retry after Retry-After seconds`,
+      };
+    }
+    bucket.tokens -= 1;
+    return { admitted: true };
+  }
+
+  /** Payers with a bucket (for tests). */
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  private sweep(now: number): void {
+    for (const [key, b] of this.buckets) {
+      if (b.tokens + ((now - b.refilledAtMs) / 1000) * b.rps >= b.rps) this.buckets.delete(key);
+    }
+  }
+}

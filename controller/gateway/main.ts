@@ -21,7 +21,7 @@ import {
 import { parseUpstreamOverrides } from "../shared/offers";
 import type { Command } from "../shared/startup";
 import { FacilitatorWatch } from "./facilitatorWatch";
-import { OfferLimiter } from "./limits";
+import { OfferLimiter, PayerLimiter } from "./limits";
 import { createInternalHandler, createPublicHandler } from "./server";
 import { RouteState } from "./state";
 
@@ -95,6 +95,7 @@ export const command: Command<keyof typeof SETTINGS> = {
       metrics,
       log,
       pendingRetryMs: s.int("pending-retry-ms", 5_000),
+      payerLimiter: new PayerLimiter(undefined, Math.max(1, s.int("replicas", 1))),
     });
 
     let version = 0;

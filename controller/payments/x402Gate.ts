@@ -26,8 +26,10 @@
 import type * as http from "node:http";
 import type { FacilitatorClient } from "@x402/core/server";
 import type { PaymentPayload, PaymentRequirements, SettleResponse, VerifyError } from "@x402/core/types";
+import { PayerLimiter } from "../gateway/limits";
 import type { GatedRoute, PaymentGate, ProxyFn } from "../gateway/paymentGate";
 import type { HeldOffer } from "../gateway/routing";
+import { sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER } from "../shared/log";
 import { type AcceptedPayment, decidePayment } from "./decision";
 import { discoveryExtensions } from "./discovery";
@@ -46,6 +48,8 @@ export interface X402GateOptions {
   now?: () => number;
   /** Between two settles of a pending settlement (default 5 s). */
   pendingRetryMs?: number;
+  /** Enforces offers' `limits.perPayerRps` (default: one for this gate, a single replica). */
+  payerLimiter?: PayerLimiter;
   /** The extensions the facilitator's /supported lists (default: none declared). */
   facilitatorExtensions?: () => readonly string[];
 }
@@ -82,9 +86,11 @@ function isVerifyError(err: unknown): err is VerifyError {
 export class X402PaymentGate implements PaymentGate {
   readonly name = "x402";
   private readonly replays = new ReplayGuard();
+  private readonly payers: PayerLimiter;
   readonly pending: PendingSettlements;
 
   constructor(private readonly opts: X402GateOptions) {
+    this.payers = opts.payerLimiter ?? new PayerLimiter();
     this.pending = new PendingSettlements({
       facilitator: opts.facilitator,
       metrics: opts.metrics,
@@ -113,7 +119,16 @@ export class X402PaymentGate implements PaymentGate {
     );
     const verdict = await this.verify(req.headers, requirements, offer.name);
     let outcome: Outcome;
-    if (verdict.kind === "verified") {
+    const limited = verdict.kind === "verified" ? this.admitPayer(verdict, offer) : undefined;
+    if (limited) {
+      // A verified payment that is not used: released, so the buyer can send it again later.
+      this.replays.release(verdict.kind === "verified" ? verdict.payment.replayKey : undefined);
+      this.opts.metrics.failed.inc({ offer: offer.name, reason: "payer_rate_limited" });
+      req.resume();
+      res.setHeader("retry-after", String(limited.retryAfterSeconds));
+      sendJson(res, 429, { error: "payer_rate_limited", message: limited.message });
+      outcome = "rejected";
+    } else if (verdict.kind === "verified") {
       // Set by the gateway before the gate runs; the same id reaches the upstream.
       outcome = await this.serve(verdict, offer.name, proxy, req.headers[REQUEST_ID_HEADER]);
     } else {
@@ -139,6 +154,21 @@ export class X402PaymentGate implements PaymentGate {
     const { metrics } = this.opts;
     metrics.requests.inc({ offer: offer.name, outcome });
     metrics.duration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+  }
+
+  /**
+   * `limits.perPayerRps` by the paying address the facilitator verified (the signed `from` when
+   * it names none): after verify, before anything is proxied or settled. Undefined: admitted.
+   */
+  private admitPayer(
+    verdict: Extract<GateVerdict, { kind: "verified" }>,
+    offer: HeldOffer,
+  ): { retryAfterSeconds: number; message: string } | undefined {
+    const perPayerRps = offer.spec.limits?.perPayerRps;
+    if (!perPayerRps) return undefined;
+    const payer = verdict.payer ?? verdict.payment.matched.binding.from ?? "unknown";
+    const admission = this.payers.admit(`${offer.namespace}/${offer.name}`, payer, perPayerRps);
+    return admission.admitted ? undefined : admission;
   }
 
   /**

@@ -77,6 +77,11 @@ const rawOffer = z.strictObject({
         undefined,
         "concurrent requests across all gateway replicas; 0 or absent means no limit",
       ).optional(),
+      perPayerRps: wholeNumber(
+        0,
+        undefined,
+        "paid requests per second from one paying address across all gateway replicas; 0 or absent means no limit",
+      ).optional(),
     })
     .optional(),
   listing: z
@@ -142,7 +147,7 @@ export function offers(
       hostnames.set(o.hostname, i);
     }
 
-    for (const key of ["rps", "maxInFlight"] as const) {
+    for (const key of ["rps", "maxInFlight", "perPayerRps"] as const) {
       const limit = o.limits?.[key];
       if (limit !== undefined && limit > 0 && limit < gatewayReplicas) {
         issues.add(

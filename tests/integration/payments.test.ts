@@ -478,6 +478,50 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     assert.equal(((await at(limited, 0).json()) as { error: string }).error, "rate_limited");
   });
 
+  it("limits.perPayerRps: one payer over its rate gets 429 with Retry-After (not charged), another payer is served", async () => {
+    await createPaidOffer("per-payer", chain.asset, {
+      path: "/services/per-payer",
+      limits: { perPayerRps: 1 },
+    });
+    const url = `${publicUrl}/services/per-payer`;
+    await waitFor("the per-payer offer routed", async () => (await fetch(url)).status === 402, {
+      timeoutMs: 60_000,
+    });
+    const other = privateKeyToAccount(generatePrivateKey());
+    await chain.mint(other.address, 10_000_000n);
+    // Signed up front, so the three requests below arrive together.
+    const [a1, a2, b1] = await Promise.all([
+      signedPayment(`${url}/a1`),
+      signedPayment(`${url}/a2`),
+      signedPayment(`${url}/b1`, undefined, other),
+    ]);
+    const [buyerBefore, otherBefore] = [
+      await chain.balanceOf(buyer.address),
+      await chain.balanceOf(other.address),
+    ];
+    const send = (path: string, payment: PaymentPayload) =>
+      fetch(`${url}${path}`, { headers: { "payment-signature": encodePaymentSignatureHeader(payment) } });
+    const [ra1, ra2, rb1] = await Promise.all([send("/a1", a1), send("/a2", a2), send("/b1", b1)]);
+    // The buyer's two requests in the same second: one served, one refused; the other payer served.
+    const buyerStatuses = [ra1.status, ra2.status].sort();
+    assert.deepEqual(buyerStatuses, [200, 429], `buyer: ${buyerStatuses}`);
+    assert.equal(rb1.status, 200, await rb1.clone().text());
+    const refused = ra1.status === 429 ? ra1 : ra2;
+    const refusedPath = refused === ra1 ? "/a1" : "/a2";
+    assert.equal(refused.headers.get("retry-after"), "1");
+    const body = (await refused.json()) as { error: string; message: string };
+    assert.equal(body.error, "payer_rate_limited");
+    assert.match(body.message, /per second from one payer/);
+    assert.ok(!upstream.seen.some((r) => r.url === refusedPath), "the refused request was not proxied");
+    assert.equal(await chain.balanceOf(buyer.address), buyerBefore - PRICE_ATOMIC, "the buyer paid once");
+    assert.equal(await chain.balanceOf(other.address), otherBefore - PRICE_ATOMIC);
+    // Nothing was charged for the refused one: after Retry-After the same payment is accepted.
+    await new Promise((r) => setTimeout(r, 1_100));
+    const retried = await send(refusedPath, refused === ra1 ? a1 : a2);
+    assert.equal(retried.status, 200, await retried.clone().text());
+    assert.equal(await chain.balanceOf(buyer.address), buyerBefore - 2n * PRICE_ATOMIC);
+  });
+
   it("accepts v1 buyers (X-PAYMENT, legacy network name) and answers with X-PAYMENT-RESPONSE", async () => {
     const res402 = await fetch(`${offerUrl()}/v1`);
     const v1Required = (await res402.json()) as PaymentRequired;

@@ -854,6 +854,28 @@ describe("stack config: gateway and monitoring (README: Operating)", () => {
       "offers[0].limits.rps",
       /below gateway\.replicas \(2\).*lower gateway\.replicas/,
     );
+    expectIssue(raw({ perPayerRps: 1 }, 2), "offers[0].limits.perPayerRps", /below gateway\.replicas \(2\)/);
+  });
+
+  it("limits.perPayerRps is a whole number carried into the ServiceOffer; a bad value names the field", () => {
+    assert.deepEqual(
+      parseStackConfig({ offers: [offer({ limits: { perPayerRps: 5 } })] }, ctx).offers[0]?.spec.limits,
+      {
+        perPayerRps: 5,
+      },
+    );
+    for (const bad of [-1, 1.5, "5"]) {
+      expectIssue(
+        { offers: [offer({ limits: { perPayerRps: bad } })] },
+        "offers[0].limits.perPayerRps",
+        /must be a whole number 0 or more: paid requests per second from one paying address/,
+      );
+    }
+    expectIssue(
+      { offers: [offer({ limits: { perPayer: 5 } })] },
+      "offers[0].limits",
+      /did you mean "perPayerRps"/,
+    );
   });
 
   it("monitoring.serviceMonitors is auto (default), true or false, also as the strings `pulumi config set` stores", () => {

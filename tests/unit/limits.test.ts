@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { OfferLimiter } from "../../controller/gateway/limits";
+import { OfferLimiter, PayerLimiter } from "../../controller/gateway/limits";
 
 describe("offer limits", () => {
   let now = 0;
@@ -56,5 +56,29 @@ describe("offer limits", () => {
     l.admit("ns/a", { rps: 2 }); // lowered: the bucket shrinks to the new burst
     assert.equal(l.admit("ns/a", { rps: 2 }).admitted, true);
     assert.equal(l.admit("ns/a", { rps: 2 }).admitted, false);
+  });
+});
+
+describe("per-payer limits", () => {
+  let now = 1_000;
+  it("limits each paying address on its own, per offer, refilling at the rate", () => {
+    const l = new PayerLimiter(() => now);
+    assert.equal(l.admit("ns/a", "0xAA", 2).admitted, true);
+    assert.equal(l.admit("ns/a", "0xaa", 2).admitted, true, "addresses compare case-insensitively");
+    const refused = l.admit("ns/a", "0xAA", 2);
+    assert.equal(refused.admitted, false);
+    assert.equal(!refused.admitted && refused.retryAfterSeconds, 1);
+    assert.equal(l.admit("ns/a", "0xBB", 2).admitted, true, "another payer is not starved");
+    assert.equal(l.admit("ns/b", "0xAA", 2).admitted, true, "another offer has its own buckets");
+    now += 500; // one token back at 2 rps
+    assert.equal(l.admit("ns/a", "0xAA", 2).admitted, true);
+    assert.equal(l.admit("ns/a", "0xAA", 2).admitted, false);
+    assert.equal(l.admit("ns/a", "0xAA", 0).admitted, true, "0 means no limit");
+  });
+  it("each of N replicas allows 1/N of the rate", () => {
+    const l = new PayerLimiter(() => now, 2);
+    assert.equal(l.admit("ns/a", "0xAA", 4).admitted, true);
+    assert.equal(l.admit("ns/a", "0xAA", 4).admitted, true);
+    assert.equal(l.admit("ns/a", "0xAA", 4).admitted, false);
   });
 });
