@@ -34,3 +34,62 @@ export function chargeDisplay(payment: Pick<Payment, "price" | "asset">): string
 export function describeCharge(payment: Pick<Payment, "price" | "asset" | "network">): string {
   return `${chargeDisplay(payment)} on ${networkLabel(payment.network)}`;
 }
+
+/**
+ * The `upto` scheme (perMTok inference offers with `schemes` including "upto"): the buyer signs
+ * a maximum, the gateway settles the tokens the upstream reports. The maximum covers the
+ * completion the request allows (`max_completion_tokens` or `max_tokens`; UPTO_DEFAULT_MAX_TOKENS
+ * when it names none) plus its prompt, bounded by one token per byte of the request body: a
+ * byte-level tokenizer never makes more tokens than bytes, and the JSON around the messages
+ * outweighs the chat template's few extra tokens.
+ */
+export const UPTO_DEFAULT_MAX_TOKENS = 4096n;
+
+/** The most tokens a request may be charged for under `upto`. */
+export function uptoTokenCap(request: { maxTokens?: number | undefined; bodyBytes: number }): bigint {
+  const completion =
+    request.maxTokens !== undefined && Number.isSafeInteger(request.maxTokens) && request.maxTokens > 0
+      ? BigInt(request.maxTokens)
+      : UPTO_DEFAULT_MAX_TOKENS;
+  return completion + BigInt(Math.max(0, request.bodyBytes));
+}
+
+/** `tokens` at the offer's perMTok price, rounded up to the token's smallest unit. */
+export function chargeForTokens(payment: Pick<Payment, "price" | "asset">, tokens: bigint): bigint {
+  const { perMTok } = payment.price;
+  if (perMTok === undefined) throw new Error("upto needs a perMTok price");
+  const perMillion = toAtomic(perMTok, payment.asset.decimals);
+  return (perMillion * tokens + 999_999n) / 1_000_000n;
+}
+
+/** The maximum a buyer signs for a request allowed `tokenCap` tokens. */
+export function uptoMaximum(payment: Pick<Payment, "price" | "asset">, tokenCap: bigint): bigint {
+  return chargeForTokens(payment, tokenCap);
+}
+
+export interface UptoCharge {
+  /** Atomic units to settle: never above the signed maximum. */
+  readonly amount: bigint;
+  /** The tokens charged for (the reported usage, or the cap when it was over or missing). */
+  readonly tokens: bigint;
+  /** Why the charge is not the reported usage: "over_maximum" or "usage_missing". */
+  readonly capped?: "over_maximum" | "usage_missing";
+}
+
+/**
+ * What an `upto` request is charged once the upstream has answered: the reported tokens at the
+ * offer's price, never more than the signed maximum. An upstream that reports no usage is
+ * charged the maximum (what the buyer agreed to as the worst case), and says so in the receipt.
+ */
+export function uptoCharge(
+  payment: Pick<Payment, "price" | "asset">,
+  maximum: bigint,
+  tokenCap: bigint,
+  reportedTokens: bigint | undefined,
+): UptoCharge {
+  if (reportedTokens === undefined) return { amount: maximum, tokens: tokenCap, capped: "usage_missing" };
+  const amount = chargeForTokens(payment, reportedTokens);
+  if (reportedTokens > tokenCap || amount > maximum)
+    return { amount: maximum, tokens: tokenCap, capped: "over_maximum" };
+  return { amount, tokens: reportedTokens };
+}

@@ -94,6 +94,15 @@ export const serviceOfferSpecSchema = z.object({
   upstream: upstreamSchema,
   payment: paymentSchema,
   payments: z.array(paymentSchema).max(8).optional(),
+  schemes: z
+    .array(z.enum(["exact", "upto"]))
+    .min(1)
+    .max(2)
+    .optional()
+    .meta({
+      description:
+        'x402 schemes the 402 offers (default ["exact"]). "upto" (perMTok inference offers only): the buyer signs a maximum derived from the request and is charged the tokens the upstream reports',
+    }),
   path: pathSchema,
   hostname: z.string().max(253).optional(),
   routes: z.array(routeSchema).max(64).optional(),

@@ -38,6 +38,14 @@ export interface ProxyOptions {
   ): Promise<Record<string, string> | undefined> | Record<string, string> | undefined;
   /** Request headers not to forward upstream (e.g. the payment signature). Lowercase names. */
   readonly stripRequestHeaders?: readonly string[];
+  /** The request body to send instead of the client's (already read by the gate). */
+  readonly body?: Buffer;
+  /**
+   * Takes over the upstream's response instead of relaying it (and instead of
+   * `beforeResponse`): the metered `upto` path reads the usage before or while answering and
+   * settles after it. Throwing a GateResponse before writing answers with it instead.
+   */
+  respond?(upstream: http.IncomingMessage, res: http.ServerResponse): Promise<ProxyOutcome>;
 }
 
 export interface ProxyOutcome {

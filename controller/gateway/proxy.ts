@@ -108,7 +108,7 @@ const IDEMPOTENT_WITHOUT_BODY = new Set(["GET", "HEAD", "OPTIONS"]);
  * received it, and it must not do the paid work twice.
  */
 function retryable(req: http.IncomingMessage, options: ProxyOptions): boolean {
-  if (options.beforeResponse) return false;
+  if (options.beforeResponse || options.respond || options.body) return false;
   if (!IDEMPOTENT_WITHOUT_BODY.has(req.method ?? "")) return false;
   const length = req.headers["content-length"];
   return req.headers["transfer-encoding"] === undefined && (length === undefined || length === "0");
@@ -130,6 +130,8 @@ export function proxyRequest(
 ): Promise<ProxyOutcome> {
   return new Promise((resolve) => {
     let settled = false;
+    /** The response went to the `respond` option, which settles the outcome. */
+    let handedOver = false;
     const finish = (outcome: ProxyOutcome) => {
       if (!settled) {
         settled = true;
@@ -137,7 +139,10 @@ export function proxyRequest(
       }
     };
     const transport = target.protocol === "https:" ? https : http;
-    const headers = upstreamRequestHeaders(req.headers, target, ctx, options.stripRequestHeaders);
+    const headers = withBodyLength(
+      upstreamRequestHeaders(req.headers, target, ctx, options.stripRequestHeaders),
+      options.body,
+    );
     const mayRetry = retryable(req, options);
     /** One attempt; `fresh`: on a new connection of its own (the retry), not from the pool. */
     const send = (fresh: boolean): http.ClientRequest => {
@@ -156,10 +161,10 @@ export function proxyRequest(
       });
       attempt.on("timeout", () => attempt.destroy(new Error(`no answer within ${timeoutMs} ms`)));
       attempt.on("error", (err: NodeJS.ErrnoException) => {
-        if (settled) return;
+        if (settled || handedOver) return;
         if (!fresh && mayRetry && !answered && resetOnReuse(attempt, err)) {
           upstreamReq = send(true);
-          upstreamReq.end();
+          upstreamReq.end(options.body);
           return;
         }
         const status = /within/.test(err.message) ? 504 : 502;
@@ -173,7 +178,9 @@ export function proxyRequest(
     res.on("close", () => {
       if (!res.writableFinished) {
         upstreamReq.destroy();
-        finish({ status: res.statusCode, completed: false, clientAborted: true });
+        // A `respond` handler (metered settlement) that took the response runs to its end and
+        // reports the outcome itself.
+        if (!handedOver) finish({ status: res.statusCode, completed: false, clientAborted: true });
       }
     });
     const relay = (upstreamRes: http.IncomingMessage, extra: Record<string, string> | undefined) => {
@@ -209,6 +216,12 @@ export function proxyRequest(
     };
     function onResponse(upstreamRes: http.IncomingMessage): void {
       answered = true;
+      const { respond } = options;
+      if (respond) {
+        handedOver = true;
+        respond(upstreamRes, res).then(finish, (err) => refuse(upstreamRes, err));
+        return;
+      }
       const hook = options.beforeResponse;
       // Free routes have no hook: relay in the same tick.
       if (!hook) {
@@ -223,6 +236,16 @@ export function proxyRequest(
         );
     }
     let upstreamReq = send(false);
-    req.pipe(upstreamReq);
+    if (options.body) upstreamReq.end(options.body);
+    else req.pipe(upstreamReq);
   });
+}
+
+/** A replaced body is sent whole, with its own length. */
+function withBodyLength(
+  headers: Record<string, string | string[]>,
+  body: Buffer | undefined,
+): Record<string, string | string[]> {
+  if (!body) return headers;
+  return { ...headers, "content-length": String(body.length) };
 }

@@ -221,13 +221,20 @@ export function matchPayment(
 ): Matched | Rejection {
   if (parsed.version === 2) {
     const accepted = parsed.payload.accepted;
-    if (accepted.scheme !== "exact")
-      return reject("unsupported_scheme", `scheme "${accepted.scheme}" is not accepted; use "exact"`);
-    const onNetwork = offer.v2.filter((r) => r.network === accepted.network);
+    const schemes = [...new Set(offer.v2.map((r) => r.scheme))];
+    if (!schemes.includes(accepted.scheme))
+      return reject(
+        "unsupported_scheme",
+        `scheme "${accepted.scheme}" is not accepted; use ${schemes.map((x) => `"${x}"`).join(" or ")}`,
+      );
+    const onNetwork = offer.v2.filter((r) => r.scheme === accepted.scheme && r.network === accepted.network);
     if (onNetwork.length === 0)
       return reject(
         "invalid_network",
-        `network ${accepted.network} is not accepted; accepted: ${offer.v2.map((r) => r.network).join(", ")}`,
+        `network ${accepted.network} is not accepted for "${accepted.scheme}"; accepted: ${offer.v2
+          .filter((r) => r.scheme === accepted.scheme)
+          .map((r) => r.network)
+          .join(", ")}`,
       );
     const requirement = onNetwork.find((r) => same(r.asset, accepted.asset));
     if (!requirement)
@@ -240,7 +247,9 @@ export function matchPayment(
     if (accepted.amount !== requirement.amount)
       return reject(
         "amount_mismatch",
-        `accepted.amount ${accepted.amount} differs from the price ${requirement.amount}`,
+        requirement.scheme === "upto"
+          ? `accepted.amount ${accepted.amount} differs from this request's upto maximum ${requirement.amount} (it follows the request's max_tokens and size: sign the 402 of this same request)`
+          : `accepted.amount ${accepted.amount} differs from the price ${requirement.amount}`,
       );
     const binding = bindingOf(parsed.payload.payload);
     const bad = checkBinding(binding, requirement, now);

@@ -17,8 +17,9 @@ export const REJECTION_STATUS = {
   not_yet_valid: 402,
   expired: 402,
   replayed: 402,
+  request_too_large: 413,
   facilitator_unavailable: 503,
-} as const satisfies Record<string, 400 | 402 | 503>;
+} as const satisfies Record<string, 400 | 402 | 413 | 503>;
 
 export type RejectionReason = keyof typeof REJECTION_STATUS;
 

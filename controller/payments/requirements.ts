@@ -5,7 +5,7 @@
 import type { PaymentRequirementsV1, PaymentRequirementsV2 } from "@x402/core/schemas";
 import { declareEip2612GasSponsoringExtension } from "@x402/extensions";
 import { type Caip2, legacyNetworkName } from "../../api/chains";
-import { chargePerRequest, describeCharge } from "../../api/pricing";
+import { chargePerRequest, describeCharge, uptoMaximum } from "../../api/pricing";
 import type { Payment, ServiceOfferSpec } from "../../api/resources";
 import { EIP2612_GAS_SPONSORING } from "./facilitatorSupport";
 
@@ -23,14 +23,28 @@ export function offerPayments(spec: ServiceOfferSpec): Payment[] {
   return [spec.payment, ...(spec.payments ?? [])];
 }
 
+/** The schemes an offer's 402 offers (ServiceOffer `schemes`, default exact only). */
+export function offerSchemes(spec: ServiceOfferSpec): readonly ("exact" | "upto")[] {
+  return spec.schemes ?? ["exact"];
+}
+
+/** What an `upto` entry needs beyond the offer: the request's token cap and who may settle. */
+export interface UptoTerms {
+  readonly tokenCap: bigint;
+  /** The facilitator address its upto witness must name, per CAIP-2 network (from /supported). */
+  readonly facilitators: ReadonlyMap<string, string>;
+}
+
 /**
  * `facilitatorExtensions`: the extensions the facilitator's /supported lists; the 402 declares
- * an extension only when the facilitator that will settle the payment implements it.
+ * an extension only when the facilitator that will settle the payment implements it. `upto`:
+ * the request's terms, for offers whose `schemes` include "upto".
  */
 export function requirementsFor(
   spec: ServiceOfferSpec,
   resourceUrl: string,
   facilitatorExtensions: readonly string[] = [],
+  upto?: UptoTerms,
 ): OfferRequirements {
   const description = resourceDescription(spec);
   const v2: PaymentRequirementsV2[] = [];
@@ -42,15 +56,29 @@ export function requirementsFor(
       version: p.asset.eip712Version,
       assetTransferMethod: p.asset.transferMethod,
     };
-    v2.push({
-      scheme: "exact",
-      network: p.network as Caip2,
-      amount,
-      asset: p.asset.address,
-      payTo: p.payTo,
-      maxTimeoutSeconds: p.maxTimeoutSeconds,
-      extra,
-    });
+    if (offerSchemes(spec).includes("exact"))
+      v2.push({
+        scheme: "exact",
+        network: p.network as Caip2,
+        amount,
+        asset: p.asset.address,
+        payTo: p.payTo,
+        maxTimeoutSeconds: p.maxTimeoutSeconds,
+        extra,
+      });
+    // upto is Permit2 only (x402's upto proxy), whatever the asset's exact transfer method.
+    const facilitatorAddress = upto?.facilitators.get(p.network);
+    if (upto && facilitatorAddress && offerSchemes(spec).includes("upto") && p.price.perMTok !== undefined)
+      v2.push({
+        scheme: "upto",
+        network: p.network as Caip2,
+        amount: uptoMaximum(p, upto.tokenCap).toString(),
+        asset: p.asset.address,
+        payTo: p.payTo,
+        maxTimeoutSeconds: p.maxTimeoutSeconds,
+        extra: { ...extra, assetTransferMethod: "permit2", facilitatorAddress },
+      });
+    if (!offerSchemes(spec).includes("exact")) continue;
     // x402 v1's exact-EVM scheme knows only EIP-3009: a v1 buyer cannot pay through Permit2.
     if (p.asset.transferMethod === "permit2") continue;
     v1.push({
@@ -70,7 +98,9 @@ export function requirementsFor(
   // the facilitator submits it with the payment (the proxy's settleWithPermit), if it says it can.
   const sponsored =
     facilitatorExtensions.includes(EIP2612_GAS_SPONSORING) &&
-    offerPayments(spec).some((p) => p.asset.transferMethod === "permit2" && p.asset.eip2612);
+    offerPayments(spec).some(
+      (p) => (p.asset.transferMethod === "permit2" || offerSchemes(spec).includes("upto")) && p.asset.eip2612,
+    );
   const prices = offerPayments(spec).map(describeCharge);
   return sponsored
     ? { v2, v1, prices, extensions: declareEip2612GasSponsoringExtension() }

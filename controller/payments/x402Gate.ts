@@ -23,21 +23,38 @@
  * the request alone (pure), `verify` adds the replay guard and the facilitator and ends in a
  * verdict, responses.ts writes refusals, and `serve` proxies and settles a verified payment.
  */
+import { once } from "node:events";
 import type * as http from "node:http";
 import type { FacilitatorClient } from "@x402/core/server";
 import type { PaymentPayload, PaymentRequirements, SettleResponse, VerifyError } from "@x402/core/types";
+import { type UptoCharge, uptoCharge, uptoTokenCap } from "../../api/pricing";
 import { PayerLimiter } from "../gateway/limits";
-import type { GatedRoute, PaymentGate, ProxyFn } from "../gateway/paymentGate";
+import {
+  type GatedRoute,
+  GateResponse,
+  type PaymentGate,
+  type ProxyFn,
+  type ProxyOutcome,
+} from "../gateway/paymentGate";
+import { stripHopByHop } from "../gateway/proxy";
 import type { HeldOffer } from "../gateway/routing";
 import { sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER } from "../shared/log";
 import { type AcceptedPayment, decidePayment } from "./decision";
 import { discoveryExtensions } from "./discovery";
+import { type MeteredRequest, readMeteredRequest, SseUsage, usageFromJson } from "./metering";
 import type { PaymentMetrics } from "./metrics";
 import { PendingSettlements } from "./pending";
 import { facilitatorRefusalStatus, type Rejection, rejection } from "./reasons";
 import { ReplayGuard } from "./replay";
-import { type OfferRequirements, requirementsFor, resourceDescription } from "./requirements";
+import {
+  type OfferRequirements,
+  offerPayments,
+  offerSchemes,
+  requirementsFor,
+  resourceDescription,
+  type UptoTerms,
+} from "./requirements";
 import { type Refusal, receiptHeader, withheldResponse, writeRefusal } from "./responses";
 
 export interface X402GateOptions {
@@ -74,6 +91,20 @@ type Outcome =
   | "upstream_failed";
 
 const PAYMENT_HEADERS = ["payment-signature", "x-payment"] as const;
+
+/** An `upto` offer reads the request body (to size the maximum) up to this many bytes. */
+export const MAX_METERED_REQUEST_BYTES = 1 << 20;
+/** A non-streamed metered answer is read whole (for its usage) up to this many bytes. */
+const MAX_METERED_RESPONSE_BYTES = 32 << 20;
+/** How long the facilitator's upto signers (from /supported) are reused. */
+const SUPPORTED_TTL_MS = 60_000;
+
+/** A request to an `upto` offer: its body as read (and as sent upstream) and its token cap. */
+interface MeteredCall {
+  readonly request: MeteredRequest;
+  readonly tokenCap: bigint;
+  readonly terms: UptoTerms;
+}
 
 /**
  * Whether `err` is @x402/core's VerifyError. Matched by name and shape: the library's server
@@ -112,12 +143,23 @@ export class X402PaymentGate implements PaymentGate {
     proxy: ProxyFn,
   ): Promise<void> {
     const started = process.hrtime.bigint();
+    const metered = offerSchemes(offer.spec).includes("upto") ? await this.meteredCall(req) : undefined;
     const requirements = requirementsFor(
       offer.spec,
       route.resourceUrl,
       this.opts.facilitatorExtensions?.() ?? [],
+      metered && metered !== "too_large" ? metered.terms : undefined,
     );
-    const verdict = await this.verify(req.headers, requirements, offer.name);
+    const verdict: GateVerdict =
+      metered === "too_large"
+        ? {
+            kind: "rejected",
+            rejection: rejection(
+              "request_too_large",
+              `this offer meters tokens and reads the request to size the payment: send at most ${MAX_METERED_REQUEST_BYTES} bytes`,
+            ),
+          }
+        : await this.verify(req.headers, requirements, offer.name);
     let outcome: Outcome;
     const limited = verdict.kind === "verified" ? this.admitPayer(verdict, offer) : undefined;
     if (limited) {
@@ -130,7 +172,13 @@ export class X402PaymentGate implements PaymentGate {
       outcome = "rejected";
     } else if (verdict.kind === "verified") {
       // Set by the gateway before the gate runs; the same id reaches the upstream.
-      outcome = await this.serve(verdict, offer.name, proxy, req.headers[REQUEST_ID_HEADER]);
+      outcome = await this.serve(
+        verdict,
+        offer,
+        proxy,
+        req.headers[REQUEST_ID_HEADER],
+        metered === "too_large" ? undefined : metered,
+      );
     } else {
       const refusal = this.refusal(verdict, offer.name);
       // The 402 says how to call the route (bazaar), so it can be discovered without paying.
@@ -258,28 +306,177 @@ export class X402PaymentGate implements PaymentGate {
    */
   private async serve(
     verdict: Extract<GateVerdict, { kind: "verified" }>,
-    offerName: string,
+    offer: HeldOffer,
     proxy: ProxyFn,
-    requestId?: string | string[],
+    requestId: string | string[] | undefined,
+    metered: MeteredCall | undefined,
   ): Promise<Outcome> {
     const { payment } = verdict;
+    const offerName = offer.name;
     this.opts.metrics.verified.inc({ offer: offerName, network: payment.network });
     let settled = false;
     const state = { pending: false };
-    const result = await proxy({
-      stripRequestHeaders: PAYMENT_HEADERS,
-      beforeResponse: async (head) => {
-        if (head.status < 200 || head.status >= 300) return undefined; // not charged
-        const receipt = await this.settle(verdict, offerName, requestId, state);
-        settled = true;
-        return receipt;
-      },
-    });
+    // The gate read the body of a metered offer's request: it is sent as read (or as rewritten).
+    const body = metered ? { body: metered.request.body } : {};
+    const upto = metered && payment.matched.version === 2 && payment.matched.requirement.scheme === "upto";
+    const result = upto
+      ? await proxy({
+          stripRequestHeaders: PAYMENT_HEADERS,
+          ...body,
+          respond: async (upstream, res) => {
+            const outcome = await this.respondMetered(
+              upstream,
+              res,
+              verdict,
+              offer,
+              requestId,
+              state,
+              metered,
+            );
+            settled = outcome.settled;
+            return outcome;
+          },
+        })
+      : await proxy({
+          stripRequestHeaders: PAYMENT_HEADERS,
+          ...body,
+          beforeResponse: async (head) => {
+            if (head.status < 200 || head.status >= 300) return undefined; // not charged
+            const receipt = await this.settle(verdict, offerName, requestId, state);
+            settled = true;
+            return receipt;
+          },
+        });
     if (settled) return "served";
     // A pending settlement may still be mined: its authorization stays claimed.
     if (state.pending) return "settle_pending";
     this.replays.release(payment.replayKey);
     return result.status >= 200 && result.status < 300 ? "settle_failed" : "upstream_failed";
+  }
+
+  /**
+   * Reads the body of a request to an `upto` offer (bounded) and sizes its maximum; the
+   * facilitator's upto signers come from its /supported (cached). A facilitator without upto
+   * leaves the 402 at `exact`.
+   */
+  private async meteredCall(req: http.IncomingMessage): Promise<MeteredCall | "too_large"> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_METERED_REQUEST_BYTES) {
+        req.resume();
+        return "too_large";
+      }
+      chunks.push(chunk as Buffer);
+    }
+    const raw = Buffer.concat(chunks);
+    const request = readMeteredRequest(raw);
+    const tokenCap = uptoTokenCap({ maxTokens: request.maxTokens, bodyBytes: raw.length });
+    return { request, tokenCap, terms: { tokenCap, facilitators: await this.uptoFacilitators() } };
+  }
+
+  private supported: { at: number; facilitators: Map<string, string> } | undefined;
+
+  private async uptoFacilitators(): Promise<ReadonlyMap<string, string>> {
+    const cached = this.supported;
+    if (cached && Date.now() - cached.at < SUPPORTED_TTL_MS) return cached.facilitators;
+    const facilitators = new Map<string, string>();
+    try {
+      const supported = await this.opts.facilitator.getSupported();
+      for (const kind of supported.kinds) {
+        const address = kind.extra?.facilitatorAddress;
+        if (kind.x402Version === 2 && kind.scheme === "upto" && typeof address === "string")
+          facilitators.set(kind.network, address);
+      }
+      this.supported = { at: Date.now(), facilitators };
+    } catch (err) {
+      // Not cached: the next request asks again. Until then the 402 offers exact only.
+      this.opts.log("x402: could not read the facilitator's /supported; upto not offered", {
+        level: "warn",
+        error: describe(err),
+      });
+    }
+    return facilitators;
+  }
+
+  /**
+   * The `upto` answer: the upstream's usage decides the charge, so settlement follows the body.
+   * A JSON answer is read whole, settled, then sent with PAYMENT-RESPONSE (withheld, like
+   * `exact`, when settlement fails). A stream is passed on as it comes, its usage chunk noted,
+   * and settled at its end; the receipt is then an HTTP trailer, PAYMENT-RESPONSE. A non-2xx
+   * answer is passed on and not charged.
+   */
+  private async respondMetered(
+    upstream: http.IncomingMessage,
+    res: http.ServerResponse,
+    verdict: Extract<GateVerdict, { kind: "verified" }>,
+    offer: HeldOffer,
+    requestId: string | string[] | undefined,
+    state: { pending: boolean },
+    metered: MeteredCall,
+  ): Promise<ProxyOutcome & { settled: boolean }> {
+    const status = upstream.statusCode ?? 502;
+    const headers = stripHopByHop(upstream.headers);
+    const requirement = wire(verdict.payment).requirement;
+    if (status < 200 || status >= 300) {
+      res.writeHead(status, headers);
+      upstream.pipe(res);
+      await finished(res);
+      return {
+        status,
+        completed: res.writableFinished,
+        clientAborted: !res.writableFinished,
+        settled: false,
+      };
+    }
+    const priced = offerPayments(offer.spec).find(
+      (p) =>
+        p.network === requirement.network &&
+        p.asset.address.toLowerCase() === requirement.asset.toLowerCase(),
+    );
+    if (!priced) throw new Error(`no payment option of ${offer.name} matches the verified requirement`);
+    const maximum = BigInt(requirement.amount);
+    const charge = (tokens: bigint | undefined) => uptoCharge(priced, maximum, metered.tokenCap, tokens);
+    const streaming = /^text\/event-stream/i.test(String(upstream.headers["content-type"] ?? ""));
+    delete headers["content-length"];
+    if (!streaming) {
+      const body = await readAll(upstream, MAX_METERED_RESPONSE_BYTES);
+      const receipt = await this.settle(verdict, offer.name, requestId, state, charge(usageFromJson(body)));
+      res.writeHead(status, { ...headers, ...receipt, "content-length": String(body.length) });
+      res.end(body);
+      await finished(res);
+      return { status, completed: res.writableFinished, clientAborted: !res.writableFinished, settled: true };
+    }
+    res.writeHead(status, { ...headers, trailer: "PAYMENT-RESPONSE" });
+    res.flushHeaders();
+    const usage = new SseUsage();
+    try {
+      for await (const chunk of upstream) {
+        usage.push(chunk as Buffer);
+        if (!res.write(chunk)) await Promise.race([once(res, "drain"), once(res, "close")]);
+        if (res.destroyed) break;
+      }
+    } catch {
+      // The upstream broke off: what it reported so far (usually nothing) decides the charge.
+    }
+    // Settled even when the buyer hung up: the upstream did the work up to then.
+    const due = charge(usage.end());
+    let receipt: Record<string, string>;
+    let settled = true;
+    try {
+      receipt = await this.settle(verdict, offer.name, requestId, state, due);
+    } catch (err) {
+      // The stream was delivered; the failure is logged and counted by settle.
+      settled = false;
+      receipt = err instanceof GateResponse ? pick(err.headers, "payment-response") : {};
+    }
+    if (!res.destroyed) {
+      res.addTrailers(receipt);
+      res.end();
+      await finished(res);
+    }
+    return { status, completed: res.writableFinished, clientAborted: !res.writableFinished, settled };
   }
 
   /** Settles and returns the receipt header; throws the response that replaces the upstream's otherwise. */
@@ -288,15 +485,37 @@ export class X402PaymentGate implements PaymentGate {
     offerName: string,
     requestId: string | string[] | undefined,
     state: { pending: boolean },
+    metered?: UptoCharge,
   ): Promise<Record<string, string>> {
     const { payment, payer } = verdict;
-    const { payload, requirement } = wire(payment);
+    const signed = wire(payment);
+    const { payload } = signed;
+    // upto settles the metered amount (the facilitator checks it is within the signed maximum).
+    const requirement = metered
+      ? { ...signed.requirement, amount: metered.amount.toString() }
+      : signed.requirement;
     const { metrics } = this.opts;
     const log: LogFn = (msg, fields) => this.opts.log(msg, { requestId, offer: offerName, payer, ...fields });
     const matched = payment.matched;
-    const amount = BigInt(
-      matched.version === 2 ? matched.requirement.amount : matched.requirement.maxAmountRequired,
-    );
+    const amount =
+      metered?.amount ??
+      BigInt(matched.version === 2 ? matched.requirement.amount : matched.requirement.maxAmountRequired);
+    /** The receipt of an upto settlement says what was charged, and for how many tokens. */
+    const receiptOf = (settlement: SettleResponse) =>
+      receiptHeader(
+        payment.matched.version,
+        metered
+          ? {
+              ...settlement,
+              amount: settlement.amount ?? amount.toString(),
+              extra: {
+                ...settlement.extra,
+                tokens: metered.tokens.toString(),
+                ...(metered.capped ? { capped: metered.capped } : {}),
+              },
+            }
+          : settlement,
+      );
     /** The settlement may have happened: the buyer is told so, and it is followed to its end. */
     const pending = (transaction: string | undefined, receipt: Record<string, string>, why: string) => {
       state.pending = true;
@@ -339,7 +558,7 @@ export class X402PaymentGate implements PaymentGate {
         "the upstream answered but settlement could not be reached; nothing was charged and the response was withheld",
       );
     }
-    const receipt = receiptHeader(payment.matched.version, settlement);
+    const receipt = receiptOf(settlement);
     if (!settlement.success && settlement.errorReason === "settlement_pending")
       throw pending(
         settlement.transaction || undefined,
@@ -367,6 +586,7 @@ export class X402PaymentGate implements PaymentGate {
       asset: requirement.asset,
       amount,
       transaction: settlement.transaction,
+      ...(metered ? { scheme: "upto", tokens: metered.tokens, capped: metered.capped } : {}),
     });
     return receipt;
   }
@@ -399,6 +619,33 @@ function neverReached(err: unknown): boolean {
     e = (e as { cause?: unknown }).cause;
   }
   return false;
+}
+
+function finished(res: http.ServerResponse): Promise<void> {
+  if (res.writableFinished || res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    res.once("finish", resolve);
+    res.once("close", resolve);
+  });
+}
+
+async function readAll(stream: http.IncomingMessage, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    if (size > max) {
+      stream.destroy();
+      throw new Error(`the upstream's answer is over ${max} bytes; a metered (upto) answer is read whole`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function pick(headers: Record<string, string>, name: string): Record<string, string> {
+  const value = headers[name];
+  return value === undefined ? {} : { [name]: value };
 }
 
 function describe(err: unknown): string {

@@ -54,6 +54,10 @@ const rawOffer = z.strictObject({
   // Payments are validated one by one (below), so one bad entry does not hide the others.
   payment: z.unknown(),
   payments: z.array(z.unknown()).max(8).optional(),
+  schemes: z
+    .array(z.enum(["exact", "upto"]))
+    .min(1)
+    .optional(),
   path: z.string().optional(),
   hostname: z.string().optional(),
   routes: z
@@ -174,6 +178,20 @@ export function offers(
       payment(p, j === 0 ? `${at}.payment` : `${at}.payments[${j - 1}]`, issues),
     );
     for (const p of payments) if (p) networks.add(p.network as Caip2);
+    if (o.schemes?.includes("upto")) {
+      if (o.type !== "inference")
+        issues.add(
+          `${at}.schemes`,
+          '"upto" meters tokens and needs type: inference; remove "upto" or make this an inference offer',
+        );
+      else if (payments.some((p) => p !== undefined && p.price.perMTok === undefined))
+        issues.add(
+          `${at}.schemes`,
+          '"upto" charges per token: every payment needs price.perMTok; remove "upto" or price the offer perMTok',
+        );
+    }
+    if (o.schemes && new Set(o.schemes).size !== o.schemes.length)
+      issues.add(`${at}.schemes`, "list each scheme once");
     const [primary, ...extra] = payments;
     if (!primary || !extra.every((p): p is Payment => p !== undefined) || path === undefined || !upstreamOk)
       return;
@@ -188,6 +206,7 @@ export function offers(
       },
       payment: primary,
       ...(extra.length > 0 ? { payments: extra } : {}),
+      ...(o.schemes ? { schemes: o.schemes } : {}),
       path,
       ...(o.hostname ? { hostname: o.hostname } : {}),
       ...(o.routes ? { routes: o.routes } : {}),

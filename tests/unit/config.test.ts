@@ -201,6 +201,34 @@ describe("stack config", () => {
         /exactly one/,
       ],
       [
+        "upto on a per-request price",
+        {
+          offers: [
+            offer({
+              type: "inference",
+              model: { name: "m" },
+              schemes: ["exact", "upto"],
+              payment: { network: "base-sepolia", payTo: PAY_TO, price: { perRequest: "0.001" } },
+            }),
+          ],
+        },
+        "offers[0].schemes",
+        /every payment needs price.perMTok/,
+      ],
+      [
+        "upto on an http offer",
+        {
+          offers: [
+            offer({
+              schemes: ["upto"],
+              payment: { network: "base-sepolia", payTo: PAY_TO, price: { perMTok: "1" } },
+            }),
+          ],
+        },
+        "offers[0].schemes",
+        /needs type: inference/,
+      ],
+      [
         "an unknown chain",
         {
           offers: [
