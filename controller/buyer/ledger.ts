@@ -15,7 +15,8 @@ import type { PaymentAuthorization } from "./authorization";
 export type LedgerEvent =
   | { kind: "reserved"; id: string; purchase: string; amount: string; at: number }
   | { kind: "authorized"; id: string; authorization: PaymentAuthorization; at: number }
-  | { kind: "settled"; id: string; tx?: string; at: number }
+  /** `amount`: what was settled when it is less than reserved (x402 upto); the rest is released. */
+  | { kind: "settled"; id: string; tx?: string; amount?: string; at: number }
   | { kind: "released"; id: string; at: number }
   /** A payment found on chain that the ledger did not hold (its file was lost); `at` is the block time. */
   | { kind: "recovered"; id: string; purchase: string; amount: string; tx: string; at: number };
@@ -93,6 +94,11 @@ export class SpendLedger {
     else {
       entry.state = event.kind;
       if (event.kind === "settled" && event.tx) entry.tx = event.tx.toLowerCase();
+      if (event.kind === "settled" && event.amount !== undefined) {
+        const settled = BigInt(event.amount);
+        // Never more than was reserved: the reservation was the signed maximum.
+        if (settled < entry.amount) entry.amount = settled;
+      }
     }
   }
 
@@ -111,9 +117,19 @@ export class SpendLedger {
     this.append({ kind: "authorized", id, authorization, at });
   }
 
-  /** `tx` is absent when only the chain's authorization state says the payment was used. */
-  settle(id: string, tx?: string, at = Date.now()): void {
-    this.append({ kind: "settled", id, ...(tx ? { tx } : {}), at });
+  /**
+   * `tx` is absent when only the chain's authorization state says the payment was used.
+   * `amount`: the settled amount of an upto payment (below the reserved maximum); the remainder
+   * no longer counts against the budget.
+   */
+  settle(id: string, tx?: string, at = Date.now(), amount?: bigint): void {
+    this.append({
+      kind: "settled",
+      id,
+      ...(tx ? { tx } : {}),
+      ...(amount !== undefined ? { amount: amount.toString() } : {}),
+      at,
+    });
   }
 
   /** Reservations still counted as spent without an outcome. */

@@ -12,9 +12,10 @@ import { Readable } from "node:stream";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentResponseHeader } from "@x402/core/http";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
+import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
 import type { LocalAccount } from "viem";
-import { fromAtomic } from "../../api/money";
+import { fromAtomic, toAtomic } from "../../api/money";
 import type { PurchaseRequestSpec } from "../../api/resources";
 import { readOffered, termsMismatch } from "../payments/purchaseTerms";
 import type { AgentResolution } from "../shared/agentResolver";
@@ -178,6 +179,9 @@ async function handle(
   // With an RPC the client can see a missing Permit2 allowance and sign an EIP-2612 permit instead.
   const rpcUrl = purchase.spec.payment.rpcUrl;
   registerExactEvmScheme(client, { signer: opts.account, ...(rpcUrl ? { schemeOptions: { rpcUrl } } : {}) });
+  // upto: the buyer signs the seller's maximum (reserved against the budget) and pays what the
+  // seller settles, which its receipt's `amount` says.
+  client.register("eip155:*", new UptoEvmScheme(opts.account, rpcUrl ? { rpcUrl } : undefined));
   client.setSpendControls(false); // the budget below is the spend control
   // Only options on the purchase's terms are candidates (v1 sellers name networks the v1 way;
   // readOffered normalizes them). When none fits, the first is kept so the hook below refuses
@@ -187,7 +191,16 @@ async function handle(
       const offered = readOffered(r);
       return offered !== undefined && termsMismatch(purchase.spec.payment, offered) === undefined;
     });
-    return payable.length > 0 ? payable : accepts.slice(0, 1);
+    if (payable.length === 0) return accepts.slice(0, 1);
+    // upto charges what is used, never more than its maximum: preferred when that maximum fits
+    // the per-request limits (it is what the budget reserves).
+    const limit = [purchase.spec.payment.maxPrice, purchase.spec.budget.maxPerRequest]
+      .map((v) => toAtomic(v, purchase.spec.payment.decimals))
+      .reduce((a, b) => (a < b ? a : b));
+    const upto = payable.filter(
+      (r) => r.scheme === "upto" && (readOffered(r)?.amountAtomic ?? limit + 1n) <= limit,
+    );
+    return upto.length > 0 ? upto : payable.filter((r) => r.scheme !== "upto").concat(upto);
   });
   client.onBeforePaymentCreation(async ({ selectedRequirements }) => {
     const terms = readOffered(selectedRequirements);
@@ -280,9 +293,12 @@ async function handle(
   const receipt = receiptHeader ? safeDecode(receiptHeader) : undefined;
   const last = payments.at(-1);
   const paid = last?.signed === true && receipt?.success === true;
+  // An upto receipt names the settled amount (at most the signed maximum, which was reserved).
+  const settledAmount = offered && receipt ? settledOf(receipt, offered.amount) : undefined;
   for (const p of payments) {
     if (!p.signed) opts.ledger.release(p.id);
-    else if (p === last && receipt?.success) opts.ledger.settle(p.id, receipt.transaction);
+    else if (p === last && receipt?.success)
+      opts.ledger.settle(p.id, receipt.transaction, Date.now(), settledAmount);
   }
   // A signed payment without a successful receipt is the seller's word only: it stays counted as
   // spent until the chain says it was used or can no longer be.
@@ -294,14 +310,15 @@ async function handle(
     count("paid");
     metrics?.paid.inc(
       { purchase: purchase.name, network: offered.network, asset: offered.asset },
-      Number(offered.amount),
+      Number(settledAmount ?? offered.amount),
     );
     opts.log("buyer: paid", {
       requestId,
       purchase: purchase.name,
       network: offered.network,
       asset: offered.asset,
-      amount: offered.amount,
+      amount: settledAmount ?? offered.amount,
+      ...(settledAmount !== undefined ? { signedMaximum: offered.amount } : {}),
       transaction: receipt.transaction,
       spentTotal: spent.total,
     });
@@ -327,7 +344,16 @@ async function handle(
   Readable.fromWeb(upstream.body as import("node:stream/web").ReadableStream).pipe(res);
 }
 
-function safeDecode(header: string): { success: boolean; transaction: string } | undefined {
+/** The amount a receipt says was settled, when it is a valid amount below the signed one. */
+function settledOf(receipt: { amount?: string | undefined }, signed: bigint): bigint | undefined {
+  if (typeof receipt.amount !== "string" || !/^[0-9]{1,78}$/.test(receipt.amount)) return undefined;
+  const amount = BigInt(receipt.amount);
+  return amount < signed ? amount : undefined;
+}
+
+function safeDecode(
+  header: string,
+): { success: boolean; transaction: string; amount?: string | undefined } | undefined {
   try {
     return decodePaymentResponseHeader(header);
   } catch {

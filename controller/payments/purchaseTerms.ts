@@ -65,10 +65,10 @@ export function termsMismatch(
   declared: PurchaseRequestSpec["payment"],
   offered: OfferedPayment,
 ): TermsMismatch | undefined {
-  if (offered.scheme !== "exact")
+  if (offered.scheme !== "exact" && offered.scheme !== "upto")
     return {
       reason: "wrong_scheme",
-      message: `the seller asks for scheme "${offered.scheme}"; the buyer pays "exact"`,
+      message: `the seller asks for scheme "${offered.scheme}"; the buyer pays "exact" or "upto"`,
     };
   if (offered.caip2 !== declared.network) {
     return {

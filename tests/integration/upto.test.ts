@@ -27,6 +27,7 @@ import { freePort, type ManagedProcess, waitFor } from "../harness/processes";
 import {
   createNamespace,
   createObject,
+  getObject,
   installCrds,
   startRuntime,
   startSellerRuntime,
@@ -131,6 +132,8 @@ describe("x402 upto: metered inference settled for the tokens used (anvil, facil
   let controller: ManagedProcess;
   const upstream = new CompletionUpstream();
   let publicUrl: string;
+  let logDir: string;
+  let namespace: string;
   const buyerKey = ANVIL_KEYS[3] as `0x${string}`;
   const buyer = privateKeyToAccount(buyerKey);
   const payTo = privateKeyToAccount(generatePrivateKey()).address as Address;
@@ -160,10 +163,11 @@ describe("x402 upto: metered inference settled for the tokens used (anvil, facil
   }
 
   before(async () => {
-    const logDir = path.join(scratchDir("upto"), "logs");
+    logDir = path.join(scratchDir("upto"), "logs");
     cp = await sharedControlPlane();
     await installCrds(cp);
     const ns = `upto-${process.pid}`;
+    namespace = ns;
     await createNamespace(cp, ns);
     chain = await startPaymentChain(logDir);
     await chain.permit2Token.mint(buyer.address, 1_000_000_000n);
@@ -300,6 +304,82 @@ describe("x402 upto: metered inference settled for the tokens used (anvil, facil
     assert.equal(receipt.extra?.capped, "over_maximum");
     assert.ok(maximum < BigInt(HOSTILE_TOKENS) * PER_TOKEN);
     assert.equal((await chain.permit2Token.balanceOf(payTo)) - sellerBefore, maximum);
+  });
+
+  it("the buyer proxy pays upto sellers: the ledger and status record the settled amount, the budget releases the rest", async () => {
+    const port = await freePort();
+    const buyerUrl = `http://127.0.0.1:${port}`;
+    const ledgerPath = path.join(logDir, "..", "buyer", "ledger.jsonl");
+    const ns = namespace;
+    // The maximum of the call below is about 1000 units and it settles 310: a second call fits
+    // only if the first one's unused remainder was released.
+    await createObject(cp, ns, "purchaserequests", "PurchaseRequest", "metered", {
+      endpoint: `${publicUrl}/services/llm`,
+      model: "metered-model",
+      payment: {
+        network: chain.network,
+        asset: chain.permit2Token.asset.address,
+        decimals: 6,
+        maxPrice: "0.01",
+      },
+      budget: { maxPerRequest: "0.01", maxTotal: "0.0016" },
+    });
+    const buyerProc = startRuntime(
+      "buyer",
+      "buyer",
+      [
+        ...["--kubeconfig", cp.kubeconfigPath, "--namespace", ns, "--port", String(port)],
+        ...["--host", "127.0.0.1", "--resolve-interval-ms", "500"],
+      ],
+      logDir,
+      { SIGNER_KEY: buyerKey, LEDGER_PATH: ledgerPath },
+    );
+    try {
+      await waitForHttp("the buyer", `${buyerUrl}/healthz`, buyerProc);
+      const chat = () =>
+        fetch(`${buyerUrl}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            model: "paid/metered-model",
+            max_tokens: 20,
+            messages: [{ role: "user", content: "hi" }],
+          }),
+        });
+      const settled = (11n + 20n) * PER_TOKEN;
+      for (let call = 1; call <= 2; call++) {
+        const before = await chain.permit2Token.balanceOf(buyer.address);
+        await waitFor(
+          "the buyer resolved the seller",
+          async () => {
+            const res = await chat();
+            if (res.status === 502) return false;
+            assert.equal(res.status, 200, `call ${call}: ${await res.text()}`);
+            return true;
+          },
+          { timeoutMs: 20_000 },
+        );
+        assert.equal(
+          before - (await chain.permit2Token.balanceOf(buyer.address)),
+          settled,
+          `call ${call} paid the usage`,
+        );
+      }
+      const third = await chat();
+      assert.equal(third.status, 402, "a third maximum does not fit the budget");
+      await waitFor(
+        "PurchaseRequest spend counters",
+        async () => {
+          const status = (await getObject(cp, ns, "purchaserequests", "metered"))?.status as
+            | { spentTotal?: string; requests?: number }
+            | undefined;
+          return status?.spentTotal === "0.00062" && status.requests === 2;
+        },
+        { timeoutMs: 15_000 },
+      );
+    } finally {
+      await buyerProc.stop();
+    }
   });
 
   it("a payment signed for another request's maximum is refused before anything is proxied", async () => {
