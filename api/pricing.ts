@@ -93,3 +93,27 @@ export function uptoCharge(
     return { amount: maximum, tokens: tokenCap, capped: "over_maximum" };
   return { amount, tokens: reportedTokens };
 }
+
+/**
+ * How each scheme an offer accepts charges, as catalogs (skill.md, services.json, the
+ * storefront) state it; the 402 asks the same amounts (chargePerRequest, uptoMaximum/uptoCharge).
+ */
+export function schemeCharges(
+  schemes: readonly ("exact" | "upto")[],
+  payment: Pick<Payment, "price" | "asset">,
+): { scheme: "exact" | "upto"; charge: string }[] {
+  return schemes.map((scheme) =>
+    scheme === "upto"
+      ? {
+          scheme,
+          charge: `upto: sign a maximum of (max_tokens, or ${UPTO_DEFAULT_MAX_TOKENS} when absent, + one token per request byte) × the perMTok rate; pay usage.total_tokens × the rate, rounded up to the token's unit, never more than signed`,
+        }
+      : {
+          scheme,
+          charge:
+            payment.price.perMTok !== undefined && payment.price.perRequest === undefined
+              ? `exact: ${chargePerRequest(payment)} atomic units per request (the rate for ${PER_MTOK_BASIS_TOKENS} tokens)`
+              : `exact: ${chargePerRequest(payment)} atomic units per request`,
+        },
+  );
+}

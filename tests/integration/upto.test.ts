@@ -236,6 +236,18 @@ describe("x402 upto: metered inference settled for the tokens used (anvil, facil
     const cap = uptoTokenCap({ maxTokens: 40, bodyBytes: Buffer.byteLength(body) });
     assert.equal(BigInt(upto.amount), cap * PER_TOKEN);
     assert.ok(upto.extra?.facilitatorAddress, "names the facilitator its witness must bind");
+    const services = (await (await fetch(`${publicUrl}/api/services.json`)).json()) as {
+      services: { name: string; payments: { schemes: { scheme: string; charge: string }[] }[] }[];
+    };
+    const listed = defined(
+      services.services.find((x) => x.name === "llm"),
+      "the offer in services.json",
+    );
+    assert.deepEqual(
+      listed.payments[0]?.schemes.map((x) => x.scheme),
+      ["exact", "upto"],
+    );
+    assert.match(await (await fetch(`${publicUrl}/skill.md`)).text(), /upto: sign a maximum/);
   });
 
   it("a non-streamed completion settles exactly the tokens reported, less than the signed maximum", async () => {

@@ -4,7 +4,7 @@
  */
 import { type Caip2, chainIdOf, chainInfo, isTestnet, networkLabel } from "../../../api/chains";
 import { fromAtomic } from "../../../api/money";
-import { chargePerRequest } from "../../../api/pricing";
+import { chargePerRequest, schemeCharges } from "../../../api/pricing";
 import type { AgentIdentitySpec, Asset, Payment } from "../../../api/resources";
 import type { HeldOffer, RouteSpec } from "../routing";
 
@@ -35,6 +35,8 @@ export interface CatalogPayment {
   readonly priceAtomicUnits: string;
   /** What one call costs, "0.00025 USDC"; "" when the price is invalid. */
   readonly perCallDisplay: string;
+  /** The x402 schemes the 402 offers for this payment and how each charges (api/pricing.ts). */
+  readonly schemes: readonly { scheme: "exact" | "upto"; charge: string }[];
   readonly maxTimeoutSeconds: number;
 }
 
@@ -84,7 +86,7 @@ export function networkName(network: string): string {
   return chainInfo(network as Caip2)?.displayName ?? network;
 }
 
-function catalogPayment(p: Payment): CatalogPayment {
+function catalogPayment(p: Payment, schemes: readonly ("exact" | "upto")[]): CatalogPayment {
   const perMTok = p.price.perMTok !== undefined && p.price.perRequest === undefined;
   const priceRaw = (perMTok ? p.price.perMTok : p.price.perRequest) ?? "0";
   let charge: bigint | undefined;
@@ -113,6 +115,7 @@ function catalogPayment(p: Payment): CatalogPayment {
     unitDisplay: perMTok ? `per 1M tokens${perRequestCharge}` : "per request",
     priceAtomicUnits: atomic,
     perCallDisplay: perCall,
+    schemes: charge === undefined ? [] : schemeCharges(schemes, p),
     maxTimeoutSeconds: p.maxTimeoutSeconds,
   };
 }
@@ -149,7 +152,10 @@ export function catalogOffer(offer: HeldOffer, baseUrl: string): CatalogOffer {
     model: spec.model?.name,
     path: spec.path,
     endpoint,
-    payments: [catalogPayment(spec.payment), ...(spec.payments ?? []).map(catalogPayment)],
+    payments: [
+      catalogPayment(spec.payment, spec.schemes ?? ["exact"]),
+      ...(spec.payments ?? []).map((p) => catalogPayment(p, spec.schemes ?? ["exact"])),
+    ],
     routes: spec.routes ?? [],
     freeRoutes: freeRoutes(spec.routes ?? [], spec.path, spec.upstream.healthPath),
     category: spec.listing?.category,

@@ -51,6 +51,8 @@ interface PaymentEntry {
   priceUnit: "perRequest" | "perMTok";
   priceAtomicUnits: string;
   maxTimeoutSeconds: number;
+  /** The x402 schemes the 402 offers for this payment and how each charges. */
+  schemes: { scheme: "exact" | "upto"; charge: string }[];
 }
 
 function assetEntry(p: CatalogPayment): ServiceEntry["asset"] {
@@ -103,6 +105,7 @@ export function renderServicesJson(catalog: Catalog): ServicesJson {
           priceUnit: p.priceUnit,
           priceAtomicUnits: p.priceAtomicUnits,
           maxTimeoutSeconds: p.maxTimeoutSeconds,
+          schemes: p.schemes.map((x) => ({ ...x })),
         })),
         routes: o.routes.map((r) => ({
           path: r.path,

@@ -10,7 +10,11 @@ function paymentLine(o: CatalogOffer): string {
   return o.payments
     .map(
       (p) =>
-        `${p.priceDisplay} ${p.unitDisplay} on ${p.networkName} (\`${p.network}\`, asset \`${p.asset.address}\`, payTo \`${p.payTo}\`): the 402 asks \`amount\` ${p.priceAtomicUnits}`,
+        `${p.priceDisplay} ${p.unitDisplay} on ${p.networkName} (\`${p.network}\`, asset \`${p.asset.address}\`, payTo \`${p.payTo}\`): ${
+          p.schemes.some((x) => x.scheme === "upto")
+            ? `schemes ${p.schemes.map((x) => x.charge).join("; ")}`
+            : `the 402 asks \`amount\` ${p.priceAtomicUnits}`
+        }`,
     )
     .join("; or ");
 }
