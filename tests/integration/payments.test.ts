@@ -42,11 +42,20 @@ import {
 
 const PRICE_ATOMIC = 1000n; // "0.001" with 6 decimals
 
-/** An upstream with a JSON route, a failing route and a slow server-sent-events stream. */
+/**
+ * An upstream with a JSON route, a failing route, and a server-sent-events stream that sends its
+ * first event and holds the rest until the test calls `releaseStreams()`: a client that sees the
+ * first event before the release proves the gateway streams instead of buffering, without timing.
+ */
 class PaidUpstream {
   readonly seen: { url: string; headers: http.IncomingHttpHeaders }[] = [];
   private server?: http.Server;
+  private held: (() => void)[] = [];
   port = 0;
+
+  releaseStreams(): void {
+    for (const release of this.held.splice(0)) release();
+  }
 
   async start(): Promise<void> {
     this.port = await freePort();
@@ -57,14 +66,11 @@ class PaidUpstream {
         return void res.writeHead(500, { "content-type": "application/json" }).end('{"error":"boom"}');
       if (req.url?.startsWith("/stream")) {
         res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-        let n = 0;
-        const timer = setInterval(() => {
-          res.write(`data: token-${n}\n\n`);
-          if (++n === 4) {
-            clearInterval(timer);
-            res.end("data: [DONE]\n\n");
-          }
-        }, 300);
+        res.write("data: token-0\n\n");
+        this.held.push(() => {
+          for (let n = 1; n < 4; n++) res.write(`data: token-${n}\n\n`);
+          res.end("data: [DONE]\n\n");
+        });
         return;
       }
       res
@@ -423,23 +429,27 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
 
   it("streams server-sent events through, paid once, without buffering the whole response", async () => {
     const balance = await chain.balanceOf(buyer.address);
-    const started = Date.now();
     const res = await payingFetch()(`${offerUrl()}/stream`);
     assert.equal(res.status, 200);
     assert.ok(res.headers.get("payment-response"));
     const reader = res.body!.getReader();
-    const first = new TextDecoder().decode((await reader.read()).value);
-    const firstAt = Date.now() - started;
+    // The upstream holds everything after its first event: a buffering gateway never sends it.
+    let timer: NodeJS.Timeout | undefined;
+    const first = await Promise.race([
+      reader.read().then((chunk) => new TextDecoder().decode(chunk.value)),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error("no event within 20 s while the upstream held the rest: buffered")),
+          20_000,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+    assert.match(first, /token-0/);
+    upstream.releaseStreams();
     let rest = "";
     for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read())
       rest += new TextDecoder().decode(chunk.value);
-    const doneAt = Date.now() - started;
-    assert.match(first, /token-0/);
-    assert.match(rest, /\[DONE\]/);
-    assert.ok(
-      doneAt - firstAt >= 600,
-      `the first event arrived ${doneAt - firstAt} ms before the end: streamed, not buffered`,
-    );
+    assert.match(rest, /token-3[\s\S]*\[DONE\]/);
     assert.equal(await chain.balanceOf(buyer.address), balance - PRICE_ATOMIC);
   });
 
@@ -459,6 +469,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     assert.equal(refused.status, 429);
     assert.equal(refused.headers.get("retry-after"), "1");
     assert.equal(((await refused.json()) as { error: string }).error, "too_many_in_flight");
+    upstream.releaseStreams();
     await streaming.text();
     assert.equal(
       await chain.balanceOf(buyer.address),
