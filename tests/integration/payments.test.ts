@@ -38,6 +38,7 @@ import {
   startRuntime,
   startSellerRuntime,
   waitForHttp,
+  waitForSpend,
 } from "./runtime/helpers";
 
 const PRICE_ATOMIC = 1000n; // "0.001" with 6 decimals
@@ -982,16 +983,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       const seen = upstream.seen.filter((r) => r.url === "/v1/chat/completions").at(-1)!;
       assert.equal(seen.headers["user-agent"], "obol-stack-buyer/0.1");
       assert.equal((await chat("echo-model")).status, 200, "the bare model name works too");
-      await waitFor(
-        "PurchaseRequest spend counters",
-        async () => {
-          const status = (await getObject(cp, ns, "purchaserequests", "echo"))?.status as
-            | { spentTotal?: string; requests?: number }
-            | undefined;
-          return status?.spentTotal === "0.002" && status.requests === 2;
-        },
-        { timeoutMs: 10_000 },
-      );
+      await waitForSpend(cp, ns, "echo", "0.002", 2);
     });
 
     it("refuses what the budget does not allow, and remembers the spend across a restart", async () => {

@@ -27,12 +27,12 @@ import { freePort, type ManagedProcess, waitFor } from "../harness/processes";
 import {
   createNamespace,
   createObject,
-  getObject,
   installCrds,
   startRuntime,
   startSellerRuntime,
   waitForCondition,
   waitForHttp,
+  waitForSpend,
 } from "./runtime/helpers";
 
 /** 10 atomic units per token (10 per million tokens, 6 decimals). */
@@ -379,16 +379,7 @@ describe("x402 upto: metered inference settled for the tokens used (anvil, facil
       }
       const third = await chat();
       assert.equal(third.status, 402, "a third maximum does not fit the budget");
-      await waitFor(
-        "PurchaseRequest spend counters",
-        async () => {
-          const status = (await getObject(cp, ns, "purchaserequests", "metered"))?.status as
-            | { spentTotal?: string; requests?: number }
-            | undefined;
-          return status?.spentTotal === "0.00062" && status.requests === 2;
-        },
-        { timeoutMs: 15_000 },
-      );
+      await waitForSpend(cp, ns, "metered", "0.00062", 2);
     } finally {
       await buyerProc.stop();
     }

@@ -418,6 +418,26 @@ export interface SellerRuntime {
  * x402 gate, verifying with `facilitatorUrl`) and the controller. Resolves once the gateway
  * answers; offers still have to reach Ready.
  */
+/** Waits for a PurchaseRequest's status spend counters to read `spentTotal` over `requests` calls. */
+export function waitForSpend(
+  cp: ControlPlane,
+  ns: string,
+  purchase: string,
+  spentTotal: string,
+  requests: number,
+): Promise<void> {
+  return waitFor(
+    `PurchaseRequest ${purchase} spend counters`,
+    async () => {
+      const status = (await getObject(cp, ns, "purchaserequests", purchase))?.status as
+        | { spentTotal?: string; requests?: number }
+        | undefined;
+      return status?.spentTotal === spentTotal && status.requests === requests;
+    },
+    { timeoutMs: 15_000 },
+  );
+}
+
 export async function startSellerRuntime(opts: {
   cp: ControlPlane;
   namespace: string;
