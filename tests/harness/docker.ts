@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { startProcess, tail, waitFor } from "./processes";
+import { alive, startProcess, tail, waitFor } from "./processes";
 
 /**
  * The Docker daemon the image builds need, shared by every test run on the host. A daemon that
@@ -28,15 +28,6 @@ function dockerPing(): Promise<boolean> {
       resolve(!err && out.trim().length > 0),
     );
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Runs `fn` holding the host mutex (a directory: mkdir is atomic); a dead holder's is taken over. */

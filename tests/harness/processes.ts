@@ -133,3 +133,13 @@ export async function waitFor(
     `timed out after ${opts.timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${lastError})` : ""}${detail}`,
   );
 }
+
+/** Whether process `pid` exists (one owned by another user counts: signalling it is refused, not failed). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

@@ -27,7 +27,7 @@ import {
   unmountUnder,
 } from "./nodeHost";
 import { certKubeconfig, ensurePki } from "./pki";
-import { type ManagedProcess, startProcess, tail, waitFor } from "./processes";
+import { alive, type ManagedProcess, startProcess, tail, waitFor } from "./processes";
 
 /**
  * A one-node Kubernetes cluster whose node is real: a kubelet on this host runs pods in a
@@ -118,15 +118,6 @@ type NodeBinary = (typeof NODE_BINARIES)[number];
 interface LockHolder {
   pid: number;
   dir: string;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /**
