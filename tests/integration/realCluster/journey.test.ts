@@ -22,10 +22,21 @@ describe("the journey on a real node: Alice sells and registers, Bob buys by age
   this.timeout(40 * 60_000);
   const progress: string[] = [];
   let journey: Journey;
-  let agent: { agentId: string; agentRef: string; offerUrl: string; registrationUrl: string };
-  let fromBlock: bigint;
-  let balancesBefore: { seller: bigint; buyer: bigint };
-  let calls: AgentCalls;
+  // Each step runs once, when the first test that needs it asks: every test stands alone (run
+  // with --grep, or in any order) and the whole file still brings each stack up only once.
+  let sellerStep: ReturnType<Journey["sellerUp"]> | undefined;
+  let buyerStep: ReturnType<Journey["buyerUp"]> | undefined;
+  let paidStep:
+    | Promise<{ fromBlock: bigint; balancesBefore: { seller: bigint; buyer: bigint }; calls: AgentCalls }>
+    | undefined;
+  const aliceUp = () => (sellerStep ??= journey.sellerUp());
+  const bobUp = () => (buyerStep ??= aliceUp().then((agent) => journey.buyerUp(agent.agentRef)));
+  const agentPays = () =>
+    (paidStep ??= bobUp().then(async () => {
+      const fromBlock = (await journey.chain.client.getBlockNumber()) + 1n;
+      const balancesBefore = await journey.balances();
+      return { fromBlock, balancesBefore, calls: await journey.agentCalls() };
+    }));
 
   before(async () => {
     const cluster = await sharedRealCluster(JOURNEY_IMAGES);
@@ -49,7 +60,7 @@ describe("the journey on a real node: Alice sells and registers, Bob buys by age
   });
 
   it("Alice's stack comes up, registers one agent on the IdentityRegistry whose tokenURI is her registration document", async () => {
-    agent = await journey.sellerUp();
+    const agent = await aliceUp();
     assert.match(agent.agentId, /^[0-9]+$/);
     assert.equal(agent.offerUrl, `http://x402-gateway.${journey.ns.alice}.svc:8080/services/${OFFER}`);
     const tokenURI = await journey.chain.client.readContract({
@@ -70,15 +81,13 @@ describe("the journey on a real node: Alice sells and registers, Bob buys by age
   });
 
   it("Bob's stack, buying by agent id, resolves it to Alice's offer (no URL in his config)", async () => {
-    const status = await journey.buyerUp(agent.agentRef);
-    assert.equal(status.endpoint, agent.offerUrl);
+    const status = await bobUp();
+    assert.equal(status.endpoint, (await aliceUp()).offerUrl);
     assert.equal(status.spentTotal ?? "0", "0");
   });
 
   it("an agent pod pays Alice through Bob's LiteLLM and buyer: plain and streamed, then refused past maxTotal", async () => {
-    fromBlock = (await journey.chain.client.getBlockNumber()) + 1n;
-    balancesBefore = await journey.balances();
-    calls = await journey.agentCalls();
+    const { calls } = await agentPays();
 
     assert.equal(calls.unpaid.status, 402, "Alice's offer asks for payment");
     const accepts = calls.unpaid.paymentRequired?.accepts?.[0];
@@ -104,6 +113,7 @@ describe("the journey on a real node: Alice sells and registers, Bob buys by age
   });
 
   it("the chain moved each payment exactly once, and Alice's and Bob's records agree with it", async () => {
+    const { fromBlock, balancesBefore } = await agentPays();
     const settled = await journey.settlements(fromBlock);
     assert.equal(settled.length, 2, "two Transfers into Alice's payTo: the plain and the streamed call");
     for (const s of settled) {

@@ -154,6 +154,19 @@ describe("a real node", function () {
     (JSON.parse(await cluster.kubectl(["-n", ns, "get", "pods", "-l", "app=web", "-o", "json"])).items ??
       []) as Pod[];
 
+  // The Deployment is applied once, by the first test that needs it: each test stands alone.
+  let webStep: Promise<void> | undefined;
+  const webUp = () =>
+    (webStep ??= (async () => {
+      await cluster.kubectl(
+        ["apply", "-f", "-"],
+        manifests(ns)
+          .map((m) => JSON.stringify(m))
+          .join("\n"),
+      );
+      await cluster.kubectl(["-n", ns, "rollout", "status", "deployment/web", "--timeout=180s"]);
+    })());
+
   before(async () => {
     cluster = await sharedRealCluster(["distroless"]);
   });
@@ -163,13 +176,7 @@ describe("a real node", function () {
   });
 
   it("runs a Deployment's pods, Ready through their HTTP probes, non-root on a read-only root fs, with a bound volume", async () => {
-    await cluster.kubectl(
-      ["apply", "-f", "-"],
-      manifests(ns)
-        .map((m) => JSON.stringify(m))
-        .join("\n"),
-    );
-    await cluster.kubectl(["-n", ns, "rollout", "status", "deployment/web", "--timeout=180s"]);
+    await webUp();
     const running = await pods();
     assert.equal(running.length, 2);
     for (const pod of running) {
@@ -191,6 +198,7 @@ describe("a real node", function () {
   });
 
   it("routes a Service by its DNS name, reaches the API server as Service kubernetes, and refuses what is not programmed", async () => {
+    await webUp();
     await cluster.kubectl(["apply", "-f", "-"], JSON.stringify(clientPod(ns)));
     const results = Object.assign(
       {},
@@ -217,6 +225,7 @@ describe("a real node", function () {
   });
 
   it("keeps a volume's data across pods, and kubectl exec and logs work", async () => {
+    await webUp();
     const before = await pods();
     const first = before[0];
     assert.ok(first, "the Deployment has pods");
