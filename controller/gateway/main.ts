@@ -8,7 +8,7 @@
 import * as http from "node:http";
 import { HTTPFacilitatorClient } from "@x402/core/server";
 import { ENV, PLURALS, PORTS } from "../../api/contract";
-import { facilitatorExtensions } from "../payments/facilitatorSupport";
+import { facilitatorExtensions, uptoFacilitators } from "../payments/facilitatorSupport";
 import { PaymentMetrics } from "../payments/metrics";
 import { X402PaymentGate } from "../payments/x402Gate";
 import {
@@ -88,6 +88,7 @@ export const command: Command<keyof typeof SETTINGS> = {
     });
     const gate = new X402PaymentGate({
       facilitatorExtensions: () => facilitatorExtensions(facilitatorWatch.view()),
+      uptoFacilitators: () => uptoFacilitators(facilitatorWatch.view()),
       facilitator: new HTTPFacilitatorClient({
         url: facilitatorUrl,
         timeoutMs: s.int("facilitator-timeout-ms", 60_000),

@@ -80,3 +80,19 @@ export function offerSupport(payments: readonly Payment[], view: FacilitatorView
 export function facilitatorExtensions(view: FacilitatorView): readonly string[] {
   return view.state === "known" ? (view.supported.extensions ?? []) : [];
 }
+
+/**
+ * The address an `upto` witness must name as its facilitator, per CAIP-2 network: from the v2
+ * `upto` kinds' `extra.facilitatorAddress`. None while the facilitator is unreachable, so the 402
+ * offers `exact` only.
+ */
+export function uptoFacilitators(view: FacilitatorView): ReadonlyMap<string, string> {
+  const facilitators = new Map<string, string>();
+  if (view.state !== "known") return facilitators;
+  for (const kind of view.supported.kinds) {
+    const address = kind.extra?.facilitatorAddress;
+    if (kind.x402Version === 2 && kind.scheme === "upto" && typeof address === "string")
+      facilitators.set(kind.network, address);
+  }
+  return facilitators;
+}

@@ -69,6 +69,8 @@ export interface X402GateOptions {
   payerLimiter?: PayerLimiter;
   /** The extensions the facilitator's /supported lists (default: none declared). */
   facilitatorExtensions?: () => readonly string[];
+  /** The facilitator's upto signer per network, from its /supported (default: none, exact only). */
+  uptoFacilitators?: () => ReadonlyMap<string, string>;
 }
 
 /** Where a paid request stands once the gate has checked it, before anything is proxied. */
@@ -96,8 +98,6 @@ const PAYMENT_HEADERS = ["payment-signature", "x-payment"] as const;
 export const MAX_METERED_REQUEST_BYTES = 1 << 20;
 /** A non-streamed metered answer is read whole (for its usage) up to this many bytes. */
 const MAX_METERED_RESPONSE_BYTES = 32 << 20;
-/** How long the facilitator's upto signers (from /supported) are reused. */
-const SUPPORTED_TTL_MS = 60_000;
 
 /** A request to an `upto` offer: its body as read (and as sent upstream) and its token cap. */
 interface MeteredCall {
@@ -356,8 +356,8 @@ export class X402PaymentGate implements PaymentGate {
 
   /**
    * Reads the body of a request to an `upto` offer (bounded) and sizes its maximum; the
-   * facilitator's upto signers come from its /supported (cached). A facilitator without upto
-   * leaves the 402 at `exact`.
+   * facilitator's upto signers come from its /supported (read by the gateway's FacilitatorWatch).
+   * A facilitator without upto leaves the 402 at `exact`.
    */
   private async meteredCall(req: http.IncomingMessage): Promise<MeteredCall | "too_large"> {
     const chunks: Buffer[] = [];
@@ -373,31 +373,11 @@ export class X402PaymentGate implements PaymentGate {
     const raw = Buffer.concat(chunks);
     const request = readMeteredRequest(raw);
     const tokenCap = uptoTokenCap({ maxTokens: request.maxTokens, bodyBytes: raw.length });
-    return { request, tokenCap, terms: { tokenCap, facilitators: await this.uptoFacilitators() } };
-  }
-
-  private supported: { at: number; facilitators: Map<string, string> } | undefined;
-
-  private async uptoFacilitators(): Promise<ReadonlyMap<string, string>> {
-    const cached = this.supported;
-    if (cached && Date.now() - cached.at < SUPPORTED_TTL_MS) return cached.facilitators;
-    const facilitators = new Map<string, string>();
-    try {
-      const supported = await this.opts.facilitator.getSupported();
-      for (const kind of supported.kinds) {
-        const address = kind.extra?.facilitatorAddress;
-        if (kind.x402Version === 2 && kind.scheme === "upto" && typeof address === "string")
-          facilitators.set(kind.network, address);
-      }
-      this.supported = { at: Date.now(), facilitators };
-    } catch (err) {
-      // Not cached: the next request asks again. Until then the 402 offers exact only.
-      this.opts.log("x402: could not read the facilitator's /supported; upto not offered", {
-        level: "warn",
-        error: describe(err),
-      });
-    }
-    return facilitators;
+    return {
+      request,
+      tokenCap,
+      terms: { tokenCap, facilitators: this.opts.uptoFacilitators?.() ?? new Map() },
+    };
   }
 
   /**

@@ -7,6 +7,7 @@ import {
   facilitatorExtensions,
   facilitatorView,
   offerSupport,
+  uptoFacilitators,
 } from "../../controller/payments/facilitatorSupport";
 import { offerPayments, requirementsFor } from "../../controller/payments/requirements";
 import { computeOfferStatus } from "../../controller/reconciler/serviceOffer";
@@ -96,6 +97,23 @@ describe("facilitator /supported: what it means for an offer", () => {
       [],
       "nothing is declared on an unknown facilitator's behalf",
     );
+  });
+
+  it("takes the upto signer per network from v2 upto kinds only, and none from an unreachable facilitator", () => {
+    const signer = "0x00000000000000000000000000000000000000aa";
+    const kinds: SupportedResponse["kinds"] = [
+      { x402Version: 2, scheme: "upto", network: "eip155:84532", extra: { facilitatorAddress: signer } },
+      { x402Version: 1, scheme: "upto", network: "eip155:8453", extra: { facilitatorAddress: signer } },
+      { x402Version: 2, scheme: "exact", network: "eip155:1", extra: { facilitatorAddress: signer } },
+      { x402Version: 2, scheme: "upto", network: "eip155:10" },
+    ];
+    const known = uptoFacilitators({
+      state: "known",
+      url: URL_,
+      supported: { kinds, extensions: [], signers: {} },
+    });
+    assert.deepEqual([...known], [["eip155:84532", signer]]);
+    assert.equal(uptoFacilitators({ state: "unreachable", url: URL_, message: "x" }).size, 0);
   });
 
   it("the gateway neither routes nor lists an unsupported offer, and reports why; the controller turns it into PaymentGateReady/Ready", () => {
