@@ -36,6 +36,15 @@ export function describeCharge(payment: Pick<Payment, "price" | "asset" | "netwo
 }
 
 /**
+ * An `upto` option as a person reads it: "the tokens used at 0.41 USDC per 1M tokens, at most
+ * 0.0021 USDC for this request (x402 upto)".
+ */
+export function describeUpto(payment: Pick<Payment, "price" | "asset">, maximum: bigint): string {
+  const rate = payment.price.perMTok ?? "?";
+  return `the tokens used at ${rate} ${payment.asset.symbol} per 1M tokens, at most ${fromAtomic(maximum, payment.asset.decimals)} ${payment.asset.symbol} for this request (x402 upto)`;
+}
+
+/**
  * The `upto` scheme (perMTok inference offers with `schemes` including "upto"): the buyer signs
  * a maximum, the gateway settles the tokens the upstream reports. The maximum covers the
  * completion the request allows (`max_completion_tokens` or `max_tokens`; UPTO_DEFAULT_MAX_TOKENS

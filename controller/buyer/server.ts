@@ -9,6 +9,7 @@ import { randomUUID } from "node:crypto";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
+import { finished } from "node:stream/promises";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentResponseHeader } from "@x402/core/http";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
@@ -27,6 +28,7 @@ import { checkBudget } from "./budget";
 import type { SpendLedger } from "./ledger";
 import type { BuyerMetrics } from "./metrics";
 import type { SpendRecovery } from "./recovery";
+import { announcesTrailer, fetchKeepingTrailers, trailersOf } from "./trailerFetch";
 import type { UnconfirmedPayments } from "./unconfirmed";
 
 export const BUYER_USER_AGENT = "obol-stack-buyer/0.1";
@@ -249,7 +251,7 @@ async function handle(
     if (authorization) opts.ledger.authorize(payment.id, authorization);
     payment.signed = true;
   });
-  const paidFetch = wrapFetchWithPayment(fetch, client);
+  const paidFetch = wrapFetchWithPayment(fetchKeepingTrailers, client);
   const target = `${seller.endpoint.replace(/\/+$/, "")}${path}`;
   let upstream: Response;
   try {
@@ -288,9 +290,56 @@ async function handle(
     });
   }
 
-  const receiptHeader =
-    upstream.headers.get("payment-response") ?? upstream.headers.get("x-payment-response");
-  const receipt = receiptHeader ? safeDecode(receiptHeader) : undefined;
+  // A streamed upto answer is settled at its end: its receipt is the PAYMENT-RESPONSE trailer.
+  const receiptFollows = !readReceipt(upstream.headers) && announcesTrailer(upstream, "payment-response");
+  const record = (receipt: Receipt | undefined) =>
+    recordOutcome(opts, { purchase, requestId, payments, offered, status: upstream.status, receipt, count });
+  if (!receiptFollows) record(readReceipt(upstream.headers));
+
+  const headers: Record<string, string> = {};
+  upstream.headers.forEach((value, key) => {
+    if (!["content-length", "transfer-encoding", "connection", "content-encoding", "trailer"].includes(key))
+      headers[key] = value;
+  });
+  res.writeHead(upstream.status, headers);
+  if (!upstream.body) {
+    if (receiptFollows) record(undefined);
+    return void res.end();
+  }
+  const answer = Readable.fromWeb(upstream.body as import("node:stream/web").ReadableStream);
+  answer.pipe(res);
+  if (!receiptFollows) return;
+  await finished(answer).catch(() => undefined);
+  const trailers = (await trailersOf(upstream)) ?? {};
+  record(readReceipt(new Headers(trailers)));
+}
+
+type Receipt = { success: boolean; transaction: string; amount?: string | undefined };
+
+function readReceipt(headers: Headers): Receipt | undefined {
+  const header = headers.get("payment-response") ?? headers.get("x-payment-response");
+  return header ? safeDecode(header) : undefined;
+}
+
+/**
+ * Puts the seller's answer to this request's payments in the ledger, metrics and log: the last
+ * signed payment is settled when a successful receipt names it, the unsigned ones are released,
+ * and a signed one without a receipt stays spent until the chain says otherwise.
+ */
+function recordOutcome(
+  opts: BuyerOptions,
+  call: {
+    purchase: Purchase;
+    requestId: string;
+    payments: readonly { id: string; signed: boolean }[];
+    offered: { network: string; asset: string; amount: bigint } | undefined;
+    status: number;
+    receipt: Receipt | undefined;
+    count(outcome: string, reason?: string): void;
+  },
+): void {
+  const { purchase, requestId, payments, offered, receipt, count } = call;
+  const metrics = opts.metrics;
   const last = payments.at(-1);
   const paid = last?.signed === true && receipt?.success === true;
   // An upto receipt names the settled amount (at most the signed maximum, which was reserved).
@@ -323,25 +372,16 @@ async function handle(
       spentTotal: spent.total,
     });
   } else if (unconfirmed) {
-    count("unconfirmed", upstream.status === 402 ? "seller_refused" : `status_${upstream.status}`);
+    count("unconfirmed", call.status === 402 ? "seller_refused" : `status_${call.status}`);
     opts.log("buyer: payment sent without a receipt; counted as spent until the chain says otherwise", {
       level: "warn",
       requestId,
       purchase: purchase.name,
-      status: upstream.status,
+      status: call.status,
     });
   } else {
-    count("not_charged", upstream.status === 402 ? "seller_refused" : `status_${upstream.status}`);
+    count("not_charged", call.status === 402 ? "seller_refused" : `status_${call.status}`);
   }
-
-  const headers: Record<string, string> = {};
-  upstream.headers.forEach((value, key) => {
-    if (!["content-length", "transfer-encoding", "connection", "content-encoding"].includes(key))
-      headers[key] = value;
-  });
-  res.writeHead(upstream.status, headers);
-  if (!upstream.body) return void res.end();
-  Readable.fromWeb(upstream.body as import("node:stream/web").ReadableStream).pipe(res);
 }
 
 /** The amount a receipt says was settled, when it is a valid amount below the signed one. */
@@ -351,9 +391,7 @@ function settledOf(receipt: { amount?: string | undefined }, signed: bigint): bi
   return amount < signed ? amount : undefined;
 }
 
-function safeDecode(
-  header: string,
-): { success: boolean; transaction: string; amount?: string | undefined } | undefined {
+function safeDecode(header: string): Receipt | undefined {
   try {
     return decodePaymentResponseHeader(header);
   } catch {

@@ -38,7 +38,7 @@ export function decidePayment(
     return {
       kind: "required",
       // For a person reading the 402 (the machine-readable terms are in PAYMENT-REQUIRED/accepts).
-      message: `this route costs ${reqs.prices.join(" or ")} per request; pay with an x402 client (https://x402.org)`,
+      message: `this route costs ${reqs.prices.join(" or ")} per request${reqs.metered ? `, or ${reqs.metered.join(" or ")}` : ""}; pay with an x402 client (https://x402.org)`,
     };
   }
   if (isRejection(parsed)) return { kind: "rejected", rejection: parsed };

@@ -26,6 +26,8 @@ export function isWebBrowser(headers: IncomingHttpHeaders): boolean {
 export interface PaywallView {
   /** "0.001 USDC on Base Sepolia (testnet)", one per accepted payment (requirements.prices). */
   readonly prices: readonly string[];
+  /** The request's `upto` options as a person reads them (requirements.metered), if any. */
+  readonly metered?: readonly string[] | undefined;
   /** The refusal's message when a payment was sent and refused; absent for a first visit. */
   readonly refusal?: string | undefined;
 }
@@ -66,6 +68,7 @@ export class OfferPaywall implements PaywallProvider {
   <p class="desc">${escapeHtml(resource?.description ?? "")}</p>
   <p class="price">This costs ${escapeHtml(first)} per request.</p>
   ${others.length ? `<p class="also">Also accepted: ${escapeHtml(others.join("; "))}.</p>` : ""}
+  ${this.view.metered?.length ? `<p class="also">Or pay only for what is used: ${escapeHtml(this.view.metered.join("; "))}.</p>` : ""}
   ${this.view.refusal ? `<p class="refusal">The payment sent was refused: ${escapeHtml(this.view.refusal)}</p>` : ""}
   <p>How to pay: request <code>${escapeHtml(url)}</code> with an <a href="${HOW_TO_PAY_URL}">x402 client</a>, which reads this answer's terms, pays and repeats the request.</p>
   <p><a href="/">All services</a></p>

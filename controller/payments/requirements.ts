@@ -5,7 +5,7 @@
 import type { PaymentRequirementsV1, PaymentRequirementsV2 } from "@x402/core/schemas";
 import { declareEip2612GasSponsoringExtension } from "@x402/extensions";
 import { type Caip2, legacyNetworkName } from "../../api/chains";
-import { chargePerRequest, describeCharge, uptoMaximum } from "../../api/pricing";
+import { chargePerRequest, describeCharge, describeUpto, uptoMaximum } from "../../api/pricing";
 import type { Payment, ServiceOfferSpec } from "../../api/resources";
 import { EIP2612_GAS_SPONSORING } from "./facilitatorSupport";
 
@@ -17,6 +17,8 @@ export interface OfferRequirements {
   extensions?: Record<string, unknown>;
   /** Each accepted payment as a person reads it ("0.001 USDC on Base Sepolia (testnet)"), in v2 order. */
   prices: string[];
+  /** The `upto` options of this request as a person reads them (describeUpto), when offered. */
+  metered?: string[];
 }
 
 export function offerPayments(spec: ServiceOfferSpec): Payment[] {
@@ -49,6 +51,7 @@ export function requirementsFor(
   const description = resourceDescription(spec);
   const v2: PaymentRequirementsV2[] = [];
   const v1: PaymentRequirementsV1[] = [];
+  const metered: string[] = [];
   for (const p of offerPayments(spec)) {
     const amount = chargePerRequest(p).toString();
     const extra = {
@@ -68,16 +71,19 @@ export function requirementsFor(
       });
     // upto is Permit2 only (x402's upto proxy), whatever the asset's exact transfer method.
     const facilitatorAddress = upto?.facilitators.get(p.network);
-    if (upto && facilitatorAddress && offerSchemes(spec).includes("upto") && p.price.perMTok !== undefined)
+    if (upto && facilitatorAddress && offerSchemes(spec).includes("upto") && p.price.perMTok !== undefined) {
+      const maximum = uptoMaximum(p, upto.tokenCap);
+      metered.push(describeUpto(p, maximum));
       v2.push({
         scheme: "upto",
         network: p.network as Caip2,
-        amount: uptoMaximum(p, upto.tokenCap).toString(),
+        amount: maximum.toString(),
         asset: p.asset.address,
         payTo: p.payTo,
         maxTimeoutSeconds: p.maxTimeoutSeconds,
         extra: { ...extra, assetTransferMethod: "permit2", facilitatorAddress },
       });
+    }
     if (!offerSchemes(spec).includes("exact")) continue;
     // x402 v1's exact-EVM scheme knows only EIP-3009: a v1 buyer cannot pay through Permit2.
     if (p.asset.transferMethod === "permit2") continue;
@@ -102,9 +108,13 @@ export function requirementsFor(
       (p) => (p.asset.transferMethod === "permit2" || offerSchemes(spec).includes("upto")) && p.asset.eip2612,
     );
   const prices = offerPayments(spec).map(describeCharge);
-  return sponsored
-    ? { v2, v1, prices, extensions: declareEip2612GasSponsoringExtension() }
-    : { v2, v1, prices };
+  return {
+    v2,
+    v1,
+    prices,
+    ...(metered.length > 0 ? { metered } : {}),
+    ...(sponsored ? { extensions: declareEip2612GasSponsoringExtension() } : {}),
+  };
 }
 
 export function resourceDescription(spec: ServiceOfferSpec): string {

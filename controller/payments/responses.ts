@@ -54,6 +54,7 @@ export function writeRefusal(
     required && isWebBrowser(req.headers)
       ? new OfferPaywall({
           prices: resource.requirements.prices,
+          metered: resource.requirements.metered,
           refusal: error === "payment_required" ? undefined : message,
         }).generateHtml(required.v2 as PaymentRequired, { currentUrl: resource.url })
       : undefined;

@@ -318,7 +318,7 @@ describe("x402 upto: metered inference settled for the tokens used (anvil, facil
     assert.equal((await chain.permit2Token.balanceOf(payTo)) - sellerBefore, maximum);
   });
 
-  it("the buyer proxy pays upto sellers: the ledger and status record the settled amount, the budget releases the rest", async () => {
+  it("the buyer proxy pays upto sellers, plain and streamed: the ledger and status record the settled amount (the streamed one from the receipt trailer), the budget releases the rest", async () => {
     const port = await freePort();
     const buyerUrl = `http://127.0.0.1:${port}`;
     const ledgerPath = path.join(logDir, "..", "buyer", "ledger.jsonl");
@@ -348,25 +348,32 @@ describe("x402 upto: metered inference settled for the tokens used (anvil, facil
     );
     try {
       await waitForHttp("the buyer", `${buyerUrl}/healthz`, buyerProc);
-      const chat = () =>
+      const chat = (stream = false) =>
         fetch(`${buyerUrl}/v1/chat/completions`, {
           method: "POST",
           headers: { "content-type": "application/json" },
           body: JSON.stringify({
             model: "paid/metered-model",
             max_tokens: 20,
+            ...(stream ? { stream: true } : {}),
             messages: [{ role: "user", content: "hi" }],
           }),
         });
       const settled = (11n + 20n) * PER_TOKEN;
-      for (let call = 1; call <= 2; call++) {
+      // The second call streams: its receipt arrives only as a trailer after the last chunk.
+      for (const [call, stream] of [
+        [1, false],
+        [2, true],
+      ] as const) {
         const before = await chain.permit2Token.balanceOf(buyer.address);
         await waitFor(
           "the buyer resolved the seller",
           async () => {
-            const res = await chat();
+            const res = await chat(stream);
             if (res.status === 502) return false;
-            assert.equal(res.status, 200, `call ${call}: ${await res.text()}`);
+            const text = await res.text();
+            assert.equal(res.status, 200, `call ${call}: ${text}`);
+            if (stream) assert.match(text, /t0[\s\S]*t2[\s\S]*\[DONE\]/, "the stream arrives whole");
             return true;
           },
           { timeoutMs: 20_000 },

@@ -141,6 +141,24 @@ describe("gateway: catalogs", () => {
     assert.match(renderStorefront(buildCatalog([], "http://x")), /No services available right now/);
   });
 
+  it("says on the storefront how a per-token offer charges, with and without upto", () => {
+    const fixed =
+      /Rate 0\.25 USDC per 1M tokens; each call is charged a fixed 1,000 tokens, paid before it runs\./;
+    assert.match(renderStorefront(catalog), fixed);
+    const metered = offerObject("metered", {
+      type: "inference",
+      model: { name: "m" },
+      payment: { ...(offerObject("x").spec as { payment: object }).payment, price: { perMTok: "0.25" } },
+      schemes: ["exact", "upto"],
+    });
+    const html = renderStorefront(buildCatalog(buildRouteTable([metered], {}), "https://shop.example/"));
+    assert.match(
+      html,
+      /pay only for the tokens used: they sign a maximum of max_tokens \(4,096 when absent\)/,
+    );
+    assert.match(html, /Other clients: each call is charged a fixed 1,000 tokens/);
+  });
+
   it("lists offers by weight with exact atomic prices in services.json", () => {
     const json = renderServicesJson(catalog);
     assert.deepEqual(

@@ -1,4 +1,5 @@
 import * as assert from "node:assert/strict";
+import type { PaymentRequired } from "@x402/core/types";
 import {
   chargeForTokens,
   UPTO_DEFAULT_MAX_TOKENS,
@@ -7,7 +8,9 @@ import {
   uptoTokenCap,
 } from "../../api/pricing";
 import type { ServiceOfferSpec } from "../../api/resources";
+import { decidePayment } from "../../controller/payments/decision";
 import { readMeteredRequest, SseUsage, usageFromJson } from "../../controller/payments/metering";
+import { OfferPaywall } from "../../controller/payments/paywall";
 import { requirementsFor } from "../../controller/payments/requirements";
 import { at } from "../harness/assertions";
 
@@ -114,6 +117,21 @@ describe("upto metering (pure)", () => {
       ],
     );
     assert.equal(at(reqs.v2, 1).extra?.facilitatorAddress, FACILITATOR);
+    // A person reading the 402 learns both ways to pay, in the token's units.
+    const asked = decidePayment({}, reqs, 0);
+    assert.equal(
+      asked.kind === "required" ? asked.message : asked.kind,
+      "this route costs 0.002 USDC on Base Sepolia (testnet) per request, or the tokens used at 2 USDC per 1M tokens, at most 0.0003 USDC for this request (x402 upto); pay with an x402 client (https://x402.org)",
+    );
+    const page = new OfferPaywall({ prices: reqs.prices, metered: reqs.metered }).generateHtml({
+      x402Version: 2,
+      accepts: reqs.v2 as PaymentRequired["accepts"],
+      resource: { url: "http://x/services/m", description: "m", mimeType: "application/json" },
+    });
+    assert.match(
+      page,
+      /Or pay only for what is used: the tokens used at 2 USDC per 1M tokens, at most 0\.0003 USDC/,
+    );
     assert.deepEqual(
       requirementsFor(spec, "http://x", [], { ...terms, facilitators: new Map() }).v2.map((r) => r.scheme),
       ["exact"],

@@ -2,7 +2,7 @@
  * `/`: the storefront. Server-rendered HTML and CSS, no framework; every piece of user data
  * goes through escapeHtml. The only script copies example commands to the clipboard.
  */
-import { PER_MTOK_BASIS_TOKENS } from "../../../api/pricing";
+import { PER_MTOK_BASIS_TOKENS, UPTO_DEFAULT_MAX_TOKENS } from "../../../api/pricing";
 import { type Catalog, type CatalogOffer, type CatalogPayment, curlCommand, type FreeRoute } from "./model";
 
 /** Where a first-time visitor learns to pay: the protocol's own site. */
@@ -81,9 +81,14 @@ function card(o: CatalogOffer, index: number): string {
   const id = `curl-${index}`;
   // The big number is what one call costs; a per-token rate is explained below it.
   const perCall = p.perCallDisplay || p.priceDisplay;
+  const fixed = `each call is charged a fixed ${PER_MTOK_BASIS_TOKENS.toLocaleString("en-US")} tokens, paid before it runs`;
+  // With upto the buyer signs a maximum up front and pays the tokens the answer reports.
+  const metered = p.schemes.some((s) => s.scheme === "upto")
+    ? `Clients that speak x402 <code>upto</code> pay only for the tokens used: they sign a maximum of max_tokens (${UPTO_DEFAULT_MAX_TOKENS.toLocaleString("en-US")} when absent) plus one token per request byte at this rate, and are charged the answer's token count. Other clients: ${fixed}.`
+    : "";
   const rate =
     p.priceUnit === "perMTok"
-      ? `<p class="rate">Rate ${escapeHtml(p.priceDisplay)} per 1M tokens; each call is charged a fixed ${PER_MTOK_BASIS_TOKENS.toLocaleString("en-US")} tokens, paid before it runs.</p>`
+      ? `<p class="rate">Rate ${escapeHtml(p.priceDisplay)} per 1M tokens; ${metered || `${fixed}.`}</p>`
       : "";
   return `<article class="card" data-offer="${escapeHtml(o.name)}">
   <div class="top"><h2>${escapeHtml(o.name)}</h2><span class="badge">${escapeHtml(o.type)}</span></div>
