@@ -150,23 +150,32 @@ export class SpendLedger {
    * Records on-chain payments of `purchase` the ledger does not know yet; returns how many were
    * new. A payment is matched by transaction hash; one the ledger already counts without a hash
    * (reserved and unconfirmed, or settled from the chain's authorization state) is matched by its
-   * amount, so a payment is never counted twice.
+   * amount, so a payment is never counted twice. An x402 `upto` payment settles less than the
+   * maximum reserved for it: a chain payment with no equal entry is matched to the smallest
+   * Permit2 entry above it, which is then settled at the chain's amount.
    */
   recover(purchase: string, payments: readonly { tx: string; amount: bigint; at: number }[]): number {
     const known = new Set<string>();
-    const countedWithoutTx: bigint[] = [];
-    for (const e of this.entries.values()) {
+    const countedWithoutTx: { id: string; amount: bigint; permit2: boolean }[] = [];
+    for (const [id, e] of this.entries) {
       if (e.tx) known.add(e.tx);
-      else if (e.purchase === purchase && e.state !== "released") countedWithoutTx.push(e.amount);
+      else if (e.purchase === purchase && e.state !== "released")
+        countedWithoutTx.push({ id, amount: e.amount, permit2: e.authorization?.kind === "permit2" });
     }
     let added = 0;
     for (const p of payments) {
       const tx = p.tx.toLowerCase();
       if (known.has(tx)) continue;
       known.add(tx);
-      const same = countedWithoutTx.indexOf(p.amount);
+      const same = countedWithoutTx.findIndex((e) => e.amount === p.amount);
       if (same >= 0) {
         countedWithoutTx.splice(same, 1);
+        continue;
+      }
+      const upto = smallestAbove(countedWithoutTx, p.amount);
+      if (upto >= 0) {
+        const [entry] = countedWithoutTx.splice(upto, 1);
+        if (entry) this.settle(entry.id, tx, Date.now(), p.amount);
         continue;
       }
       this.append({
@@ -197,4 +206,13 @@ export class SpendLedger {
   close(): void {
     fs.closeSync(this.fd);
   }
+}
+
+/** The index of the Permit2 entry with the smallest amount above `amount`, or -1. */
+function smallestAbove(entries: readonly { amount: bigint; permit2: boolean }[], amount: bigint): number {
+  let best = -1;
+  entries.forEach((e, i) => {
+    if (e.permit2 && e.amount > amount && (best < 0 || e.amount < (entries[best]?.amount ?? 0n))) best = i;
+  });
+  return best;
 }

@@ -454,6 +454,33 @@ describe("buyer budget and ledger", () => {
     assert.equal(ledger.recover("p", onChain), 1);
     assert.equal(ledger.spend("p", day).total, 4000n);
   });
+
+  it("matches an upto payment the chain settled below its reserved maximum, and settles it at the chain's amount", () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ledger-")), "ledger.jsonl");
+    const day = 1_800_000_000_000;
+    const ledger = new SpendLedger(file);
+    const permit2 = (nonce: string) => ({
+      kind: "permit2" as const,
+      network: "eip155:84532",
+      owner: PAY_TO as `0x${string}`,
+      nonce,
+      deadline: "1800000300",
+    });
+    ledger.reserve("small", "p", 500n, day);
+    ledger.authorize("small", permit2("1"));
+    ledger.reserve("big", "p", 3000n, day); // an upto maximum, sent without a receipt
+    ledger.authorize("big", permit2("2"));
+    ledger.reserve("eip3009", "p", 5000n, day); // exact by EIP-3009 settles its amount, never less
+    const onChain = [{ tx: "0xd4", amount: 620n, at: day }];
+    assert.equal(ledger.recover("p", onChain), 0, "no payment is new: the upto one is known");
+    assert.equal(ledger.spend("p", day).total, 500n + 620n + 5000n);
+    assert.deepEqual(
+      ledger.unconfirmed().map((u) => u.id),
+      ["small", "eip3009"],
+    );
+    ledger.close();
+    assert.equal(new SpendLedger(file).spend("p", day).total, 6120n, "durable");
+  });
 });
 
 describe("buyer: payments sent without a receipt", () => {
