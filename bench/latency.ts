@@ -1,0 +1,220 @@
+/**
+ * `npm run bench:latency`: time to first byte of a streamed paid completion, with anvil mining a
+ * block every BENCH_BLOCK_SECONDS (default 2, as on Base), every process on loopback:
+ *   free   the same streamed call on the offer's free route (the reference)
+ *   exact  x402 exact: the gateway settles when the upstream's head arrives, before passing the
+ *          stream on, so the first byte waits for the settlement's block
+ *   upto   x402 upto: the stream is passed on at once and settled at its end (receipt trailer)
+ * Calls run one at a time (BENCH_CALLS each, default 12), each with a fresh payment signed
+ * before its clock starts. Printed: p50/p90 time to first byte, time to the last byte, and the
+ * goal for exact at p50: at most one block + 100 ms.
+ */
+import * as http from "node:http";
+import * as path from "node:path";
+import { x402Client } from "@x402/core/client";
+import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
+import type { PaymentRequired } from "@x402/core/types";
+import { registerExactEvmScheme } from "@x402/evm/exact/client";
+import { UptoEvmScheme } from "@x402/evm/upto/client";
+import { privateKeyToAccount } from "viem/accounts";
+import { ANVIL_KEYS } from "../tests/harness/anvil";
+import { startControlPlane } from "../tests/harness/controlPlane";
+import { RUN_DIR } from "../tests/harness/env";
+import { startPaymentChain } from "../tests/harness/paymentChain";
+import { freePort, type ManagedProcess, startProcess, waitFor } from "../tests/harness/processes";
+import {
+  createNamespace,
+  createObject,
+  installCrds,
+  startRuntime,
+  startSellerRuntime,
+  TSX_LOADER,
+  waitForCondition,
+  waitForHttp,
+} from "../tests/integration/runtime/helpers";
+
+const CALLS = Number(process.env.BENCH_CALLS ?? 12);
+const BLOCK_SECONDS = Number(process.env.BENCH_BLOCK_SECONDS ?? 2);
+const REPO = path.resolve(__dirname, "..");
+const BODY = JSON.stringify({
+  model: "m",
+  stream: true,
+  max_tokens: 16,
+  messages: [{ role: "user", content: "hi" }],
+});
+
+interface Timing {
+  status: number;
+  firstByteMs: number;
+  lastByteMs: number;
+}
+
+/** One streamed POST; times from sending to the first and the last body byte. */
+function timedPost(url: string, headers: Record<string, string> = {}): Promise<Timing> {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const ms = () => Number(process.hrtime.bigint() - started) / 1e6;
+    const req = http.request(
+      url,
+      {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "text/event-stream", ...headers },
+      },
+      (res) => {
+        let firstByteMs = Number.NaN;
+        res.on("data", () => {
+          if (Number.isNaN(firstByteMs)) firstByteMs = ms();
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, firstByteMs, lastByteMs: ms() }));
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(BODY);
+  });
+}
+
+function quantile(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+}
+
+async function main() {
+  const dir = path.join(RUN_DIR, "bench-latency");
+  const logDir = path.join(dir, "logs");
+  const procs: ManagedProcess[] = [];
+  const cp = await startControlPlane({ dir: path.join(dir, "cluster") });
+  const chain = await startPaymentChain(logDir);
+  try {
+    await installCrds(cp);
+    await createNamespace(cp, "bench");
+    const buyerKey = ANVIL_KEYS[2] as `0x${string}`;
+    const buyer = privateKeyToAccount(buyerKey);
+    await chain.permit2Token.mint(buyer.address, 1_000_000_000n);
+    await chain.permit2Token.approvePermit2(buyerKey);
+
+    const [upstreamPort, facilitatorPort] = await Promise.all([freePort(), freePort()]);
+    const upstream = startProcess(
+      "sse-upstream",
+      process.execPath,
+      ["--import", TSX_LOADER, path.join(REPO, "bench/servers.ts"), "sse-upstream", String(upstreamPort)],
+      { logDir },
+    );
+    procs.push(upstream);
+    const facilitator = startRuntime("facilitator", "facilitator", [], logDir, {
+      SIGNER_KEY: ANVIL_KEYS[0],
+      RPC_URL: chain.anvil.rpcUrl,
+      PORT: String(facilitatorPort),
+      HOST: "127.0.0.1",
+    });
+    procs.push(facilitator);
+    await waitForHttp("the facilitator", `http://127.0.0.1:${facilitatorPort}/supported`, facilitator);
+    const seller = await startSellerRuntime({
+      cp,
+      namespace: "bench",
+      logDir,
+      facilitatorUrl: `http://127.0.0.1:${facilitatorPort}`,
+      controllerArgs: [],
+    });
+    procs.push(seller.gateway, seller.controller);
+    await createObject(cp, "bench", "serviceoffers", "ServiceOffer", "llm", {
+      type: "inference",
+      model: { name: "m" },
+      upstream: { url: `http://127.0.0.1:${upstreamPort}`, healthPath: "/health" },
+      payment: {
+        scheme: "exact",
+        network: chain.network,
+        payTo: privateKeyToAccount(ANVIL_KEYS[1]).address,
+        asset: chain.permit2Token.asset,
+        price: { perMTok: "10" },
+        maxTimeoutSeconds: 600,
+      },
+      schemes: ["exact", "upto"],
+      path: "/services/llm",
+      routes: [{ path: "/free/*", gate: "free" }],
+    });
+    await waitForCondition(
+      cp,
+      "bench",
+      "serviceoffers",
+      "llm",
+      { type: "Ready", status: "True" },
+      { timeoutMs: 60_000 },
+    );
+    const paidUrl = `${seller.publicUrl}/services/llm/v1/chat/completions`;
+    const freeUrl = `${seller.publicUrl}/services/llm/free/v1/chat/completions`;
+    await waitFor("the route", async () => (await timedPost(freeUrl)).status === 200, { timeoutMs: 10_000 });
+    const unpaid = await fetch(paidUrl, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: BODY,
+    });
+    const required = decodePaymentRequiredHeader(unpaid.headers.get("payment-required") ?? "");
+    const only = (scheme: string): PaymentRequired => ({
+      ...required,
+      accepts: required.accepts.filter((r) => r.scheme === scheme),
+    });
+    const client = new x402Client();
+    registerExactEvmScheme(client, { signer: buyer });
+    client.register("eip155:*", new UptoEvmScheme(buyer));
+    client.setSpendControls(false);
+    const paymentFor = async (scheme: string) => ({
+      "payment-signature": encodePaymentSignatureHeader(await client.createPaymentPayload(only(scheme))),
+    });
+
+    // From here on blocks come every BLOCK_SECONDS, not with each transaction.
+    await chain.client.request({ method: "evm_setAutomine" as never, params: [false] as never });
+    await chain.client.request({
+      method: "evm_setIntervalMining" as never,
+      params: [BLOCK_SECONDS] as never,
+    });
+
+    const modes: { name: string; headers: () => Promise<Record<string, string>>; url: string }[] = [
+      { name: "free", headers: async () => ({}), url: freeUrl },
+      { name: "exact", headers: () => paymentFor("exact"), url: paidUrl },
+      { name: "upto", headers: () => paymentFor("upto"), url: paidUrl },
+    ];
+    console.log(
+      `latency benchmark: streamed completion (5 chunks 100 ms apart), ${CALLS} calls per mode, one at a time, a block every ${BLOCK_SECONDS} s`,
+    );
+    const results = new Map<string, Timing[]>();
+    for (let call = 0; call < CALLS; call++) {
+      // Interleaved, so each mode sees the same phases of the block interval on average.
+      for (const mode of modes) {
+        const headers = await mode.headers();
+        const timing = await timedPost(mode.url, headers);
+        if (timing.status !== 200) throw new Error(`${mode.name}: status ${timing.status}`);
+        results.set(mode.name, [...(results.get(mode.name) ?? []), timing]);
+      }
+    }
+    const p50 = (name: string) =>
+      quantile(
+        (results.get(name) ?? []).map((t) => t.firstByteMs),
+        0.5,
+      );
+    for (const mode of modes) {
+      const timings = results.get(mode.name) ?? [];
+      const first = timings.map((t) => t.firstByteMs);
+      const last = timings.map((t) => t.lastByteMs);
+      console.log(
+        `${mode.name.padEnd(6)} first byte p50 ${quantile(first, 0.5).toFixed(1)} ms, p90 ${quantile(first, 0.9).toFixed(1)} ms; last byte p50 ${quantile(last, 0.5).toFixed(1)} ms`,
+      );
+    }
+    const blockMs = BLOCK_SECONDS * 1000;
+    console.log(
+      `exact: p50 first byte ${p50("exact").toFixed(0)} ms vs one block + 100 ms = ${blockMs + 100} ms (goal: at most): ${p50("exact") <= blockMs + 100 ? "met" : "NOT met"}`,
+    );
+    console.log(
+      `upto - free at p50: ${(p50("upto") - p50("free")).toFixed(1)} ms (the stream is not held for settlement)`,
+    );
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+    await chain.stop();
+    await cp.destroy();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
