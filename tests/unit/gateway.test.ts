@@ -157,6 +157,15 @@ describe("gateway: catalogs", () => {
       /pay only for the tokens used: they sign a maximum of max_tokens \(4,096 when absent\)/,
     );
     assert.match(html, /Other clients: each call is charged a fixed 1,000 tokens/);
+    const openapi = renderOpenApi(buildCatalog(buildRouteTable([metered], {}), "https://shop.example/")) as {
+      paths: Record<string, { post?: { "x-payment-info"?: { schemes?: { scheme: string }[] } } }>;
+    };
+    const ops = Object.values(openapi.paths).flatMap((p) => (p.post ? [p.post] : []));
+    assert.deepEqual(
+      ops[0]?.["x-payment-info"]?.schemes?.map((s) => s.scheme),
+      ["exact", "upto"],
+      "openapi.json names the schemes",
+    );
   });
 
   it("lists offers by weight with exact atomic prices in services.json", () => {

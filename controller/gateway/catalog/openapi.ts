@@ -58,6 +58,8 @@ function operation(o: CatalogOffer, gate: "paid" | "free", wildcard: boolean): J
       asset: p.asset.address,
       symbol: p.asset.symbol,
       payTo: p.payTo,
+      // The x402 schemes the 402 offers and how each charges ("exact: …", "upto: …").
+      schemes: p.schemes.map((s) => ({ scheme: s.scheme, charge: s.charge })),
     };
   }
   if (o.type === "inference") {
