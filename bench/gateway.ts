@@ -20,21 +20,10 @@ import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import { privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS } from "../tests/harness/anvil";
-import { startControlPlane } from "../tests/harness/controlPlane";
-import { RUN_DIR } from "../tests/harness/env";
-import { startPaymentChain } from "../tests/harness/paymentChain";
-import { freePort, type ManagedProcess, startProcess, waitFor } from "../tests/harness/processes";
-import {
-  createNamespace,
-  createObject,
-  installCrds,
-  startRuntime,
-  startSellerRuntime,
-  TSX_LOADER,
-  waitForCondition,
-  waitForHttp,
-} from "../tests/integration/runtime/helpers";
+import { freePort, startProcess, waitFor } from "../tests/harness/processes";
+import { createObject, TSX_LOADER, waitForCondition } from "../tests/integration/runtime/helpers";
 import { type LoadResult, load, row } from "./load";
+import { BENCH_NAMESPACE, withBenchRig } from "./rig";
 
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
 function cpuSeconds(pid: number | undefined): number {
@@ -71,48 +60,19 @@ const WARMUP_SECONDS = 2;
 const REPO = path.resolve(__dirname, "..");
 
 async function main() {
-  const dir = path.join(RUN_DIR, "bench-gateway");
-  const logDir = path.join(dir, "logs");
-  const procs: ManagedProcess[] = [];
-  const cp = await startControlPlane({ dir: path.join(dir, "cluster") });
-  const chain = await startPaymentChain(logDir);
-  try {
-    await installCrds(cp);
-    await createNamespace(cp, "bench");
+  await withBenchRig("bench-gateway", async (rig) => {
+    const { cp, chain, logDir } = rig;
     const buyer = privateKeyToAccount(ANVIL_KEYS[2]);
     await chain.mint(buyer.address, 1_000_000_000n);
 
-    // One node process per server (no tsx CLI wrapper), so /proc/<pid> is the server itself.
     const tsx = ["--import", TSX_LOADER];
-    const [upstreamPort, barePort, facilitatorPort, expressPort] = await Promise.all(
-      Array.from({ length: 4 }, () => freePort()),
+    const [upstreamPort, barePort, expressPort] = await Promise.all(
+      Array.from({ length: 3 }, () => freePort()),
     );
-    const server = (name: string, args: string[]) => {
-      const p = startProcess(name, process.execPath, [...tsx, path.join(REPO, "bench/servers.ts"), ...args], {
-        logDir,
-      });
-      procs.push(p);
-      return p;
-    };
-    server("upstream", ["upstream", String(upstreamPort)]);
-    server("bare-proxy", ["bare-proxy", String(barePort), String(upstreamPort)]);
-    const facilitator = startRuntime("facilitator", "facilitator", [], logDir, {
-      SIGNER_KEY: ANVIL_KEYS[0],
-      RPC_URL: chain.anvil.rpcUrl,
-      PORT: String(facilitatorPort),
-      HOST: "127.0.0.1",
-    });
-    procs.push(facilitator);
-    await waitForHttp("the facilitator", `http://127.0.0.1:${facilitatorPort}/supported`, facilitator);
-    const seller = await startSellerRuntime({
-      cp,
-      namespace: "bench",
-      logDir,
-      facilitatorUrl: `http://127.0.0.1:${facilitatorPort}`,
-      controllerArgs: [],
-    });
-    procs.push(seller.gateway, seller.controller);
-    await createObject(cp, "bench", "serviceoffers", "ServiceOffer", "bench", {
+    rig.server("upstream", ["upstream", String(upstreamPort)]);
+    rig.server("bare-proxy", ["bare-proxy", String(barePort), String(upstreamPort)]);
+    const { facilitator, facilitatorUrl } = rig;
+    await createObject(cp, BENCH_NAMESPACE, "serviceoffers", "ServiceOffer", "bench", {
       type: "http",
       upstream: { url: `http://127.0.0.1:${upstreamPort}`, healthPath: "/health" },
       payment: {
@@ -128,13 +88,13 @@ async function main() {
     });
     await waitForCondition(
       cp,
-      "bench",
+      BENCH_NAMESPACE,
       "serviceoffers",
       "bench",
       { type: "Ready", status: "True" },
       { timeoutMs: 60_000 },
     );
-    const gw = `${seller.publicUrl}/services/bench`;
+    const gw = `${rig.publicUrl}/services/bench`;
     const sellerAddress = privateKeyToAccount(ANVIL_KEYS[1]).address;
     const expressPeer = startProcess(
       "express-peer",
@@ -144,14 +104,14 @@ async function main() {
         path.join(REPO, "bench/expressPeer.ts"),
         String(expressPort),
         String(upstreamPort),
-        `http://127.0.0.1:${facilitatorPort}`,
+        facilitatorUrl,
         chain.network,
         sellerAddress,
         JSON.stringify(chain.asset),
       ],
       { logDir },
     );
-    procs.push(expressPeer);
+    rig.adopt(expressPeer);
     const peer = `http://127.0.0.1:${expressPort}`;
     await waitFor(
       "the express peer",
@@ -220,7 +180,7 @@ async function main() {
       seconds: number,
       server?: "gateway" | "express",
     ) => {
-      const serverPid = server === "gateway" ? seller.gateway.child.pid : expressPeer.child.pid;
+      const serverPid = server === "gateway" ? rig.gateway.child.pid : expressPeer.child.pid;
       const before = { server: cpuSeconds(serverPid), facilitator: cpuSeconds(facilitator.child.pid) };
       const result = await load({
         url,
@@ -273,11 +233,7 @@ async function main() {
         console.log(
           `note: ${name} ran out of pre-signed payments and reused some (replays are refused fast)`,
         );
-  } finally {
-    for (const p of procs.reverse()) await p.stop();
-    await chain.stop();
-    await cp.destroy();
-  }
+  });
 }
 
 main().catch((err) => {

@@ -10,7 +10,6 @@
  * goal for exact at p50: at most one block + 100 ms.
  */
 import * as http from "node:http";
-import * as path from "node:path";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
 import type { PaymentRequired } from "@x402/core/types";
@@ -18,24 +17,12 @@ import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS } from "../tests/harness/anvil";
-import { startControlPlane } from "../tests/harness/controlPlane";
-import { RUN_DIR } from "../tests/harness/env";
-import { startPaymentChain } from "../tests/harness/paymentChain";
-import { freePort, type ManagedProcess, startProcess, waitFor } from "../tests/harness/processes";
-import {
-  createNamespace,
-  createObject,
-  installCrds,
-  startRuntime,
-  startSellerRuntime,
-  TSX_LOADER,
-  waitForCondition,
-  waitForHttp,
-} from "../tests/integration/runtime/helpers";
+import { freePort, waitFor } from "../tests/harness/processes";
+import { createObject, waitForCondition } from "../tests/integration/runtime/helpers";
+import { BENCH_NAMESPACE, withBenchRig } from "./rig";
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 12);
 const BLOCK_SECONDS = Number(process.env.BENCH_BLOCK_SECONDS ?? 2);
-const REPO = path.resolve(__dirname, "..");
 const BODY = JSON.stringify({
   model: "m",
   stream: true,
@@ -80,44 +67,15 @@ function quantile(values: number[], q: number): number {
 }
 
 async function main() {
-  const dir = path.join(RUN_DIR, "bench-latency");
-  const logDir = path.join(dir, "logs");
-  const procs: ManagedProcess[] = [];
-  const cp = await startControlPlane({ dir: path.join(dir, "cluster") });
-  const chain = await startPaymentChain(logDir);
-  try {
-    await installCrds(cp);
-    await createNamespace(cp, "bench");
+  await withBenchRig("bench-latency", async (rig) => {
+    const { cp, chain } = rig;
     const buyerKey = ANVIL_KEYS[2] as `0x${string}`;
     const buyer = privateKeyToAccount(buyerKey);
     await chain.permit2Token.mint(buyer.address, 1_000_000_000n);
     await chain.permit2Token.approvePermit2(buyerKey);
-
-    const [upstreamPort, facilitatorPort] = await Promise.all([freePort(), freePort()]);
-    const upstream = startProcess(
-      "sse-upstream",
-      process.execPath,
-      ["--import", TSX_LOADER, path.join(REPO, "bench/servers.ts"), "sse-upstream", String(upstreamPort)],
-      { logDir },
-    );
-    procs.push(upstream);
-    const facilitator = startRuntime("facilitator", "facilitator", [], logDir, {
-      SIGNER_KEY: ANVIL_KEYS[0],
-      RPC_URL: chain.anvil.rpcUrl,
-      PORT: String(facilitatorPort),
-      HOST: "127.0.0.1",
-    });
-    procs.push(facilitator);
-    await waitForHttp("the facilitator", `http://127.0.0.1:${facilitatorPort}/supported`, facilitator);
-    const seller = await startSellerRuntime({
-      cp,
-      namespace: "bench",
-      logDir,
-      facilitatorUrl: `http://127.0.0.1:${facilitatorPort}`,
-      controllerArgs: [],
-    });
-    procs.push(seller.gateway, seller.controller);
-    await createObject(cp, "bench", "serviceoffers", "ServiceOffer", "llm", {
+    const upstreamPort = await freePort();
+    rig.server("sse-upstream", ["sse-upstream", String(upstreamPort)]);
+    await createObject(cp, BENCH_NAMESPACE, "serviceoffers", "ServiceOffer", "llm", {
       type: "inference",
       model: { name: "m" },
       upstream: { url: `http://127.0.0.1:${upstreamPort}`, healthPath: "/health" },
@@ -141,8 +99,8 @@ async function main() {
       { type: "Ready", status: "True" },
       { timeoutMs: 60_000 },
     );
-    const paidUrl = `${seller.publicUrl}/services/llm/v1/chat/completions`;
-    const freeUrl = `${seller.publicUrl}/services/llm/free/v1/chat/completions`;
+    const paidUrl = `${rig.publicUrl}/services/llm/v1/chat/completions`;
+    const freeUrl = `${rig.publicUrl}/services/llm/free/v1/chat/completions`;
     await waitFor("the route", async () => (await timedPost(freeUrl)).status === 200, { timeoutMs: 10_000 });
     const unpaid = await fetch(paidUrl, {
       method: "POST",
@@ -207,11 +165,7 @@ async function main() {
     console.log(
       `upto - free at p50: ${(p50("upto") - p50("free")).toFixed(1)} ms (the stream is not held for settlement)`,
     );
-  } finally {
-    for (const p of procs.reverse()) await p.stop();
-    await chain.stop();
-    await cp.destroy();
-  }
+  });
 }
 
 main().catch((err) => {

@@ -19,6 +19,8 @@ const SETTINGS = {
   "balance-refresh-ms": { env: "BALANCE_REFRESH_MS" },
   /** How long a settle waits for the receipt before answering settlement_pending (below the gateway's timeout). */
   "receipt-timeout-ms": { env: "RECEIPT_TIMEOUT_MS" },
+  /** How often a settlement's receipt is asked for: an `exact` answer waits for it before its first byte. */
+  "receipt-poll-ms": { env: "RECEIPT_POLL_MS" },
 } as const;
 
 export const command: Command<keyof typeof SETTINGS> = {
@@ -37,6 +39,7 @@ export const command: Command<keyof typeof SETTINGS> = {
       metrics: new FacilitatorMetrics(),
       balanceRefreshMs: s.int("balance-refresh-ms", 30_000),
       receiptTimeoutMs: s.int("receipt-timeout-ms", 45_000),
+      receiptPollMs: s.int("receipt-poll-ms", 250),
       log,
       signerKey: readPrivateKey(ENV.signerKey),
       rpcUrl,

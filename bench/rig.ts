@@ -1,0 +1,91 @@
+/**
+ * What the runtime benchmarks share: a control plane with the CRDs and a `bench` namespace,
+ * anvil with the payment contracts, the self-run facilitator and the seller runtime (controller
+ * and gateway), every process on loopback and stopped at the end, whatever happened.
+ */
+import * as path from "node:path";
+import { ANVIL_KEYS } from "../tests/harness/anvil";
+import { type ControlPlane, startControlPlane } from "../tests/harness/controlPlane";
+import { RUN_DIR } from "../tests/harness/env";
+import { type PaymentChain, startPaymentChain } from "../tests/harness/paymentChain";
+import { freePort, type ManagedProcess, startProcess } from "../tests/harness/processes";
+import {
+  createNamespace,
+  installCrds,
+  startRuntime,
+  startSellerRuntime,
+  TSX_LOADER,
+  waitForHttp,
+} from "../tests/integration/runtime/helpers";
+
+export const BENCH_NAMESPACE = "bench";
+const REPO = path.resolve(__dirname, "..");
+
+export interface BenchRig {
+  readonly cp: ControlPlane;
+  readonly chain: PaymentChain;
+  readonly logDir: string;
+  readonly facilitator: ManagedProcess;
+  readonly facilitatorUrl: string;
+  readonly gateway: ManagedProcess;
+  /** The gateway's public base URL. */
+  readonly publicUrl: string;
+  /** Starts `bench/servers.ts <args>` as its own node process (so /proc/<pid> is the server). */
+  server(name: string, args: string[]): ManagedProcess;
+  /** Any other process to stop at the end. */
+  adopt(proc: ManagedProcess): void;
+}
+
+export async function withBenchRig(name: string, run: (rig: BenchRig) => Promise<void>): Promise<void> {
+  const dir = path.join(RUN_DIR, name);
+  const logDir = path.join(dir, "logs");
+  const procs: ManagedProcess[] = [];
+  const cp = await startControlPlane({ dir: path.join(dir, "cluster") });
+  const chain = await startPaymentChain(logDir);
+  try {
+    await installCrds(cp);
+    await createNamespace(cp, BENCH_NAMESPACE);
+    const facilitatorPort = await freePort();
+    const facilitator = startRuntime("facilitator", "facilitator", [], logDir, {
+      SIGNER_KEY: ANVIL_KEYS[0],
+      RPC_URL: chain.anvil.rpcUrl,
+      PORT: String(facilitatorPort),
+      HOST: "127.0.0.1",
+    });
+    procs.push(facilitator);
+    const facilitatorUrl = `http://127.0.0.1:${facilitatorPort}`;
+    await waitForHttp("the facilitator", `${facilitatorUrl}/supported`, facilitator);
+    const seller = await startSellerRuntime({
+      cp,
+      namespace: BENCH_NAMESPACE,
+      logDir,
+      facilitatorUrl,
+      controllerArgs: [],
+    });
+    procs.push(seller.gateway, seller.controller);
+    await run({
+      cp,
+      chain,
+      logDir,
+      facilitator,
+      facilitatorUrl,
+      gateway: seller.gateway,
+      publicUrl: seller.publicUrl,
+      server: (serverName, args) => {
+        const proc = startProcess(
+          serverName,
+          process.execPath,
+          ["--import", TSX_LOADER, path.join(REPO, "bench/servers.ts"), ...args],
+          { logDir },
+        );
+        procs.push(proc);
+        return proc;
+      },
+      adopt: (proc) => void procs.push(proc),
+    });
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+    await chain.stop();
+    await cp.destroy();
+  }
+}
