@@ -119,6 +119,14 @@ export const serviceOfferSpecSchema = z.object({
   listing: z
     .object({ category: z.string().max(64).optional(), weight: z.number().int().optional() })
     .optional(),
+  endsAt: z.iso.datetime({ offset: true }).optional().meta({
+    description:
+      "When the offer stops taking new payments (RFC 3339). Requests paid before it finish; the route answers 410 offer_ended until drainSeconds later, then 404. Deleting the offer ends it at once (or here, if earlier)",
+  }),
+  drainSeconds: z.number().int().min(0).max(86_400).optional().meta({
+    description:
+      "How long an ended or deleted offer keeps its route, refusing new payments while paid requests finish (default 60)",
+  }),
 });
 export type ServiceOfferSpec = z.infer<typeof serviceOfferSpecSchema>;
 

@@ -45,6 +45,8 @@ export class Controller extends pulumi.ComponentResource {
             ),
             verbs: ["get", "update", "patch"],
           },
+          // Only to release the drain finalizer of a deleted offer (api/drain.ts).
+          { apiGroups: [GROUP], resources: [PLURALS.serviceOffer], verbs: ["patch"] },
           { apiGroups: [""], resources: ["events"], verbs: ["create", "patch"] },
           { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
         ],

@@ -1,6 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { KINDS } from "../api/contract";
+import { DRAIN_FINALIZER } from "../api/drain";
 import { API_VERSION, type ServiceOfferSpec } from "../api/resources";
 import { labelsFor } from "./labels";
 import { childOf, formerly } from "./naming";
@@ -13,7 +14,10 @@ export interface OfferArgs {
   publicBaseUrl?: pulumi.Input<string | undefined>;
 }
 
-/** One ServiceOffer custom resource: what is sold, where it runs, and its price. */
+/**
+ * One ServiceOffer custom resource: what is sold, where it runs, and its price. Deleting it waits
+ * for its drain (spec.drainSeconds after the deletion, or after spec.endsAt if that came first).
+ */
 export class Offer extends pulumi.ComponentResource {
   readonly endpoint: pulumi.Output<string>;
 
@@ -24,7 +28,14 @@ export class Offer extends pulumi.ComponentResource {
       {
         apiVersion: API_VERSION,
         kind: KINDS.serviceOffer.kind,
-        metadata: { namespace: args.namespace, name: args.name, labels: labelsFor("offer", args.name) },
+        metadata: {
+          namespace: args.namespace,
+          name: args.name,
+          labels: labelsFor("offer", args.name),
+          // Removing the offer from config drains it: the controller releases this once the
+          // drain is over (api/drain.ts), so paid requests finish instead of meeting a 404.
+          finalizers: [DRAIN_FINALIZER],
+        },
         spec: args.spec,
       },
       // The program names offers `offer-<name>`; their child used to be called `<name>`.

@@ -97,7 +97,7 @@ export async function deployStack(cfg: StackConfig) {
     quickTunnel: cfg.tunnel.mode === "quick",
     publicBaseUrl: cfg.publicBaseUrl,
   });
-  new Controller(
+  const controller = new Controller(
     "controller",
     {
       namespace,
@@ -140,11 +140,17 @@ export async function deployStack(cfg: StackConfig) {
   const publicUrl = cfg.publicBaseUrl ? pulumi.output(cfg.publicBaseUrl) : tunnel.publicUrl;
 
   const offers: Record<string, pulumi.Output<string>> = {};
+  // An offer is deleted before the controller and the gateway (on destroy, or when both go):
+  // they drain it and release its finalizer (api/drain.ts), so they must outlive it.
+  const offerOpts: pulumi.ComponentResourceOptions = {
+    ...inPlatform,
+    dependsOn: [...dependsOn, controller, gateway],
+  };
   for (const offer of cfg.offers) {
     offers[offer.name] = new Offer(
       `offer-${offer.name}`,
       { namespace, name: offer.name, spec: offer.spec, publicBaseUrl: publicUrl },
-      inPlatform,
+      offerOpts,
     ).endpoint;
   }
 

@@ -3,6 +3,7 @@
  * "Held" routes are valid, conflict-free offers (what the controller checks for
  * PaymentGateReady); "public" routes are held offers whose Ready=True for their generation.
  */
+import { type OfferEnd, offerEnd } from "../../api/drain";
 import type { ServiceOfferSpec } from "../../api/resources";
 import type { ServiceOfferObject } from "../shared/kube";
 import { isOfferReady, resolveClaims, type UpstreamOverrides, upstreamBaseUrl } from "../shared/offers";
@@ -19,6 +20,8 @@ export interface HeldOffer {
   readonly upstream?: URL | undefined;
   /** Ready=True for this generation: routed publicly and listed in catalogs. */
   readonly ready: boolean;
+  /** When it stops taking payments and when its route goes away (api/drain.ts); {} if never. */
+  readonly end: OfferEnd;
 }
 
 export function buildRouteTable(
@@ -40,6 +43,7 @@ export function buildRouteTable(
       spec: verdict.spec,
       upstream: base.ok ? base.url : undefined,
       ready: isOfferReady(obj),
+      end: offerEnd(verdict.spec, obj.metadata?.deletionTimestamp),
     });
   }
   // Listing order: weight (descending), then name.

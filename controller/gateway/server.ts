@@ -5,6 +5,7 @@
  */
 import type * as http from "node:http";
 import { REGISTRATION_PATH, X402_DISCOVERY_PATH } from "../../api/contract";
+import { drainPhase } from "../../api/drain";
 import { exactJson } from "../../api/exactJson";
 import { sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
@@ -167,7 +168,8 @@ export function createPublicHandler(options: GatewayOptions): Handler {
     const offers = opts.state.publicOffers();
     const byHost = matchOfferByHost(offers, req.headers.host);
     const match = byHost ? { offer: byHost, subPath: path } : matchOfferByPath(offers, path);
-    if (!match) {
+    // A drained offer's route is gone even while its object still exists (api/drain.ts).
+    if (!match || drainPhase(match.offer.end, Date.now()) === "gone") {
       notFound(res);
       return;
     }

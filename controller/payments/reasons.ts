@@ -18,8 +18,9 @@ export const REJECTION_STATUS = {
   expired: 402,
   replayed: 402,
   request_too_large: 413,
+  offer_ended: 410,
   facilitator_unavailable: 503,
-} as const satisfies Record<string, 400 | 402 | 413 | 503>;
+} as const satisfies Record<string, 400 | 402 | 410 | 413 | 503>;
 
 export type RejectionReason = keyof typeof REJECTION_STATUS;
 

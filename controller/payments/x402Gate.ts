@@ -27,6 +27,7 @@ import { once } from "node:events";
 import type * as http from "node:http";
 import type { FacilitatorClient } from "@x402/core/server";
 import type { PaymentPayload, PaymentRequirements, SettleResponse, VerifyError } from "@x402/core/types";
+import { drainPhase } from "../../api/drain";
 import { type UptoCharge, uptoCharge, uptoTokenCap } from "../../api/pricing";
 import { PayerLimiter } from "../gateway/limits";
 import {
@@ -143,6 +144,33 @@ export class X402PaymentGate implements PaymentGate {
     proxy: ProxyFn,
   ): Promise<void> {
     const started = process.hrtime.bigint();
+    // Past the offer's end no payment is taken (not even looked at): 410, not a 402 inviting one.
+    // Requests verified before the end are already being served and settle as usual.
+    if (drainPhase(offer.end, this.now() * 1000) !== "open") {
+      const end = new Date(offer.end.endsAt ?? 0).toISOString();
+      const refusal = this.refusal(
+        {
+          kind: "rejected",
+          rejection: rejection(
+            "offer_ended",
+            `${offer.name} stopped taking payments at ${end}; nothing was charged`,
+          ),
+        },
+        offer.name,
+      );
+      writeRefusal(
+        req,
+        res,
+        {
+          requirements: requirementsFor(offer.spec, route.resourceUrl, []),
+          url: route.resourceUrl,
+          description: resourceDescription(offer.spec),
+        },
+        refusal,
+      );
+      this.opts.metrics.requests.inc({ offer: offer.name, outcome: "rejected" });
+      return;
+    }
     const metered = offerSchemes(offer.spec).includes("upto") ? await this.meteredCall(req) : undefined;
     const requirements = requirementsFor(
       offer.spec,

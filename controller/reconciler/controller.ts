@@ -10,10 +10,12 @@
  */
 import type * as k8s from "@kubernetes/client-node";
 import { KINDS, type KindName, PLURALS } from "../../api/contract";
+import { DRAIN_FINALIZER } from "../../api/drain";
 import {
   type AgentIdentityObject,
   errorText,
   type PurchaseRequestObject,
+  releaseFinalizer,
   type ServiceOfferObject,
   StatusWriter,
   type WatchedCache,
@@ -126,6 +128,10 @@ export class Controller {
       statuses: this.statuses,
       probeIntervalMs: this.opts.probeIntervalMs,
       publicBaseUrl: () => this.publicBaseUrl,
+      releaseDrain: async (obj) => {
+        await releaseFinalizer(kc, PLURALS.serviceOffer, obj, DRAIN_FINALIZER);
+        log(`serviceoffers/${obj.metadata?.name}: drained, finalizer ${DRAIN_FINALIZER} released`);
+      },
     });
     this.running = {
       caches: { serviceOffer, agentIdentity, purchaseRequest },

@@ -10,6 +10,7 @@ import {
   type UpstreamReason,
 } from "../../api/conditions";
 import { AGENT_IDENTITY_NAME, PLURALS } from "../../api/contract";
+import { DRAIN_FINALIZER, offerEnd } from "../../api/drain";
 import type { Condition, ServiceOfferSpec } from "../../api/resources";
 import type {
   AgentIdentityObject,
@@ -220,6 +221,33 @@ export interface ServiceOfferReconcilerDeps {
   readonly probeIntervalMs: number;
   /** The public origin behind `status.endpoint`; it can change at run time (a quick tunnel). */
   readonly publicBaseUrl: () => string | undefined;
+  /** Removes DRAIN_FINALIZER from a deleted offer whose drain is over. */
+  readonly releaseDrain: (obj: ServiceOfferObject) => Promise<void>;
+  /** Milliseconds since the epoch (tests move the clock). */
+  readonly now?: () => number;
+}
+
+/**
+ * A deleted offer holding DRAIN_FINALIZER: released once its drain is over (the gateway has
+ * dropped its route by then), else looked at again when it will be. Pure.
+ */
+export function drainDecision(
+  obj: ServiceOfferObject,
+  nowMs: number,
+): { readonly release: true } | { readonly release: false; readonly afterMs: number } | undefined {
+  const deleted = obj.metadata?.deletionTimestamp;
+  if (!deleted || !obj.metadata?.finalizers?.includes(DRAIN_FINALIZER)) return undefined;
+  const raw = obj.spec as { endsAt?: unknown; drainSeconds?: unknown } | undefined;
+  // An invalid spec drains for the default: the finalizer must never be held forever.
+  const spec = {
+    ...(typeof raw?.endsAt === "string" ? { endsAt: raw.endsAt } : {}),
+    ...(typeof raw?.drainSeconds === "number" && raw.drainSeconds >= 0
+      ? { drainSeconds: Math.min(raw.drainSeconds, 86_400) }
+      : {}),
+  };
+  const { goneAt } = offerEnd(spec, deleted);
+  if (goneAt === undefined || nowMs >= goneAt) return { release: true };
+  return { release: false, afterMs: goneAt - nowMs };
 }
 
 /**
@@ -240,7 +268,14 @@ export class ServiceOfferReconciler implements Reconciler {
   async reconcile(name: string): Promise<ReconcileResult> {
     const { deps } = this;
     const obj = deps.offers.get(name);
-    if (!obj || obj.metadata?.deletionTimestamp) return { requeue: "none" };
+    if (!obj) return { requeue: "none" };
+    if (obj.metadata?.deletionTimestamp) {
+      const drain = drainDecision(obj, deps.now?.() ?? Date.now());
+      if (!drain) return { requeue: "none" };
+      if (!drain.release) return { requeue: "after", ms: drain.afterMs + 100 };
+      await deps.releaseDrain(obj);
+      return { requeue: "none" };
+    }
     this.claims ??= resolveClaims(deps.offers.list());
     const verdict = this.claims.get(offerKey(obj));
     if (!verdict) return { requeue: "none" };

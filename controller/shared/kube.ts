@@ -222,6 +222,41 @@ export async function patchStatus(
   );
 }
 
+/**
+ * Removes `finalizer` from an object, if it still holds it at the index we saw. A JSON patch with
+ * a `test` first: a concurrent change to the list makes the API server refuse (422) instead of
+ * removing someone else's finalizer; the next reconcile tries again. Gone already: done.
+ */
+export async function releaseFinalizer(
+  kc: k8s.KubeConfig,
+  plural: Plural,
+  obj: k8s.KubernetesObject,
+  finalizer: string,
+): Promise<void> {
+  const index = obj.metadata?.finalizers?.indexOf(finalizer) ?? -1;
+  if (index < 0) return;
+  const api = kc.makeApiClient(k8s.CustomObjectsApi);
+  try {
+    await api.patchNamespacedCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        namespace: obj.metadata?.namespace ?? "",
+        plural,
+        name: obj.metadata?.name ?? "",
+        body: [
+          { op: "test", path: `/metadata/finalizers/${index}`, value: finalizer },
+          { op: "remove", path: `/metadata/finalizers/${index}` },
+        ],
+      },
+      k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch),
+    );
+  } catch (err) {
+    if (isApiStatus(err, 404)) return;
+    throw err;
+  }
+}
+
 /** A short description of an API or network error for logs and condition messages. */
 export function errorText(err: unknown): string {
   if (err instanceof k8s.ApiException) {

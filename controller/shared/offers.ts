@@ -5,6 +5,7 @@
  */
 import { type ClaimReason, OfferCondition } from "../../api/conditions";
 import { isReservedPath } from "../../api/contract";
+import { DRAIN_FINALIZER } from "../../api/drain";
 import { type Condition, type ServiceOfferSpec, serviceOfferSpecSchema } from "../../api/resources";
 import type { ServiceOfferObject } from "./kube";
 
@@ -114,18 +115,28 @@ class PathClaims {
 /**
  * Decides which offers may hold their path and hostname. The first claimant (oldest
  * creationTimestamp, then namespace/name) wins; later offers on an overlapping path or the same
- * hostname lose with PathConflict / HostnameConflict. Offers being deleted claim nothing.
- * O(N log N) in the number of offers: the controller and the gateway resolve claims over every
- * offer whenever one changes.
+ * hostname lose with PathConflict / HostnameConflict. Offers being deleted claim nothing, except
+ * while they drain (they hold DRAIN_FINALIZER): then they keep what no live offer claims, so a
+ * replacement on the same path takes over at once. O(N log N) in the number of offers: the
+ * controller and the gateway resolve claims over every offer whenever one changes.
  */
 export function resolveClaims(offers: readonly ServiceOfferObject[]): Map<string, ClaimVerdict> {
   const verdicts = new Map<string, ClaimVerdict>();
   const paths = new PathClaims();
   const hostnames = new Map<string, Winner>();
-  const live = offers
-    .filter((o) => !o.metadata?.deletionTimestamp)
-    .map((obj) => ({ obj, key: offerKey(obj), created: createdAt(obj) }))
-    .sort((a, b) => a.created - b.created || a.key.localeCompare(b.key));
+  const byAge = (a: { created: number; key: string }, b: { created: number; key: string }) =>
+    a.created - b.created || a.key.localeCompare(b.key);
+  const entry = (obj: ServiceOfferObject) => ({ obj, key: offerKey(obj), created: createdAt(obj) });
+  const live = [
+    ...offers
+      .filter((o) => !o.metadata?.deletionTimestamp)
+      .map(entry)
+      .sort(byAge),
+    ...offers
+      .filter((o) => o.metadata?.deletionTimestamp && o.metadata.finalizers?.includes(DRAIN_FINALIZER))
+      .map(entry)
+      .sort(byAge),
+  ];
   for (const { obj, key } of live) {
     const parsed = parseOfferSpec(obj);
     if (!parsed.ok) {

@@ -91,7 +91,32 @@ const rawOffer = z.strictObject({
   listing: z
     .strictObject({ category: z.string().optional(), weight: z.number().int().optional() })
     .optional(),
+  // Checked below, so the message can show the accepted form.
+  endsAt: z.unknown().optional(),
+  drainSeconds: wholeNumber(
+    0,
+    86_400,
+    "seconds an ended or removed offer keeps its route while paid requests finish; default 60",
+  ).optional(),
 });
+
+/** RFC 3339 with a zone, as the CRD's date-time format and the gateway expect. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+
+/** `endsAt` normalized to UTC (`2026-12-31T23:00:00.000Z`), or undefined with an issue. */
+function endsAt(input: unknown, at: string, issues: Issues): string | undefined {
+  // YAML turns an unquoted timestamp into a Date.
+  const text = input instanceof Date ? input.toISOString() : input;
+  const ms = typeof text === "string" && RFC3339.test(text) ? Date.parse(text) : Number.NaN;
+  if (!Number.isFinite(ms)) {
+    issues.add(
+      at,
+      `${JSON.stringify(text)} is not a time: use RFC 3339 with a zone, e.g. "2026-12-31T23:00:00Z"`,
+    );
+    return undefined;
+  }
+  return new Date(ms).toISOString();
+}
 
 export const offersSchema = z.array(z.unknown()).default([]);
 
@@ -192,8 +217,15 @@ export function offers(
     }
     if (o.schemes && new Set(o.schemes).size !== o.schemes.length)
       issues.add(`${at}.schemes`, "list each scheme once");
+    const end = o.endsAt === undefined ? undefined : endsAt(o.endsAt, `${at}.endsAt`, issues);
     const [primary, ...extra] = payments;
-    if (!primary || !extra.every((p): p is Payment => p !== undefined) || path === undefined || !upstreamOk)
+    if (
+      !primary ||
+      !extra.every((p): p is Payment => p !== undefined) ||
+      path === undefined ||
+      !upstreamOk ||
+      (o.endsAt !== undefined && end === undefined)
+    )
       return;
 
     const spec: ServiceOfferSpec = {
@@ -212,6 +244,8 @@ export function offers(
       ...(o.routes ? { routes: o.routes } : {}),
       ...(o.limits ? { limits: o.limits } : {}),
       ...(o.listing ? { listing: o.listing } : {}),
+      ...(end ? { endsAt: end } : {}),
+      ...(o.drainSeconds !== undefined ? { drainSeconds: o.drainSeconds } : {}),
     };
     if (acceptedAsStored(serviceOfferSpecSchema, spec, at, "ServiceOffer", issues))
       out.push({ name: o.name, spec });

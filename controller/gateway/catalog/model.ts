@@ -3,6 +3,7 @@
  * (services.json, skill.md, openapi.json, agent-registration.json, the storefront) renders.
  */
 import { type Caip2, chainIdOf, chainInfo, isTestnet, networkLabel } from "../../../api/chains";
+import { drainPhase } from "../../../api/drain";
 import { fromAtomic } from "../../../api/money";
 import { chargePerRequest, schemeCharges } from "../../../api/pricing";
 import type { AgentIdentitySpec, Asset, Payment } from "../../../api/resources";
@@ -72,6 +73,13 @@ export interface CatalogOffer {
   readonly category?: string | undefined;
   readonly weight: number;
   readonly example: ExampleRequest;
+  /**
+   * When the offer stops taking payments (RFC 3339, spec.endsAt or its deletion); absent when
+   * it does not end. After it the offer answers 410 offer_ended until its route goes away.
+   */
+  readonly endsAt?: string | undefined;
+  /** The end has passed: new payments are refused (the route goes away at the drain's end). */
+  readonly ended: boolean;
 }
 
 export interface Catalog {
@@ -137,7 +145,7 @@ function exampleRequest(offer: HeldOffer, endpoint: string): ExampleRequest {
   return { method: "GET", url: `${endpoint}${paidRoute?.path ?? "/"}` };
 }
 
-export function catalogOffer(offer: HeldOffer, baseUrl: string): CatalogOffer {
+export function catalogOffer(offer: HeldOffer, baseUrl: string, nowMs = Date.now()): CatalogOffer {
   const spec = offer.spec;
   const endpoint = `${baseUrl}${spec.path}`;
   return {
@@ -161,6 +169,8 @@ export function catalogOffer(offer: HeldOffer, baseUrl: string): CatalogOffer {
     category: spec.listing?.category,
     weight: spec.listing?.weight ?? 0,
     example: exampleRequest(offer, endpoint),
+    endsAt: offer.end.endsAt === undefined ? undefined : new Date(offer.end.endsAt).toISOString(),
+    ended: drainPhase(offer.end, nowMs) !== "open",
   };
 }
 
@@ -184,11 +194,12 @@ function freeRoutes(routes: readonly RouteSpec[], offerPath: string, healthPath:
     });
 }
 
-/** Builds the catalog from the offers that are publicly routed right now. */
+/** Builds the catalog from the offers that are publicly routed right now (drained ones are not). */
 export function buildCatalog(
   publicOffers: readonly HeldOffer[],
   baseUrl: string,
   identity?: AgentIdentitySpec,
+  nowMs = Date.now(),
 ): Catalog {
   const base = baseUrl.replace(/\/+$/, "");
   return {
@@ -197,7 +208,9 @@ export function buildCatalog(
     description:
       identity?.description || "AI inference and HTTP APIs for agents, paid per request with x402.",
     identity,
-    offers: publicOffers.map((o) => catalogOffer(o, base)),
+    offers: publicOffers
+      .filter((o) => drainPhase(o.end, nowMs) !== "gone")
+      .map((o) => catalogOffer(o, base, nowMs)),
   };
 }
 

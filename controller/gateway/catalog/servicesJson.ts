@@ -38,6 +38,10 @@ export interface ServiceEntry {
   category?: string;
   weight: number;
   example: { method: string; url: string; body?: string };
+  /** When the offer stops taking payments (RFC 3339); absent when it does not end. */
+  endsAt?: string;
+  /** Past endsAt: payments are refused with 410 offer_ended until the route goes away. */
+  ended?: true;
 }
 
 interface PaymentEntry {
@@ -117,6 +121,8 @@ export function renderServicesJson(catalog: Catalog): ServicesJson {
       };
       if (o.model) entry.model = o.model;
       if (o.category) entry.category = o.category;
+      if (o.endsAt) entry.endsAt = o.endsAt;
+      if (o.ended) entry.ended = true;
       return entry;
     }),
   };
@@ -187,6 +193,8 @@ export const SERVICES_JSON_SCHEMA = {
               properties: { gate: { enum: ["paid", "free"] } },
             },
           },
+          endsAt: { type: "string", format: "date-time" },
+          ended: { const: true },
         },
       },
     },

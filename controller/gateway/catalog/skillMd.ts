@@ -60,6 +60,12 @@ export function renderSkillMd(catalog: Catalog): string {
     lines.push(`- Endpoint: \`${o.endpoint}\``);
     lines.push(`- Type: ${o.type}${o.model ? `, model \`${cell(o.model)}\`` : ""}`);
     lines.push(`- Pay with: ${paymentLine(o)}`);
+    if (o.endsAt)
+      lines.push(
+        o.ended
+          ? `- **Ended** at ${o.endsAt}: new payments are refused (410 \`offer_ended\`); the route goes away shortly.`
+          : `- Ends at ${o.endsAt}: after that new payments are refused (410 \`offer_ended\`).`,
+      );
     if (o.type === "inference")
       lines.push(`- Call: OpenAI-compatible, \`POST ${o.endpoint}/v1/chat/completions\``);
     const free = o.routes.filter((r) => r.gate === "free");

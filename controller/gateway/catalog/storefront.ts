@@ -99,11 +99,17 @@ function card(o: CatalogOffer, index: number): string {
     <dt>Network</dt><dd>${network(p)}</dd>
     ${o.model ? `<dt>Model</dt><dd><code>${escapeHtml(o.model)}</code></dd>` : ""}
     <dt>Endpoint</dt><dd><code>${breakable(o.endpoint)}</code></dd>
+    ${o.endsAt ? `<dt>${o.ended ? "Ended" : "Ends"}</dt><dd class="ends"><time datetime="${escapeHtml(o.endsAt)}">${escapeHtml(endsText(o.endsAt))}</time>${o.ended ? " · no longer taking payments" : ""}</dd>` : ""}
     ${o.freeRoutes.length ? `<dt>Free</dt><dd><ul class="free">${o.freeRoutes.map(freeRoute).join("")}</ul></dd>` : ""}
     ${more.length ? `<dt>Also</dt><dd>${more.map((m) => `${escapeHtml(`${m.perCallDisplay || m.priceDisplay} per call on`)} ${network(m)}`).join(", ")}</dd>` : ""}
   </dl>
   <div class="try"><div class="try-bar"><span>Example request</span><button class="copy" type="button" data-target="${id}">Copy</button></div><pre id="${id}"><code>${escapeHtml(curlCommand(o.example))}</code></pre></div>
 </article>`;
+}
+
+/** "2026-12-31 23:00 UTC": a person reads the end in UTC, unambiguously. */
+function endsText(iso: string): string {
+  return `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
 }
 
 export function renderStorefront(catalog: Catalog): string {

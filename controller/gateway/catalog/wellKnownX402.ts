@@ -23,7 +23,8 @@ function paidResources(o: CatalogOffer): string[] {
 export function renderX402Discovery(catalog: Catalog): X402DiscoveryDocument {
   return {
     version: 1,
-    resources: [...new Set(catalog.offers.flatMap(paidResources))],
+    // An ended offer refuses payments: nothing to discover there.
+    resources: [...new Set(catalog.offers.filter((o) => !o.ended).flatMap(paidResources))],
     instructions: `Each resource answers an unpaid request with 402 and its terms (PAYMENT-REQUIRED; the bazaar extension describes its input and output); pay with an x402 client. Prices, networks and free routes: ${catalog.baseUrl}/api/services.json and ${catalog.baseUrl}/openapi.json.`,
   };
 }
