@@ -260,13 +260,18 @@ export function findCondition(
   return conditions?.find((c) => c.type === type);
 }
 
-/** Ready=True for the offer's current generation: the gateway routes and lists only these. */
+/**
+ * Ready=True for the offer's current generation: the gateway routes and lists only these. A
+ * deleted offer keeps the readiness it had: the deletion bumps its generation, its spec can no
+ * longer change, and the controller writes no status while it drains.
+ */
 export function isOfferReady(obj: ServiceOfferObject): boolean {
   const ready = findCondition(obj.status?.conditions, OfferCondition.Ready);
   if (ready?.status !== "True") return false;
   const generation = obj.metadata?.generation;
   return (
     generation === undefined ||
+    obj.metadata?.deletionTimestamp !== undefined ||
     ready.observedGeneration === undefined ||
     ready.observedGeneration === generation
   );

@@ -18,6 +18,7 @@ import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
 import type { Address } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { DRAIN_FINALIZER } from "../../api/drain";
 import { ANVIL_KEYS } from "../harness/anvil";
 import { at, defined } from "../harness/assertions";
 import type { ControlPlane } from "../harness/controlPlane";
@@ -33,8 +34,10 @@ import {
   createNamespace,
   createObject,
   createPaidOffer,
+  deleteObject,
   getObject,
   installCrds,
+  mergePatch,
   startRuntime,
   startSellerRuntime,
   waitForHttp,
@@ -65,6 +68,13 @@ class PaidUpstream {
       if (req.url === "/health") return void res.writeHead(200).end("ok");
       if (req.url?.startsWith("/fail"))
         return void res.writeHead(500, { "content-type": "application/json" }).end('{"error":"boom"}');
+      if (req.url?.startsWith("/hold")) {
+        // Answers nothing (not even its head, so nothing is settled yet) until released.
+        this.held.push(() =>
+          res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ held: req.url })),
+        );
+        return;
+      }
       if (req.url?.startsWith("/stream")) {
         res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
         res.write("data: token-0\n\n");
@@ -721,6 +731,135 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       ).json()) as { isValid: boolean; invalidReason?: string };
       assert.deepEqual(verdict.isValid, false);
       assert.match(verdict.invalidReason ?? "", /permit2_simulation_failed/);
+    });
+  });
+
+  describe("drain: an offer's end (endsAt) and its removal (issue 16 item 1)", () => {
+    /** A fresh payee per offer: its balance counts exactly this offer's settlements. */
+    const drainOffer = async (name: string, extra: Record<string, unknown> = {}) => {
+      const offerPayTo = privateKeyToAccount(generatePrivateKey()).address as Address;
+      await createPaidOffer(cp, ns, name, {
+        upstreamPort: upstream.port,
+        network: chain.network,
+        payTo: offerPayTo,
+        asset: chain.asset,
+        extra,
+        logs: [controller, gateway],
+        routedAt: [publicUrl],
+      });
+      return { url: `${publicUrl}/services/${name}`, payTo: offerPayTo };
+    };
+    const servicesEntry = async (name: string) => {
+      const doc = (await (await fetch(`${publicUrl}/api/services.json`)).json()) as {
+        services: { name: string; endsAt?: string; ended?: boolean }[];
+      };
+      return doc.services.find((s) => s.name === name);
+    };
+    const sleepUntil = async (ms: number) => {
+      while (Date.now() < ms) await new Promise((r) => setTimeout(r, Math.min(200, ms - Date.now())));
+    };
+    const paidWith = (url: string, payment: PaymentPayload) =>
+      fetch(url, { headers: { "payment-signature": encodePaymentSignatureHeader(payment) } });
+
+    it("a request paid before endsAt finishes and is settled; a payment after it is refused with offer_ended (nothing proxied or settled); drainSeconds later the route is 404", async () => {
+      const { url, payTo: seller } = await drainOffer("ending");
+      // In flight across the end: verified and proxied now, answered (and settled) after the end.
+      const inFlight = payingFetch()(`${url}/hold-1`);
+      await waitFor(
+        "the paid request reached the upstream",
+        async () => upstream.seen.some((r) => r.url === "/hold-1"),
+        { timeoutMs: 30_000 },
+      );
+      // A buyer that read the terms before the end and pays after it.
+      const late = await signedPayment(`${url}/late`);
+      const endsAt = Date.now() + 4_000;
+      const drainSeconds = 6;
+      await mergePatch(cp, ns, "serviceoffers", "ending", {
+        spec: { endsAt: new Date(endsAt).toISOString(), drainSeconds },
+      });
+      await waitFor(
+        "services.json shows the end",
+        async () => (await servicesEntry("ending"))?.endsAt === new Date(endsAt).toISOString(),
+        { timeoutMs: 15_000 },
+      );
+      assert.equal(await chain.balanceOf(seller), 0n, "nothing settled before the upstream answered");
+
+      await sleepUntil(endsAt + 200);
+      const buyerBefore = await chain.balanceOf(buyer.address);
+      const refused = await paidWith(`${url}/late`, late);
+      assert.equal(refused.status, 410);
+      const body = (await refused.json()) as { error: string; message: string };
+      assert.equal(body.error, "offer_ended");
+      assert.match(body.message, /stopped taking payments at .*nothing was charged/);
+      assert.equal(refused.headers.get("payment-required"), null, "no terms inviting a payment");
+      assert.equal((await fetch(`${url}/unpaid`)).status, 410, "no 402 for an unpaid request either");
+      assert.ok(!upstream.seen.some((r) => r.url === "/late" || r.url === "/unpaid"), "nothing proxied");
+      assert.equal((await servicesEntry("ending"))?.ended, true, "the catalog marks it ended");
+
+      upstream.releaseStreams();
+      const done = await inFlight;
+      assert.equal(done.status, 200, await done.clone().text());
+      assert.deepEqual(await done.json(), { held: "/hold-1" });
+      assert.equal(decodePaymentResponseHeader(done.headers.get("payment-response") ?? "").success, true);
+      assert.equal(await chain.balanceOf(seller), PRICE_ATOMIC, "the in-flight request settled, once");
+      assert.equal(
+        await chain.balanceOf(buyer.address),
+        buyerBefore - PRICE_ATOMIC,
+        "the late one cost nothing",
+      );
+
+      await waitFor(
+        "the route is gone after the drain",
+        async () => (await fetch(`${url}/x`)).status === 404,
+        {
+          timeoutMs: drainSeconds * 1000 + 15_000,
+        },
+      );
+      assert.ok(Date.now() >= endsAt + drainSeconds * 1000, "not gone before endsAt + drainSeconds");
+      assert.equal(await servicesEntry("ending"), undefined, "and it left the catalog");
+    });
+
+    it("deleting an offer drains it: the finalizer keeps the object and the route (offer_ended) for drainSeconds, then both are gone", async () => {
+      const { url, payTo: seller } = await drainOffer("removed", { drainSeconds: 5 });
+      await mergePatch(cp, ns, "serviceoffers", "removed", { metadata: { finalizers: [DRAIN_FINALIZER] } });
+      const inFlight = payingFetch()(`${url}/hold-2`);
+      await waitFor(
+        "the paid request reached the upstream",
+        async () => upstream.seen.some((r) => r.url === "/hold-2"),
+        { timeoutMs: 30_000 },
+      );
+      const late = await signedPayment(`${url}/late2`);
+      const deletedAt = Date.now();
+      await deleteObject(cp, ns, "serviceoffers", "removed");
+
+      const draining = defined(await getObject(cp, ns, "serviceoffers", "removed"), "the draining offer");
+      assert.ok((draining.metadata as { deletionTimestamp?: string }).deletionTimestamp, "marked deleted");
+      await waitFor(
+        "the gateway refuses payments for the deleted offer",
+        async () => (await fetch(`${url}/probe`)).status === 410,
+        { timeoutMs: 10_000 },
+      );
+      const refused = await paidWith(`${url}/late2`, late);
+      assert.equal(refused.status, 410);
+      assert.equal(((await refused.json()) as { error: string }).error, "offer_ended");
+
+      upstream.releaseStreams();
+      const done = await inFlight;
+      assert.equal(done.status, 200, await done.clone().text());
+      assert.equal(
+        await chain.balanceOf(seller),
+        PRICE_ATOMIC,
+        "the in-flight request settled; the late one did not",
+      );
+
+      await waitFor(
+        "the controller released the finalizer and the object is gone",
+        async () => (await getObject(cp, ns, "serviceoffers", "removed")) === undefined,
+        { timeoutMs: 30_000 },
+      );
+      assert.ok(Date.now() - deletedAt >= 5_000, "held for drainSeconds");
+      assert.equal((await fetch(`${url}/x`)).status, 404);
+      assert.ok(!upstream.seen.some((r) => r.url === "/late2" || r.url === "/probe"), "nothing proxied");
     });
   });
 

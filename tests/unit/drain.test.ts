@@ -14,7 +14,7 @@ import { createPublicHandler } from "../../controller/gateway/server";
 import { RouteState } from "../../controller/gateway/state";
 import { drainDecision } from "../../controller/reconciler/serviceOffer";
 import type { ServiceOfferObject } from "../../controller/shared/kube";
-import { resolveClaims } from "../../controller/shared/offers";
+import { isOfferReady, resolveClaims } from "../../controller/shared/offers";
 import { ConfigError, type ParseContext, parseStackConfig } from "../../program/config/parse";
 import { at, defined, only } from "../harness/assertions";
 import { offerObject } from "./runtimeFixtures";
@@ -125,6 +125,16 @@ describe("offer drain: when an offer ends and goes away (api/drain.ts)", () => {
     const both = resolveClaims([old, replacement]);
     assert.equal(both.get("ns/new")?.ok, true);
     assert.equal((both.get("ns/old") as { reason: string }).reason, "PathConflict");
+    // The API server bumps the generation when it marks an object with finalizers deleted.
+    const bumped = deleting(
+      offerObject("bumped", {}, { ready: true, generation: 3, readyGeneration: 2 }),
+      T0,
+    );
+    assert.equal(isOfferReady(bumped), true, "a draining offer stays routed");
+    assert.equal(
+      isOfferReady(offerObject("stale", {}, { ready: true, generation: 3, readyGeneration: 2 })),
+      false,
+    );
     const plain = deleting(offerObject("plain", { path: "/services/y" }), T0, []);
     assert.equal(resolveClaims([plain]).has("ns/plain"), false, "deleted without the finalizer: nothing");
   });
