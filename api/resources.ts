@@ -80,7 +80,10 @@ export const routeSchema = z.object({
     .string()
     .max(512)
     .regex(/^\/[a-zA-Z0-9/_.*-]*$/),
-  gate: z.enum(["paid", "free"]).default("paid"),
+  gate: z.enum(["paid", "free", "auth"]).default("paid").meta({
+    description:
+      "paid: x402 payment; free: no gate; auth: a wallet signature (x402 sign-in-with-x), no payment",
+  }),
   methods: z
     .array(z.enum(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]))
     .max(7)

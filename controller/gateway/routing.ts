@@ -101,7 +101,7 @@ function compileGlob(glob: string): RegExp {
 }
 
 export interface RouteDecision {
-  readonly gate: "paid" | "free";
+  readonly gate: "paid" | "free" | "auth";
   /** The declared route that matched, if any; without one the whole offer is paid. */
   readonly route?: RouteSpec;
 }

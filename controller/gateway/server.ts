@@ -7,6 +7,7 @@ import type * as http from "node:http";
 import { REGISTRATION_PATH, X402_DISCOVERY_PATH } from "../../api/contract";
 import { drainPhase } from "../../api/drain";
 import { exactJson } from "../../api/exactJson";
+import { SIGNED_IN_ADDRESS_HEADER, SignInGate } from "../payments/signIn";
 import { sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
 import { INTERNAL_ROUTES_PATH } from "../shared/routesReport";
@@ -35,6 +36,8 @@ export interface GatewayOptions {
   readonly metrics?: { readonly contentType: string; render(): Promise<string> };
   /** Enforces offers' `spec.limits`; one per gateway process (limits are per replica). */
   readonly limiter?: OfferLimiter;
+  /** Sign-in routes (`gate: auth`); one per gateway process (it remembers used nonces). */
+  readonly signIn?: SignInGate;
 }
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -80,7 +83,11 @@ function notFound(res: http.ServerResponse): void {
 }
 
 export function createPublicHandler(options: GatewayOptions): Handler {
-  const opts: GatewayOptions = { ...options, limiter: options.limiter ?? new OfferLimiter() };
+  const opts: GatewayOptions = {
+    ...options,
+    limiter: options.limiter ?? new OfferLimiter(),
+    signIn: options.signIn ?? new SignInGate(),
+  };
   const catalogFor = (req: http.IncomingMessage): Catalog =>
     buildCatalog(opts.state.publicOffers(), publicBase(req, opts.publicBaseUrl), opts.state.identity());
 
@@ -235,9 +242,15 @@ async function serveOffer(
     host: req.headers.host,
     prefix: viaHostname ? undefined : offer.spec.path,
   };
+  // Only the sign-in gate says who signed in: a client's own claim never reaches the upstream.
+  delete req.headers[SIGNED_IN_ADDRESS_HEADER];
   const proxy: ProxyFn = (options) => proxyRequest(req, res, target, ctx, options, opts.upstreamTimeoutMs);
   if (decision.gate === "free") {
     await proxy();
+    return;
+  }
+  if (decision.gate === "auth") {
+    await (opts.signIn ?? new SignInGate()).handle(req, res, offer, route, base, proxy);
     return;
   }
   await opts.gate.handle(req, res, offer, route, proxy);

@@ -64,7 +64,7 @@ const rawOffer = z.strictObject({
     .array(
       z.strictObject({
         path: z.string(),
-        gate: z.enum(["paid", "free"]).default("paid"),
+        gate: z.enum(["paid", "free", "auth"]).default("paid"),
         methods: z.array(z.enum(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])).optional(),
       }),
     )

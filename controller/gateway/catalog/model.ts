@@ -70,6 +70,8 @@ export interface CatalogOffer {
   readonly payments: readonly [CatalogPayment, ...CatalogPayment[]];
   readonly routes: readonly RouteSpec[];
   readonly freeRoutes: readonly FreeRoute[];
+  /** Routes that need a wallet signature (x402 sign-in-with-x) instead of a payment. */
+  readonly signInRoutes: readonly FreeRoute[];
   readonly category?: string | undefined;
   readonly weight: number;
   readonly example: ExampleRequest;
@@ -166,6 +168,7 @@ export function catalogOffer(offer: HeldOffer, baseUrl: string, nowMs = Date.now
     ],
     routes: spec.routes ?? [],
     freeRoutes: freeRoutes(spec.routes ?? [], spec.path, spec.upstream.healthPath),
+    signInRoutes: freeRoutes(spec.routes ?? [], spec.path, spec.upstream.healthPath, "auth"),
     category: spec.listing?.category,
     weight: spec.listing?.weight ?? 0,
     example: exampleRequest(offer, endpoint),
@@ -178,10 +181,15 @@ export function catalogOffer(offer: HeldOffer, baseUrl: string, nowMs = Date.now
  * The free routes as concrete public paths: "/free/*" reads "/services/echo/free/" and
  * everything below it; a route other globs (a "*" inside a segment) keep their pattern.
  */
-function freeRoutes(routes: readonly RouteSpec[], offerPath: string, healthPath: string): FreeRoute[] {
+function freeRoutes(
+  routes: readonly RouteSpec[],
+  offerPath: string,
+  healthPath: string,
+  gate: "free" | "auth" = "free",
+): FreeRoute[] {
   const prefix = offerPath === "/" ? "" : offerPath;
   return routes
-    .filter((r) => r.gate === "free")
+    .filter((r) => r.gate === gate)
     .map((r) => {
       const below = r.path.endsWith("/*");
       const sub = below ? r.path.slice(0, -1) : r.path;

@@ -11,10 +11,10 @@ function pathParamFor(route: string): { path: string; wildcard: boolean } {
   return { path: `${prefix}/{subpath}`, wildcard: true };
 }
 
-function operation(o: CatalogOffer, gate: "paid" | "free", wildcard: boolean): Json {
+function operation(o: CatalogOffer, gate: "paid" | "free" | "auth", wildcard: boolean): Json {
   const p = o.payments[0];
   const op: Json = {
-    summary: `${o.name}${gate === "free" ? " (free)" : ` — ${p.priceDisplay} ${p.unitDisplay}`}`,
+    summary: `${o.name}${gate === "free" ? " (free)" : gate === "auth" ? " (sign in with a wallet, no payment)" : ` — ${p.priceDisplay} ${p.unitDisplay}`}`,
     description: o.description,
     tags: [o.name],
     responses: {
@@ -33,10 +33,26 @@ function operation(o: CatalogOffer, gate: "paid" | "free", wildcard: boolean): J
             },
           }
         : {}),
+      ...(gate === "auth"
+        ? {
+            "401": {
+              description:
+                "Sign-in required: sign the challenge (x402 sign-in-with-x, CAIP-122) and repeat the request with the SIGN-IN-WITH-X header.",
+              headers: {
+                "PAYMENT-REQUIRED": {
+                  description:
+                    'x402 v2 PaymentRequired with accepts [] and extensions["sign-in-with-x"] (the challenge), base64-encoded JSON',
+                  schema: { type: "string" },
+                },
+              },
+            },
+          }
+        : {}),
       "404": { description: "Not found: the offer is not available." },
       "502": { description: "The upstream service did not answer." },
     },
   };
+  if (gate === "auth") op.security = [{ signInWithX: [] }];
   if (wildcard) {
     op.parameters = [
       {
@@ -76,8 +92,12 @@ function operation(o: CatalogOffer, gate: "paid" | "free", wildcard: boolean): J
 export function renderOpenApi(catalog: Catalog): Json {
   const paths: Record<string, Json> = {};
   for (const o of catalog.offers) {
-    const entries: { path: string; gate: "paid" | "free"; methods: readonly string[]; wildcard: boolean }[] =
-      [];
+    const entries: {
+      path: string;
+      gate: "paid" | "free" | "auth";
+      methods: readonly string[];
+      wildcard: boolean;
+    }[] = [];
     for (const r of o.routes) {
       const { path, wildcard } = pathParamFor(r.path);
       entries.push({
@@ -109,6 +129,15 @@ export function renderOpenApi(catalog: Catalog): Json {
     tags: catalog.offers.map((o) => ({ name: o.name, description: o.description })),
     paths,
     components: {
+      securitySchemes: {
+        signInWithX: {
+          type: "apiKey",
+          in: "header",
+          name: "SIGN-IN-WITH-X",
+          description:
+            "A wallet's signature of the route's sign-in-with-x challenge (x402 extension, CAIP-122/SIWE), base64-encoded JSON; the 401 carries the challenge",
+        },
+      },
       schemas: {
         PaymentRequired: {
           type: "object",

@@ -34,7 +34,8 @@ export interface ServiceEntry {
     eip712Domain: { name: string; version: string };
   };
   payments: PaymentEntry[];
-  routes: { path: string; gate: "paid" | "free"; methods?: string[] }[];
+  /** `auth`: a wallet signature (x402 sign-in-with-x), answered 401 with the challenge without one. */
+  routes: { path: string; gate: "paid" | "free" | "auth"; methods?: string[] }[];
   category?: string;
   weight: number;
   example: { method: string; url: string; body?: string };
@@ -190,7 +191,7 @@ export const SERVICES_JSON_SCHEMA = {
             items: {
               type: "object",
               required: ["path", "gate"],
-              properties: { gate: { enum: ["paid", "free"] } },
+              properties: { gate: { enum: ["paid", "free", "auth"] } },
             },
           },
           endsAt: { type: "string", format: "date-time" },

@@ -70,6 +70,11 @@ export function renderSkillMd(catalog: Catalog): string {
       lines.push(`- Call: OpenAI-compatible, \`POST ${o.endpoint}/v1/chat/completions\``);
     const free = o.routes.filter((r) => r.gate === "free");
     const paid = o.routes.filter((r) => r.gate === "paid");
+    const auth = o.routes.filter((r) => r.gate === "auth");
+    if (auth.length > 0)
+      lines.push(
+        `- Sign-in routes (a wallet signature, no payment): ${auth.map((r) => `\`${r.methods?.join(",") ?? "any"} ${o.path}${r.path}\``).join(", ")}. Without a credential they answer 401 with a sign-in-with-x challenge in \`PAYMENT-REQUIRED\` (\`extensions["sign-in-with-x"]\`); sign it (CAIP-122/SIWE, e.g. \`createSIWxPayload\` from \`@x402/extensions/sign-in-with-x\`) and send it base64-encoded in the \`SIGN-IN-WITH-X\` header. Each credential is good once, within 5 minutes.`,
+      );
     if (free.length > 0)
       lines.push(
         `- Free routes: ${free.map((r) => `\`${r.methods?.join(",") ?? "any"} ${o.path}${r.path}\``).join(", ")}`,

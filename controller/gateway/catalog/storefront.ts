@@ -101,6 +101,7 @@ function card(o: CatalogOffer, index: number): string {
     <dt>Endpoint</dt><dd><code>${breakable(o.endpoint)}</code></dd>
     ${o.endsAt ? `<dt>${o.ended ? "Ended" : "Ends"}</dt><dd class="ends"><time datetime="${escapeHtml(o.endsAt)}">${escapeHtml(endsText(o.endsAt))}</time>${o.ended ? " · no longer taking payments" : ""}</dd>` : ""}
     ${o.freeRoutes.length ? `<dt>Free</dt><dd><ul class="free">${o.freeRoutes.map(freeRoute).join("")}</ul></dd>` : ""}
+    ${o.signInRoutes.length ? `<dt>Sign in</dt><dd><ul class="free signin">${o.signInRoutes.map(freeRoute).join("")}</ul><span class="note">free with a wallet signature (x402 sign-in-with-x), no payment</span></dd>` : ""}
     ${more.length ? `<dt>Also</dt><dd>${more.map((m) => `${escapeHtml(`${m.perCallDisplay || m.priceDisplay} per call on`)} ${network(m)}`).join(", ")}</dd>` : ""}
   </dl>
   <div class="try"><div class="try-bar"><span>Example request</span><button class="copy" type="button" data-target="${id}">Copy</button></div><pre id="${id}"><code>${escapeHtml(curlCommand(o.example))}</code></pre></div>
