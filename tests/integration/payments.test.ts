@@ -15,6 +15,12 @@ import {
 } from "@x402/core/http";
 import type { PaymentPayload, PaymentRequired } from "@x402/core/types";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
+import {
+  createSIWxPayload,
+  encodeSIWxHeader,
+  SIGN_IN_WITH_X,
+  type SIWxExtension,
+} from "@x402/extensions/sign-in-with-x";
 import { wrapFetchWithPayment } from "@x402/fetch";
 import type { Address } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
@@ -860,6 +866,84 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       assert.ok(Date.now() - deletedAt >= 5_000, "held for drainSeconds");
       assert.equal((await fetch(`${url}/x`)).status, 404);
       assert.ok(!upstream.seen.some((r) => r.url === "/late2" || r.url === "/probe"), "nothing proxied");
+    });
+  });
+
+  describe("sign-in routes: gate auth with x402 sign-in-with-x (issue 16 item 3)", () => {
+    const member = privateKeyToAccount(generatePrivateKey());
+    let signInOffer: Promise<void> | undefined;
+    const membersUrl = () => `${publicUrl}/services/club/members`;
+    const ensureOffer = () => {
+      signInOffer ??= paidOffer("club", chain.asset, "/services/club", {
+        routes: [{ path: "/members/*", gate: "auth" }],
+      });
+      return signInOffer;
+    };
+    /** The 401's challenge, signed by `member` with viem (optionally changed before signing). */
+    const signIn = async (url: string, change: Record<string, string> = {}) => {
+      const res = await fetch(url);
+      assert.equal(res.status, 401);
+      const required = decodePaymentRequiredHeader(res.headers.get("payment-required") ?? "");
+      const challenge = required.extensions?.[SIGN_IN_WITH_X] as SIWxExtension;
+      const chainInfo = at(challenge.supportedChains, 0);
+      const info = { ...challenge.info, chainId: chainInfo.chainId, type: chainInfo.type, ...change };
+      return encodeSIWxHeader(await createSIWxPayload(info, member, url));
+    };
+
+    it("unauthenticated → 401 with the challenge; a wallet's signed credential → served with its address, nothing paid", async () => {
+      await ensureOffer();
+      const url = `${membersUrl()}/profile`;
+      const first = await fetch(url);
+      assert.equal(first.status, 401);
+      const body = (await first.json()) as { error: string; accepts: unknown[] };
+      assert.equal(body.error, "sign_in_required");
+      assert.deepEqual(body.accepts, []);
+      const required = decodePaymentRequiredHeader(
+        defined(first.headers.get("payment-required") ?? undefined, "challenge"),
+      );
+      const challenge = required.extensions?.[SIGN_IN_WITH_X] as SIWxExtension;
+      assert.equal(challenge.info.uri, url);
+      assert.deepEqual(challenge.supportedChains, [{ chainId: chain.network, type: "eip191" }]);
+
+      const balance = await chain.balanceOf(buyer.address);
+      const served = await fetch(url, { headers: { [SIGN_IN_WITH_X]: await signIn(url) } });
+      assert.equal(served.status, 200, await served.clone().text());
+      assert.deepEqual(await served.json(), { ok: true, url: "/members/profile" });
+      const proxied = defined(
+        upstream.seen.findLast((r) => r.url === "/members/profile"),
+        "the proxied request",
+      );
+      assert.equal(
+        String(proxied.headers["x-signed-in-address"]).toLowerCase(),
+        member.address.toLowerCase(),
+      );
+      assert.equal(proxied.headers[SIGN_IN_WITH_X], undefined);
+      assert.equal(await chain.balanceOf(buyer.address), balance, "no payment anywhere");
+    });
+
+    it("a replayed or expired credential is refused with its reason, nothing proxied", async () => {
+      await ensureOffer();
+      const url = `${membersUrl()}/feed`;
+      const header = await signIn(url);
+      assert.equal((await fetch(url, { headers: { [SIGN_IN_WITH_X]: header } })).status, 200);
+      const replay = await fetch(url, { headers: { [SIGN_IN_WITH_X]: header } });
+      assert.equal(replay.status, 401);
+      assert.equal(((await replay.json()) as { error: string }).error, "sign_in_replayed");
+      const expired = await signIn(url, { expirationTime: new Date(Date.now() - 1000).toISOString() });
+      const late = await fetch(url, { headers: { [SIGN_IN_WITH_X]: expired } });
+      assert.equal(late.status, 401);
+      assert.equal(((await late.json()) as { error: string }).error, "invalid_siwx_expired");
+      assert.equal(
+        upstream.seen.filter((r) => r.url === "/members/feed").length,
+        1,
+        "only the first was proxied",
+      );
+      const services = (await (await fetch(`${publicUrl}/api/services.json`)).json()) as {
+        services: { name: string; routes: { path: string; gate: string }[] }[];
+      };
+      assert.deepEqual(services.services.find((s) => s.name === "club")?.routes, [
+        { path: "/members/*", gate: "auth" },
+      ]);
     });
   });
 
