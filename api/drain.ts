@@ -1,14 +1,14 @@
 /**
  * When an offer stops taking payments and when its route goes away (docs/adr/0006-offer-drain.md).
- * The program writes `spec.endsAt` / `spec.drainSeconds` and puts DRAIN_FINALIZER on every
- * ServiceOffer it declares; the gateway refuses new payments from the end on and drops the route
- * `drainSeconds` later; the controller releases the finalizer of a deleted offer at that moment.
+ * The program writes `spec.endsAt` / `spec.drainSeconds`; the controller puts DRAIN_FINALIZER on
+ * every ServiceOffer it reconciles; the gateway refuses new payments from the end on and drops
+ * the route `drainSeconds` later; the controller releases the finalizer of a deleted offer then.
  * Deleting an offer ends it at its deletionTimestamp (or at `endsAt`, if earlier). Pure: both
  * sides compute the same instants from the object alone.
  */
 import type { ServiceOfferSpec } from "./resources";
 
-/** Held by every ServiceOffer the program declares: the object outlives its deletion by the drain. */
+/** Put on every ServiceOffer by the controller: the object outlives its deletion by the drain. */
 export const DRAIN_FINALIZER = "obol.org/drain";
 
 /** Seconds an ended offer keeps its route (refusing new payments) before it goes away. */

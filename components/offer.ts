@@ -1,7 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { KINDS } from "../api/contract";
-import { DRAIN_FINALIZER } from "../api/drain";
 import { API_VERSION, type ServiceOfferSpec } from "../api/resources";
 import { labelsFor } from "./labels";
 import { childOf, formerly } from "./naming";
@@ -15,8 +14,9 @@ export interface OfferArgs {
 }
 
 /**
- * One ServiceOffer custom resource: what is sold, where it runs, and its price. Deleting it waits
- * for its drain (spec.drainSeconds after the deletion, or after spec.endsAt if that came first).
+ * One ServiceOffer custom resource: what is sold, where it runs, and its price. The controller
+ * puts its drain finalizer on it, so deleting it waits for the drain (spec.drainSeconds after the
+ * deletion, or after spec.endsAt if that came first; api/drain.ts).
  */
 export class Offer extends pulumi.ComponentResource {
   readonly endpoint: pulumi.Output<string>;
@@ -32,9 +32,6 @@ export class Offer extends pulumi.ComponentResource {
           namespace: args.namespace,
           name: args.name,
           labels: labelsFor("offer", args.name),
-          // Removing the offer from config drains it: the controller releases this once the
-          // drain is over (api/drain.ts), so paid requests finish instead of meeting a 404.
-          finalizers: [DRAIN_FINALIZER],
         },
         spec: args.spec,
       },

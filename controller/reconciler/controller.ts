@@ -14,6 +14,7 @@ import { DRAIN_FINALIZER } from "../../api/drain";
 import {
   type AgentIdentityObject,
   errorText,
+  holdFinalizer,
   type PurchaseRequestObject,
   releaseFinalizer,
   type ServiceOfferObject,
@@ -128,6 +129,7 @@ export class Controller {
       statuses: this.statuses,
       probeIntervalMs: this.opts.probeIntervalMs,
       publicBaseUrl: () => this.publicBaseUrl,
+      holdDrain: (obj) => holdFinalizer(kc, PLURALS.serviceOffer, obj, DRAIN_FINALIZER),
       releaseDrain: async (obj) => {
         await releaseFinalizer(kc, PLURALS.serviceOffer, obj, DRAIN_FINALIZER);
         log(`serviceoffers/${obj.metadata?.name}: drained, finalizer ${DRAIN_FINALIZER} released`);

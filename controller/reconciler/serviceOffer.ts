@@ -221,6 +221,8 @@ export interface ServiceOfferReconcilerDeps {
   readonly probeIntervalMs: number;
   /** The public origin behind `status.endpoint`; it can change at run time (a quick tunnel). */
   readonly publicBaseUrl: () => string | undefined;
+  /** Puts DRAIN_FINALIZER on a live offer, so that deleting it drains it. */
+  readonly holdDrain: (obj: ServiceOfferObject) => Promise<void>;
   /** Removes DRAIN_FINALIZER from a deleted offer whose drain is over. */
   readonly releaseDrain: (obj: ServiceOfferObject) => Promise<void>;
   /** Milliseconds since the epoch (tests move the clock). */
@@ -276,6 +278,9 @@ export class ServiceOfferReconciler implements Reconciler {
       await deps.releaseDrain(obj);
       return { requeue: "none" };
     }
+    // The controller puts the finalizer on, not the program: an offer is held only while a
+    // controller is there to release it (a stack without one deletes offers at once).
+    if (!obj.metadata?.finalizers?.includes(DRAIN_FINALIZER)) await deps.holdDrain(obj);
     this.claims ??= resolveClaims(deps.offers.list());
     const verdict = this.claims.get(offerKey(obj));
     if (!verdict) return { requeue: "none" };

@@ -257,6 +257,38 @@ export async function releaseFinalizer(
   }
 }
 
+/**
+ * Adds `finalizer` to an object that does not hold it, guarded by a `test` of the
+ * resourceVersion we saw: a concurrent change makes the API server refuse (422) and the next
+ * reconcile tries again.
+ */
+export async function holdFinalizer(
+  kc: k8s.KubeConfig,
+  plural: Plural,
+  obj: k8s.KubernetesObject,
+  finalizer: string,
+): Promise<void> {
+  const finalizers = obj.metadata?.finalizers;
+  if (finalizers?.includes(finalizer)) return;
+  const api = kc.makeApiClient(k8s.CustomObjectsApi);
+  await api.patchNamespacedCustomObject(
+    {
+      group: GROUP,
+      version: VERSION,
+      namespace: obj.metadata?.namespace ?? "",
+      plural,
+      name: obj.metadata?.name ?? "",
+      body: [
+        { op: "test", path: "/metadata/resourceVersion", value: obj.metadata?.resourceVersion },
+        finalizers?.length
+          ? { op: "add", path: "/metadata/finalizers/-", value: finalizer }
+          : { op: "add", path: "/metadata/finalizers", value: [finalizer] },
+      ],
+    },
+    k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch),
+  );
+}
+
 /** A short description of an API or network error for logs and condition messages. */
 export function errorText(err: unknown): string {
   if (err instanceof k8s.ApiException) {

@@ -827,7 +827,14 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
 
     it("deleting an offer drains it: the finalizer keeps the object and the route (offer_ended) for drainSeconds, then both are gone", async () => {
       const { url, payTo: seller } = await drainOffer("removed", { drainSeconds: 5 });
-      await mergePatch(cp, ns, "serviceoffers", "removed", { metadata: { finalizers: [DRAIN_FINALIZER] } });
+      await waitFor(
+        "the controller put its drain finalizer on the offer",
+        async () =>
+          (
+            (await getObject(cp, ns, "serviceoffers", "removed"))?.metadata as { finalizers?: string[] }
+          ).finalizers?.includes(DRAIN_FINALIZER) === true,
+        { timeoutMs: 15_000 },
+      );
       const inFlight = payingFetch()(`${url}/hold-2`);
       await waitFor(
         "the paid request reached the upstream",
