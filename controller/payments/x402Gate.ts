@@ -146,7 +146,7 @@ export class X402PaymentGate implements PaymentGate {
     const started = process.hrtime.bigint();
     // Past the offer's end no payment is taken (not even looked at): 410, not a 402 inviting one.
     // Requests verified before the end are already being served and settle as usual.
-    if (drainPhase(offer.end, this.now() * 1000) !== "open") {
+    if (drainPhase(offer.end, this.opts.now ? this.opts.now() * 1000 : Date.now()) !== "open") {
       const end = new Date(offer.end.endsAt ?? 0).toISOString();
       const refusal = this.refusal(
         {

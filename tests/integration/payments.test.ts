@@ -842,11 +842,13 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
         { timeoutMs: 30_000 },
       );
       const late = await signedPayment(`${url}/late2`);
-      const deletedAt = Date.now();
       await deleteObject(cp, ns, "serviceoffers", "removed");
 
       const draining = defined(await getObject(cp, ns, "serviceoffers", "removed"), "the draining offer");
-      assert.ok((draining.metadata as { deletionTimestamp?: string }).deletionTimestamp, "marked deleted");
+      // The API server's deletion time (whole seconds) is when the offer ended.
+      const deletedAt = Date.parse(
+        defined((draining.metadata as { deletionTimestamp?: string }).deletionTimestamp, "deletionTimestamp"),
+      );
       await waitFor(
         "the gateway refuses payments for the deleted offer",
         async () => (await fetch(`${url}/probe`)).status === 410,
