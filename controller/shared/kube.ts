@@ -222,10 +222,30 @@ export async function patchStatus(
   );
 }
 
+/** A JSON patch (RFC 6902) of a custom object's metadata; its `test` ops make it conditional. */
+function patchObject(
+  kc: k8s.KubeConfig,
+  plural: Plural,
+  obj: k8s.KubernetesObject,
+  ops: readonly object[],
+): Promise<unknown> {
+  return kc.makeApiClient(k8s.CustomObjectsApi).patchNamespacedCustomObject(
+    {
+      group: GROUP,
+      version: VERSION,
+      namespace: obj.metadata?.namespace ?? "",
+      plural,
+      name: obj.metadata?.name ?? "",
+      body: ops,
+    },
+    k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch),
+  );
+}
+
 /**
- * Removes `finalizer` from an object, if it still holds it at the index we saw. A JSON patch with
- * a `test` first: a concurrent change to the list makes the API server refuse (422) instead of
- * removing someone else's finalizer; the next reconcile tries again. Gone already: done.
+ * Removes `finalizer` from an object, if it still holds it at the index we saw. A `test` first:
+ * a concurrent change to the list makes the API server refuse (422) instead of removing someone
+ * else's finalizer; the next reconcile tries again. Gone already: done.
  */
 export async function releaseFinalizer(
   kc: k8s.KubeConfig,
@@ -235,22 +255,11 @@ export async function releaseFinalizer(
 ): Promise<void> {
   const index = obj.metadata?.finalizers?.indexOf(finalizer) ?? -1;
   if (index < 0) return;
-  const api = kc.makeApiClient(k8s.CustomObjectsApi);
   try {
-    await api.patchNamespacedCustomObject(
-      {
-        group: GROUP,
-        version: VERSION,
-        namespace: obj.metadata?.namespace ?? "",
-        plural,
-        name: obj.metadata?.name ?? "",
-        body: [
-          { op: "test", path: `/metadata/finalizers/${index}`, value: finalizer },
-          { op: "remove", path: `/metadata/finalizers/${index}` },
-        ],
-      },
-      k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch),
-    );
+    await patchObject(kc, plural, obj, [
+      { op: "test", path: `/metadata/finalizers/${index}`, value: finalizer },
+      { op: "remove", path: `/metadata/finalizers/${index}` },
+    ]);
   } catch (err) {
     if (isApiStatus(err, 404)) return;
     throw err;
@@ -270,23 +279,12 @@ export async function holdFinalizer(
 ): Promise<void> {
   const finalizers = obj.metadata?.finalizers;
   if (finalizers?.includes(finalizer)) return;
-  const api = kc.makeApiClient(k8s.CustomObjectsApi);
-  await api.patchNamespacedCustomObject(
-    {
-      group: GROUP,
-      version: VERSION,
-      namespace: obj.metadata?.namespace ?? "",
-      plural,
-      name: obj.metadata?.name ?? "",
-      body: [
-        { op: "test", path: "/metadata/resourceVersion", value: obj.metadata?.resourceVersion },
-        finalizers?.length
-          ? { op: "add", path: "/metadata/finalizers/-", value: finalizer }
-          : { op: "add", path: "/metadata/finalizers", value: [finalizer] },
-      ],
-    },
-    k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch),
-  );
+  await patchObject(kc, plural, obj, [
+    { op: "test", path: "/metadata/resourceVersion", value: obj.metadata?.resourceVersion },
+    finalizers?.length
+      ? { op: "add", path: "/metadata/finalizers/-", value: finalizer }
+      : { op: "add", path: "/metadata/finalizers", value: [finalizer] },
+  ]);
 }
 
 /** A short description of an API or network error for logs and condition messages. */

@@ -829,10 +829,13 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       const { url, payTo: seller } = await drainOffer("removed", { drainSeconds: 5 });
       await waitFor(
         "the controller put its drain finalizer on the offer",
-        async () =>
-          (
-            (await getObject(cp, ns, "serviceoffers", "removed"))?.metadata as { finalizers?: string[] }
-          ).finalizers?.includes(DRAIN_FINALIZER) === true,
+        async () => {
+          const obj = await getObject(cp, ns, "serviceoffers", "removed");
+          return (
+            ((obj?.metadata ?? {}) as { finalizers?: string[] }).finalizers?.includes(DRAIN_FINALIZER) ===
+            true
+          );
+        },
         { timeoutMs: 15_000 },
       );
       const inFlight = payingFetch()(`${url}/hold-2`);

@@ -1,6 +1,4 @@
 import * as assert from "node:assert/strict";
-import * as http from "node:http";
-import type { AddressInfo } from "node:net";
 import { DEFAULT_DRAIN_SECONDS, DRAIN_FINALIZER, drainPhase, offerEnd } from "../../api/drain";
 import { serviceOfferSpecSchema } from "../../api/resources";
 import { buildCatalog } from "../../controller/gateway/catalog/model";
@@ -8,16 +6,13 @@ import { renderServicesJson } from "../../controller/gateway/catalog/servicesJso
 import { renderSkillMd } from "../../controller/gateway/catalog/skillMd";
 import { renderStorefront } from "../../controller/gateway/catalog/storefront";
 import { renderX402Discovery } from "../../controller/gateway/catalog/wellKnownX402";
-import type { PaymentGate } from "../../controller/gateway/paymentGate";
 import { buildRouteTable } from "../../controller/gateway/routing";
-import { createPublicHandler } from "../../controller/gateway/server";
-import { RouteState } from "../../controller/gateway/state";
 import { drainDecision } from "../../controller/reconciler/serviceOffer";
 import type { ServiceOfferObject } from "../../controller/shared/kube";
 import { isOfferReady, resolveClaims } from "../../controller/shared/offers";
 import { ConfigError, type ParseContext, parseStackConfig } from "../../program/config/parse";
 import { at, defined, only } from "../harness/assertions";
-import { offerObject } from "./runtimeFixtures";
+import { offerObject, recordingGate, startTestGateway } from "./runtimeFixtures";
 
 const PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const ctx: ParseContext = { stack: "dev", secretKeys: new Set() };
@@ -188,13 +183,6 @@ describe("offer drain: the gateway and its catalogs", () => {
 
   it("a gone offer's route is 404 though its object still exists; an open one reaches the gate", async () => {
     const calls: string[] = [];
-    const gate: PaymentGate = {
-      name: "recording",
-      async handle(_req, res, offer) {
-        calls.push(offer.name);
-        res.writeHead(402).end();
-      },
-    };
     const objects = [
       offerObject("open", { endsAt }, { ready: true }),
       offerObject(
@@ -203,14 +191,8 @@ describe("offer drain: the gateway and its catalogs", () => {
         { ready: true },
       ),
     ];
-    const state = new RouteState(
-      { offers: () => objects, identity: () => undefined, synced: () => true, version: () => 1 },
-      {},
-    );
-    const server = http.createServer(createPublicHandler({ state, gate, log: () => undefined }));
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const { base, close } = await startTestGateway(objects, recordingGate(calls));
     try {
-      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       const gone = await fetch(`${base}/services/gone/x`);
       assert.equal(gone.status, 404);
       assert.equal(((await gone.json()) as { error: string }).error, "not_found");
@@ -225,8 +207,7 @@ describe("offer drain: the gateway and its catalogs", () => {
       );
       assert.equal(at(listed.services, 0).name, "open");
     } finally {
-      server.closeAllConnections();
-      server.close();
+      close();
     }
   });
 });

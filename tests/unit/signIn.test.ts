@@ -14,14 +14,11 @@ import { renderOpenApi } from "../../controller/gateway/catalog/openapi";
 import { renderServicesJson } from "../../controller/gateway/catalog/servicesJson";
 import { renderSkillMd } from "../../controller/gateway/catalog/skillMd";
 import { renderStorefront } from "../../controller/gateway/catalog/storefront";
-import type { PaymentGate } from "../../controller/gateway/paymentGate";
 import { buildRouteTable } from "../../controller/gateway/routing";
-import { createPublicHandler } from "../../controller/gateway/server";
-import { RouteState } from "../../controller/gateway/state";
 import { completeInfo, decideSignIn, NonceMemory, signInChallenge } from "../../controller/payments/signIn";
 import { ConfigError, parseStackConfig } from "../../program/config/parse";
 import { defined, only } from "../harness/assertions";
-import { offerObject } from "./runtimeFixtures";
+import { offerObject, recordingGate, startTestGateway } from "./runtimeFixtures";
 
 const wallet = privateKeyToAccount(generatePrivateKey());
 const ORIGIN = new URL("https://seller.test");
@@ -118,21 +115,8 @@ describe("sign-in routes (gate: auth, x402 sign-in-with-x)", () => {
       ),
     ];
     const paid: string[] = [];
-    const gate: PaymentGate = {
-      name: "recording",
-      async handle(_req, res, offer) {
-        paid.push(offer.name);
-        res.writeHead(402).end();
-      },
-    };
-    const state = new RouteState(
-      { offers: () => objects, identity: () => undefined, synced: () => true, version: () => 1 },
-      {},
-    );
-    const server = http.createServer(createPublicHandler({ state, gate, log: () => undefined }));
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const { base, close } = await startTestGateway(objects, recordingGate(paid));
     try {
-      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       const url = `${base}/services/club/members/me`;
       const first = await fetch(url);
       assert.equal(first.status, 401);
@@ -159,10 +143,9 @@ describe("sign-in routes (gate: auth, x402 sign-in-with-x)", () => {
       assert.equal((await fetch(`${base}/services/club/other`)).status, 402, "the rest of the offer is paid");
       assert.deepEqual(paid, ["club"]);
     } finally {
-      for (const s of [server, upstream]) {
-        s.closeAllConnections();
-        s.close();
-      }
+      close();
+      upstream.closeAllConnections();
+      upstream.close();
     }
   });
 
