@@ -27,7 +27,7 @@ import { once } from "node:events";
 import type * as http from "node:http";
 import type { FacilitatorClient } from "@x402/core/server";
 import type { PaymentPayload, PaymentRequirements, SettleResponse, VerifyError } from "@x402/core/types";
-import { type UptoCharge, uptoCharge, uptoTokenCap } from "../../api/pricing";
+import { pricedForRoute, type UptoCharge, uptoCharge, uptoTokenCap } from "../../api/pricing";
 import { PayerLimiter } from "../gateway/limits";
 import {
   type GatedRoute,
@@ -138,11 +138,13 @@ export class X402PaymentGate implements PaymentGate {
   async handle(
     req: http.IncomingMessage,
     res: http.ServerResponse,
-    offer: HeldOffer,
+    held: HeldOffer,
     route: GatedRoute,
     proxy: ProxyFn,
   ): Promise<void> {
     const started = process.hrtime.bigint();
+    // The route's own price and schemes, when it has them: the 402, verify and settle use them.
+    const offer: HeldOffer = { ...held, spec: pricedForRoute(held.spec, route.route) };
     const metered = offerSchemes(offer.spec).includes("upto") ? await this.meteredCall(req) : undefined;
     const requirements = requirementsFor(
       offer.spec,

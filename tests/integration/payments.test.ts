@@ -528,6 +528,49 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     assert.equal(await chain.balanceOf(buyer.address), buyerBefore - 2n * PRICE_ATOMIC);
   });
 
+  it("routes[].price: the priced route's 402 asks, verifies and settles its own price; other routes the offer's; catalogs list it", async () => {
+    await paidOffer("priced", chain.asset, "/services/priced", {
+      routes: [{ path: "/premium", gate: "paid", price: { perRequest: "0.005" } }],
+    });
+    const url = `${publicUrl}/services/priced`;
+    const asked = async (sub: string) =>
+      at(
+        decodePaymentRequiredHeader((await fetch(`${url}${sub}`)).headers.get("payment-required")!).accepts,
+        0,
+      ).amount;
+    assert.equal(await asked("/premium"), "5000");
+    assert.equal(await asked("/other"), PRICE_ATOMIC.toString());
+    // A payment for the offer's price is not accepted on the priced route: nothing proxied.
+    const cheap = await signedPayment(`${url}/other`);
+    const refused = await fetch(`${url}/premium`, {
+      headers: { "payment-signature": encodePaymentSignatureHeader(cheap) },
+    });
+    assert.equal(refused.status, 402);
+    assert.equal(((await refused.json()) as { error: string }).error, "amount_mismatch");
+    assert.ok(!upstream.seen.some((r) => r.url === "/premium"), "the refused payment was not proxied");
+    const charged = async (sub: string) => {
+      const before = await chain.balanceOf(buyer.address);
+      const res = await payingFetch()(`${url}${sub}`);
+      assert.equal(res.status, 200, await res.clone().text());
+      return before - (await chain.balanceOf(buyer.address));
+    };
+    assert.equal(await charged("/premium"), 5000n, "the route's price");
+    assert.equal(await charged("/other"), PRICE_ATOMIC, "the offer's price");
+    const catalog = (await (await fetch(`${publicUrl}/api/services.json`)).json()) as {
+      services: {
+        name: string;
+        priceAtomicUnits: string;
+        routes: { path: string; payments?: { priceAtomicUnits: string }[] }[];
+      }[];
+    };
+    const listed = defined(
+      catalog.services.find((x) => x.name === "priced"),
+      "priced in services.json",
+    );
+    assert.equal(listed.priceAtomicUnits, PRICE_ATOMIC.toString());
+    assert.equal(listed.routes.find((r) => r.path === "/premium")?.payments?.[0]?.priceAtomicUnits, "5000");
+  });
+
   it("accepts v1 buyers (X-PAYMENT, legacy network name) and answers with X-PAYMENT-RESPONSE", async () => {
     const res402 = await fetch(`${offerUrl()}/v1`);
     const v1Required = (await res402.json()) as PaymentRequired;

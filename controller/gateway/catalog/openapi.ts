@@ -11,8 +11,13 @@ function pathParamFor(route: string): { path: string; wildcard: boolean } {
   return { path: `${prefix}/{subpath}`, wildcard: true };
 }
 
-function operation(o: CatalogOffer, gate: "paid" | "free", wildcard: boolean): Json {
-  const p = o.payments[0];
+function operation(
+  o: CatalogOffer,
+  gate: "paid" | "free",
+  wildcard: boolean,
+  payments: CatalogOffer["payments"],
+): Json {
+  const p = payments[0];
   const op: Json = {
     summary: `${o.name}${gate === "free" ? " (free)" : ` — ${p.priceDisplay} ${p.unitDisplay}`}`,
     description: o.description,
@@ -76,8 +81,13 @@ function operation(o: CatalogOffer, gate: "paid" | "free", wildcard: boolean): J
 export function renderOpenApi(catalog: Catalog): Json {
   const paths: Record<string, Json> = {};
   for (const o of catalog.offers) {
-    const entries: { path: string; gate: "paid" | "free"; methods: readonly string[]; wildcard: boolean }[] =
-      [];
+    const entries: {
+      path: string;
+      gate: "paid" | "free";
+      methods: readonly string[];
+      wildcard: boolean;
+      payments: CatalogOffer["payments"];
+    }[] = [];
     for (const r of o.routes) {
       const { path, wildcard } = pathParamFor(r.path);
       entries.push({
@@ -85,16 +95,24 @@ export function renderOpenApi(catalog: Catalog): Json {
         gate: r.gate,
         methods: r.methods ?? DEFAULT_METHODS,
         wildcard,
+        // A route with its own price documents that price.
+        payments: o.pricedRoutes.find((p) => p.route === r.path)?.payments ?? o.payments,
       });
     }
     // Everything not matched by a declared route is paid.
-    entries.push({ path: `${o.path}/{subpath}`, gate: "paid", methods: DEFAULT_METHODS, wildcard: true });
+    entries.push({
+      path: `${o.path}/{subpath}`,
+      gate: "paid",
+      methods: DEFAULT_METHODS,
+      wildcard: true,
+      payments: o.payments,
+    });
     for (const e of entries) {
       const item = paths[e.path] ?? {};
       paths[e.path] = item;
       for (const m of e.methods) {
         const method = m.toLowerCase();
-        if (!(method in item)) item[method] = operation(o, e.gate, e.wildcard);
+        if (!(method in item)) item[method] = operation(o, e.gate, e.wildcard, e.payments);
       }
     }
   }

@@ -34,7 +34,8 @@ export interface ServiceEntry {
     eip712Domain: { name: string; version: string };
   };
   payments: PaymentEntry[];
-  routes: { path: string; gate: "paid" | "free"; methods?: string[] }[];
+  /** `payments`: a route with its own price lists the offer's payment options at that price. */
+  routes: { path: string; gate: "paid" | "free"; methods?: string[]; payments?: PaymentEntry[] }[];
   category?: string;
   weight: number;
   example: { method: string; url: string; body?: string };
@@ -62,6 +63,22 @@ function assetEntry(p: CatalogPayment): ServiceEntry["asset"] {
     decimals: p.asset.decimals,
     transferMethod: p.asset.transferMethod,
     eip712Domain: { name: p.asset.eip712Name, version: p.asset.eip712Version },
+  };
+}
+
+function paymentEntry(p: CatalogPayment): PaymentEntry {
+  return {
+    scheme: p.scheme,
+    network: p.network,
+    networkName: p.networkName,
+    chainId: p.chainId,
+    payTo: p.payTo,
+    asset: assetEntry(p),
+    priceRaw: p.priceRaw,
+    priceUnit: p.priceUnit,
+    priceAtomicUnits: p.priceAtomicUnits,
+    maxTimeoutSeconds: p.maxTimeoutSeconds,
+    schemes: p.schemes.map((x) => ({ ...x })),
   };
 }
 
@@ -94,24 +111,16 @@ export function renderServicesJson(catalog: Catalog): ServicesJson {
         networkName: primary.networkName,
         chainId: primary.chainId,
         asset: assetEntry(primary),
-        payments: o.payments.map((p) => ({
-          scheme: p.scheme,
-          network: p.network,
-          networkName: p.networkName,
-          chainId: p.chainId,
-          payTo: p.payTo,
-          asset: assetEntry(p),
-          priceRaw: p.priceRaw,
-          priceUnit: p.priceUnit,
-          priceAtomicUnits: p.priceAtomicUnits,
-          maxTimeoutSeconds: p.maxTimeoutSeconds,
-          schemes: p.schemes.map((x) => ({ ...x })),
-        })),
-        routes: o.routes.map((r) => ({
-          path: r.path,
-          gate: r.gate,
-          ...(r.methods ? { methods: [...r.methods] } : {}),
-        })),
+        payments: o.payments.map(paymentEntry),
+        routes: o.routes.map((r) => {
+          const priced = o.pricedRoutes.find((p) => p.route === r.path);
+          return {
+            path: r.path,
+            gate: r.gate,
+            ...(r.methods ? { methods: [...r.methods] } : {}),
+            ...(priced ? { payments: priced.payments.map(paymentEntry) } : {}),
+          };
+        }),
         weight: o.weight,
         example: { ...o.example },
       };
@@ -184,7 +193,7 @@ export const SERVICES_JSON_SCHEMA = {
             items: {
               type: "object",
               required: ["path", "gate"],
-              properties: { gate: { enum: ["paid", "free"] } },
+              properties: { gate: { enum: ["paid", "free"] }, payments: { type: "array", minItems: 1 } },
             },
           },
         },

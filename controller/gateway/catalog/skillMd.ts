@@ -6,8 +6,8 @@ function cell(text: string): string {
   return text.replace(/\r?\n/g, " ").replace(/\|/g, "\\|");
 }
 
-function paymentLine(o: CatalogOffer): string {
-  return o.payments
+function paymentLine(payments: CatalogOffer["payments"]): string {
+  return payments
     .map(
       (p) =>
         `${p.priceDisplay} ${p.unitDisplay} on ${p.networkName} (\`${p.network}\`, asset \`${p.asset.address}\`, payTo \`${p.payTo}\`): ${
@@ -38,7 +38,7 @@ export function renderSkillMd(catalog: Catalog): string {
     "4. Repeat the same request with the signed payload in the `PAYMENT-SIGNATURE` header (v2) or the `X-PAYMENT` header (v1).",
     "5. Read the settlement receipt from the `PAYMENT-RESPONSE` header (v2) or `X-PAYMENT-RESPONSE` (v1). You are charged only when the service answered successfully.",
     "",
-    "Free routes (listed per service below) need no payment.",
+    "Free routes (listed per service below) need no payment. A paid route may have its own price (listed with it below); its 402 asks that price.",
     "",
     "## Services",
     "",
@@ -59,7 +59,7 @@ export function renderSkillMd(catalog: Catalog): string {
     lines.push(`### ${cell(o.name)}`, "", cell(o.description), "");
     lines.push(`- Endpoint: \`${o.endpoint}\``);
     lines.push(`- Type: ${o.type}${o.model ? `, model \`${cell(o.model)}\`` : ""}`);
-    lines.push(`- Pay with: ${paymentLine(o)}`);
+    lines.push(`- Pay with: ${paymentLine(o.payments)}`);
     if (o.type === "inference")
       lines.push(`- Call: OpenAI-compatible, \`POST ${o.endpoint}/v1/chat/completions\``);
     const free = o.routes.filter((r) => r.gate === "free");
@@ -70,9 +70,15 @@ export function renderSkillMd(catalog: Catalog): string {
       );
     if (paid.length > 0)
       lines.push(
-        `- Paid routes: ${paid.map((r) => `\`${r.methods?.join(",") ?? "any"} ${o.path}${r.path}\``).join(", ")}`,
+        `- Paid routes: ${paid
+          .map((r) => {
+            const priced = o.pricedRoutes.find((p) => p.route === r.path);
+            const own = priced ? ` (its own price: ${cell(paymentLine(priced.payments))})` : "";
+            return `\`${r.methods?.join(",") ?? "any"} ${o.path}${r.path}\`${own}`;
+          })
+          .join(", ")}`,
       );
-    lines.push(`- Everything else under \`${o.path}\` is paid.`);
+    lines.push(`- Everything else under \`${o.path}\` is paid, at the offer's price.`);
     lines.push(
       "",
       "Try it (expect a 402 with the payment requirements on a paid route):",
