@@ -219,6 +219,7 @@ describe("gateway: catalogs", () => {
     );
     assert.match(md, /\\\| pipes \\\| and newlines/);
     assert.match(md, /PAYMENT-SIGNATURE/);
+    assert.match(md, /payment-identifier.*the same `PAYMENT-SIGNATURE` again: you get the first answer/);
     assert.match(md, /Free routes: `any \/services\/evil\/free\/\*`/);
   });
 

@@ -189,7 +189,11 @@ describe("payment headers", () => {
       ["base-sepolia"],
       "x402 v1 has no Permit2",
     );
-    assert.equal(reqs.extensions, undefined, "no gas sponsoring without an EIP-2612 token");
+    assert.equal(
+      reqs.extensions?.eip2612GasSponsoring,
+      undefined,
+      "no gas sponsoring without an EIP-2612 token",
+    );
     const sponsored = requirementsFor(
       {
         ...mixed,

@@ -37,6 +37,7 @@ export function renderSkillMd(catalog: Catalog): string {
     "3. Sign the payment authorization (EIP-3009 `transferWithAuthorization` for USDC, or Permit2 when `extra.assetTransferMethod` is `permit2`); it is gasless for you.",
     "4. Repeat the same request with the signed payload in the `PAYMENT-SIGNATURE` header (v2) or the `X-PAYMENT` header (v1).",
     "5. Read the settlement receipt from the `PAYMENT-RESPONSE` header (v2) or `X-PAYMENT-RESPONSE` (v1). You are charged only when the service answered successfully.",
+    '6. Retry safely (x402 `payment-identifier` extension, declared in every 402\'s `extensions`): put an `id` of your own (16-128 letters, digits, `-`, `_`) in `extensions["payment-identifier"].info.id` of the payment. If the answer is lost, send the same request with the same `PAYMENT-SIGNATURE` again: you get the first answer and its receipt, without paying or running twice (answers are kept 10 minutes, up to 1 MiB each). The same id with a different payment or request is refused with 409 `payment_identifier_conflict`.',
     "",
     "Free routes (listed per service below) need no payment. A paid route may have its own price (listed with it below); its 402 asks that price.",
     "",
