@@ -5,7 +5,7 @@
  */
 import { networkLabel } from "./chains";
 import { fromAtomic, toAtomic } from "./money";
-import type { Payment } from "./resources";
+import type { Payment, ServiceOfferSpec } from "./resources";
 
 /**
  * perMTok offers are charged per request on a fixed, documented basis: the price of
@@ -125,4 +125,23 @@ export function schemeCharges(
               : `exact: ${chargePerRequest(payment)} atomic units per request`,
         },
   );
+}
+
+type Route = NonNullable<ServiceOfferSpec["routes"]>[number];
+
+/**
+ * The offer as one of its routes sells it: a route's own `price` replaces the price of every
+ * payment option (networks, tokens and payees stay the offer's), its `schemes` the offer's. The
+ * 402, the verification and the catalogs all read prices through this, so they agree. Pure.
+ */
+export function pricedForRoute(spec: ServiceOfferSpec, route: Route | undefined): ServiceOfferSpec {
+  if (!route || (route.price === undefined && route.schemes === undefined)) return spec;
+  const { price } = route;
+  const reprice = (p: Payment): Payment => (price ? { ...p, price } : p);
+  return {
+    ...spec,
+    payment: reprice(spec.payment),
+    ...(spec.payments ? { payments: spec.payments.map(reprice) } : {}),
+    ...(route.schemes ? { schemes: route.schemes } : {}),
+  };
 }

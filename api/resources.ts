@@ -75,6 +75,11 @@ export const upstreamSchema = z
   })
   .meta({ description: "A Kubernetes Service (service, namespace, port) or a URL" });
 
+export const schemesSchema = z
+  .array(z.enum(["exact", "upto"]))
+  .min(1)
+  .max(2);
+
 export const routeSchema = z.object({
   path: z
     .string()
@@ -88,6 +93,13 @@ export const routeSchema = z.object({
     .array(z.enum(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]))
     .max(7)
     .optional(),
+  price: priceSchema.optional().meta({
+    description:
+      "This route's price instead of the offer's (paid routes only): it replaces the price of every payment option (same networks, tokens and payees)",
+  }),
+  schemes: schemesSchema.optional().meta({
+    description: "The x402 schemes this route's 402 offers instead of the offer's `schemes`",
+  }),
 });
 
 export const serviceOfferSpecSchema = z.object({
@@ -97,15 +109,10 @@ export const serviceOfferSpecSchema = z.object({
   upstream: upstreamSchema,
   payment: paymentSchema,
   payments: z.array(paymentSchema).max(8).optional(),
-  schemes: z
-    .array(z.enum(["exact", "upto"]))
-    .min(1)
-    .max(2)
-    .optional()
-    .meta({
-      description:
-        'x402 schemes the 402 offers (default ["exact"]). "upto" (perMTok inference offers only): the buyer signs a maximum derived from the request and is charged the tokens the upstream reports',
-    }),
+  schemes: schemesSchema.optional().meta({
+    description:
+      'x402 schemes the 402 offers (default ["exact"]). "upto" (perMTok inference offers only): the buyer signs a maximum derived from the request and is charged the tokens the upstream reports',
+  }),
   path: pathSchema,
   hostname: z.string().max(253).optional(),
   routes: z.array(routeSchema).max(64).optional(),

@@ -14,6 +14,7 @@ import { x402Client } from "@x402/core/client";
 import { decodePaymentResponseHeader } from "@x402/core/http";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
+import { appendPaymentIdentifierToExtensions, generatePaymentId } from "@x402/extensions/payment-identifier";
 import { wrapFetchWithPayment } from "@x402/fetch";
 import type { LocalAccount } from "viem";
 import { fromAtomic, toAtomic } from "../../api/money";
@@ -27,6 +28,7 @@ import { authorizationOf } from "./authorization";
 import { checkBudget } from "./budget";
 import type { SpendLedger } from "./ledger";
 import type { BuyerMetrics } from "./metrics";
+import { retryingPaidFetch } from "./paidRetry";
 import type { SpendRecovery } from "./recovery";
 import { announcesTrailer, fetchKeepingTrailers, trailersOf } from "./trailerFetch";
 import type { UnconfirmedPayments } from "./unconfirmed";
@@ -204,7 +206,12 @@ async function handle(
     );
     return upto.length > 0 ? upto : payable.filter((r) => r.scheme !== "upto").concat(upto);
   });
-  client.onBeforePaymentCreation(async ({ selectedRequirements }) => {
+  // One identifier for this request's payment: a retry after a lost answer is not paid twice.
+  const paymentId = generatePaymentId();
+  client.onBeforePaymentCreation(async ({ paymentRequired, selectedRequirements }) => {
+    // Added only when the seller declared payment-identifier; echoed into the signed payload.
+    if (paymentRequired.extensions)
+      appendPaymentIdentifierToExtensions(paymentRequired.extensions, paymentId);
     const terms = readOffered(selectedRequirements);
     if (!terms) {
       refusal = {
@@ -251,7 +258,7 @@ async function handle(
     if (authorization) opts.ledger.authorize(payment.id, authorization);
     payment.signed = true;
   });
-  const paidFetch = wrapFetchWithPayment(fetchKeepingTrailers, client);
+  const paidFetch = wrapFetchWithPayment(retryingPaidFetch(fetchKeepingTrailers, { log: opts.log }), client);
   const target = `${seller.endpoint.replace(/\/+$/, "")}${path}`;
   let upstream: Response;
   try {

@@ -46,6 +46,18 @@ export interface ProxyOptions {
    * settles after it. Throwing a GateResponse before writing answers with it instead.
    */
   respond?(upstream: http.IncomingMessage, res: http.ServerResponse): Promise<ProxyOutcome>;
+  /**
+   * Keep a copy of the relayed answer (head as sent, and body up to this many bytes) in the
+   * outcome's `kept`: a paid request's answer, for a retry of the same payment (idempotency).
+   */
+  readonly keep?: number;
+}
+
+/** An answer as it was sent to the client. */
+export interface RelayedResponse {
+  readonly status: number;
+  readonly headers: Record<string, string | string[]>;
+  readonly body: Buffer;
 }
 
 export interface ProxyOutcome {
@@ -57,6 +69,8 @@ export interface ProxyOutcome {
   readonly clientAborted: boolean;
   /** Why the upstream call failed, when it did. */
   readonly error?: string;
+  /** With `keep`: the whole answer, or "too_large" when its body was over the bound. */
+  readonly kept?: RelayedResponse | "too_large";
 }
 
 export type ProxyFn = (options?: ProxyOptions) => Promise<ProxyOutcome>;

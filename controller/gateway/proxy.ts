@@ -189,15 +189,24 @@ export function proxyRequest(
         return;
       }
       const status = upstreamRes.statusCode ?? 502;
-      res.writeHead(
-        status,
-        extra ? { ...stripHopByHop(upstreamRes.headers), ...extra } : stripHopByHop(upstreamRes.headers),
-      );
+      const sent = extra
+        ? { ...stripHopByHop(upstreamRes.headers), ...extra }
+        : stripHopByHop(upstreamRes.headers);
+      res.writeHead(status, sent);
       // Streams (no length: SSE, chunked) get their head at once; sized bodies go out with it.
       if (upstreamRes.headers["content-length"] === undefined) res.flushHeaders();
+      const keeping = options.keep !== undefined ? keepBody(upstreamRes, options.keep) : undefined;
       upstreamRes.pipe(res);
       upstreamRes.on("error", () => res.destroy());
-      res.on("finish", () => finish({ status, completed: true, clientAborted: false }));
+      res.on("finish", () => {
+        const body = keeping?.();
+        finish({
+          status,
+          completed: true,
+          clientAborted: false,
+          ...(keeping ? { kept: body ? { status, headers: sent, body } : "too_large" } : {}),
+        });
+      });
     };
     const refuse = (upstreamRes: http.IncomingMessage, err: unknown) => {
       upstreamRes.destroy();
@@ -239,6 +248,19 @@ export function proxyRequest(
     if (options.body) upstreamReq.end(options.body);
     else req.pipe(upstreamReq);
   });
+}
+
+/** Copies what `stream` sends, up to `max` bytes; the returned function gives it (undefined: over). */
+function keepBody(stream: http.IncomingMessage, max: number): () => Buffer | undefined {
+  let chunks: Buffer[] | undefined = [];
+  let size = 0;
+  stream.on("data", (chunk: Buffer) => {
+    if (!chunks) return;
+    size += chunk.length;
+    if (size > max) chunks = undefined;
+    else chunks.push(chunk);
+  });
+  return () => (chunks ? Buffer.concat(chunks) : undefined);
 }
 
 /** A replaced body is sent whole, with its own length. */

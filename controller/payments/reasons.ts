@@ -17,10 +17,13 @@ export const REJECTION_STATUS = {
   not_yet_valid: 402,
   expired: 402,
   replayed: 402,
+  invalid_payment_identifier: 400,
+  payment_identifier_conflict: 409,
+  payment_identifier_settled: 409,
   request_too_large: 413,
   offer_ended: 410,
   facilitator_unavailable: 503,
-} as const satisfies Record<string, 400 | 402 | 410 | 413 | 503>;
+} as const satisfies Record<string, 400 | 402 | 409 | 410 | 413 | 503>;
 
 export type RejectionReason = keyof typeof REJECTION_STATUS;
 

@@ -8,12 +8,16 @@ import { type Caip2, legacyNetworkName } from "../../api/chains";
 import { chargePerRequest, describeCharge, describeUpto, uptoMaximum } from "../../api/pricing";
 import type { Payment, ServiceOfferSpec } from "../../api/resources";
 import { EIP2612_GAS_SPONSORING } from "./facilitatorSupport";
+import { paymentIdentifierDeclaration } from "./idempotency";
 
 export interface OfferRequirements {
   v2: PaymentRequirementsV2[];
   /** The v1 shape of the EIP-3009 entries only: v1 has no Permit2. */
   v1: PaymentRequirementsV1[];
-  /** x402 v2 extensions the 402 declares (eip2612GasSponsoring for EIP-2612 Permit2 assets). */
+  /**
+   * x402 v2 extensions the 402 declares: payment-identifier (always, optional for the buyer), and
+   * eip2612GasSponsoring for EIP-2612 Permit2 assets.
+   */
   extensions?: Record<string, unknown>;
   /** Each accepted payment as a person reads it ("0.001 USDC on Base Sepolia (testnet)"), in v2 order. */
   prices: string[];
@@ -108,13 +112,12 @@ export function requirementsFor(
       (p) => (p.asset.transferMethod === "permit2" || offerSchemes(spec).includes("upto")) && p.asset.eip2612,
     );
   const prices = offerPayments(spec).map(describeCharge);
-  return {
-    v2,
-    v1,
-    prices,
-    ...(metered.length > 0 ? { metered } : {}),
-    ...(sponsored ? { extensions: declareEip2612GasSponsoringExtension() } : {}),
+  // Every paid route accepts a payment-identifier: a retry of the same payment is not charged twice.
+  const extensions = {
+    ...paymentIdentifierDeclaration(),
+    ...(sponsored ? declareEip2612GasSponsoringExtension() : {}),
   };
+  return { v2, v1, prices, ...(metered.length > 0 ? { metered } : {}), extensions };
 }
 
 export function resourceDescription(spec: ServiceOfferSpec): string {

@@ -28,7 +28,7 @@ import type * as http from "node:http";
 import type { FacilitatorClient } from "@x402/core/server";
 import type { PaymentPayload, PaymentRequirements, SettleResponse, VerifyError } from "@x402/core/types";
 import { drainPhase } from "../../api/drain";
-import { type UptoCharge, uptoCharge, uptoTokenCap } from "../../api/pricing";
+import { pricedForRoute, type UptoCharge, uptoCharge, uptoTokenCap } from "../../api/pricing";
 import { PayerLimiter } from "../gateway/limits";
 import {
   type GatedRoute,
@@ -43,10 +43,12 @@ import { sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER } from "../shared/log";
 import { type AcceptedPayment, decidePayment } from "./decision";
 import { discoveryExtensions } from "./discovery";
+import { type IdentifiedPayment, identifyPayment, PaidResponses, type Settled } from "./idempotency";
 import { type MeteredRequest, readMeteredRequest, SseUsage, usageFromJson } from "./metering";
 import type { PaymentMetrics } from "./metrics";
+import { parsePaymentHeader } from "./paymentHeader";
 import { PendingSettlements } from "./pending";
-import { facilitatorRefusalStatus, type Rejection, rejection } from "./reasons";
+import { facilitatorRefusalStatus, isRejection, type Rejection, rejection } from "./reasons";
 import { ReplayGuard } from "./replay";
 import {
   type OfferRequirements,
@@ -89,6 +91,8 @@ type Outcome =
   | "rejected"
   | "facilitator_unavailable"
   | "served"
+  /** A retry of a settled payment (same payment-identifier), answered from its kept response. */
+  | "served_again"
   | "settle_failed"
   | "settle_pending"
   | "upstream_failed";
@@ -119,6 +123,8 @@ export class X402PaymentGate implements PaymentGate {
   readonly name = "x402";
   private readonly replays = new ReplayGuard();
   private readonly payers: PayerLimiter;
+  /** Settled answers by payment-identifier, for retries of the same payment. */
+  private readonly paid = new PaidResponses();
   readonly pending: PendingSettlements;
 
   constructor(private readonly opts: X402GateOptions) {
@@ -139,11 +145,13 @@ export class X402PaymentGate implements PaymentGate {
   async handle(
     req: http.IncomingMessage,
     res: http.ServerResponse,
-    offer: HeldOffer,
+    held: HeldOffer,
     route: GatedRoute,
     proxy: ProxyFn,
   ): Promise<void> {
     const started = process.hrtime.bigint();
+    // The route's own price and schemes, when it has them: the 402, verify and settle use them.
+    const offer: HeldOffer = { ...held, spec: pricedForRoute(held.spec, route.route) };
     // Past the offer's end no payment is taken (not even looked at): 410, not a 402 inviting one.
     // Requests verified before the end are already being served and settle as usual.
     if (drainPhase(offer.end, this.opts.now ? this.opts.now() * 1000 : Date.now()) !== "open") {
@@ -178,6 +186,54 @@ export class X402PaymentGate implements PaymentGate {
       this.opts.facilitatorExtensions?.() ?? [],
       metered && metered !== "too_large" ? metered.terms : undefined,
     );
+    const identified = this.identify(req, route.resourceUrl);
+    let outcome: Outcome;
+    if (identified && "reason" in identified) {
+      outcome = this.refuse(req, res, offer, route, requirements, {
+        kind: "rejected",
+        rejection: identified,
+      });
+    } else {
+      const again = identified ? await this.answerRetry(identified, req, res, offer.name) : undefined;
+      if (again) outcome = again;
+      else {
+        let settled: Settled | undefined;
+        try {
+          const served = await this.gateAndServe(
+            req,
+            res,
+            offer,
+            route,
+            proxy,
+            requirements,
+            metered,
+            identified,
+          );
+          outcome = served.outcome;
+          settled = served.settled;
+        } finally {
+          // Settled: its answer serves the retries. Not charged: the identifier is free again.
+          if (identified && settled) this.paid.settle(identified.key, settled);
+          else if (identified) this.paid.forget(identified.key);
+        }
+      }
+    }
+    const { metrics } = this.opts;
+    metrics.requests.inc({ offer: offer.name, outcome });
+    metrics.duration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+  }
+
+  /** The decision, verify, the payer's limit, then the upstream and settlement (or a refusal). */
+  private async gateAndServe(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    offer: HeldOffer,
+    route: GatedRoute,
+    proxy: ProxyFn,
+    requirements: OfferRequirements,
+    metered: MeteredCall | "too_large" | undefined,
+    identified: IdentifiedPayment | undefined,
+  ): Promise<{ outcome: Outcome; settled?: Settled }> {
     const verdict: GateVerdict =
       metered === "too_large"
         ? {
@@ -188,7 +244,6 @@ export class X402PaymentGate implements PaymentGate {
             ),
           }
         : await this.verify(req.headers, requirements, offer.name);
-    let outcome: Outcome;
     const limited = verdict.kind === "verified" ? this.admitPayer(verdict, offer) : undefined;
     if (limited) {
       // A verified payment that is not used: released, so the buyer can send it again later.
@@ -197,39 +252,110 @@ export class X402PaymentGate implements PaymentGate {
       req.resume();
       res.setHeader("retry-after", String(limited.retryAfterSeconds));
       sendJson(res, 429, { error: "payer_rate_limited", message: limited.message });
-      outcome = "rejected";
-    } else if (verdict.kind === "verified") {
+      return { outcome: "rejected" };
+    }
+    if (verdict.kind === "verified")
       // Set by the gateway before the gate runs; the same id reaches the upstream.
-      outcome = await this.serve(
+      return this.serve(
         verdict,
         offer,
         proxy,
         req.headers[REQUEST_ID_HEADER],
         metered === "too_large" ? undefined : metered,
+        identified !== undefined,
       );
-    } else {
-      const refusal = this.refusal(verdict, offer.name);
-      // The 402 says how to call the route (bazaar), so it can be discovered without paying.
-      const discovery = discoveryExtensions(offer.spec, req.method ?? "GET", route.subPath);
-      const described = discovery
-        ? { ...requirements, extensions: { ...requirements.extensions, ...discovery } }
-        : requirements;
-      writeRefusal(
-        req,
-        res,
-        { requirements: described, url: route.resourceUrl, description: resourceDescription(offer.spec) },
-        refusal,
-      );
-      outcome =
-        verdict.kind === "required"
-          ? "payment_required"
-          : refusal.error === "facilitator_unavailable"
-            ? "facilitator_unavailable"
-            : "rejected";
+    return { outcome: this.refuse(req, res, offer, route, requirements, verdict) };
+  }
+
+  /** Writes the refusal of a request that is not proxied (the 402 with its terms). */
+  private refuse(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    offer: HeldOffer,
+    route: GatedRoute,
+    requirements: OfferRequirements,
+    verdict: Exclude<GateVerdict, { kind: "verified" }>,
+  ): Outcome {
+    const refusal = this.refusal(verdict, offer.name);
+    // The 402 says how to call the route (bazaar), so it can be discovered without paying.
+    const discovery = discoveryExtensions(offer.spec, req.method ?? "GET", route.subPath);
+    const described = discovery
+      ? { ...requirements, extensions: { ...requirements.extensions, ...discovery } }
+      : requirements;
+    writeRefusal(
+      req,
+      res,
+      { requirements: described, url: route.resourceUrl, description: resourceDescription(offer.spec) },
+      refusal,
+    );
+    return verdict.kind === "required"
+      ? "payment_required"
+      : refusal.error === "facilitator_unavailable"
+        ? "facilitator_unavailable"
+        : "rejected";
+  }
+
+  /** The payment-identifier of a v2 payment, if it carries one (a malformed one is refused). */
+  private identify(
+    req: http.IncomingMessage,
+    resourceUrl: string,
+  ): IdentifiedPayment | Rejection | undefined {
+    const parsed = parsePaymentHeader(req.headers);
+    if (parsed === undefined || isRejection(parsed) || parsed.version !== 2) return undefined;
+    return identifyPayment(parsed.payload, req.method ?? "GET", resourceUrl);
+  }
+
+  /**
+   * A payment whose identifier was seen: the same payment again gets the first answer (waiting
+   * for it while it runs), a different one is refused. Undefined: first use, handle it.
+   */
+  private async answerRetry(
+    payment: IdentifiedPayment,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    offerName: string,
+  ): Promise<Outcome | undefined> {
+    // Bounded: a running first request ends (settled or forgotten) before `done` resolves.
+    for (let round = 0; round < 3; round++) {
+      const found = this.paid.lookup(payment, this.now());
+      if (found.kind === "new") return undefined;
+      if (found.kind === "running") {
+        await found.done;
+        continue;
+      }
+      req.resume();
+      const settled = found.kind === "settled" ? found.settled : undefined;
+      if (settled && "kept" in settled) {
+        const { kept } = settled;
+        const { trailer: _trailer, ...headers } = kept.headers;
+        res.writeHead(kept.status, { ...headers, "content-length": String(kept.body.length) });
+        res.end(kept.body);
+        this.opts.log("x402: retry of a settled payment answered from its kept response", {
+          offer: offerName,
+          paymentId: payment.id,
+        });
+        return "served_again";
+      }
+      if (settled) for (const [name, value] of Object.entries(settled.receipt)) res.setHeader(name, value);
+      const refusal = settled
+        ? rejection(
+            "payment_identifier_settled",
+            `the payment with identifier ${payment.id} was already settled, but ${settled.why}; it is not charged again (its receipt is in PAYMENT-RESPONSE)`,
+          )
+        : rejection(
+            "payment_identifier_conflict",
+            `the identifier ${payment.id} was already used with a different payment or for a different request; nothing was charged for this one: use a new identifier for a new payment`,
+          );
+      this.opts.metrics.failed.inc({ offer: offerName, reason: refusal.reason });
+      sendJson(res, refusal.status, { error: refusal.reason, message: refusal.message });
+      return "rejected";
     }
-    const { metrics } = this.opts;
-    metrics.requests.inc({ offer: offer.name, outcome });
-    metrics.duration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+    this.opts.metrics.failed.inc({ offer: offerName, reason: "payment_identifier_conflict" });
+    sendJson(res, 409, {
+      error: "payment_identifier_conflict",
+      message: `the identifier ${payment.id} is in use by requests still running; retry later`,
+    });
+    return "rejected";
   }
 
   /**
@@ -338,11 +464,14 @@ export class X402PaymentGate implements PaymentGate {
     proxy: ProxyFn,
     requestId: string | string[] | undefined,
     metered: MeteredCall | undefined,
-  ): Promise<Outcome> {
+    keep: boolean,
+  ): Promise<{ outcome: Outcome; settled?: Settled }> {
     const { payment } = verdict;
     const offerName = offer.name;
     this.opts.metrics.verified.inc({ offer: offerName, network: payment.network });
     let settled = false;
+    let receipt: Record<string, string> = {};
+    const keepBytes = keep ? { keep: this.paid.maxResponseBytes } : {};
     const state = { pending: false };
     // The gate read the body of a metered offer's request: it is sent as read (or as rewritten).
     const body = metered ? { body: metered.request.body } : {};
@@ -360,26 +489,42 @@ export class X402PaymentGate implements PaymentGate {
               requestId,
               state,
               metered,
+              keep,
             );
             settled = outcome.settled;
+            receipt = outcome.receipt;
             return outcome;
           },
         })
       : await proxy({
           stripRequestHeaders: PAYMENT_HEADERS,
           ...body,
+          ...keepBytes,
           beforeResponse: async (head) => {
             if (head.status < 200 || head.status >= 300) return undefined; // not charged
-            const receipt = await this.settle(verdict, offerName, requestId, state);
+            receipt = await this.settle(verdict, offerName, requestId, state);
             settled = true;
             return receipt;
           },
         });
-    if (settled) return "served";
+    if (settled)
+      return {
+        outcome: "served",
+        settled:
+          result.kept && result.kept !== "too_large"
+            ? { kept: result.kept }
+            : {
+                receipt,
+                why:
+                  result.kept === "too_large"
+                    ? `its answer was over ${this.paid.maxResponseBytes} bytes, too large to keep`
+                    : "its answer did not reach the end (the connection closed), so it was not kept",
+              },
+      };
     // A pending settlement may still be mined: its authorization stays claimed.
-    if (state.pending) return "settle_pending";
+    if (state.pending) return { outcome: "settle_pending" };
     this.replays.release(payment.replayKey);
-    return result.status >= 200 && result.status < 300 ? "settle_failed" : "upstream_failed";
+    return { outcome: result.status >= 200 && result.status < 300 ? "settle_failed" : "upstream_failed" };
   }
 
   /**
@@ -423,7 +568,8 @@ export class X402PaymentGate implements PaymentGate {
     requestId: string | string[] | undefined,
     state: { pending: boolean },
     metered: MeteredCall,
-  ): Promise<ProxyOutcome & { settled: boolean }> {
+    keep: boolean,
+  ): Promise<ProxyOutcome & { settled: boolean; receipt: Record<string, string> }> {
     const status = upstream.statusCode ?? 502;
     const headers = stripHopByHop(upstream.headers);
     const requirement = wire(verdict.payment).requirement;
@@ -436,6 +582,7 @@ export class X402PaymentGate implements PaymentGate {
         completed: res.writableFinished,
         clientAborted: !res.writableFinished,
         settled: false,
+        receipt: {},
       };
     }
     const priced = offerPayments(offer.spec).find(
@@ -451,17 +598,35 @@ export class X402PaymentGate implements PaymentGate {
     if (!streaming) {
       const body = await readAll(upstream, MAX_METERED_RESPONSE_BYTES);
       const receipt = await this.settle(verdict, offer.name, requestId, state, charge(usageFromJson(body)));
-      res.writeHead(status, { ...headers, ...receipt, "content-length": String(body.length) });
+      const sent = { ...headers, ...receipt, "content-length": String(body.length) };
+      res.writeHead(status, sent);
       res.end(body);
       await finished(res);
-      return { status, completed: res.writableFinished, clientAborted: !res.writableFinished, settled: true };
+      return {
+        status,
+        completed: res.writableFinished,
+        clientAborted: !res.writableFinished,
+        settled: true,
+        receipt,
+        ...(keep && res.writableFinished
+          ? { kept: body.length > this.paid.maxResponseBytes ? "too_large" : { status, headers: sent, body } }
+          : {}),
+      };
     }
     res.writeHead(status, { ...headers, trailer: "PAYMENT-RESPONSE" });
     res.flushHeaders();
     const usage = new SseUsage();
+    // A copy of the stream for a retry of the same payment, while it stays under the bound.
+    let copy: Buffer[] | undefined = keep ? [] : undefined;
+    let copied = 0;
     try {
       for await (const chunk of upstream) {
         usage.push(chunk as Buffer);
+        if (copy) {
+          copied += (chunk as Buffer).length;
+          if (copied > this.paid.maxResponseBytes) copy = undefined;
+          else copy.push(chunk as Buffer);
+        }
         if (!res.write(chunk)) await Promise.race([once(res, "drain"), once(res, "close")]);
         if (res.destroyed) break;
       }
@@ -484,7 +649,22 @@ export class X402PaymentGate implements PaymentGate {
       res.end();
       await finished(res);
     }
-    return { status, completed: res.writableFinished, clientAborted: !res.writableFinished, settled };
+    const completed = res.writableFinished;
+    return {
+      status,
+      completed,
+      clientAborted: !completed,
+      settled,
+      receipt,
+      // Kept whole: the receipt, a trailer here, is a header in the retry's answer.
+      ...(keep && completed
+        ? {
+            kept: copy
+              ? { status, headers: { ...headers, ...receipt }, body: Buffer.concat(copy) }
+              : "too_large",
+          }
+        : {}),
+    };
   }
 
   /** Settles and returns the receipt header; throws the response that replaces the upstream's otherwise. */

@@ -50,10 +50,20 @@ export function checkPayTo(props: JsonObject): string[] {
   return problems;
 }
 
+/** Every place a price is set: the payment options, and the routes with their own price. */
+function priced(props: JsonObject): PaymentAt[] {
+  const routes: PaymentAt[] = [];
+  asArray(at(props, "spec", "routes")).forEach((r: Json, i: number) => {
+    const route = asObject(r);
+    if (route && route.price !== undefined) routes.push({ path: `spec.routes[${i}]`, payment: route });
+  });
+  return [...payments(props), ...routes];
+}
+
 export function checkPrices(props: JsonObject, limits: PriceLimits): string[] {
   const label = offerLabel(props);
   const problems: string[] = [];
-  for (const { path, payment } of payments(props)) {
+  for (const { path, payment } of priced(props)) {
     const price = asObject(payment.price);
     const entries = (["perRequest", "perMTok"] as const).filter((k) => price?.[k] !== undefined);
     if (entries.length === 0 && !isUnknown(payment.price)) {

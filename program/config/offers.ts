@@ -9,6 +9,11 @@ import { z } from "zod";
 import { type Caip2, chainInfo } from "../../api/chains";
 import { isReservedPath, RESERVED_PATHS } from "../../api/contract";
 import { type Asset, type Payment, type ServiceOfferSpec, serviceOfferSpecSchema } from "../../api/resources";
+
+type RouteSpec = NonNullable<ServiceOfferSpec["routes"]>[number];
+type RawOffer = z.infer<typeof rawOffer>;
+type RawRoute = NonNullable<RawOffer["routes"]>[number];
+
 import { amount, amountInput, DNS_LABEL, DNS_NAME, httpUrl, network } from "./fields";
 import { acceptedAsStored, type Issues, parseSection, wholeNumber } from "./issues";
 import type { OfferConfig } from "./types";
@@ -27,11 +32,13 @@ const rawAsset = z.strictObject({
   eip2612: z.boolean().optional(),
 });
 
+const rawPrice = z.strictObject({ perRequest: amountInput.optional(), perMTok: amountInput.optional() });
+
 const rawPayment = z.strictObject({
   network: z.string(),
   payTo: z.string(),
   asset: rawAsset.optional(),
-  price: z.strictObject({ perRequest: amountInput.optional(), perMTok: amountInput.optional() }),
+  price: rawPrice,
   maxTimeoutSeconds: wholeNumber(
     10,
     86_400,
@@ -66,6 +73,11 @@ const rawOffer = z.strictObject({
         path: z.string(),
         gate: z.enum(["paid", "free", "auth"]).default("paid"),
         methods: z.array(z.enum(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])).optional(),
+        price: rawPrice.optional(),
+        schemes: z
+          .array(z.enum(["exact", "upto"]))
+          .min(1)
+          .optional(),
       }),
     )
     .optional(),
@@ -203,20 +215,8 @@ export function offers(
       payment(p, j === 0 ? `${at}.payment` : `${at}.payments[${j - 1}]`, issues),
     );
     for (const p of payments) if (p) networks.add(p.network as Caip2);
-    if (o.schemes?.includes("upto")) {
-      if (o.type !== "inference")
-        issues.add(
-          `${at}.schemes`,
-          '"upto" meters tokens and needs type: inference; remove "upto" or make this an inference offer',
-        );
-      else if (payments.some((p) => p !== undefined && p.price.perMTok === undefined))
-        issues.add(
-          `${at}.schemes`,
-          '"upto" charges per token: every payment needs price.perMTok; remove "upto" or price the offer perMTok',
-        );
-    }
-    if (o.schemes && new Set(o.schemes).size !== o.schemes.length)
-      issues.add(`${at}.schemes`, "list each scheme once");
+    schemesFit(o.schemes, o.type, payments, "the offer", `${at}.schemes`, issues);
+    const routes = o.routes?.map((r, j) => route(r, o, payments, `${at}.routes[${j}]`, issues));
     const end = o.endsAt === undefined ? undefined : endsAt(o.endsAt, `${at}.endsAt`, issues);
     const [primary, ...extra] = payments;
     if (
@@ -224,6 +224,7 @@ export function offers(
       !extra.every((p): p is Payment => p !== undefined) ||
       path === undefined ||
       !upstreamOk ||
+      routes?.some((r) => r === undefined) ||
       (o.endsAt !== undefined && end === undefined)
     )
       return;
@@ -241,7 +242,7 @@ export function offers(
       ...(o.schemes ? { schemes: o.schemes } : {}),
       path,
       ...(o.hostname ? { hostname: o.hostname } : {}),
-      ...(o.routes ? { routes: o.routes } : {}),
+      ...(routes ? { routes: routes as RouteSpec[] } : {}),
       ...(o.limits ? { limits: o.limits } : {}),
       ...(o.listing ? { listing: o.listing } : {}),
       ...(end ? { endsAt: end } : {}),
@@ -251,6 +252,98 @@ export function offers(
       out.push({ name: o.name, spec });
   });
   return { offers: out, networks };
+}
+
+/**
+ * `schemes` (the offer's, or a route's) against the prices they charge: "upto" meters tokens,
+ * so it needs an inference offer and a perMTok price on every payment option.
+ */
+function schemesFit(
+  schemes: readonly ("exact" | "upto")[] | undefined,
+  type: RawOffer["type"],
+  payments: readonly (Pick<Payment, "price"> | undefined)[],
+  whose: string,
+  at: string,
+  issues: Issues,
+): void {
+  if (schemes?.includes("upto")) {
+    if (type !== "inference")
+      issues.add(
+        at,
+        '"upto" meters tokens and needs type: inference; remove "upto" or make this an inference offer',
+      );
+    else if (payments.some((p) => p !== undefined && p.price.perMTok === undefined))
+      issues.add(
+        at,
+        `"upto" charges per token: every payment needs price.perMTok; remove "upto" or price ${whose} perMTok`,
+      );
+  }
+  if (schemes && new Set(schemes).size !== schemes.length) issues.add(at, "list each scheme once");
+}
+
+/**
+ * A route as stored. Its own `price` replaces every payment option's price (api/pricing.ts
+ * pricedForRoute), so it must be exact in each option's token; its `schemes` (or the offer's)
+ * must fit that price. A free route is not charged, so it takes neither.
+ */
+function route(
+  r: RawRoute,
+  o: RawOffer,
+  payments: readonly (Payment | undefined)[],
+  at: string,
+  issues: Issues,
+): RouteSpec | undefined {
+  const { price: rawRoutePrice, schemes, ...rest } = r;
+  if (r.gate !== "paid" && (rawRoutePrice !== undefined || schemes !== undefined)) {
+    issues.add(
+      `${at}.${rawRoutePrice !== undefined ? "price" : "schemes"}`,
+      `a ${r.gate === "auth" ? "sign-in" : "free"} route is not charged: remove price and schemes, or set gate: paid`,
+    );
+    return undefined;
+  }
+  let price: Payment["price"] | undefined;
+  if (rawRoutePrice !== undefined) {
+    const decimals = Math.min(...payments.filter((p) => p !== undefined).map((p) => p.asset.decimals));
+    price = priceOf(rawRoutePrice, `${at}.price`, issues, Number.isFinite(decimals) ? decimals : undefined);
+    if (!price) return undefined;
+  }
+  const effective = payments.map((p) => (p && price ? { ...p, price } : p));
+  const before = issues.list.length;
+  if (price !== undefined || schemes !== undefined)
+    schemesFit(
+      schemes ?? o.schemes,
+      o.type,
+      effective,
+      "this route",
+      schemes !== undefined ? `${at}.schemes` : `${at}.price`,
+      issues,
+    );
+  if (issues.list.length !== before) return undefined;
+  return { ...rest, ...(price ? { price } : {}), ...(schemes ? { schemes } : {}) };
+}
+
+/** `{perRequest}` or `{perMTok}`, each a positive amount exact in `decimals`. */
+function priceOf(
+  input: z.infer<typeof rawPrice>,
+  at: string,
+  issues: Issues,
+  decimals: number | undefined,
+): Payment["price"] | undefined {
+  const { perRequest, perMTok } = input;
+  const oneKind = (perRequest === undefined) !== (perMTok === undefined);
+  if (!oneKind) issues.add(at, "set exactly one of price.perRequest or price.perMTok");
+  const price: Payment["price"] = {};
+  let ok = oneKind;
+  for (const [key, value] of [
+    ["perRequest", perRequest],
+    ["perMTok", perMTok],
+  ] as const) {
+    if (value === undefined) continue;
+    const normalized = amount(value, `${at}.${key}`, issues, decimals);
+    if (normalized) price[key] = normalized;
+    else ok = false;
+  }
+  return ok ? price : undefined;
 }
 
 function offerPath(input: string | undefined, name: string, at: string, issues: Issues): string | undefined {
@@ -297,21 +390,8 @@ function payment(input: unknown, at: string, issues: Issues): Payment | undefine
   const payTo = payee(p.payTo, `${at}.payTo`, issues);
   const asset = paymentAsset(p.asset, net, at, issues);
 
-  const { perRequest, perMTok } = p.price;
-  const oneKind = (perRequest === undefined) !== (perMTok === undefined);
-  if (!oneKind) issues.add(`${at}.price`, "set exactly one of price.perRequest or price.perMTok");
-  const price: Payment["price"] = {};
-  let priceOk = oneKind;
-  for (const [key, value] of [
-    ["perRequest", perRequest],
-    ["perMTok", perMTok],
-  ] as const) {
-    if (value === undefined) continue;
-    const normalized = amount(value, `${at}.price.${key}`, issues, asset?.decimals);
-    if (normalized) price[key] = normalized;
-    else priceOk = false;
-  }
-  if (!net || !payTo || !asset || !priceOk) return undefined;
+  const price = priceOf(p.price, `${at}.price`, issues, asset?.decimals);
+  if (!net || !payTo || !asset || !price) return undefined;
   return { scheme: "exact", network: net, payTo, asset, price, maxTimeoutSeconds: p.maxTimeoutSeconds };
 }
 

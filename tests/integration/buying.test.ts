@@ -10,10 +10,11 @@ import * as path from "node:path";
 import { type Address, createWalletClient, http, parseAbi } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS } from "../harness/anvil";
-import { only } from "../harness/assertions";
+import { defined, only } from "../harness/assertions";
 import type { ControlPlane } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import { deployIdentityRegistry, registerAgent } from "../harness/identityRegistry";
+import { startLossyProxy } from "../harness/lossyProxy";
 import { type PaymentChain, startPaymentChain } from "../harness/paymentChain";
 import { freePort, type ManagedProcess, waitFor } from "../harness/processes";
 import {
@@ -240,6 +241,63 @@ describe("buying by ERC-8004 agent id; the budget survives a lost ledger (anvil,
     await waitFor("spend counted", async () => (await spendStatus("by-agent"))?.spentTotal === "0.001", {
       timeoutMs: 10_000,
     });
+  });
+
+  it("payment-identifier: when the answer to a paid call is lost, the buyer sends the same payment again and gets the answer; served once, settled once", async () => {
+    // An offer of its own (its own payee: the other purchases' chain recovery does not see it),
+    // reached through a relay that loses the answer to the first paid request.
+    const lossyPayTo = privateKeyToAccount(generatePrivateKey()).address;
+    await createPaidOffer(cp, ns, "lossy-docs", {
+      upstreamPort: upstream.port,
+      network: chain.network,
+      payTo: lossyPayTo,
+      asset: chain.asset,
+      extra: {},
+      logs: [seller.controller, seller.gateway],
+      routedAt: [seller.publicUrl],
+    });
+    const lossy = await startLossyProxy(Number(new URL(seller.publicUrl).port), 1);
+    try {
+      await createObject(cp, ns, "purchaserequests", "PurchaseRequest", "lossy", {
+        endpoint: `${lossy.url}/services/lossy-docs`,
+        model: "lossy-model",
+        payment: { network: chain.network, asset: chain.asset.address, decimals: 6, maxPrice: "0.001" },
+        budget: { maxPerRequest: "0.001" },
+      });
+      const served = () =>
+        upstream.requests.filter(
+          (r) =>
+            r.url === "/v1/chat/completions" && r.headers["x-forwarded-prefix"] === "/services/lossy-docs",
+        ).length;
+      const [sellerBefore, servedBefore] = [await chain.balanceOf(lossyPayTo), served()];
+      let res: Response | undefined;
+      await waitFor(
+        "the buyer to see the purchase and call it",
+        async () => {
+          res = await chat("lossy-model");
+          return res.status !== 404;
+        },
+        { timeoutMs: 20_000 },
+      );
+      const answer = defined(res, "the call");
+      assert.equal(answer.status, 200, await answer.clone().text());
+      assert.equal(((await answer.json()) as { url: string }).url, "/v1/chat/completions");
+      assert.ok(answer.headers.get("payment-response"), "the receipt came with the answer");
+      assert.equal(lossy.dropped, 1, "the first answer was lost on the way");
+      assert.equal(served() - servedBefore, 1, "the upstream served the call once");
+      assert.equal(await chain.balanceOf(lossyPayTo), sellerBefore + PRICE_ATOMIC, "settled once");
+      await waitFor(
+        "the purchase's spend counted once",
+        async () => {
+          const status = await spendStatus("lossy");
+          return status?.spentTotal === "0.001" && status.requests === 1;
+        },
+        { timeoutMs: 10_000 },
+      );
+    } finally {
+      await lossy.close();
+      await api(cp, "DELETE", crPath(ns, "purchaserequests", "lossy"));
+    }
   });
 
   it("refuses an agent whose document does not name it, before any payment, with the reason the agent sees", async () => {

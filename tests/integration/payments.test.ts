@@ -16,6 +16,11 @@ import {
 import type { PaymentPayload, PaymentRequired } from "@x402/core/types";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import {
+  appendPaymentIdentifierToExtensions,
+  generatePaymentId,
+  PAYMENT_IDENTIFIER,
+} from "@x402/extensions/payment-identifier";
+import {
   createSIWxPayload,
   encodeSIWxHeader,
   SIGN_IN_WITH_X,
@@ -542,6 +547,106 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     const retried = await send(refusedPath, refused === ra1 ? a1 : a2);
     assert.equal(retried.status, 200, await retried.clone().text());
     assert.equal(await chain.balanceOf(buyer.address), buyerBefore - 2n * PRICE_ATOMIC);
+  });
+
+  it("routes[].price: the priced route's 402 asks, verifies and settles its own price; other routes the offer's; catalogs list it", async () => {
+    await paidOffer("priced", chain.asset, "/services/priced", {
+      routes: [{ path: "/premium", gate: "paid", price: { perRequest: "0.005" } }],
+    });
+    const url = `${publicUrl}/services/priced`;
+    const asked = async (sub: string) =>
+      at(
+        decodePaymentRequiredHeader((await fetch(`${url}${sub}`)).headers.get("payment-required")!).accepts,
+        0,
+      ).amount;
+    assert.equal(await asked("/premium"), "5000");
+    assert.equal(await asked("/other"), PRICE_ATOMIC.toString());
+    // A payment for the offer's price is not accepted on the priced route: nothing proxied.
+    const cheap = await signedPayment(`${url}/other`);
+    const refused = await fetch(`${url}/premium`, {
+      headers: { "payment-signature": encodePaymentSignatureHeader(cheap) },
+    });
+    assert.equal(refused.status, 402);
+    assert.equal(((await refused.json()) as { error: string }).error, "amount_mismatch");
+    assert.ok(!upstream.seen.some((r) => r.url === "/premium"), "the refused payment was not proxied");
+    const charged = async (sub: string) => {
+      const before = await chain.balanceOf(buyer.address);
+      const res = await payingFetch()(`${url}${sub}`);
+      assert.equal(res.status, 200, await res.clone().text());
+      return before - (await chain.balanceOf(buyer.address));
+    };
+    assert.equal(await charged("/premium"), 5000n, "the route's price");
+    assert.equal(await charged("/other"), PRICE_ATOMIC, "the offer's price");
+    const catalog = (await (await fetch(`${publicUrl}/api/services.json`)).json()) as {
+      services: {
+        name: string;
+        priceAtomicUnits: string;
+        routes: { path: string; payments?: { priceAtomicUnits: string }[] }[];
+      }[];
+    };
+    const listed = defined(
+      catalog.services.find((x) => x.name === "priced"),
+      "priced in services.json",
+    );
+    assert.equal(listed.priceAtomicUnits, PRICE_ATOMIC.toString());
+    assert.equal(listed.routes.find((r) => r.path === "/premium")?.payments?.[0]?.priceAtomicUnits, "5000");
+  });
+
+  it("payment-identifier: a retry of the same payment gets the same answer, proxied once and settled once; another payment under that id is refused", async () => {
+    const url = `${offerUrl()}/idem`;
+    const required = decodePaymentRequiredHeader((await fetch(url)).headers.get("payment-required")!);
+    assert.deepEqual(
+      (required.extensions?.[PAYMENT_IDENTIFIER] as { info: unknown } | undefined)?.info,
+      { required: false },
+      "the 402 declares payment-identifier",
+    );
+    const id = generatePaymentId();
+    const sign = () => {
+      const withId = structuredClone(required);
+      appendPaymentIdentifierToExtensions(withId.extensions ?? {}, id);
+      return x402ClientFor().createPaymentPayload(withId);
+    };
+    const header = encodePaymentSignatureHeader(await sign());
+    const proxied = () => upstream.seen.filter((r) => r.url === "/idem").length;
+    const [buyerBefore, sellerBefore] = [await chain.balanceOf(buyer.address), await chain.balanceOf(payTo)];
+    const first = await fetch(url, { headers: { "payment-signature": header } });
+    assert.equal(first.status, 200, await first.clone().text());
+    const firstBody = await first.text();
+    // The buyer lost that answer and sends the same payment again: twice, one of them concurrently.
+    const [again, andAgain] = await Promise.all([
+      fetch(url, { headers: { "payment-signature": header } }),
+      fetch(url, { headers: { "payment-signature": header } }),
+    ]);
+    for (const res of [again, andAgain]) {
+      assert.equal(res.status, 200, await res.clone().text());
+      assert.equal(await res.text(), firstBody, "the same answer");
+      assert.equal(
+        res.headers.get("payment-response"),
+        first.headers.get("payment-response"),
+        "the same receipt",
+      );
+    }
+    assert.equal(proxied(), 1, "the upstream saw the request once");
+    assert.equal(await chain.balanceOf(buyer.address), buyerBefore - PRICE_ATOMIC, "settled once");
+    assert.equal(await chain.balanceOf(payTo), sellerBefore + PRICE_ATOMIC);
+    // A new payment under the same identifier: refused with a reason, nothing proxied or settled.
+    const conflicting = await fetch(url, {
+      headers: { "payment-signature": encodePaymentSignatureHeader(await sign()) },
+    });
+    assert.equal(conflicting.status, 409);
+    const body = (await conflicting.json()) as { error: string; message: string };
+    assert.equal(body.error, "payment_identifier_conflict");
+    assert.match(body.message, /use a new identifier for a new payment/);
+    assert.equal(proxied(), 1);
+    assert.equal(await chain.balanceOf(buyer.address), buyerBefore - PRICE_ATOMIC);
+    // Without an identifier, the same payment twice is still a replay.
+    const plain = encodePaymentSignatureHeader(await signedPayment(`${offerUrl()}/plain`));
+    assert.equal(
+      (await fetch(`${offerUrl()}/plain`, { headers: { "payment-signature": plain } })).status,
+      200,
+    );
+    const replay = await fetch(`${offerUrl()}/plain`, { headers: { "payment-signature": plain } });
+    assert.equal(((await replay.json()) as { error: string }).error, "replayed");
   });
 
   it("accepts v1 buyers (X-PAYMENT, legacy network name) and answers with X-PAYMENT-RESPONSE", async () => {

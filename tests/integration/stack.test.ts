@@ -236,6 +236,24 @@ describe("the Pulumi program against a real control plane", function () {
         /unknown network "base-goerli"/,
       ],
       [
+        "a bad route price",
+        {
+          "obol-stack:offers": JSON.stringify([
+            {
+              name: "x",
+              upstream: { url: "http://a" },
+              payment: {
+                network: "base-sepolia",
+                payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                price: { perRequest: "1" },
+              },
+              routes: [{ path: "/premium", price: { perRequest: "0.0000001" } }],
+            },
+          ]),
+        },
+        /offers\[0\]\.routes\[0\]\.price\.perRequest/,
+      ],
+      [
         "a reserved path",
         {
           "obol-stack:offers": JSON.stringify([

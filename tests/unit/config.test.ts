@@ -906,6 +906,93 @@ describe("stack config: gateway and monitoring (README: Operating)", () => {
     );
   });
 
+  it("routes[].price and schemes: a paid route's own price, carried into the ServiceOffer", () => {
+    const spec = parseStackConfig(
+      {
+        offers: [
+          offer({
+            routes: [
+              { path: "/premium", price: { perRequest: "0.05" } },
+              { path: "/health", gate: "free" },
+            ],
+          }),
+        ],
+      },
+      ctx,
+    ).offers[0]?.spec;
+    assert.deepEqual(spec?.routes, [
+      { path: "/premium", gate: "paid", price: { perRequest: "0.05" } },
+      { path: "/health", gate: "free" },
+    ]);
+    const upto = parseStackConfig(
+      {
+        offers: [
+          offer({
+            type: "inference",
+            model: { name: "m" },
+            schemes: ["exact", "upto"],
+            payment: { network: "base-sepolia", payTo: PAY_TO, price: { perMTok: "1" } },
+            routes: [{ path: "/v1/embeddings", price: { perRequest: "0.001" }, schemes: ["exact"] }],
+          }),
+        ],
+      },
+      ctx,
+    ).offers[0]?.spec.routes;
+    assert.deepEqual(upto, [
+      { path: "/v1/embeddings", gate: "paid", price: { perRequest: "0.001" }, schemes: ["exact"] },
+    ]);
+  });
+
+  it("a bad route price or schemes fails naming offers[i].routes[j].price… and the fix", () => {
+    const routes = (r: Record<string, unknown>) => ({ offers: [offer({ routes: [{ path: "/a" }, r] })] });
+    expectIssue(
+      routes({ path: "/p", price: { perRequest: "0" } }),
+      "offers[0].routes[1].price.perRequest",
+      /greater than 0.*free route/,
+    );
+    expectIssue(
+      routes({ path: "/p", price: { perRequest: 0.01 } }),
+      "offers[0].routes[1].price.perRequest",
+      /quoted strings/,
+    );
+    expectIssue(
+      routes({ path: "/p", price: { perRequest: "0.0000001" } }),
+      "offers[0].routes[1].price.perRequest",
+      /decimal/,
+    );
+    expectIssue(
+      routes({ path: "/p", price: { perRequest: "1", perMTok: "2" } }),
+      "offers[0].routes[1].price",
+      /exactly one of price.perRequest or price.perMTok/,
+    );
+    expectIssue(routes({ path: "/p", price: { perRequst: "1" } }), "offers[0].routes[1].price", /perRequest/);
+    expectIssue(
+      routes({ path: "/p", gate: "free", price: { perRequest: "1" } }),
+      "offers[0].routes[1].price",
+      /free route is not charged: remove price and schemes, or set gate: paid/,
+    );
+    expectIssue(
+      routes({ path: "/p", schemes: ["upto"] }),
+      "offers[0].routes[1].schemes",
+      /needs type: inference/,
+    );
+    expectIssue(
+      {
+        offers: [
+          offer({
+            type: "inference",
+            model: { name: "m" },
+            schemes: ["upto"],
+            payment: { network: "base-sepolia", payTo: PAY_TO, price: { perMTok: "1" } },
+            routes: [{ path: "/v1/x", price: { perRequest: "0.01" } }],
+          }),
+        ],
+      },
+      "offers[0].routes[0].price",
+      /every payment needs price.perMTok; remove "upto" or price this route perMTok/,
+    );
+  });
+
   it("monitoring.serviceMonitors is auto (default), true or false, also as the strings `pulumi config set` stores", () => {
     const sm = (v?: unknown) =>
       parseStackConfig(v === undefined ? {} : { monitoring: { serviceMonitors: v } }, ctx).monitoring

@@ -10,6 +10,7 @@ import { renderRegistration } from "../../controller/gateway/catalog/registratio
 import { renderServicesJson } from "../../controller/gateway/catalog/servicesJson";
 import { renderSkillMd } from "../../controller/gateway/catalog/skillMd";
 import { escapeHtml, renderStorefront } from "../../controller/gateway/catalog/storefront";
+import { renderX402Discovery } from "../../controller/gateway/catalog/wellKnownX402";
 import type { GatedRoute, PaymentGate, ProxyFn } from "../../controller/gateway/paymentGate";
 import { stripHopByHop, upstreamRequestHeaders } from "../../controller/gateway/proxy";
 import {
@@ -22,7 +23,7 @@ import {
 import { createInternalHandler, createPublicHandler, publicBase } from "../../controller/gateway/server";
 import { RouteState } from "../../controller/gateway/state";
 import type { ServiceOfferObject } from "../../controller/shared/kube";
-import { at, defined, first } from "../harness/assertions";
+import { at, defined, first, only } from "../harness/assertions";
 import { offerObject } from "./runtimeFixtures";
 
 const PAY_TO_REGISTRY = "0x8004A818BFB912233c491871b3d84c89A494BD9e";
@@ -115,7 +116,10 @@ describe("gateway: catalogs", () => {
   const hostile = offerObject("evil", {
     description: '<script>alert("x")</script> | pipes | and\nnewlines',
     listing: { weight: 5, category: "tools" },
-    routes: [{ path: "/free/*", gate: "free" }],
+    routes: [
+      { path: "/free/*", gate: "free" },
+      { path: "/premium", gate: "paid", price: { perRequest: "0.05" } },
+    ],
   });
   const inference = offerObject("chat", {
     type: "inference",
@@ -183,6 +187,30 @@ describe("gateway: catalogs", () => {
     assert.equal(at(json.services, 0).networkName, "Base Sepolia");
   });
 
+  it("lists a route's own price wherever the offer's price is listed", () => {
+    const json = renderServicesJson(catalog);
+    const routes = at(json.services, 0).routes;
+    assert.equal(routes.find((r) => r.path === "/free/*")?.payments, undefined);
+    const premium = only(defined(routes.find((r) => r.path === "/premium")?.payments, "premium payments"));
+    assert.equal(premium.priceRaw, "0.05");
+    assert.equal(premium.priceAtomicUnits, "50000", "what the route's 402 asks");
+    assert.equal(at(json.services, 0).priceAtomicUnits, "1000", "the offer's price elsewhere");
+    const doc = renderOpenApi(catalog) as {
+      paths: Record<string, Record<string, { "x-payment-info"?: { amount: string } }>>;
+    };
+    assert.equal(doc.paths["/services/evil/premium"]?.get?.["x-payment-info"]?.amount, "50000");
+    assert.equal(doc.paths["/services/evil/{subpath}"]?.get?.["x-payment-info"]?.amount, "1000");
+    assert.match(
+      renderSkillMd(catalog),
+      /`any \/services\/evil\/premium` \(its own price: 0\.05 USDC per request on Base Sepolia.*`amount` 50000\)/,
+    );
+    assert.match(
+      renderStorefront(catalog),
+      /<dt>Priced<\/dt>.*evil\/<wbr>premium<\/code><span class="note">: 0\.05 USDC per call/s,
+    );
+    assert.ok(renderX402Discovery(catalog).resources.includes("https://shop.example/services/evil/premium"));
+  });
+
   it("keeps skill.md tables intact and tells agents how to pay", () => {
     const md = renderSkillMd(catalog);
     assert.match(
@@ -191,6 +219,7 @@ describe("gateway: catalogs", () => {
     );
     assert.match(md, /\\\| pipes \\\| and newlines/);
     assert.match(md, /PAYMENT-SIGNATURE/);
+    assert.match(md, /payment-identifier.*the same `PAYMENT-SIGNATURE` again: you get the first answer/);
     assert.match(md, /Free routes: `any \/services\/evil\/free\/\*`/);
   });
 

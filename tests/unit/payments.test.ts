@@ -2,7 +2,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { chargePerRequest } from "../../api/pricing";
+import { chargePerRequest, pricedForRoute } from "../../api/pricing";
 import type { ServiceOfferSpec } from "../../api/resources";
 import { type AuthorizationState, authorizationOf, unusableFrom } from "../../controller/buyer/authorization";
 import { checkBudget } from "../../controller/buyer/budget";
@@ -71,6 +71,17 @@ function v2Payment(overrides: { accepted?: object; authorization?: object } = {}
 }
 
 describe("x402 requirements", () => {
+  it("a route's own price prices the 402 of that route only", () => {
+    const priced: ServiceOfferSpec = {
+      ...spec,
+      routes: [{ path: "/premium", gate: "paid", price: { perRequest: "0.05" } }],
+    };
+    const route = at(priced.routes ?? [], 0);
+    assert.equal(at(requirementsFor(pricedForRoute(priced, route), "u").v2, 0).amount, "50000");
+    assert.equal(at(requirementsFor(pricedForRoute(priced, undefined), "u").v2, 0).amount, "1000");
+    assert.equal(pricedForRoute(priced, { path: "/a", gate: "paid" }), priced, "no own price: the offer's");
+  });
+
   it("prices per request exactly, in both wire shapes", () => {
     const reqs = requirementsFor(spec, "https://s/services/x");
     assert.deepEqual(
@@ -178,7 +189,11 @@ describe("payment headers", () => {
       ["base-sepolia"],
       "x402 v1 has no Permit2",
     );
-    assert.equal(reqs.extensions, undefined, "no gas sponsoring without an EIP-2612 token");
+    assert.equal(
+      reqs.extensions?.eip2612GasSponsoring,
+      undefined,
+      "no gas sponsoring without an EIP-2612 token",
+    );
     const sponsored = requirementsFor(
       {
         ...mixed,

@@ -273,6 +273,19 @@ describe("policy pack", () => {
       const m = first(run(serviceOffer({ payment: payment({ price: { perRequest: "10.01" } }) })));
       assert.match(m, /perRequest is 10\.01, above the ceiling of 10 \(policy config maxPricePerRequest\)/);
     });
+    it("checks a route's own price too", () => {
+      const m = first(
+        run(
+          serviceOffer({
+            routes: [
+              { path: "/a", gate: "paid" },
+              { path: "/b", gate: "paid", price: { perRequest: "50" } },
+            ],
+          }),
+        ),
+      );
+      assert.match(m, /spec\.routes\[1\]\.price\.perRequest is 50, above the ceiling of 10/);
+    });
     it("uses the configured ceilings", () => {
       const config = { maxPricePerRequest: "0.0001", maxPricePerMTok: "1" };
       const m1 = first(run(serviceOffer(), config));

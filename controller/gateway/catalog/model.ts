@@ -5,8 +5,8 @@
 import { type Caip2, chainIdOf, chainInfo, isTestnet, networkLabel } from "../../../api/chains";
 import { drainPhase } from "../../../api/drain";
 import { fromAtomic } from "../../../api/money";
-import { chargePerRequest, schemeCharges } from "../../../api/pricing";
-import type { AgentIdentitySpec, Asset, Payment } from "../../../api/resources";
+import { chargePerRequest, pricedForRoute, schemeCharges } from "../../../api/pricing";
+import type { AgentIdentitySpec, Asset, Payment, ServiceOfferSpec } from "../../../api/resources";
 import type { HeldOffer, RouteSpec } from "../routing";
 
 export const DEFAULT_DISPLAY_NAME = "Obol Stack";
@@ -52,6 +52,18 @@ export interface FreeRoute {
   readonly healthCheck: boolean;
 }
 
+/** A paid route with its own price (and schemes) instead of the offer's. */
+export interface PricedRoute {
+  /** The route's pattern below the offer, as declared ("/premium", "/v2/*"). */
+  readonly route: string;
+  /** The public path, e.g. "/services/echo/premium" (a trailing "*" becomes "everything below"). */
+  readonly path: string;
+  readonly below: boolean;
+  readonly methods?: readonly string[] | undefined;
+  /** The offer's payment options at this route's price, primary first (what its 402 asks). */
+  readonly payments: readonly [CatalogPayment, ...CatalogPayment[]];
+}
+
 export interface ExampleRequest {
   readonly method: "GET" | "POST";
   readonly url: string;
@@ -72,6 +84,7 @@ export interface CatalogOffer {
   readonly freeRoutes: readonly FreeRoute[];
   /** Routes that need a wallet signature (x402 sign-in-with-x) instead of a payment. */
   readonly signInRoutes: readonly FreeRoute[];
+  readonly pricedRoutes: readonly PricedRoute[];
   readonly category?: string | undefined;
   readonly weight: number;
   readonly example: ExampleRequest;
@@ -162,19 +175,43 @@ export function catalogOffer(offer: HeldOffer, baseUrl: string, nowMs = Date.now
     model: spec.model?.name,
     path: spec.path,
     endpoint,
-    payments: [
-      catalogPayment(spec.payment, spec.schemes ?? ["exact"]),
-      ...(spec.payments ?? []).map((p) => catalogPayment(p, spec.schemes ?? ["exact"])),
-    ],
+    payments: catalogPayments(spec),
     routes: spec.routes ?? [],
     freeRoutes: freeRoutes(spec.routes ?? [], spec.path, spec.upstream.healthPath),
     signInRoutes: freeRoutes(spec.routes ?? [], spec.path, spec.upstream.healthPath, "auth"),
+    pricedRoutes: pricedRoutes(spec),
     category: spec.listing?.category,
     weight: spec.listing?.weight ?? 0,
     example: exampleRequest(offer, endpoint),
     endsAt: offer.end.endsAt === undefined ? undefined : new Date(offer.end.endsAt).toISOString(),
     ended: drainPhase(offer.end, nowMs) !== "open",
   };
+}
+
+/** The offer's payment options as catalogs list them, primary first. */
+function catalogPayments(spec: ServiceOfferSpec): [CatalogPayment, ...CatalogPayment[]] {
+  const schemes = spec.schemes ?? ["exact"];
+  return [
+    catalogPayment(spec.payment, schemes),
+    ...(spec.payments ?? []).map((p) => catalogPayment(p, schemes)),
+  ];
+}
+
+/** The paid routes with their own price, at that price (the same pricedForRoute as the 402). */
+function pricedRoutes(spec: ServiceOfferSpec): PricedRoute[] {
+  const prefix = spec.path === "/" ? "" : spec.path;
+  return (spec.routes ?? [])
+    .filter((r) => r.gate === "paid" && (r.price !== undefined || r.schemes !== undefined))
+    .map((r) => {
+      const below = r.path.endsWith("/*");
+      return {
+        route: r.path,
+        path: `${prefix}${below ? r.path.slice(0, -1) : r.path}`,
+        below,
+        methods: r.methods,
+        payments: catalogPayments(pricedForRoute(spec, r)),
+      };
+    });
 }
 
 /**

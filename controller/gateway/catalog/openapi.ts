@@ -11,8 +11,13 @@ function pathParamFor(route: string): { path: string; wildcard: boolean } {
   return { path: `${prefix}/{subpath}`, wildcard: true };
 }
 
-function operation(o: CatalogOffer, gate: "paid" | "free" | "auth", wildcard: boolean): Json {
-  const p = o.payments[0];
+function operation(
+  o: CatalogOffer,
+  gate: "paid" | "free" | "auth",
+  wildcard: boolean,
+  payments: CatalogOffer["payments"],
+): Json {
+  const p = payments[0];
   const op: Json = {
     summary: `${o.name}${gate === "free" ? " (free)" : gate === "auth" ? " (sign in with a wallet, no payment)" : ` — ${p.priceDisplay} ${p.unitDisplay}`}`,
     description: o.description,
@@ -97,6 +102,7 @@ export function renderOpenApi(catalog: Catalog): Json {
       gate: "paid" | "free" | "auth";
       methods: readonly string[];
       wildcard: boolean;
+      payments: CatalogOffer["payments"];
     }[] = [];
     for (const r of o.routes) {
       const { path, wildcard } = pathParamFor(r.path);
@@ -105,16 +111,24 @@ export function renderOpenApi(catalog: Catalog): Json {
         gate: r.gate,
         methods: r.methods ?? DEFAULT_METHODS,
         wildcard,
+        // A route with its own price documents that price.
+        payments: o.pricedRoutes.find((p) => p.route === r.path)?.payments ?? o.payments,
       });
     }
     // Everything not matched by a declared route is paid.
-    entries.push({ path: `${o.path}/{subpath}`, gate: "paid", methods: DEFAULT_METHODS, wildcard: true });
+    entries.push({
+      path: `${o.path}/{subpath}`,
+      gate: "paid",
+      methods: DEFAULT_METHODS,
+      wildcard: true,
+      payments: o.payments,
+    });
     for (const e of entries) {
       const item = paths[e.path] ?? {};
       paths[e.path] = item;
       for (const m of e.methods) {
         const method = m.toLowerCase();
-        if (!(method in item)) item[method] = operation(o, e.gate, e.wildcard);
+        if (!(method in item)) item[method] = operation(o, e.gate, e.wildcard, e.payments);
       }
     }
   }

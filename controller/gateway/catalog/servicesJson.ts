@@ -34,8 +34,11 @@ export interface ServiceEntry {
     eip712Domain: { name: string; version: string };
   };
   payments: PaymentEntry[];
-  /** `auth`: a wallet signature (x402 sign-in-with-x), answered 401 with the challenge without one. */
-  routes: { path: string; gate: "paid" | "free" | "auth"; methods?: string[] }[];
+  /**
+   * `payments`: a route with its own price lists the offer's payment options at that price.
+   * `auth`: a wallet signature (x402 sign-in-with-x), answered 401 with the challenge without one.
+   */
+  routes: { path: string; gate: "paid" | "free" | "auth"; methods?: string[]; payments?: PaymentEntry[] }[];
   category?: string;
   weight: number;
   example: { method: string; url: string; body?: string };
@@ -70,6 +73,22 @@ function assetEntry(p: CatalogPayment): ServiceEntry["asset"] {
   };
 }
 
+function paymentEntry(p: CatalogPayment): PaymentEntry {
+  return {
+    scheme: p.scheme,
+    network: p.network,
+    networkName: p.networkName,
+    chainId: p.chainId,
+    payTo: p.payTo,
+    asset: assetEntry(p),
+    priceRaw: p.priceRaw,
+    priceUnit: p.priceUnit,
+    priceAtomicUnits: p.priceAtomicUnits,
+    maxTimeoutSeconds: p.maxTimeoutSeconds,
+    schemes: p.schemes.map((x) => ({ ...x })),
+  };
+}
+
 export function renderServicesJson(catalog: Catalog): ServicesJson {
   return {
     schemaVersion: "1",
@@ -99,24 +118,16 @@ export function renderServicesJson(catalog: Catalog): ServicesJson {
         networkName: primary.networkName,
         chainId: primary.chainId,
         asset: assetEntry(primary),
-        payments: o.payments.map((p) => ({
-          scheme: p.scheme,
-          network: p.network,
-          networkName: p.networkName,
-          chainId: p.chainId,
-          payTo: p.payTo,
-          asset: assetEntry(p),
-          priceRaw: p.priceRaw,
-          priceUnit: p.priceUnit,
-          priceAtomicUnits: p.priceAtomicUnits,
-          maxTimeoutSeconds: p.maxTimeoutSeconds,
-          schemes: p.schemes.map((x) => ({ ...x })),
-        })),
-        routes: o.routes.map((r) => ({
-          path: r.path,
-          gate: r.gate,
-          ...(r.methods ? { methods: [...r.methods] } : {}),
-        })),
+        payments: o.payments.map(paymentEntry),
+        routes: o.routes.map((r) => {
+          const priced = o.pricedRoutes.find((p) => p.route === r.path);
+          return {
+            path: r.path,
+            gate: r.gate,
+            ...(r.methods ? { methods: [...r.methods] } : {}),
+            ...(priced ? { payments: priced.payments.map(paymentEntry) } : {}),
+          };
+        }),
         weight: o.weight,
         example: { ...o.example },
       };
@@ -191,7 +202,10 @@ export const SERVICES_JSON_SCHEMA = {
             items: {
               type: "object",
               required: ["path", "gate"],
-              properties: { gate: { enum: ["paid", "free", "auth"] } },
+              properties: {
+                gate: { enum: ["paid", "free", "auth"] },
+                payments: { type: "array", minItems: 1 },
+              },
             },
           },
           endsAt: { type: "string", format: "date-time" },

@@ -6,8 +6,8 @@ function cell(text: string): string {
   return text.replace(/\r?\n/g, " ").replace(/\|/g, "\\|");
 }
 
-function paymentLine(o: CatalogOffer): string {
-  return o.payments
+function paymentLine(payments: CatalogOffer["payments"]): string {
+  return payments
     .map(
       (p) =>
         `${p.priceDisplay} ${p.unitDisplay} on ${p.networkName} (\`${p.network}\`, asset \`${p.asset.address}\`, payTo \`${p.payTo}\`): ${
@@ -37,8 +37,9 @@ export function renderSkillMd(catalog: Catalog): string {
     "3. Sign the payment authorization (EIP-3009 `transferWithAuthorization` for USDC, or Permit2 when `extra.assetTransferMethod` is `permit2`); it is gasless for you.",
     "4. Repeat the same request with the signed payload in the `PAYMENT-SIGNATURE` header (v2) or the `X-PAYMENT` header (v1).",
     "5. Read the settlement receipt from the `PAYMENT-RESPONSE` header (v2) or `X-PAYMENT-RESPONSE` (v1). You are charged only when the service answered successfully.",
+    '6. Retry safely (x402 `payment-identifier` extension, declared in every 402\'s `extensions`): put an `id` of your own (16-128 letters, digits, `-`, `_`) in `extensions["payment-identifier"].info.id` of the payment. If the answer is lost, send the same request with the same `PAYMENT-SIGNATURE` again: you get the first answer and its receipt, without paying or running twice (answers are kept 10 minutes, up to 1 MiB each). The same id with a different payment or request is refused with 409 `payment_identifier_conflict`.',
     "",
-    "Free routes (listed per service below) need no payment.",
+    "Free routes (listed per service below) need no payment. A paid route may have its own price (listed with it below); its 402 asks that price.",
     "",
     "## Services",
     "",
@@ -59,7 +60,7 @@ export function renderSkillMd(catalog: Catalog): string {
     lines.push(`### ${cell(o.name)}`, "", cell(o.description), "");
     lines.push(`- Endpoint: \`${o.endpoint}\``);
     lines.push(`- Type: ${o.type}${o.model ? `, model \`${cell(o.model)}\`` : ""}`);
-    lines.push(`- Pay with: ${paymentLine(o)}`);
+    lines.push(`- Pay with: ${paymentLine(o.payments)}`);
     if (o.endsAt)
       lines.push(
         o.ended
@@ -81,9 +82,15 @@ export function renderSkillMd(catalog: Catalog): string {
       );
     if (paid.length > 0)
       lines.push(
-        `- Paid routes: ${paid.map((r) => `\`${r.methods?.join(",") ?? "any"} ${o.path}${r.path}\``).join(", ")}`,
+        `- Paid routes: ${paid
+          .map((r) => {
+            const priced = o.pricedRoutes.find((p) => p.route === r.path);
+            const own = priced ? ` (its own price: ${cell(paymentLine(priced.payments))})` : "";
+            return `\`${r.methods?.join(",") ?? "any"} ${o.path}${r.path}\`${own}`;
+          })
+          .join(", ")}`,
       );
-    lines.push(`- Everything else under \`${o.path}\` is paid.`);
+    lines.push(`- Everything else under \`${o.path}\` is paid, at the offer's price.`);
     lines.push(
       "",
       "Try it (expect a 402 with the payment requirements on a paid route):",

@@ -3,7 +3,14 @@
  * goes through escapeHtml. The only script copies example commands to the clipboard.
  */
 import { PER_MTOK_BASIS_TOKENS, UPTO_DEFAULT_MAX_TOKENS } from "../../../api/pricing";
-import { type Catalog, type CatalogOffer, type CatalogPayment, curlCommand, type FreeRoute } from "./model";
+import {
+  type Catalog,
+  type CatalogOffer,
+  type CatalogPayment,
+  curlCommand,
+  type FreeRoute,
+  type PricedRoute,
+} from "./model";
 
 /** Where a first-time visitor learns to pay: the protocol's own site. */
 export const HOW_TO_PAY_URL = "https://x402.org";
@@ -75,6 +82,12 @@ function freeRoute(r: FreeRoute): string {
   return `<li>${escapeHtml(methods)}<code>${breakable(r.path)}</code><span class="note">${escapeHtml(what)}</span></li>`;
 }
 
+function pricedRoute(r: PricedRoute): string {
+  const methods = r.methods?.length ? `${r.methods.join(", ")} ` : "";
+  const p = r.payments[0];
+  return `<li>${escapeHtml(methods)}<code>${breakable(r.path)}</code><span class="note">${escapeHtml(r.below ? " and everything below it" : "")}: ${escapeHtml(`${p.perCallDisplay || p.priceDisplay} per call`)}</span></li>`;
+}
+
 function card(o: CatalogOffer, index: number): string {
   const p = o.payments[0];
   const more = o.payments.slice(1);
@@ -100,6 +113,7 @@ function card(o: CatalogOffer, index: number): string {
     ${o.model ? `<dt>Model</dt><dd><code>${escapeHtml(o.model)}</code></dd>` : ""}
     <dt>Endpoint</dt><dd><code>${breakable(o.endpoint)}</code></dd>
     ${o.endsAt ? `<dt>${o.ended ? "Ended" : "Ends"}</dt><dd class="ends"><time datetime="${escapeHtml(o.endsAt)}">${escapeHtml(endsText(o.endsAt))}</time>${o.ended ? " · no longer taking payments" : ""}</dd>` : ""}
+    ${o.pricedRoutes.length ? `<dt>Priced</dt><dd><ul class="free">${o.pricedRoutes.map(pricedRoute).join("")}</ul></dd>` : ""}
     ${o.freeRoutes.length ? `<dt>Free</dt><dd><ul class="free">${o.freeRoutes.map(freeRoute).join("")}</ul></dd>` : ""}
     ${o.signInRoutes.length ? `<dt>Sign in</dt><dd><ul class="free signin">${o.signInRoutes.map(freeRoute).join("")}</ul><span class="note">free with a wallet signature (x402 sign-in-with-x), no payment</span></dd>` : ""}
     ${more.length ? `<dt>Also</dt><dd>${more.map((m) => `${escapeHtml(`${m.perCallDisplay || m.priceDisplay} per call on`)} ${network(m)}`).join(", ")}</dd>` : ""}
