@@ -1,47 +1,54 @@
 /**
- * `npm run demo [-- --keep]`: the release journey on this machine, step by step (the same steps
- * as tests/integration/realCluster/journey.test.ts, from tests/harness/journey.ts).
+ * `npm run demo [-- --keep | --down]`: the release journey on this machine, step by step (the
+ * same steps as tests/integration/realCluster/journey.test.ts, from tests/harness/journey.ts).
  *
  * It starts what it needs and nothing that leaves the machine: a Docker engine for the images
  * (only if none runs), the real one-node cluster of the test harness (root, its own address,
  * bridge and firewall guard), and anvil bound to the node's address. Then Alice's stack sells and
  * registers an ERC-8004 agent, Bob's stack buys from her by agent id, and an agent pod pays
- * through Bob's LiteLLM. At the end (or on Ctrl-C) everything it started is removed; with
- * `--keep` it stays up until Ctrl-C.
+ * through Bob's LiteLLM. At the end everything it started is removed; with `--keep` it stays up
+ * and the command returns, and `--down` (a later process) removes it, from what the demo
+ * recorded in .tmp/demo.json.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { formatUnits } from "viem";
+import { stopIdleDockerd } from "../tests/harness/docker";
 import { RUN_DIR, sharedRealCluster, stopSharedClusters } from "../tests/harness/env";
 import { ensureImages, type ImageName, type LocalImage } from "../tests/harness/images";
 import { JOURNEY_IMAGES, Journey, lineReporter, MAX_TOTAL, MODEL, PURCHASE } from "../tests/harness/journey";
+import { mountsUnder } from "../tests/harness/nodeHost";
+import { alive, stopProcessGroups } from "../tests/harness/processes";
+import { realNodeLeftovers, removeKeptCluster } from "../tests/harness/realCluster";
+import { type DemoHost, MissingPrerequisite, missingPrerequisite } from "./demo/prerequisites";
+import { DEMO_STATE_FILE, type DemoState, readDemoState, writeDemoState } from "./demo/state";
 
-const USAGE = `usage: npm run demo [-- --keep]
+const USAGE = `usage: npm run demo [-- --keep | --down]
 
 Runs the two-operator journey on this machine: a real one-node Kubernetes cluster, anvil, two
 stacks (Alice sells and registers an ERC-8004 agent; Bob buys from her by agent id), paid calls
 through Bob's LiteLLM, then removes everything it started.
 
-  --keep   leave everything running after the journey, until Ctrl-C
+  --keep   leave everything running after the journey and return
+  --down   remove what a kept (or interrupted) demo started: its processes, the node's
+           containers, mounts, bridge and iptables chains, anvil, its files
   --help   this text`;
 
-/** What the demo needs that it cannot start itself, each with the fix. */
-function missingPrerequisites(): string[] {
-  const problems: string[] = [];
-  if (process.getuid?.() !== 0)
-    problems.push(
-      "not root: the real node adds a network link, a bridge, iptables chains and mounts (sudo npm run demo)",
-    );
-  const onPath = (bin: string) =>
-    (process.env.PATH ?? "").split(path.delimiter).some((d) => d && fs.existsSync(path.join(d, bin)));
-  if (!onPath("kubelet") || !onPath("pulumi"))
-    problems.push("the pinned toolchain is not built: run `npm run tools` once (see the README's set-up)");
-  if (!onPath("docker") || !onPath("dockerd"))
-    problems.push("no Docker engine to build the images with: apt-get install -y docker.io");
-  if (!fs.existsSync(path.join(__dirname, "../node_modules/.bin/anvil")))
-    problems.push("dependencies are not installed: npm ci --ignore-scripts");
-  return problems;
+/** A bad command line: the message and the usage, no stack trace. */
+class UsageError extends Error {
+  override name = "UsageError";
 }
+
+/** This machine, as the prerequisite check reads it. */
+function thisHost(): DemoHost {
+  const dirs = [...(process.env.PATH ?? "").split(path.delimiter), "/usr/sbin", "/sbin"];
+  return {
+    uid: process.getuid?.(),
+    has: (bin) =>
+      bin.startsWith("/") ? fs.existsSync(bin) : dirs.some((d) => d && fs.existsSync(path.join(d, bin))),
+  };
+}
+const ANVIL = path.resolve(__dirname, "../node_modules/.bin/anvil");
 
 const usdc = (atomic: bigint) => `${formatUnits(atomic, 6)} USDC`;
 
@@ -51,32 +58,44 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
-  const unknown = args.filter((a) => a !== "--keep");
-  if (unknown.length > 0) throw new Error(`unknown argument ${unknown.join(" ")}\n\n${USAGE}`);
+  const unknown = args.filter((a) => a !== "--keep" && a !== "--down");
+  if (unknown.length > 0) throw new UsageError(`unknown argument ${unknown.join(" ")}\n\n${USAGE}`);
+  if (args.includes("--keep") && args.includes("--down"))
+    throw new UsageError(`--keep and --down do opposite things: give one\n\n${USAGE}`);
+  if (args.includes("--down")) return down();
   const keep = args.includes("--keep");
-  const problems = missingPrerequisites();
-  if (problems.length > 0) throw new Error(`the demo cannot run here:\n  ${problems.join("\n  ")}`);
+  const missing = missingPrerequisite(thisHost(), ANVIL);
+  if (missing) throw missing;
+  const earlier = readDemoState();
+  if (earlier)
+    throw new UsageError(
+      `a demo already ran here (pid ${earlier.pid}${alive(earlier.pid) ? ", still running" : ""}) and was not removed: run \`npm run demo -- --down\` first`,
+    );
+  const state: DemoState = {
+    pid: process.pid,
+    runDir: RUN_DIR,
+    clusterDir: path.join(RUN_DIR, "real-cluster"),
+  };
+  writeDemoState(state);
 
   const report = lineReporter((line) => console.log(line));
   let journey: Journey | undefined;
-  let stopping = false;
+  let kept = false;
   const teardown = async () => {
-    if (stopping) return;
-    stopping = true;
     console.log("\nRemoving everything the demo started");
-    await journey?.teardown().catch((err: Error) => console.error(`  ${err.message}`));
+    await journey?.chain?.stop();
     await report.step("stop the node: processes, pods, links, iptables chains, mounts, its data", () =>
       stopSharedClusters({ destroy: true }),
     );
     fs.rmSync(RUN_DIR, { recursive: true, force: true });
+    fs.rmSync(DEMO_STATE_FILE, { force: true });
   };
-  // Ctrl-C while kept up ends the wait; during the journey it removes what was started so far.
-  let waiting: (() => void) | undefined;
+  // The harness kills every process it started when this one is interrupted; what they leave
+  // on the host (links, chains, mounts) is for --down, which reads what was recorded.
   for (const signal of ["SIGINT", "SIGTERM"] as const)
-    process.once(signal, () => {
-      if (waiting) waiting();
-      else void teardown().finally(() => process.exit(130));
-    });
+    process.prependOnceListener(signal, () =>
+      console.error(`\ninterrupted: \`npm run demo -- --down\` removes what the demo started`),
+    );
 
   try {
     console.log("The journey: Alice sells and registers on ERC-8004; Bob buys from her by agent id.\n");
@@ -139,23 +158,77 @@ async function main(): Promise<void> {
     );
 
     if (keep) {
-      console.log(
-        `\nEverything stays up (--keep). Try:\n  KUBECONFIG=${images.cluster.kubeconfigPath} scripts/with-tools kubectl get pods -A\n  KUBECONFIG=${images.cluster.kubeconfigPath} scripts/with-tools kubectl -n ${j.ns.bob} get purchaserequests\nCtrl-C removes it all.`,
-      );
-      await new Promise<void>((resolve) => {
-        waiting = resolve;
+      const cluster = await images.cluster.handOver();
+      writeDemoState({
+        ...state,
+        kept: { pids: cluster.pids, sysctls: cluster.sysctls },
+        anvilPid: j.chain.anvil.handOver(),
       });
+      kept = true;
+      const kubectl = `KUBECONFIG=${images.cluster.kubeconfigPath} scripts/with-tools kubectl`;
+      console.log(
+        `\nEverything stays up (--keep), recorded in ${path.relative(process.cwd(), DEMO_STATE_FILE)}. Try:\n  ${kubectl} get pods -A\n  ${kubectl} -n ${j.ns.bob} get purchaserequests\nanvil: ${j.chain.anvil.rpcUrl}\n\`npm run demo -- --down\` removes it all.`,
+      );
     }
   } finally {
-    await teardown();
+    if (!kept) await teardown();
   }
+}
+
+/** `--down`: removes what the recorded demo started, then checks that nothing of it is left. */
+async function down(): Promise<void> {
+  const state = readDemoState();
+  if (!state) {
+    console.log(
+      `Nothing to remove: no demo is running (no ${path.relative(process.cwd(), DEMO_STATE_FILE)}).`,
+    );
+    return;
+  }
+  const report = lineReporter((line) => console.log(line));
+  if (!state.kept && state.pid !== process.pid && alive(state.pid))
+    await report.step(`stop the demo (pid ${state.pid}) and the processes it runs`, () =>
+      stopProcessGroups([state.pid], 30_000),
+    );
+  await report.step("the node: its processes, containers, mounts, bridge, iptables chains, data", () =>
+    removeKeptCluster({
+      dir: state.clusterDir,
+      pids: state.kept?.pids ?? [],
+      sysctls: state.kept?.sysctls ?? {},
+    }),
+  );
+  if (state.anvilPid !== undefined) {
+    const pid = state.anvilPid;
+    await report.step(`anvil (pid ${pid})`, () => stopProcessGroups([pid]));
+  }
+  const stopped = await report.step(
+    "the Docker engine, if a test run or the demo started it and none uses it",
+    () => stopIdleDockerd(),
+  );
+  report.info(stopped ? "stopped it" : "left alone (it was running before, or another run uses it)");
+  await report.step(`the demo's files (${path.relative(process.cwd(), state.runDir)})`, async () => {
+    const mounts = mountsUnder(state.runDir);
+    if (mounts.length > 0) throw new Error(`mounts remain, not deleting:\n${mounts.join("\n")}`);
+    fs.rmSync(state.runDir, { recursive: true, force: true });
+  });
+  const left = [
+    ...[state.pid, state.anvilPid ?? 0, ...(state.kept?.pids ?? [])]
+      .filter((pid) => pid > 0 && pid !== process.pid && alive(pid))
+      .map((pid) => `process ${pid}`),
+    ...realNodeLeftovers(state.clusterDir),
+  ];
+  if (left.length > 0)
+    throw new Error(`still there (${DEMO_STATE_FILE} kept for another --down):\n  ${left.join("\n  ")}`);
+  fs.rmSync(DEMO_STATE_FILE, { force: true });
+  console.log("Nothing of the demo is left: no process, container, mount, link or iptables chain of it.");
 }
 
 main().then(
   () => process.exit(0),
   (err: Error) => {
-    // A clear message, not a stack trace (DEBUG=1 shows it).
-    console.error(`\ndemo failed: ${process.env.DEBUG ? (err.stack ?? err.message) : err.message}`);
-    process.exit(1);
+    // One clear line (or the usage), not a stack trace; DEBUG=1 shows the trace.
+    if (err instanceof MissingPrerequisite) console.error(`demo cannot run here: ${err.message}`);
+    else if (err instanceof UsageError) console.error(err.message);
+    else console.error(`\ndemo failed: ${process.env.DEBUG ? (err.stack ?? err.message) : err.message}`);
+    process.exit(err instanceof UsageError ? 2 : 1);
   },
 );

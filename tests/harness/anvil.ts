@@ -14,6 +14,8 @@ export interface Anvil {
   readonly rpcUrl: string;
   readonly chainId: number;
   stop(): Promise<void>;
+  /** Lets anvil outlive this process; returns its pid (see ManagedProcess.handOver). */
+  handOver(): number;
 }
 
 const ANVIL_BIN = path.resolve(__dirname, "../../node_modules/.bin/anvil");
@@ -50,5 +52,5 @@ export async function startAnvil(opts: { logDir: string; chainId?: number; host?
     },
     { timeoutMs: 20_000, describe: () => tail(proc.logFile) },
   );
-  return { rpcUrl, chainId, stop: () => proc.stop() };
+  return { rpcUrl, chainId, stop: () => proc.stop(), handOver: () => proc.handOver() };
 }

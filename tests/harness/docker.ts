@@ -110,16 +110,31 @@ export async function ensureDockerd(opts: { logDir: string }): Promise<Dockerd> 
       if (--leases > 0) return;
       await withMutex(async () => {
         fs.rmSync(path.join(LEASES, String(process.pid)), { force: true });
-        const daemon = startedDaemon();
-        if (daemon === undefined || liveLeases().length > 0) return;
-        process.kill(daemon, "SIGTERM");
-        const deadline = Date.now() + 20_000;
-        while (alive(daemon) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-        if (alive(daemon)) process.kill(daemon, "SIGKILL");
-        fs.rmSync(STARTED, { force: true });
+        await stopUnleased();
       });
     },
   };
+}
+
+/** Stops the daemon a test run started if no live run holds a lease; true if it stopped one. */
+async function stopUnleased(): Promise<boolean> {
+  const daemon = startedDaemon();
+  if (daemon === undefined || liveLeases().length > 0) return false;
+  process.kill(daemon, "SIGTERM");
+  const deadline = Date.now() + 20_000;
+  while (alive(daemon) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  if (alive(daemon)) process.kill(daemon, "SIGKILL");
+  fs.rmSync(STARTED, { force: true });
+  return true;
+}
+
+/**
+ * From a process that holds no lease (`npm run demo -- --down`): stops the daemon a test run or
+ * the demo started, once every run that leased it is gone; a daemon that was running before any
+ * of them, or one a live run still uses, is left alone.
+ */
+export function stopIdleDockerd(): Promise<boolean> {
+  return withMutex(stopUnleased);
 }
 
 // A test run in miniature for tests/integration/docker.test.ts: takes a lease, says so, and gives

@@ -40,6 +40,19 @@ export async function sharedRealCluster(images: ImageName[] = []): Promise<RealC
   return cluster;
 }
 
+/**
+ * The shared real cluster lost and replaced by a fresh one (`RealCluster.recreate`: every pod,
+ * etcd's data, the volumes and the credentials gone; the same node address and API server URL),
+ * with `images` imported again. Everything on the old cluster is gone, so only a test that owns
+ * what it deployed may call this; tests that ask for the shared cluster afterwards get the new one.
+ */
+export async function recreateSharedRealCluster(images: ImageName[] = []): Promise<RealCluster> {
+  if (!sharedReal) throw new Error("no shared real cluster to recreate: call sharedRealCluster() first");
+  const { cluster, dockerd } = await sharedReal;
+  sharedReal = cluster.recreate().then((fresh) => ({ cluster: fresh, dockerd }));
+  return sharedRealCluster(images);
+}
+
 /** A fresh scratch directory for one test. */
 export function scratchDir(name: string): string {
   const dir = path.join(RUN_DIR, name.replace(/[^a-zA-Z0-9._-]+/g, "-"));

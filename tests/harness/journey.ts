@@ -12,7 +12,7 @@
  */
 import * as path from "node:path";
 import type { Stack } from "@pulumi/pulumi/automation";
-import { type Address, type Hex, parseAbiItem } from "viem";
+import { type Address, type Hex, parseAbiItem, zeroAddress } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS } from "./anvil";
 import { deployIdentityRegistry } from "./identityRegistry";
@@ -124,16 +124,20 @@ export class Journey {
   registry!: Address;
   alice!: Stack;
   bob!: Stack;
+  /** The agent Bob buys from, once `buyerUp` named it. */
+  private agentRef?: string;
+  /** The cluster both stacks run on: a fresh one after `loseCluster`. */
+  cluster: RealCluster;
+  /** Bob's budget, as his stack's config says. */
+  private maxTotal = MAX_TOTAL;
 
   constructor(readonly opts: JourneyOptions) {
     this.ns = { alice: `alice-${opts.suffix}`, bob: `bob-${opts.suffix}`, llm: `llm-${opts.suffix}` };
+    this.cluster = opts.cluster;
   }
 
   get report(): JourneyReporter {
     return this.opts.report;
-  }
-  private get cluster(): RealCluster {
-    return this.opts.cluster;
   }
 
   /** anvil on the node's address (pods reach it), the IdentityRegistry, Bob's funds, the upstream. */
@@ -185,6 +189,7 @@ export class Journey {
 
   /** `pulumi up` of Bob's stack buying from `agentRef`; waits until the controller resolved it. */
   async buyerUp(agentRef: string): Promise<BuyerRecords["status"]> {
+    this.agentRef = agentRef;
     this.bob = await programStack({
       dir: path.join(this.opts.dir, "bob"),
       stackName: "bob",
@@ -201,14 +206,7 @@ export class Journey {
 
   /** The agent pod: Alice's offer unpaid, then `paid/<model>` plain, streamed, and past the budget. */
   async agentCalls(): Promise<AgentCalls> {
-    const secret = await this.kubectlJson<{ data: Record<string, string> }>([
-      "-n",
-      this.ns.bob,
-      "get",
-      "secret",
-      "litellm-secrets",
-    ]);
-    const masterKey = Buffer.from(secret.data.LITELLM_MASTER_KEY ?? "", "base64").toString();
+    const masterKey = await this.masterKey();
     const out = await runInPod(this.cluster, this.ns.bob, `agent-${Date.now()}`, AGENT_SCRIPT, {
       OFFER_URL: `http://x402-gateway.${this.ns.alice}.svc:8080/services/${OFFER}/v1/chat/completions`,
       LITELLM: `http://litellm.${this.ns.bob}.svc:4000`,
@@ -229,8 +227,119 @@ export class Journey {
     };
   }
 
+  /**
+   * Step 6, the loss: `recreate` deletes the whole cluster (every pod and container, etcd's data,
+   * the volumes with Bob's ledger) and starts a fresh one. anvil keeps running and both stacks
+   * keep their Pulumi state. The upstream model server is not either stack's (it stands in for a
+   * user's own Ollama), so it comes back with the cluster. The fresh cluster has fresh
+   * credentials: each stack's `kubeconfig` config names them (same API server URL, so the same
+   * cluster identity for the Kubernetes provider); nothing else is touched.
+   */
+  async loseCluster(recreate: () => Promise<RealCluster>): Promise<void> {
+    await this.report.step(
+      "the whole cluster is lost; a fresh one starts (anvil and Pulumi state stay)",
+      async () => {
+        this.cluster = await recreate();
+      },
+    );
+    await this.report.step(`the upstream model server again, in namespace ${this.ns.llm}`, () =>
+      applyModelServer(this.cluster, this.ns.llm, this.opts.images.modelServer.tag),
+    );
+    for (const stack of [this.alice, this.bob])
+      await stack?.setConfig("obol-stack:kubeconfig", { value: this.cluster.kubeconfig, secret: true });
+  }
+
+  /**
+   * Step 6, the resume: `pulumi up` of Alice's stack, then Bob's, and nothing else; returns when
+   * Alice's offer and Bob's PurchaseRequest are Ready again.
+   */
+  async resume(): Promise<{ agentId: string; status: BuyerRecords["status"] }> {
+    const agentRef = this.agentRef;
+    if (!agentRef) throw new Error("resume() needs Bob's stack up first (buyerUp)");
+    const agent = await this.sellerUp();
+    await this.report.step(`pulumi up: Bob's stack (namespace ${this.ns.bob})`, () => this.up(this.bob));
+    await this.rollout(this.ns.bob);
+    await this.report.step(`Bob's controller resolves ${agentRef} to Alice's offer`, () =>
+      this.waitCondition(this.ns.bob, "purchaserequest", PURCHASE),
+    );
+    return { agentId: agent.agentId, status: (await this.buyerRecords()).status };
+  }
+
+  /** Bob's PurchaseRequest status once its spentTotal is `spentTotal` (bounded wait). */
+  async buyerStatus(spentTotal: string): Promise<BuyerRecords["status"]> {
+    let status: BuyerRecords["status"] = {};
+    await waitFor(
+      `Bob's PurchaseRequest to count ${spentTotal} spent`,
+      async () => {
+        status = (await this.buyerRecords()).status;
+        return status.spentTotal === spentTotal;
+      },
+      { timeoutMs: 60_000, intervalMs: 1000, describe: () => JSON.stringify(status) },
+    ).catch(() => undefined); // the caller compares and reports what it said
+    return status;
+  }
+
+  /** `pulumi up` of Bob's stack with a new maxTotal; returns once his buyer sees it. */
+  async setBudget(maxTotal: string): Promise<void> {
+    if (!this.agentRef) throw new Error("setBudget() needs Bob's stack up first (buyerUp)");
+    this.maxTotal = maxTotal;
+    await this.bob.setConfig("obol-stack:purchases", this.bobConfig(this.agentRef)["obol-stack:purchases"]);
+    await this.report.step(`pulumi up: Bob's stack with maxTotal ${maxTotal}`, () => this.up(this.bob));
+    await this.report.step(`Bob's PurchaseRequest says maxTotal ${maxTotal}`, () =>
+      waitFor(
+        "the new budget",
+        async () => {
+          const pr = await this.kubectlJson<{
+            metadata: { generation?: number };
+            spec: { budget?: { maxTotal?: string } };
+            status?: { observedGeneration?: number };
+          }>(["-n", this.ns.bob, "get", "purchaserequest", PURCHASE]);
+          return (
+            pr.spec.budget?.maxTotal === maxTotal &&
+            (pr.status?.observedGeneration === undefined ||
+              pr.status.observedGeneration === pr.metadata.generation)
+          );
+        },
+        { timeoutMs: 60_000, intervalMs: 1000 },
+      ),
+    );
+  }
+
+  /** The agent pod's plain `paid/<model>` calls through Bob's LiteLLM, one per message, in order. */
+  async agentChats(messages: string[]): Promise<AgentCalls["plain"][]> {
+    const out = await runInPod(this.cluster, this.ns.bob, `agent-${Date.now()}`, CHATS_SCRIPT, {
+      LITELLM: `http://litellm.${this.ns.bob}.svc:4000`,
+      MASTER_KEY: await this.masterKey(),
+      MODEL,
+      MESSAGES: JSON.stringify(messages),
+    });
+    return out.chats as AgentCalls["plain"][];
+  }
+
+  /** ERC-721 mints of the IdentityRegistry to Alice's identity signer: one per agent she registered. */
+  async mints(): Promise<bigint[]> {
+    const logs = await this.chain.client.getLogs({
+      address: this.registry,
+      event: parseAbiItem(
+        "event Transfer(address indexed from, address indexed to, uint256 indexed tokenId)",
+      ),
+      args: { from: zeroAddress, to: this.seller },
+      fromBlock: 0n,
+    });
+    return logs.map((l) => l.args.tokenId!);
+  }
+
+  /** `pulumi preview` of a stack: its change summary (only `same` when nothing would change). */
+  async preview(who: "alice" | "bob"): Promise<Record<string, number>> {
+    const stack = who === "alice" ? this.alice : this.bob;
+    const result = await stack.preview({ onOutput: this.log.onOutput });
+    return result.changeSummary as Record<string, number>;
+  }
+
   /** Every Transfer of the payment token into Alice's payTo since `fromBlock`. */
   async settlements(fromBlock: bigint): Promise<Settlement[]> {
+    // anvil refuses a range that starts past its head: no block since, no Transfer since.
+    if (fromBlock > (await this.chain.client.getBlockNumber())) return [];
     const logs = await this.chain.client.getLogs({
       address: this.chain.asset.address,
       event: parseAbiItem("event Transfer(address indexed from, address indexed to, uint256 value)"),
@@ -404,7 +513,7 @@ export class Journey {
               maxPrice: "0.001",
               rpcUrl: this.chain.anvil.rpcUrl,
             },
-            budget: { maxPerRequest: "0.001", maxTotal: MAX_TOTAL },
+            budget: { maxPerRequest: "0.001", maxTotal: this.maxTotal },
           },
         ]),
       },
@@ -412,6 +521,18 @@ export class Journey {
   }
 
   // ---- cluster helpers ------------------------------------------------------------------------
+
+  /** LiteLLM's master key, from the Secret Bob's stack made (the agent's credential). */
+  private async masterKey(): Promise<string> {
+    const secret = await this.kubectlJson<{ data: Record<string, string> }>([
+      "-n",
+      this.ns.bob,
+      "get",
+      "secret",
+      "litellm-secrets",
+    ]);
+    return Buffer.from(secret.data.LITELLM_MASTER_KEY ?? "", "base64").toString();
+  }
 
   private async up(stack: Stack): Promise<void> {
     const result = await stack.up({ onOutput: this.log.onOutput });
@@ -574,6 +695,24 @@ export async function runInPod(
       .map((l) => JSON.parse(l)),
   );
 }
+
+/** An agent making plain chat calls in order, one per message of MESSAGES (a JSON array). */
+const CHATS_SCRIPT = `
+const env = process.env;
+(async () => {
+  const chats = [];
+  for (const message of JSON.parse(env.MESSAGES)) {
+    const res = await fetch(env.LITELLM + "/v1/chat/completions", { method: "POST",
+      headers: { "content-type": "application/json", authorization: "Bearer " + env.MASTER_KEY },
+      body: JSON.stringify({ model: "paid/" + env.MODEL, messages: [{ role: "user", content: message }] }) });
+    const body = await res.text();
+    let content;
+    try { content = JSON.parse(body).choices?.[0]?.message?.content; } catch {}
+    chats.push({ status: res.status, content, body: body.slice(0, 2000) });
+  }
+  console.log(JSON.stringify({ chats }));
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
 
 /** The agent: plain fetch calls, as any OpenAI client would make them. */
 const AGENT_SCRIPT = `

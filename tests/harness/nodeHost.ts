@@ -37,7 +37,7 @@ export function ensureNodeAddress(link: string, ip: string): void {
 }
 
 export function removeLink(link: string): void {
-  if (run("ip", ["link", "show", link]).ok) run("ip", ["link", "del", link]);
+  if (linkExists(link)) run("ip", ["link", "del", link]);
 }
 
 interface GuardRule {
@@ -108,6 +108,21 @@ export function removeIptablesState(): void {
     for (const c of chains) run("iptables", ["-w", "-t", table, "-F", c]);
     for (const c of chains) run("iptables", ["-w", "-t", table, "-X", c]);
   }
+}
+
+/** What `removeIptablesState` removes that is still there: `<table> <chain>` and guard rules. */
+export function iptablesLeftovers(): string[] {
+  return ["filter", "nat", "mangle"].flatMap((table) =>
+    run("iptables", ["-w", "-t", table, "-S"])
+      .out.split("\n")
+      .filter((l) => /^-N (CNI|KUBE)-/.test(l) || l.includes(`--comment ${GUARD}`))
+      .map((l) => `iptables -t ${table}: ${l}`),
+  );
+}
+
+/** Whether a network link exists. */
+export function linkExists(link: string): boolean {
+  return run("ip", ["link", "show", link]).ok;
 }
 
 /** Splits an `iptables -S` rule into arguments, keeping double-quoted words together. */

@@ -46,6 +46,11 @@ export interface ManagedProcess {
   readonly logFile: string;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves when the process has exited. */
   stop(graceMs?: number): Promise<void>;
+  /**
+   * Lets the process outlive this one (it is no longer killed when this one exits); returns its
+   * pid, by which a later process stops it (`npm run demo -- --keep`, then `-- --down`).
+   */
+  handOver(): number;
 }
 
 /** Starts a long-running binary with output to `<logDir>/<name>.log`. */
@@ -83,6 +88,12 @@ export function startProcess(
     name,
     child,
     logFile,
+    handOver() {
+      live.delete(child);
+      child.unref();
+      if (!child.pid) throw new Error(`${name} has no pid: it did not start`);
+      return child.pid;
+    },
     async stop(graceMs = 5000) {
       if (child.exitCode !== null || child.signalCode !== null || !child.pid) return;
       try {
@@ -101,6 +112,31 @@ export function startProcess(
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * Stops processes this one did not start (handed over by an earlier one, see
+ * `ManagedProcess.handOver`): SIGTERM to each one's process group (or to the process, when it
+ * leads none), SIGKILL to those still there after `graceMs`.
+ */
+export async function stopProcessGroups(pids: number[], graceMs = 15_000): Promise<void> {
+  const signal = (pid: number, sig: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        // exited already
+      }
+    }
+  };
+  for (const pid of pids) signal(pid, "SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+  for (const pid of pids.filter(alive)) signal(pid, "SIGKILL");
+  const killed = Date.now() + 5000;
+  while (pids.some(alive) && Date.now() < killed) await new Promise((r) => setTimeout(r, 100));
 }
 
 /** The last lines of a log file, for error messages that say what went wrong. */

@@ -16,7 +16,9 @@ import {
   ensureNodeAddress,
   exec,
   execAsync,
+  iptablesLeftovers,
   killPids,
+  linkExists,
   mountsUnder,
   removeContainerLogLinks,
   removeIptablesState,
@@ -27,7 +29,7 @@ import {
   unmountUnder,
 } from "./nodeHost";
 import { certKubeconfig, ensurePki } from "./pki";
-import { alive, type ManagedProcess, startProcess, tail, waitFor } from "./processes";
+import { alive, type ManagedProcess, startProcess, stopProcessGroups, tail, waitFor } from "./processes";
 
 /**
  * A one-node Kubernetes cluster whose node is real: a kubelet on this host runs pods in a
@@ -62,6 +64,30 @@ export interface RealCluster {
   stop(): Promise<void>;
   /** `stop()`, then deletes the cluster's data (etcd, containers, images, volumes). */
   destroy(): Promise<void>;
+  /**
+   * The whole cluster lost, and a fresh one in its place: `destroy()` (every pod and container,
+   * etcd's data, the volumes, the certificates and the admin token), then a new cluster in the
+   * same directory, at the same node address and API server URL, with new credentials. The host
+   * lock is kept throughout, so no other run takes the node in between. This object is stopped
+   * afterwards; use the one returned.
+   */
+  recreate(): Promise<RealCluster>;
+  /**
+   * Lets this process exit with the cluster running (`npm run demo -- --keep`): its processes
+   * outlive this one, the host lock passes to kube-apiserver's pid (a later run takes the node
+   * over, cleaning up, only once that is gone), and the volume provisioner stops (claims already
+   * bound keep their volumes). Returns what `removeKeptCluster` needs to remove it later.
+   */
+  handOver(): Promise<KeptCluster>;
+}
+
+/** A real node no process manages any more: what a later process needs to remove it. */
+export interface KeptCluster {
+  dir: string;
+  /** Its processes (each leads a process group): etcd, the API server, kubelet, containerd, ... */
+  pids: number[];
+  /** The sysctls it changed, with the values to put back. */
+  sysctls: Record<string, string>;
 }
 
 export interface RealClusterOptions {
@@ -124,7 +150,11 @@ interface LockHolder {
  * Takes the host lock, waiting for another test run's cluster to finish. A lock whose process
  * died is taken over after cleaning up the host state that run left behind.
  */
-async function acquireLock(dir: string, timeoutMs: number): Promise<void> {
+async function acquireLock(dir: string, timeoutMs: number, held = false): Promise<void> {
+  if (held && lockHolder()?.pid === process.pid) {
+    fs.writeFileSync(LOCK_FILE, JSON.stringify({ pid: process.pid, dir } satisfies LockHolder));
+    return;
+  }
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
@@ -135,12 +165,7 @@ async function acquireLock(dir: string, timeoutMs: number): Promise<void> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
-    let holder: LockHolder | undefined;
-    try {
-      holder = JSON.parse(fs.readFileSync(LOCK_FILE, "utf8"));
-    } catch {
-      // being written or removed right now
-    }
+    const holder = lockHolder();
     if (holder && holder.pid !== process.pid && !alive(holder.pid)) {
       await cleanHost(holder.dir);
       fs.rmSync(LOCK_FILE, { force: true });
@@ -158,13 +183,16 @@ async function acquireLock(dir: string, timeoutMs: number): Promise<void> {
   }
 }
 
-function releaseLock(): void {
+function lockHolder(): LockHolder | undefined {
   try {
-    const holder: LockHolder = JSON.parse(fs.readFileSync(LOCK_FILE, "utf8"));
-    if (holder.pid === process.pid) fs.rmSync(LOCK_FILE);
+    return JSON.parse(fs.readFileSync(LOCK_FILE, "utf8")) as LockHolder;
   } catch {
-    // not ours, or already gone
+    return undefined; // none, or being written or removed right now
   }
+}
+
+function releaseLock(): void {
+  if (lockHolder()?.pid === process.pid) fs.rmSync(LOCK_FILE, { force: true });
 }
 
 // ---- configuration files ---------------------------------------------------------------------
@@ -393,7 +421,11 @@ interface Stoppable {
   stop(): Promise<void>;
 }
 
-export async function startRealCluster(opts: RealClusterOptions): Promise<RealCluster> {
+export async function startRealCluster(
+  opts: RealClusterOptions,
+  /** Set by `recreate()`: this process already holds the host lock. */
+  lockHeld = false,
+): Promise<RealCluster> {
   checkHost();
   const bins = Object.fromEntries(NODE_BINARIES.map((b) => [b, binary(b)])) as Record<NodeBinary, string>;
   const dir = path.resolve(opts.dir);
@@ -402,12 +434,16 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
   fs.mkdirSync(l.logs, { recursive: true });
   fs.mkdirSync(path.join(l.etc, "cni"), { recursive: true });
   fs.mkdirSync(l.volumes, { recursive: true });
-  await acquireLock(dir, 30 * 60_000);
+  await acquireLock(dir, 30 * 60_000, lockHeld);
 
   const procs: ManagedProcess[] = [];
   const loops: Stoppable[] = [];
   let forwardBefore: string | undefined;
   let bridgeNfBefore: string | undefined;
+  const sysctlsBefore = (): Record<string, string> => ({
+    ...(forwardBefore !== undefined ? { "net.ipv4.ip_forward": forwardBefore } : {}),
+    ...(bridgeNfBefore !== undefined ? { [BRIDGE_NF]: bridgeNfBefore } : {}),
+  });
   const env = {
     ...process.env,
     // containerd finds its runc shim on PATH: the one built with it, before Debian's.
@@ -427,7 +463,7 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
   };
   const byName = (name: string) => procs.find((p) => p.name === name);
 
-  const teardown = async () => {
+  const teardown = async (keepLock = false) => {
     for (const loop of loops) await loop.stop();
     loops.length = 0;
     // Nothing may recreate pods while they are removed.
@@ -448,9 +484,15 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
     await byName("etcd")?.stop();
     procs.length = 0;
     await cleanHost(dir);
-    if (forwardBefore !== undefined) setSysctl("net.ipv4.ip_forward", forwardBefore);
-    if (bridgeNfBefore !== undefined) setSysctl(BRIDGE_NF, bridgeNfBefore);
-    releaseLock();
+    for (const [key, value] of Object.entries(sysctlsBefore())) setSysctl(key, value);
+    if (!keepLock) releaseLock();
+  };
+  const deleteData = () => {
+    const left = mountsUnder(dir);
+    // Never delete through a bind mount: it would reach the data it points at.
+    if (left.length > 0) throw new Error(`mounts remain under ${dir}, not deleting it:\n${left.join("\n")}`);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(l.containerdState, { recursive: true, force: true });
   };
 
   try {
@@ -682,12 +724,34 @@ export async function startRealCluster(opts: RealClusterOptions): Promise<RealCl
       },
       async destroy() {
         await cluster.stop();
-        const left = mountsUnder(dir);
-        // Never delete through a bind mount: it would reach the data it points at.
-        if (left.length > 0)
-          throw new Error(`mounts remain under ${dir}, not deleting it:\n${left.join("\n")}`);
-        fs.rmSync(dir, { recursive: true, force: true });
-        fs.rmSync(l.containerdState, { recursive: true, force: true });
+        deleteData();
+      },
+      async recreate() {
+        if (stopped) throw new Error(`the cluster in ${dir} was stopped: start a new one instead`);
+        stopped = true;
+        try {
+          await teardown(true);
+          // The lost cluster's process logs stay beside the new one's, for a failure to explain.
+          const lostLogs = `${dir}.lost-${Date.now()}`;
+          fs.mkdirSync(lostLogs, { recursive: true });
+          fs.renameSync(l.logs, path.join(lostLogs, "logs"));
+          deleteData();
+        } catch (err) {
+          releaseLock();
+          throw err;
+        }
+        return startRealCluster({ ...opts, dir, nodeName }, true);
+      },
+      async handOver() {
+        if (stopped) throw new Error(`the cluster in ${dir} was stopped: nothing to hand over`);
+        stopped = true;
+        for (const loop of loops) await loop.stop();
+        loops.length = 0;
+        const pids = procs.map((p) => p.handOver());
+        const apiserver = byName("kube-apiserver")?.child.pid;
+        if (lockHolder()?.pid === process.pid && apiserver)
+          fs.writeFileSync(LOCK_FILE, JSON.stringify({ pid: apiserver, dir } satisfies LockHolder));
+        return { dir, pids, sysctls: sysctlsBefore() };
       },
     };
     return cluster;
@@ -723,6 +787,56 @@ export async function finishedPodLog(
   const log = await cluster.kubectl(["-n", namespace, "logs", name]);
   if (phase === "Failed") throw new Error(`pod ${namespace}/${name} failed:\n${log}`);
   return log;
+}
+
+/**
+ * Removes a kept real node (`handOver`), from another process: its processes by pid (SIGTERM to
+ * each process group, SIGKILL after 15 s), then what they leave on the host (sandboxes' shims,
+ * mounts, the bridge and the node's link, iptables chains), the sysctls put back, the host lock
+ * and its data. While another live run holds the node (it took over after the kept one's API
+ * server died), the links, chains and sysctls are that run's: only what is this node's own goes.
+ */
+export async function removeKeptCluster(kept: KeptCluster): Promise<void> {
+  const holder = lockHolder();
+  const hostIsOurs = !holder || holder.dir === kept.dir || !alive(holder.pid);
+  await stopProcessGroups(kept.pids);
+  if (hostIsOurs) {
+    await cleanHost(kept.dir);
+    for (const [key, value] of Object.entries(kept.sysctls)) setSysctl(key, value);
+    if (holder?.dir === kept.dir) fs.rmSync(LOCK_FILE, { force: true });
+  } else {
+    const l = withSocket(layout(kept.dir));
+    killPids(shimPids(l.socket));
+    unmountUnder(kept.dir);
+    unmountUnder(l.containerdState);
+  }
+  const left = mountsUnder(kept.dir);
+  if (left.length > 0)
+    throw new Error(`mounts remain under ${kept.dir}, not deleting it:\n${left.join("\n")}`);
+  fs.rmSync(kept.dir, { recursive: true, force: true });
+  fs.rmSync(layout(kept.dir).containerdState, { recursive: true, force: true });
+}
+
+/**
+ * What of a real node in `dir` is still on the host, one line each (empty once it is all gone):
+ * sandboxes' shims, mounts, the node's link and the pod bridge, iptables chains and guard rules.
+ * The links and chains are per host, so they count only while no other live run holds the node.
+ */
+export function realNodeLeftovers(dir: string): string[] {
+  const l = withSocket(layout(path.resolve(dir)));
+  const holder = lockHolder();
+  const hostIsOurs = !holder || holder.dir === l.dir || !alive(holder.pid);
+  return [
+    ...shimPids(l.socket).map((pid) => `containerd shim, pid ${pid}`),
+    ...mountsUnder(l.dir).map((m) => `mount ${m}`),
+    ...mountsUnder(l.containerdState).map((m) => `mount ${m}`),
+    ...(hostIsOurs
+      ? [
+          ...[NODE_LINK, POD_BRIDGE].filter(linkExists).map((link) => `network link ${link}`),
+          ...iptablesLeftovers(),
+        ]
+      : []),
+  ];
 }
 
 /**
