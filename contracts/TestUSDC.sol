@@ -12,6 +12,9 @@ contract TestUSDC is ERC20, EIP712 {
     bytes32 public constant TRANSFER_WITH_AUTHORIZATION_TYPEHASH = keccak256(
         "TransferWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)"
     );
+    bytes32 public constant RECEIVE_WITH_AUTHORIZATION_TYPEHASH = keccak256(
+        "ReceiveWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)"
+    );
 
     string private _eip712Version;
     mapping(address authorizer => mapping(bytes32 nonce => bool used)) private _authorizationStates;
@@ -22,6 +25,7 @@ contract TestUSDC is ERC20, EIP712 {
     error AuthorizationExpired();
     error AuthorizationAlreadyUsed();
     error InvalidSignature();
+    error CallerMustBePayee();
 
     constructor(string memory name_, string memory version_) ERC20(name_, "USDC") EIP712(name_, version_) {
         _eip712Version = version_;
@@ -73,7 +77,37 @@ contract TestUSDC is ERC20, EIP712 {
         _transferWithAuthorization(from, to, value, validAfter, validBefore, nonce, signature);
     }
 
+    /// @notice EIP-3009's front-running-safe form: only the payee (`to`) may submit it. x402's
+    /// batch-settlement deposit collector pulls a channel deposit this way.
+    function receiveWithAuthorization(
+        address from,
+        address to,
+        uint256 value,
+        uint256 validAfter,
+        uint256 validBefore,
+        bytes32 nonce,
+        bytes memory signature
+    ) external {
+        if (msg.sender != to) revert CallerMustBePayee();
+        _authorize(RECEIVE_WITH_AUTHORIZATION_TYPEHASH, from, to, value, validAfter, validBefore, nonce, signature);
+        _transfer(from, to, value);
+    }
+
     function _transferWithAuthorization(
+        address from,
+        address to,
+        uint256 value,
+        uint256 validAfter,
+        uint256 validBefore,
+        bytes32 nonce,
+        bytes memory signature
+    ) private {
+        _authorize(TRANSFER_WITH_AUTHORIZATION_TYPEHASH, from, to, value, validAfter, validBefore, nonce, signature);
+        _transfer(from, to, value);
+    }
+
+    function _authorize(
+        bytes32 typehash,
         address from,
         address to,
         uint256 value,
@@ -85,12 +119,9 @@ contract TestUSDC is ERC20, EIP712 {
         if (block.timestamp <= validAfter) revert AuthorizationNotYetValid();
         if (block.timestamp >= validBefore) revert AuthorizationExpired();
         if (_authorizationStates[from][nonce]) revert AuthorizationAlreadyUsed();
-        bytes32 digest = _hashTypedDataV4(
-            keccak256(abi.encode(TRANSFER_WITH_AUTHORIZATION_TYPEHASH, from, to, value, validAfter, validBefore, nonce))
-        );
+        bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(typehash, from, to, value, validAfter, validBefore, nonce)));
         if (!SignatureChecker.isValidSignatureNow(from, digest, signature)) revert InvalidSignature();
         _authorizationStates[from][nonce] = true;
         emit AuthorizationUsed(from, nonce);
-        _transfer(from, to, value);
     }
 }

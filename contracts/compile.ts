@@ -150,3 +150,13 @@ export function x402ExactPermit2ProxyArtifact(): ContractArtifact {
 export function x402UptoPermit2ProxyArtifact(): ContractArtifact {
   return compileContract("X402UptoPermit2Proxy.sol", "X402UptoPermit2Proxy");
 }
+
+/** x402's batch-settlement channel contract, at its canonical address on test chains. */
+export function x402BatchSettlementArtifact(): ContractArtifact {
+  return compileContract("X402BatchSettlement.sol", "X402BatchSettlement");
+}
+
+/** x402's ERC-3009 deposit collector for batch-settlement channels, at its canonical address on test chains. */
+export function x402Erc3009DepositCollectorArtifact(): ContractArtifact {
+  return compileContract("X402BatchSettlement.sol", "X402Erc3009DepositCollector");
+}

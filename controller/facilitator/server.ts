@@ -17,6 +17,7 @@ import {
   x402ExactPermit2ProxyAddress,
   x402UptoPermit2ProxyAddress,
 } from "@x402/evm";
+import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/facilitator";
 import { registerExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
 import { EIP2612_GAS_SPONSORING } from "@x402/extensions";
@@ -346,6 +347,18 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
   // extension in /supported is what lets gateways declare it in their 402s.
   facilitator.registerExtension(EIP2612_GAS_SPONSORING);
   facilitator.register(networks, new UptoEvmScheme(signer));
+  // batch-settlement (channels): deposits, batched voucher claims, settlement to the receiver and
+  // cooperative refunds. The facilitator's key is also the channels' receiver authorizer (it signs
+  // claim batches and refunds, and /supported advertises it as `receiverAuthorizer`), so sellers
+  // need no key of their own; this facilitator is the seller's own, reachable inside its cluster.
+  facilitator.register(
+    networks,
+    new BatchSettlementEvmScheme(signer, {
+      address: account.address,
+      signTypedData: (args) =>
+        account.signTypedData(args as unknown as Parameters<typeof account.signTypedData>[0]),
+    }),
+  );
 
   const server = http.createServer(async (req, res) => {
     try {

@@ -1,4 +1,6 @@
 import {
+  BATCH_SETTLEMENT_ADDRESS,
+  ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
   x402ExactPermit2ProxyAddress,
   PERMIT2_ADDRESS as x402Permit2Address,
   x402UptoPermit2ProxyAddress,
@@ -21,6 +23,8 @@ import {
   testTokenArtifact,
   testUsdcArtifact,
   universalSigValidatorArtifact,
+  x402BatchSettlementArtifact,
+  x402Erc3009DepositCollectorArtifact,
   x402ExactPermit2ProxyArtifact,
   x402UptoPermit2ProxyArtifact,
 } from "../../contracts/compile";
@@ -35,6 +39,9 @@ export const PERMIT2_ADDRESS: Address = x402Permit2Address;
 export const X402_EXACT_PERMIT2_PROXY_ADDRESS: Address = x402ExactPermit2ProxyAddress;
 /** x402's upto Permit2 proxy: settles the metered amount, up to the signed maximum. */
 export const X402_UPTO_PERMIT2_PROXY_ADDRESS: Address = x402UptoPermit2ProxyAddress;
+/** x402's batch-settlement channel contract and its ERC-3009 deposit collector. */
+export const X402_BATCH_SETTLEMENT_ADDRESS: Address = BATCH_SETTLEMENT_ADDRESS;
+export const X402_ERC3009_DEPOSIT_COLLECTOR_ADDRESS: Address = ERC3009_DEPOSIT_COLLECTOR_ADDRESS;
 
 /** A plain ERC-20 that x402 pays through Permit2. */
 export interface Permit2Token {
@@ -79,7 +86,8 @@ export interface PaymentChain {
 /**
  * A real chain for payment tests: anvil with Base Sepolia's chain id (so v1 buyers' legacy name
  * "base-sepolia" resolves to it too), a USDC-like EIP-3009 token, a plain ERC-20, and Multicall,
- * Permit2, x402's exact and upto Permit2 proxies and an ERC-6492 signature validator at their canonical addresses (our own contracts with
+ * Permit2, x402's exact and upto Permit2 proxies, x402's batch-settlement contract and its ERC-3009
+ * deposit collector, and an ERC-6492 signature validator at their canonical addresses (our own contracts with
  * the same interfaces and signature hashing; see contracts/).
  */
 export async function startPaymentChain(logDir: string, host?: string): Promise<PaymentChain> {
@@ -111,6 +119,8 @@ export async function startPaymentChain(logDir: string, host?: string): Promise<
   await deployAt(X402_EXACT_PERMIT2_PROXY_ADDRESS, x402ExactPermit2ProxyArtifact());
   await deployAt(X402_UPTO_PERMIT2_PROXY_ADDRESS, x402UptoPermit2ProxyArtifact());
   await deployAt(UNIVERSAL_SIG_VALIDATOR_ADDRESS, universalSigValidatorArtifact());
+  await deployAt(X402_BATCH_SETTLEMENT_ADDRESS, x402BatchSettlementArtifact());
+  await deployAt(X402_ERC3009_DEPOSIT_COLLECTOR_ADDRESS, x402Erc3009DepositCollectorArtifact());
   const plain = testTokenArtifact();
   const plainToken = await deploy(plain, ["Test Dollar", "TDOL", 6]);
   const mintOf = (address: Address, abi: readonly unknown[]) => async (to: Address, amount: bigint) => {
