@@ -60,6 +60,8 @@ describe("pulumi up + the runtime: a declared offer becomes Ready, routed and pu
                 price: { perRequest: "0.001" },
               },
               routes: [{ path: "/free/*", gate: "free" }],
+              // Deleted at once on destroy: the controller releases its drain finalizer.
+              drainSeconds: 0,
             },
           ]),
         },
@@ -102,8 +104,10 @@ describe("pulumi up + the runtime: a declared offer becomes Ready, routed and pu
   });
 
   after(async () => {
-    await Promise.all([gateway?.stop(), controller?.stop()]);
+    // Destroyed while the controller runs: it holds each offer's drain finalizer (obol.org/drain)
+    // and releases it when the drain ends; stopped first, the delete would wait for it in vain.
     if (stack) await stack.destroy({ onOutput: log.onOutput }).catch(() => undefined);
+    await Promise.all([gateway?.stop(), controller?.stop()]);
     await upstream.stop();
     await anvil?.stop();
   });
