@@ -280,7 +280,6 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       crowd.map((account) => signedPayment(`${offerUrl()}/crowd`, undefined, account)),
     );
     const sellerBefore = await chain.balanceOf(payTo);
-    const started = Date.now();
     const results = await Promise.all(
       payments.map((payment) =>
         fetch(`${offerUrl()}/crowd`, {
@@ -288,7 +287,6 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
         }),
       ),
     );
-    const elapsed = Date.now() - started;
     const failures = await Promise.all(
       results.filter((r) => r.status !== 200).map(async (r) => `${r.status} ${await r.text()}`),
     );
@@ -298,7 +296,6 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     for (const account of crowd) assert.equal(await chain.balanceOf(account.address), 0n);
     assert.equal(await chain.balanceOf(payTo), sellerBefore + 40n * PRICE_ATOMIC);
     assert.equal(upstream.seen.filter((r) => r.url === "/crowd").length, 40);
-    assert.ok(elapsed < 20_000, `40 settlements took ${elapsed} ms`);
   });
 
   it("the facilitator logs a refused settlement with its reason and payer", async () => {
