@@ -35,6 +35,9 @@ START=$(date +%s)
 log() { printf '[tools %4ss] %s\n' "$(($(date +%s) - START))" "$*"; }
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly
+# The compiler collects garbage less often: measured on etcd's build with an empty build cache,
+# 217 s of CPU instead of 237 s (-8%) for 0.57 GB instead of 0.49 GB peak memory per compile.
+export GOGC="${GOGC:-400}"
 # The wrapper go.sum files pin every module hash; some of these modules (pseudo-versions of
 # pulumi-kubernetes, cloud-ready-checks) have no checksum database entry, so the database is
 # not consulted and the committed go.sum is the integrity check.
