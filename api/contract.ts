@@ -59,6 +59,8 @@ export const ENV = {
   gatewayUrl: "GATEWAY_URL",
   /** How many gateway replicas share each offer's limits (docs/adr/0003-ha-gateway.md). */
   gatewayReplicas: "GATEWAY_REPLICAS",
+  /** Where the gateway keeps batch-settlement channel state (unset: no channels offered). */
+  channelStateDir: "CHANNEL_STATE_DIR",
   quickTunnelMetricsUrl: "QUICK_TUNNEL_METRICS_URL",
   signerKey: "SIGNER_KEY",
   rpcUrl: "RPC_URL",

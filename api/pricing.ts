@@ -5,7 +5,7 @@
  */
 import { networkLabel } from "./chains";
 import { fromAtomic, toAtomic } from "./money";
-import type { Payment, ServiceOfferSpec } from "./resources";
+import type { OfferScheme, Payment, ServiceOfferSpec } from "./resources";
 
 /**
  * perMTok offers are charged per request on a fixed, documented basis: the price of
@@ -108,22 +108,27 @@ export function uptoCharge(
  * storefront) state it; the 402 asks the same amounts (chargePerRequest, uptoMaximum/uptoCharge).
  */
 export function schemeCharges(
-  schemes: readonly ("exact" | "upto")[],
+  schemes: readonly OfferScheme[],
   payment: Pick<Payment, "price" | "asset">,
-): { scheme: "exact" | "upto"; charge: string }[] {
+): { scheme: OfferScheme; charge: string }[] {
   return schemes.map((scheme) =>
-    scheme === "upto"
+    scheme === "batch-settlement"
       ? {
           scheme,
-          charge: `upto: sign a maximum of (max_tokens, or ${UPTO_DEFAULT_MAX_TOKENS} when absent, + one token per request byte) × the perMTok rate; pay usage.total_tokens × the rate, rounded up to the token's unit, never more than signed`,
+          charge: `batch-settlement: deposit once into a channel (EIP-3009), then sign a cumulative voucher per request, ${chargePerRequest(payment)} atomic units more each time; the seller claims vouchers in batches and refunds what is unused`,
         }
-      : {
-          scheme,
-          charge:
-            payment.price.perMTok !== undefined && payment.price.perRequest === undefined
-              ? `exact: ${chargePerRequest(payment)} atomic units per request (the rate for ${PER_MTOK_BASIS_TOKENS} tokens)`
-              : `exact: ${chargePerRequest(payment)} atomic units per request`,
-        },
+      : scheme === "upto"
+        ? {
+            scheme,
+            charge: `upto: sign a maximum of (max_tokens, or ${UPTO_DEFAULT_MAX_TOKENS} when absent, + one token per request byte) × the perMTok rate; pay usage.total_tokens × the rate, rounded up to the token's unit, never more than signed`,
+          }
+        : {
+            scheme,
+            charge:
+              payment.price.perMTok !== undefined && payment.price.perRequest === undefined
+                ? `exact: ${chargePerRequest(payment)} atomic units per request (the rate for ${PER_MTOK_BASIS_TOKENS} tokens)`
+                : `exact: ${chargePerRequest(payment)} atomic units per request`,
+          },
   );
 }
 

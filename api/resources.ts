@@ -75,10 +75,17 @@ export const upstreamSchema = z
   })
   .meta({ description: "A Kubernetes Service (service, namespace, port) or a URL" });
 
+/** A route's schemes: exact and upto (a channel is the offer's, at the offer's price). */
 export const schemesSchema = z
   .array(z.enum(["exact", "upto"]))
   .min(1)
   .max(2);
+
+/** An offer's schemes: a route's, and batch-settlement channels. */
+export const offerSchemesSchema = z
+  .array(z.enum(["exact", "upto", "batch-settlement"]))
+  .min(1)
+  .max(3);
 
 export const routeSchema = z.object({
   path: z
@@ -102,6 +109,25 @@ export const routeSchema = z.object({
   }),
 });
 
+/** When the gateway claims a batch-settlement offer's vouchers on chain, and refunds idle channels. */
+export const channelTermsSchema = z
+  .object({
+    claimIntervalSeconds: z.number().int().min(5).max(600).default(60).meta({
+      description:
+        "Claim and settle the vouchers received at most this long ago (default 60 s; at most 600, so a claim lands before a payer's 900 s withdrawal could take unclaimed funds back)",
+    }),
+    claimAmount: decimalSchema.optional().meta({
+      description:
+        "Claim and settle sooner once this much (token units) is charged and not claimed, across the offer's channels (default: the interval alone decides)",
+    }),
+    refundIdleSeconds: z.number().int().min(60).max(2_592_000).default(3600).meta({
+      description:
+        "Return the unused deposit of a channel without a request for this long to its payer (cooperative refund; default 1 h)",
+    }),
+  })
+  .meta({ description: 'Claim thresholds of the "batch-settlement" scheme (channels)' });
+export type ChannelTerms = z.infer<typeof channelTermsSchema>;
+
 export const serviceOfferSpecSchema = z.object({
   type: z.enum(["inference", "http"]),
   description: z.string().max(1024).optional(),
@@ -109,10 +135,11 @@ export const serviceOfferSpecSchema = z.object({
   upstream: upstreamSchema,
   payment: paymentSchema,
   payments: z.array(paymentSchema).max(8).optional(),
-  schemes: schemesSchema.optional().meta({
+  schemes: offerSchemesSchema.optional().meta({
     description:
-      'x402 schemes the 402 offers (default ["exact"]). "upto" (perMTok inference offers only): the buyer signs a maximum derived from the request and is charged the tokens the upstream reports',
+      'x402 schemes the 402 offers (default ["exact"]). "upto" (perMTok inference offers only): the buyer signs a maximum derived from the request and is charged the tokens the upstream reports. "batch-settlement" (perRequest, EIP-3009 assets): the buyer deposits into a channel once, then pays each request with a cumulative voucher the gateway checks itself and claims in batches',
   }),
+  channels: channelTermsSchema.optional(),
   path: pathSchema,
   hostname: z.string().max(253).optional(),
   routes: z.array(routeSchema).max(64).optional(),
@@ -139,6 +166,8 @@ export const serviceOfferSpecSchema = z.object({
   }),
 });
 export type ServiceOfferSpec = z.infer<typeof serviceOfferSpecSchema>;
+/** An x402 scheme an offer's 402 may offer. */
+export type OfferScheme = NonNullable<ServiceOfferSpec["schemes"]>[number];
 
 export const conditionSchema = z.object({
   type: z.string(),

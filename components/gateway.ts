@@ -15,7 +15,15 @@ export interface GatewayArgs {
    * enforces 1/replicas of every offer's limits (docs/adr/0003-ha-gateway.md).
    */
   replicas?: number;
+  /**
+   * Offers take batch-settlement channels: their state (the latest voucher and claimed amounts
+   * per channel) goes on a PersistentVolume, which needs a single replica (default false).
+   */
+  channelState?: boolean;
 }
+
+/** Where the gateway's channel-state volume is mounted. */
+const CHANNEL_STATE_DIR = "/var/lib/obol/channels";
 
 /**
  * The x402 gateway: the one public process. It watches ServiceOffers and AgentIdentities
@@ -41,6 +49,7 @@ export class Gateway extends pulumi.ComponentResource {
         service: true,
         replicas: args.replicas ?? 1,
         highlyAvailable: (args.replicas ?? 1) >= 2,
+        ...(args.channelState ? { persistentVolume: { mountPath: CHANNEL_STATE_DIR, size: "1Gi" } } : {}),
         rules: [
           {
             apiGroups: [GROUP],
@@ -52,6 +61,7 @@ export class Gateway extends pulumi.ComponentResource {
           { name: ENV.facilitatorUrl, value: args.facilitatorUrl },
           { name: ENV.gatewayReplicas, value: String(args.replicas ?? 1) },
           ...(args.publicBaseUrl ? [{ name: ENV.publicBaseUrl, value: args.publicBaseUrl }] : []),
+          ...(args.channelState ? [{ name: ENV.channelStateDir, value: CHANNEL_STATE_DIR }] : []),
         ],
         formerChildName: formerly(name, "gateway", COMPONENTS.gateway),
       },

@@ -81,6 +81,7 @@ export async function deployStack(cfg: StackConfig) {
       image,
       facilitatorUrl: facilitator.url,
       replicas: cfg.gateway.replicas,
+      channelState: cfg.offers.some((o) => o.spec.schemes?.includes("batch-settlement")),
       ...(cfg.publicBaseUrl ? { publicBaseUrl: cfg.publicBaseUrl } : {}),
     },
     inPlatform,

@@ -2,7 +2,10 @@
  * The self-run x402 facilitator: @x402/core's transport-less facilitator engine with
  * @x402/evm's exact scheme (EIP-3009 and Permit2) and its upto scheme (Permit2: settles the
  * metered amount, up to the signed maximum), served over HTTP as /verify, /settle and
- * /supported (upto's kind carries `extra.facilitatorAddress`, the address its witness binds). It submits settlements with its own key and pays the gas.
+ * /supported (upto's kind carries `extra.facilitatorAddress`, the address its witness binds), and
+ * its batch-settlement scheme (channels: a deposit, then cumulative vouchers the seller's gateway
+ * checks itself and claims in batches; the kind carries `extra.receiverAuthorizer`). It submits
+ * settlements with its own key and pays the gas.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import * as http from "node:http";

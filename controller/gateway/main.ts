@@ -8,7 +8,8 @@
 import * as http from "node:http";
 import { HTTPFacilitatorClient } from "@x402/core/server";
 import { ENV, PLURALS, PORTS } from "../../api/contract";
-import { facilitatorExtensions, uptoFacilitators } from "../payments/facilitatorSupport";
+import { ChannelPayments } from "../payments/channels";
+import { channelAuthorizers, facilitatorExtensions, uptoFacilitators } from "../payments/facilitatorSupport";
 import { PaymentMetrics } from "../payments/metrics";
 import { X402PaymentGate } from "../payments/x402Gate";
 import {
@@ -46,6 +47,11 @@ const SETTINGS = {
   "pending-retry-ms": { env: "PENDING_RETRY_MS" },
   /** Each replica enforces its share of every offer's limits (docs/adr/0003-ha-gateway.md). */
   replicas: { env: ENV.gatewayReplicas },
+  /**
+   * Where batch-settlement channel state is kept (a volume that outlives the pod, owned by one
+   * replica). Unset: the 402s offer no channels.
+   */
+  "channel-state-dir": { env: ENV.channelStateDir },
 } as const;
 
 function listen(server: http.Server, port: number, host: string): Promise<void> {
@@ -86,13 +92,21 @@ export const command: Command<keyof typeof SETTINGS> = {
       maxStaleMs: s.int("facilitator-supported-max-stale-ms", Math.max(180_000, 3 * supportedIntervalMs)),
       log,
     });
+    const facilitator = new HTTPFacilitatorClient({
+      url: facilitatorUrl,
+      timeoutMs: s.int("facilitator-timeout-ms", 60_000),
+    });
+    const channelStateDir = s.string("channel-state-dir");
+    const channels = channelStateDir
+      ? new ChannelPayments({ facilitator, stateDir: channelStateDir, log })
+      : undefined;
+    await channels?.start();
     const gate = new X402PaymentGate({
       facilitatorExtensions: () => facilitatorExtensions(facilitatorWatch.view()),
       uptoFacilitators: () => uptoFacilitators(facilitatorWatch.view()),
-      facilitator: new HTTPFacilitatorClient({
-        url: facilitatorUrl,
-        timeoutMs: s.int("facilitator-timeout-ms", 60_000),
-      }),
+      channelAuthorizers: () => channelAuthorizers(facilitatorWatch.view()),
+      ...(channels ? { channels } : {}),
+      facilitator,
       metrics,
       log,
       pendingRetryMs: s.int("pending-retry-ms", 5_000),
@@ -141,7 +155,7 @@ export const command: Command<keyof typeof SETTINGS> = {
     await listen(internalServer, internalPort, internalHost);
 
     return {
-      summary: `public on ${host}:${port}, internal on ${internalHost}:${internalPort}, namespace ${namespace}, payment gate "${gate.name}"`,
+      summary: `public on ${host}:${port}, internal on ${internalHost}:${internalPort}, namespace ${namespace}, payment gate "${gate.name}"${channelStateDir ? `, channel state in ${channelStateDir}` : ", no channels (CHANNEL_STATE_DIR unset)"}`,
       async stop() {
         log("gateway: finishing in-flight requests");
         internalServer.close();
@@ -151,6 +165,8 @@ export const command: Command<keyof typeof SETTINGS> = {
         await Promise.all([offers.stop(), identities.stop()]);
         // Stops following pending settlements; the facilitator still follows their transactions.
         gate.pending.stop();
+        // Claims continue from the stored state at the next start.
+        await channels?.stop();
         facilitatorWatch.stop();
       },
     };

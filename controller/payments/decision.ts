@@ -4,9 +4,10 @@
  * answers one of the offer's requirements and goes on to the facilitator. Pure.
  */
 import type { IncomingHttpHeaders } from "node:http";
+import type { PaymentPayloadV2, PaymentRequirementsV2 } from "@x402/core/schemas";
 import { type Caip2, toCaip2 } from "../../api/chains";
 import { type Matched, matchPayment, parsePaymentHeader, replayKey } from "./paymentHeader";
-import { isRejection, type Rejection } from "./reasons";
+import { isRejection, type Rejection, rejection } from "./reasons";
 import type { OfferRequirements } from "./requirements";
 
 /** A payment that passed every local check, with what the rest of the path needs from it. */
@@ -56,4 +57,45 @@ export function decidePayment(
         matched.version === 2 ? (matched.requirement.network as Caip2) : toCaip2(matched.requirement.network),
     },
   };
+}
+
+/** A batch-settlement (channel) payment matched to the offer's requirement; checked by channels.ts. */
+export interface ChannelPaymentMatch {
+  readonly payload: PaymentPayloadV2;
+  readonly requirement: PaymentRequirementsV2;
+}
+
+/**
+ * The channel payment in the request, when its PAYMENT-SIGNATURE accepted the offer's
+ * `batch-settlement` requirement; undefined for any other payment (decidePayment's). The
+ * requirement must be the 402's own (scheme, network, asset, payTo and amount), so the charge
+ * is the offer's price, never one the buyer chose.
+ */
+export function decideChannelPayment(
+  headers: IncomingHttpHeaders,
+  reqs: OfferRequirements,
+): ChannelPaymentMatch | Rejection | undefined {
+  const parsed = parsePaymentHeader(headers);
+  if (parsed === undefined || isRejection(parsed) || parsed.version !== 2) return undefined;
+  const accepted = parsed.payload.accepted;
+  if (accepted.scheme !== "batch-settlement") return undefined;
+  const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
+  const requirement = reqs.v2.find(
+    (r) =>
+      r.scheme === "batch-settlement" &&
+      r.network === accepted.network &&
+      same(r.asset, accepted.asset) &&
+      same(r.payTo, accepted.payTo),
+  );
+  if (!requirement)
+    return rejection(
+      "unsupported_scheme",
+      `this offer takes no batch-settlement payment in ${accepted.asset} on ${accepted.network} to ${accepted.payTo}; pay one of the 402's accepts`,
+    );
+  if (requirement.amount !== accepted.amount)
+    return rejection(
+      "amount_mismatch",
+      `a request costs ${requirement.amount} atomic units here, not ${accepted.amount}; sign a voucher for the 402's amount`,
+    );
+  return { payload: parsed.payload, requirement };
 }

@@ -87,12 +87,26 @@ export function facilitatorExtensions(view: FacilitatorView): readonly string[] 
  * offers `exact` only.
  */
 export function uptoFacilitators(view: FacilitatorView): ReadonlyMap<string, string> {
-  const facilitators = new Map<string, string>();
-  if (view.state !== "known") return facilitators;
+  return kindAddresses(view, "upto", "facilitatorAddress");
+}
+
+/**
+ * The receiver authorizer of batch-settlement channels per CAIP-2 network: from the v2
+ * `batch-settlement` kinds' `extra.receiverAuthorizer` (the facilitator signs claims and refunds
+ * with it). None while the facilitator is unreachable, so the 402 offers no channels.
+ */
+export function channelAuthorizers(view: FacilitatorView): ReadonlyMap<string, string> {
+  return kindAddresses(view, "batch-settlement", "receiverAuthorizer");
+}
+
+/** `extra[field]` of the facilitator's v2 kinds of `scheme`, by network (empty when unknown). */
+function kindAddresses(view: FacilitatorView, scheme: string, field: string): ReadonlyMap<string, string> {
+  const addresses = new Map<string, string>();
+  if (view.state !== "known") return addresses;
   for (const kind of view.supported.kinds) {
-    const address = kind.extra?.facilitatorAddress;
-    if (kind.x402Version === 2 && kind.scheme === "upto" && typeof address === "string")
-      facilitators.set(kind.network, address);
+    const address = kind.extra?.[field];
+    if (kind.x402Version === 2 && kind.scheme === scheme && typeof address === "string")
+      addresses.set(kind.network, address);
   }
-  return facilitators;
+  return addresses;
 }

@@ -6,7 +6,7 @@ import type { PaymentRequirementsV1, PaymentRequirementsV2 } from "@x402/core/sc
 import { declareEip2612GasSponsoringExtension } from "@x402/extensions";
 import { type Caip2, legacyNetworkName } from "../../api/chains";
 import { chargePerRequest, describeCharge, describeUpto, uptoMaximum } from "../../api/pricing";
-import type { Payment, ServiceOfferSpec } from "../../api/resources";
+import type { OfferScheme, Payment, ServiceOfferSpec } from "../../api/resources";
 import { EIP2612_GAS_SPONSORING } from "./facilitatorSupport";
 import { paymentIdentifierDeclaration } from "./idempotency";
 
@@ -30,9 +30,15 @@ export function offerPayments(spec: ServiceOfferSpec): Payment[] {
 }
 
 /** The schemes an offer's 402 offers (ServiceOffer `schemes`, default exact only). */
-export function offerSchemes(spec: ServiceOfferSpec): readonly ("exact" | "upto")[] {
+export function offerSchemes(spec: ServiceOfferSpec): readonly OfferScheme[] {
   return spec.schemes ?? ["exact"];
 }
+
+/**
+ * How long a batch-settlement payer must wait to withdraw on its own (the library's minimum,
+ * 15 minutes): the gateway claims well within it (ServiceOffer `channels.claimIntervalSeconds`).
+ */
+export const CHANNEL_WITHDRAW_DELAY_SECONDS = 900;
 
 /** What an `upto` entry needs beyond the offer: the request's token cap and who may settle. */
 export interface UptoTerms {
@@ -44,13 +50,15 @@ export interface UptoTerms {
 /**
  * `facilitatorExtensions`: the extensions the facilitator's /supported lists; the 402 declares
  * an extension only when the facilitator that will settle the payment implements it. `upto`:
- * the request's terms, for offers whose `schemes` include "upto".
+ * the request's terms, for offers whose `schemes` include "upto". `channelAuthorizers`: the
+ * facilitator's batch-settlement receiver authorizer per network (none: no channels offered).
  */
 export function requirementsFor(
   spec: ServiceOfferSpec,
   resourceUrl: string,
   facilitatorExtensions: readonly string[] = [],
   upto?: UptoTerms,
+  channelAuthorizers?: ReadonlyMap<string, string>,
 ): OfferRequirements {
   const description = resourceDescription(spec);
   const v2: PaymentRequirementsV2[] = [];
@@ -88,6 +96,24 @@ export function requirementsFor(
         extra: { ...extra, assetTransferMethod: "permit2", facilitatorAddress },
       });
     }
+    // batch-settlement: the channel's receiver authorizer is the facilitator's (its /supported);
+    // deposits are EIP-3009 authorizations redeemed by x402's deposit collector.
+    const receiverAuthorizer = channelAuthorizers?.get(p.network);
+    if (
+      receiverAuthorizer &&
+      offerSchemes(spec).includes("batch-settlement") &&
+      p.price.perRequest !== undefined &&
+      p.asset.transferMethod === "eip3009"
+    )
+      v2.push({
+        scheme: "batch-settlement",
+        network: p.network as Caip2,
+        amount,
+        asset: p.asset.address,
+        payTo: p.payTo,
+        maxTimeoutSeconds: p.maxTimeoutSeconds,
+        extra: { ...extra, receiverAuthorizer, withdrawDelay: CHANNEL_WITHDRAW_DELAY_SECONDS },
+      });
     if (!offerSchemes(spec).includes("exact")) continue;
     // x402 v1's exact-EVM scheme knows only EIP-3009: a v1 buyer cannot pay through Permit2.
     if (p.asset.transferMethod === "permit2") continue;

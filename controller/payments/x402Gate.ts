@@ -28,6 +28,7 @@ import type * as http from "node:http";
 import type { FacilitatorClient } from "@x402/core/server";
 import type { PaymentPayload, PaymentRequirements, SettleResponse, VerifyError } from "@x402/core/types";
 import { drainPhase } from "../../api/drain";
+import { toAtomic } from "../../api/money";
 import { pricedForRoute, type UptoCharge, uptoCharge, uptoTokenCap } from "../../api/pricing";
 import { PayerLimiter } from "../gateway/limits";
 import {
@@ -41,7 +42,14 @@ import { stripHopByHop } from "../gateway/proxy";
 import type { HeldOffer } from "../gateway/routing";
 import { sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER } from "../shared/log";
-import { type AcceptedPayment, decidePayment } from "./decision";
+import type { ChannelPayments } from "./channels";
+import type { LaneTerms } from "./claims";
+import {
+  type AcceptedPayment,
+  type ChannelPaymentMatch,
+  decideChannelPayment,
+  decidePayment,
+} from "./decision";
 import { discoveryExtensions } from "./discovery";
 import { type IdentifiedPayment, identifyPayment, PaidResponses, type Settled } from "./idempotency";
 import { type MeteredRequest, readMeteredRequest, SseUsage, usageFromJson } from "./metering";
@@ -74,6 +82,10 @@ export interface X402GateOptions {
   facilitatorExtensions?: () => readonly string[];
   /** The facilitator's upto signer per network, from its /supported (default: none, exact only). */
   uptoFacilitators?: () => ReadonlyMap<string, string>;
+  /** batch-settlement channels (default: none; offers listing the scheme offer it only with these). */
+  channels?: ChannelPayments;
+  /** The facilitator's batch-settlement receiver authorizer per network, from its /supported. */
+  channelAuthorizers?: () => ReadonlyMap<string, string>;
 }
 
 /** Where a paid request stands once the gate has checked it, before anything is proxied. */
@@ -83,7 +95,9 @@ export type GateVerdict =
   | { readonly kind: "rejected"; readonly rejection: Rejection }
   /** Refused by the facilitator, with its reason (a bad signature, no Permit2 allowance …). */
   | { readonly kind: "refused"; readonly reason: string; readonly message: string }
-  | { readonly kind: "verified"; readonly payment: AcceptedPayment; readonly payer: string | undefined };
+  | { readonly kind: "verified"; readonly payment: AcceptedPayment; readonly payer: string | undefined }
+  /** A channel deposit or voucher, checked by channels.ts (the voucher locally). */
+  | { readonly kind: "channel"; readonly match: ChannelPaymentMatch; readonly payer: string | undefined };
 
 /** The `outcome` label of x402_requests_total. */
 type Outcome =
@@ -185,6 +199,7 @@ export class X402PaymentGate implements PaymentGate {
       route.resourceUrl,
       this.opts.facilitatorExtensions?.() ?? [],
       metered && metered !== "too_large" ? metered.terms : undefined,
+      this.opts.channels ? this.opts.channelAuthorizers?.() : undefined,
     );
     const identified = this.identify(req, route.resourceUrl);
     let outcome: Outcome;
@@ -234,8 +249,13 @@ export class X402PaymentGate implements PaymentGate {
     metered: MeteredCall | "too_large" | undefined,
     identified: IdentifiedPayment | undefined,
   ): Promise<{ outcome: Outcome; settled?: Settled }> {
-    const verdict: GateVerdict =
-      metered === "too_large"
+    const channel = this.opts.channels ? decideChannelPayment(req.headers, requirements) : undefined;
+    let corrective: OfferRequirements | undefined;
+    const verdict: GateVerdict = channel
+      ? await this.verifyChannel(channel, offer, requirements, (r) => {
+          corrective = r;
+        })
+      : metered === "too_large"
         ? {
             kind: "rejected",
             rejection: rejection(
@@ -245,6 +265,10 @@ export class X402PaymentGate implements PaymentGate {
           }
         : await this.verify(req.headers, requirements, offer.name);
     const limited = verdict.kind === "verified" ? this.admitPayer(verdict, offer) : undefined;
+    if (verdict.kind === "channel")
+      return {
+        outcome: await this.serveChannel(verdict.match, offer, proxy, req.headers[REQUEST_ID_HEADER]),
+      };
     if (limited) {
       // A verified payment that is not used: released, so the buyer can send it again later.
       this.replays.release(verdict.kind === "verified" ? verdict.payment.replayKey : undefined);
@@ -264,7 +288,8 @@ export class X402PaymentGate implements PaymentGate {
         metered === "too_large" ? undefined : metered,
         identified !== undefined,
       );
-    return { outcome: this.refuse(req, res, offer, route, requirements, verdict) };
+    // A refused voucher gets the channel's state in its 402 (corrective), so the buyer resyncs.
+    return { outcome: this.refuse(req, res, offer, route, corrective ?? requirements, verdict) };
   }
 
   /** Writes the refusal of a request that is not proxied (the 402 with its terms). */
@@ -274,7 +299,7 @@ export class X402PaymentGate implements PaymentGate {
     offer: HeldOffer,
     route: GatedRoute,
     requirements: OfferRequirements,
-    verdict: Exclude<GateVerdict, { kind: "verified" }>,
+    verdict: Exclude<GateVerdict, { kind: "verified" | "channel" }>,
   ): Outcome {
     const refusal = this.refusal(verdict, offer.name);
     // The 402 says how to call the route (bazaar), so it can be discovered without paying.
@@ -434,8 +459,117 @@ export class X402PaymentGate implements PaymentGate {
     return { kind: "verified", payment, payer: verified.payer };
   }
 
+  /**
+   * A channel payment: a malformed or mismatched one is refused here, the rest is checked by
+   * channels.ts. A voucher on a stale base is refused with the channel's state in the 402
+   * (`setCorrective`), from which the buyer's client re-signs.
+   */
+  private async verifyChannel(
+    channel: ChannelPaymentMatch | Rejection,
+    offer: HeldOffer,
+    requirements: OfferRequirements,
+    setCorrective: (r: OfferRequirements) => void,
+  ): Promise<GateVerdict> {
+    if (!("payload" in channel)) return { kind: "rejected", rejection: channel };
+    const channels = this.opts.channels!;
+    let verdict: Awaited<ReturnType<ChannelPayments["verify"]>>;
+    try {
+      verdict = await channels.verify(
+        channel.payload as PaymentPayload,
+        channel.requirement as PaymentRequirements,
+        laneTerms(offer, channel.requirement.network, channel.requirement.asset),
+      );
+    } catch (err) {
+      this.opts.log("x402: channel verify failed", {
+        level: "error",
+        offer: offer.name,
+        error: describe(err),
+      });
+      return {
+        kind: "rejected",
+        rejection: rejection(
+          "facilitator_unavailable",
+          "the channel could not be checked (its state or the facilitator is unreachable); nothing was charged, try again later",
+        ),
+      };
+    }
+    if (verdict.ok) return { kind: "channel", match: channel, payer: verdict.payer };
+    const fixed = verdict.corrective;
+    if (fixed)
+      setCorrective({
+        ...requirements,
+        v2: requirements.v2.map((r) => (r === channel.requirement ? (fixed as typeof r) : r)),
+      });
+    return { kind: "refused", reason: verdict.reason, message: verdict.message };
+  }
+
+  /**
+   * Proxies a checked channel payment and charges it on the upstream's 2xx head: the voucher is
+   * committed to the channel's durable state (a deposit is settled on chain) before any body byte
+   * is sent. Not 2xx: nothing is charged and the channel's reservation is released.
+   */
+  private async serveChannel(
+    match: ChannelPaymentMatch,
+    offer: HeldOffer,
+    proxy: ProxyFn,
+    requestId: string | string[] | undefined,
+  ): Promise<Outcome> {
+    const channels = this.opts.channels!;
+    const payload = match.payload as PaymentPayload;
+    const requirement = match.requirement as PaymentRequirements;
+    const { metrics } = this.opts;
+    metrics.verified.inc({ offer: offer.name, network: requirement.network });
+    let charged = false;
+    const result = await proxy({
+      stripRequestHeaders: PAYMENT_HEADERS,
+      beforeResponse: async (head) => {
+        if (head.status < 200 || head.status >= 300) return undefined;
+        let settlement: SettleResponse;
+        try {
+          settlement = await channels.settle(payload, requirement);
+        } catch (err) {
+          this.opts.log("x402: channel charge failed; response withheld", {
+            level: "error",
+            requestId,
+            offer: offer.name,
+            error: describe(err),
+          });
+          metrics.failed.inc({ offer: offer.name, reason: "facilitator_unavailable" });
+          throw withheldResponse(
+            503,
+            "facilitator_unavailable",
+            "the upstream answered but the channel payment could not be charged; nothing was charged and the response was withheld",
+          );
+        }
+        if (!settlement.success) {
+          const reason = settlement.errorReason ?? "settle_failed";
+          metrics.failed.inc({ offer: offer.name, reason });
+          throw withheldResponse(
+            402,
+            reason,
+            settlement.errorMessage ?? "the channel payment was not charged; the response was withheld",
+            receiptHeader(2, settlement),
+          );
+        }
+        charged = true;
+        metrics.settled.inc({ offer: offer.name, network: requirement.network });
+        metrics.received.inc(
+          { offer: offer.name, network: requirement.network, asset: requirement.asset },
+          Number(requirement.amount),
+        );
+        return receiptHeader(2, settlement);
+      },
+    });
+    if (charged) return "served";
+    await channels.cancel(payload, requirement).catch(() => undefined);
+    return result.status >= 200 && result.status < 300 ? "settle_failed" : "upstream_failed";
+  }
+
   /** The answer to a request that is not proxied; refusals are counted by reason. */
-  private refusal(verdict: Exclude<GateVerdict, { kind: "verified" }>, offerName: string): Refusal {
+  private refusal(
+    verdict: Exclude<GateVerdict, { kind: "verified" | "channel" }>,
+    offerName: string,
+  ): Refusal {
     if (verdict.kind === "required")
       return { status: 402, error: "payment_required", message: verdict.message };
     const refusal =
@@ -787,6 +921,21 @@ export class X402PaymentGate implements PaymentGate {
       end();
     }
   }
+}
+
+/** An offer's batch-settlement claim thresholds, in atomic units of the paid asset. */
+function laneTerms(offer: HeldOffer, network: string, asset: string): LaneTerms {
+  const terms = offer.spec.channels;
+  const paid = offerPayments(offer.spec).find(
+    (p) => p.network === network && p.asset.address.toLowerCase() === asset.toLowerCase(),
+  );
+  return {
+    claimIntervalSeconds: terms?.claimIntervalSeconds ?? 60,
+    refundIdleSeconds: terms?.refundIdleSeconds ?? 3600,
+    ...(terms?.claimAmount !== undefined && paid
+      ? { claimAmount: toAtomic(terms.claimAmount, paid.asset.decimals) }
+      : {}),
+  };
 }
 
 /** The payload and requirement as the facilitator client takes them (v1 and v2 alike). */

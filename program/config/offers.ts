@@ -62,8 +62,16 @@ const rawOffer = z.strictObject({
   payment: z.unknown(),
   payments: z.array(z.unknown()).max(8).optional(),
   schemes: z
-    .array(z.enum(["exact", "upto"]))
+    .array(z.enum(["exact", "upto", "batch-settlement"]))
     .min(1)
+    .optional(),
+  channels: z
+    .strictObject({
+      // At most 600: claims must land within the payers' 900 s withdraw delay.
+      claimIntervalSeconds: wholeNumber(5, 600, "seconds between claims").optional(),
+      claimAmount: z.string().optional(),
+      refundIdleSeconds: wholeNumber(60, 2_592_000, "idle seconds before a refund").optional(),
+    })
     .optional(),
   path: z.string().optional(),
   hostname: z.string().optional(),
@@ -216,6 +224,12 @@ export function offers(
     );
     for (const p of payments) if (p) networks.add(p.network as Caip2);
     schemesFit(o.schemes, o.type, payments, "the offer", `${at}.schemes`, issues);
+    const channels = channelTerms(o, payments, at, issues);
+    if (channels && gatewayReplicas > 1)
+      issues.add(
+        `${at}.schemes`,
+        `"batch-settlement" keeps channel state on one gateway's volume, and gateway.replicas is ${gatewayReplicas}: two replicas could each accept the same voucher. Set gateway.replicas to 1, or remove "batch-settlement"`,
+      );
     const routes = o.routes?.map((r, j) => route(r, o, payments, `${at}.routes[${j}]`, issues));
     const end = o.endsAt === undefined ? undefined : endsAt(o.endsAt, `${at}.endsAt`, issues);
     const [primary, ...extra] = payments;
@@ -240,6 +254,7 @@ export function offers(
       payment: primary,
       ...(extra.length > 0 ? { payments: extra } : {}),
       ...(o.schemes ? { schemes: o.schemes } : {}),
+      ...(channels ? { channels } : {}),
       path,
       ...(o.hostname ? { hostname: o.hostname } : {}),
       ...(routes ? { routes: routes as RouteSpec[] } : {}),
@@ -259,7 +274,7 @@ export function offers(
  * so it needs an inference offer and a perMTok price on every payment option.
  */
 function schemesFit(
-  schemes: readonly ("exact" | "upto")[] | undefined,
+  schemes: readonly string[] | undefined,
   type: RawOffer["type"],
   payments: readonly (Pick<Payment, "price"> | undefined)[],
   whose: string,
@@ -344,6 +359,56 @@ function priceOf(
     else ok = false;
   }
   return ok ? price : undefined;
+}
+
+/**
+ * The batch-settlement terms: only with the scheme, per-request prices (a voucher adds one fixed
+ * price) and EIP-3009 assets (deposits go through x402's ERC-3009 deposit collector).
+ */
+function channelTerms(
+  o: z.infer<typeof rawOffer>,
+  payments: (Payment | undefined)[],
+  at: string,
+  issues: Issues,
+): ServiceOfferSpec["channels"] {
+  const offered = o.schemes?.includes("batch-settlement") ?? false;
+  if (!offered) {
+    if (o.channels)
+      issues.add(
+        `${at}.channels`,
+        'applies to the "batch-settlement" scheme only: add it to schemes or remove channels',
+      );
+    return undefined;
+  }
+  payments.forEach((p, j) => {
+    if (!p) return;
+    const where = j === 0 ? `${at}.payment` : `${at}.payments[${j - 1}]`;
+    if (p.price.perRequest === undefined)
+      issues.add(
+        `${at}.schemes`,
+        `"batch-settlement" charges a fixed price per request: ${where} needs price.perRequest; remove "batch-settlement" or price it perRequest`,
+      );
+    if (p.asset.transferMethod !== "eip3009")
+      issues.add(
+        `${at}.schemes`,
+        `"batch-settlement" deposits with an EIP-3009 authorization: ${where} pays in ${p.asset.symbol} (${p.asset.transferMethod}); remove "batch-settlement" or use an EIP-3009 asset such as USDC`,
+      );
+  });
+  const c = o.channels ?? {};
+  let claimAmount: string | undefined;
+  if (c.claimAmount !== undefined) {
+    const decimals = payments[0]?.asset.decimals;
+    claimAmount = amount(c.claimAmount, `${at}.channels.claimAmount`, issues, decimals);
+    if (claimAmount !== undefined && Number(claimAmount) === 0) {
+      issues.add(`${at}.channels.claimAmount`, 'must be above 0, e.g. "1" (claim once 1 token is owed)');
+      claimAmount = undefined;
+    }
+  }
+  return {
+    claimIntervalSeconds: c.claimIntervalSeconds ?? 60,
+    refundIdleSeconds: c.refundIdleSeconds ?? 3600,
+    ...(claimAmount ? { claimAmount } : {}),
+  };
 }
 
 function offerPath(input: string | undefined, name: string, at: string, issues: Issues): string | undefined {

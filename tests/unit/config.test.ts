@@ -216,6 +216,48 @@ describe("stack config", () => {
         /every payment needs price.perMTok/,
       ],
       [
+        "batch-settlement on a per-token price",
+        {
+          offers: [
+            offer({
+              type: "inference",
+              model: { name: "m" },
+              schemes: ["batch-settlement"],
+              payment: { network: "base-sepolia", payTo: PAY_TO, price: { perMTok: "1" } },
+            }),
+          ],
+        },
+        "offers[0].schemes",
+        /batch-settlement.*needs price.perRequest/,
+      ],
+      [
+        "channel terms without batch-settlement",
+        {
+          offers: [
+            offer({
+              channels: { claimIntervalSeconds: 30 },
+              payment: { network: "base-sepolia", payTo: PAY_TO, price: { perRequest: "0.001" } },
+            }),
+          ],
+        },
+        "offers[0].channels",
+        /applies to the "batch-settlement" scheme only/,
+      ],
+      [
+        "a channel claim amount of 0",
+        {
+          offers: [
+            offer({
+              schemes: ["exact", "batch-settlement"],
+              channels: { claimAmount: "0" },
+              payment: { network: "base-sepolia", payTo: PAY_TO, price: { perRequest: "0.001" } },
+            }),
+          ],
+        },
+        "offers[0].channels.claimAmount",
+        /./,
+      ],
+      [
         "upto on an http offer",
         {
           offers: [

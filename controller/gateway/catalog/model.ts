@@ -6,7 +6,13 @@ import { type Caip2, chainIdOf, chainInfo, isTestnet, networkLabel } from "../..
 import { drainPhase } from "../../../api/drain";
 import { fromAtomic } from "../../../api/money";
 import { chargePerRequest, pricedForRoute, schemeCharges } from "../../../api/pricing";
-import type { AgentIdentitySpec, Asset, Payment, ServiceOfferSpec } from "../../../api/resources";
+import type {
+  AgentIdentitySpec,
+  Asset,
+  OfferScheme,
+  Payment,
+  ServiceOfferSpec,
+} from "../../../api/resources";
 import type { HeldOffer, RouteSpec } from "../routing";
 
 export const DEFAULT_DISPLAY_NAME = "Obol Stack";
@@ -37,7 +43,7 @@ export interface CatalogPayment {
   /** What one call costs, "0.00025 USDC"; "" when the price is invalid. */
   readonly perCallDisplay: string;
   /** The x402 schemes the 402 offers for this payment and how each charges (api/pricing.ts). */
-  readonly schemes: readonly { scheme: "exact" | "upto"; charge: string }[];
+  readonly schemes: readonly { scheme: OfferScheme; charge: string }[];
   readonly maxTimeoutSeconds: number;
 }
 
@@ -109,7 +115,7 @@ export function networkName(network: string): string {
   return chainInfo(network as Caip2)?.displayName ?? network;
 }
 
-function catalogPayment(p: Payment, schemes: readonly ("exact" | "upto")[]): CatalogPayment {
+function catalogPayment(p: Payment, schemes: readonly OfferScheme[]): CatalogPayment {
   const perMTok = p.price.perMTok !== undefined && p.price.perRequest === undefined;
   const priceRaw = (perMTok ? p.price.perMTok : p.price.perRequest) ?? "0";
   let charge: bigint | undefined;

@@ -1,4 +1,5 @@
 /** `/api/services.json`: the machine-readable service catalog (schemaVersion "1"). */
+import type { OfferScheme } from "../../../api/resources";
 import type { Catalog, CatalogPayment } from "./model";
 
 export interface ServicesJson {
@@ -60,7 +61,7 @@ interface PaymentEntry {
   priceAtomicUnits: string;
   maxTimeoutSeconds: number;
   /** The x402 schemes the 402 offers for this payment and how each charges. */
-  schemes: { scheme: "exact" | "upto"; charge: string }[];
+  schemes: { scheme: OfferScheme; charge: string }[];
 }
 
 function assetEntry(p: CatalogPayment): ServiceEntry["asset"] {

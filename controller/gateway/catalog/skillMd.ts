@@ -11,7 +11,7 @@ function paymentLine(payments: CatalogOffer["payments"]): string {
     .map(
       (p) =>
         `${p.priceDisplay} ${p.unitDisplay} on ${p.networkName} (\`${p.network}\`, asset \`${p.asset.address}\`, payTo \`${p.payTo}\`): ${
-          p.schemes.some((x) => x.scheme === "upto")
+          p.schemes.some((x) => x.scheme !== "exact")
             ? `schemes ${p.schemes.map((x) => x.charge).join("; ")}`
             : `the 402 asks \`amount\` ${p.priceAtomicUnits}`
         }`,
