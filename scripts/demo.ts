@@ -13,11 +13,22 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { formatUnits } from "viem";
+import { REGISTRATION_PATH, X402_DISCOVERY_PATH } from "../api/contract";
 import { stopIdleDockerd } from "../tests/harness/docker";
 import { RUN_DIR, sharedRealCluster, stopSharedClusters } from "../tests/harness/env";
 import { ensureImages, type ImageName, type LocalImage } from "../tests/harness/images";
-import { JOURNEY_IMAGES, Journey, lineReporter, MAX_TOTAL, MODEL, PURCHASE } from "../tests/harness/journey";
+import {
+  JOURNEY_IMAGES,
+  Journey,
+  type JourneyReporter,
+  lineReporter,
+  MAX_TOTAL,
+  MODEL,
+  OFFER,
+  PURCHASE,
+} from "../tests/harness/journey";
 import { mountsUnder } from "../tests/harness/nodeHost";
+import { type PortForward, portForward } from "../tests/harness/portForward";
 import { alive, stopProcessGroups } from "../tests/harness/processes";
 import { realNodeLeftovers, removeKeptCluster } from "../tests/harness/realCluster";
 import { type DemoHost, MissingPrerequisite, missingPrerequisite } from "./demo/prerequisites";
@@ -30,8 +41,8 @@ stacks (Alice sells and registers an ERC-8004 agent; Bob buys from her by agent 
 through Bob's LiteLLM, then removes everything it started.
 
   --keep   leave everything running after the journey and return
-  --down   remove what a kept (or interrupted) demo started: its processes, the node's
-           containers, mounts, bridge and iptables chains, anvil, its files
+  --down   remove what a kept (or interrupted) demo started: its processes and port-forwards,
+           the node's containers, mounts, bridge and iptables chains, anvil, its files
   --help   this text`;
 
 /** A bad command line: the message and the usage, no stack trace. */
@@ -51,6 +62,54 @@ function thisHost(): DemoHost {
 const ANVIL = path.resolve(__dirname, "../node_modules/.bin/anvil");
 
 const usdc = (atomic: bigint) => `${formatUnits(atomic, 6)} USDC`;
+
+/** What Alice's gateway serves that a person opens, and what each answers without payment. */
+const GATEWAY_PAGES: { what: string; path: string; status: number }[] = [
+  { what: "storefront", path: "/", status: 200 },
+  { what: "catalog", path: "/api/services.json", status: 200 },
+  { what: "agent skill", path: "/skill.md", status: 200 },
+  { what: "OpenAPI", path: "/openapi.json", status: 200 },
+  { what: "ERC-8004 registration", path: REGISTRATION_PATH, status: 200 },
+  { what: "x402 discovery", path: X402_DISCOVERY_PATH, status: 200 },
+  { what: "her offer (402 unpaid)", path: `/services/${OFFER}/v1/chat/completions`, status: 402 },
+];
+
+/**
+ * Forwards Alice's gateway Service to this machine's loopback and checks that each page answers
+ * through it as it should (a URL printed is a URL that works); returns the forward and one line
+ * per page.
+ */
+async function forwardGateway(
+  report: JourneyReporter,
+  kubeconfigPath: string,
+  namespace: string,
+): Promise<{ forward: PortForward; lines: string[] }> {
+  return report.step("port-forward Alice's gateway to this machine", async () => {
+    const forward = await portForward({
+      kubeconfigPath,
+      namespace,
+      service: "x402-gateway",
+      port: 8080,
+      logDir: path.join(RUN_DIR, "logs"),
+      name: "port-forward-alice-gateway",
+    });
+    try {
+      const lines: string[] = [];
+      for (const page of GATEWAY_PAGES) {
+        const url = `${forward.url}${page.path}`;
+        const res = await fetch(url, { signal: AbortSignal.timeout(15_000) });
+        await res.arrayBuffer();
+        if (res.status !== page.status)
+          throw new Error(`${url} (Alice's ${page.what}) answered ${res.status}, not ${page.status}`);
+        lines.push(`${page.what.padEnd(22)} ${url}`);
+      }
+      return { forward, lines };
+    } catch (err) {
+      await forward.process.stop();
+      throw err;
+    }
+  });
+}
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
@@ -80,9 +139,11 @@ async function main(): Promise<void> {
 
   const report = lineReporter((line) => console.log(line));
   let journey: Journey | undefined;
+  let gateway: { forward: PortForward; lines: string[] } | undefined;
   let kept = false;
   const teardown = async () => {
     console.log("\nRemoving everything the demo started");
+    await gateway?.forward.process.stop();
     await journey?.chain?.stop();
     await report.step("stop the node: processes, pods, links, iptables chains, mounts, its data", () =>
       stopSharedClusters({ destroy: true }),
@@ -122,6 +183,13 @@ async function main(): Promise<void> {
     report.info(`Alice's agent id: ${agent.agentId}  (${agent.agentRef})`);
     report.info(`tokenURI → ${agent.registrationUrl}`);
     report.info(`offer URL: ${agent.offerUrl}`);
+    gateway = await forwardGateway(report, images.cluster.kubeconfigPath, j.ns.alice);
+    const pages = gateway.lines;
+    report.info(
+      `Alice's gateway on this machine (kubectl port-forward, pid ${gateway.forward.process.child.pid}); open:`,
+    );
+    for (const line of pages) report.info(`  ${line}`);
+    report.info(`(the links in them name her public origin, ${new URL(agent.offerUrl).origin}: cluster DNS)`);
 
     const status = await j.buyerUp(agent.agentRef);
     report.info(`Bob's purchase "${PURCHASE}" names only the agent id; resolved to ${status.endpoint}`);
@@ -163,11 +231,22 @@ async function main(): Promise<void> {
         ...state,
         kept: { pids: cluster.pids, sysctls: cluster.sysctls },
         anvilPid: j.chain.anvil.handOver(),
+        forwardPids: [gateway.forward.process.handOver()],
       });
       kept = true;
       const kubectl = `KUBECONFIG=${images.cluster.kubeconfigPath} scripts/with-tools kubectl`;
       console.log(
-        `\nEverything stays up (--keep), recorded in ${path.relative(process.cwd(), DEMO_STATE_FILE)}. Try:\n  ${kubectl} get pods -A\n  ${kubectl} -n ${j.ns.bob} get purchaserequests\nanvil: ${j.chain.anvil.rpcUrl}\n\`npm run demo -- --down\` removes it all.`,
+        [
+          `\nEverything stays up (--keep), recorded in ${path.relative(process.cwd(), DEMO_STATE_FILE)}.`,
+          "Alice's gateway stays forwarded to this machine:",
+          ...pages.map((line) => `  ${line}`),
+          `(if the forward stops, e.g. when her gateway pod restarts, reopen it with:\n  ${gateway.forward.command})`,
+          "Try:",
+          `  ${kubectl} get pods -A`,
+          `  ${kubectl} -n ${j.ns.bob} get purchaserequests`,
+          `anvil: ${j.chain.anvil.rpcUrl}`,
+          "`npm run demo -- --down` removes it all, the port-forward too.",
+        ].join("\n"),
       );
     }
   } finally {
@@ -188,6 +267,11 @@ async function down(): Promise<void> {
   if (!state.kept && state.pid !== process.pid && alive(state.pid))
     await report.step(`stop the demo (pid ${state.pid}) and the processes it runs`, () =>
       stopProcessGroups([state.pid], 30_000),
+    );
+  const forwards = state.forwardPids ?? [];
+  if (forwards.length > 0)
+    await report.step(`the port-forward to Alice's gateway (pid ${forwards.join(", ")})`, () =>
+      stopProcessGroups(forwards),
     );
   await report.step("the node: its processes, containers, mounts, bridge, iptables chains, data", () =>
     removeKeptCluster({
@@ -211,7 +295,7 @@ async function down(): Promise<void> {
     fs.rmSync(state.runDir, { recursive: true, force: true });
   });
   const left = [
-    ...[state.pid, state.anvilPid ?? 0, ...(state.kept?.pids ?? [])]
+    ...[state.pid, state.anvilPid ?? 0, ...forwards, ...(state.kept?.pids ?? [])]
       .filter((pid) => pid > 0 && pid !== process.pid && alive(pid))
       .map((pid) => `process ${pid}`),
     ...realNodeLeftovers(state.clusterDir),
@@ -219,7 +303,9 @@ async function down(): Promise<void> {
   if (left.length > 0)
     throw new Error(`still there (${DEMO_STATE_FILE} kept for another --down):\n  ${left.join("\n  ")}`);
   fs.rmSync(DEMO_STATE_FILE, { force: true });
-  console.log("Nothing of the demo is left: no process, container, mount, link or iptables chain of it.");
+  console.log(
+    "Nothing of the demo is left: no process, port-forward, container, mount, link or iptables chain of it.",
+  );
 }
 
 main().then(

@@ -25,6 +25,8 @@ export const demoStateSchema = z.object({
     .optional(),
   /** anvil's pid, once `--keep` handed it over. */
   anvilPid: z.number().int().positive().optional(),
+  /** The `kubectl port-forward`s to Alice's gateway that `--keep` left listening. */
+  forwardPids: z.array(z.number().int().positive()).optional(),
 });
 
 export type DemoState = z.infer<typeof demoStateSchema>;

@@ -120,6 +120,45 @@ export function iptablesLeftovers(): string[] {
   );
 }
 
+/**
+ * The network namespaces of the pods on `bridge` (the names under /run/netns the CNI plugins
+ * gave them), read from the bridge's veths: their peers live in those namespaces. Read before
+ * the bridge goes; after that nothing says which namespaces were this node's.
+ */
+export function podNetnsOnBridge(bridge: string): string[] {
+  if (!linkExists(bridge)) return [];
+  const links = JSON.parse(run("ip", ["-j", "link", "show", "master", bridge]).out || "[]") as {
+    link_netnsid?: number;
+  }[];
+  const namespaces = JSON.parse(run("ip", ["-j", "netns", "list"]).out || "[]") as {
+    name: string;
+    id?: number;
+  }[];
+  return netnsOfPeers(links, namespaces);
+}
+
+/** The pure part of `podNetnsOnBridge`: which named namespaces the links' peers live in. */
+export function netnsOfPeers(
+  links: { link_netnsid?: number }[],
+  namespaces: { name: string; id?: number }[],
+): string[] {
+  const ids = new Set(links.map((l) => l.link_netnsid).filter((id) => id !== undefined));
+  return namespaces.filter((ns) => ns.id !== undefined && ids.has(ns.id)).map((ns) => ns.name);
+}
+
+/**
+ * Deletes named network namespaces (`ip netns del`: unmounts and removes /run/netns/<name>);
+ * once no process is left in one, the kernel frees it and the veth pair with it.
+ */
+export function removeNetns(names: string[]): void {
+  for (const name of names) run("ip", ["netns", "del", name]);
+}
+
+/** Named network namespaces still there, of `names`. */
+export function netnsLeft(names: string[]): string[] {
+  return names.filter((n) => fs.existsSync(path.join("/run/netns", n)));
+}
+
 /** Whether a network link exists. */
 export function linkExists(link: string): boolean {
   return run("ip", ["link", "show", link]).ok;

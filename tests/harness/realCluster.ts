@@ -20,9 +20,12 @@ import {
   killPids,
   linkExists,
   mountsUnder,
+  netnsLeft,
+  podNetnsOnBridge,
   removeContainerLogLinks,
   removeIptablesState,
   removeLink,
+  removeNetns,
   removePodCgroups,
   setSysctl,
   shimPids,
@@ -112,7 +115,8 @@ const PROVISIONER = "obol.test/local-dir";
 const LOCK_FILE = "/run/obol-stack-realnode.lock";
 const BRIDGE_NF = "net.bridge.bridge-nf-call-iptables";
 
-function binary(name: string): string {
+/** A pinned tool on PATH (scripts/with-tools puts the toolchain there), or a clear error. */
+export function binary(name: string): string {
   for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
     const candidate = path.join(dir, name);
     if (dir && fs.existsSync(candidate)) return candidate;
@@ -799,13 +803,19 @@ export async function finishedPodLog(
 export async function removeKeptCluster(kept: KeptCluster): Promise<void> {
   const holder = lockHolder();
   const hostIsOurs = !holder || holder.dir === kept.dir || !alive(holder.pid);
+  const l = withSocket(layout(kept.dir));
+  // As the node's own teardown does: first what would recreate pods, then the pods through the
+  // CRI (CNI DEL takes each pod's veth and network namespace), then the rest.
+  const recreators = new Set(["kube-controller-manager", "kube-scheduler", "kubelet"]);
+  await stopProcessGroups(kept.pids.filter((pid) => recreators.has(processName(pid))));
+  removePodsThroughCri(l.socket);
+  const podNetns = hostIsOurs ? podNetnsOnBridge(POD_BRIDGE) : [];
   await stopProcessGroups(kept.pids);
   if (hostIsOurs) {
     await cleanHost(kept.dir);
     for (const [key, value] of Object.entries(kept.sysctls)) setSysctl(key, value);
     if (holder?.dir === kept.dir) fs.rmSync(LOCK_FILE, { force: true });
   } else {
-    const l = withSocket(layout(kept.dir));
     killPids(shimPids(l.socket));
     unmountUnder(kept.dir);
     unmountUnder(l.containerdState);
@@ -814,7 +824,32 @@ export async function removeKeptCluster(kept: KeptCluster): Promise<void> {
   if (left.length > 0)
     throw new Error(`mounts remain under ${kept.dir}, not deleting it:\n${left.join("\n")}`);
   fs.rmSync(kept.dir, { recursive: true, force: true });
-  fs.rmSync(layout(kept.dir).containerdState, { recursive: true, force: true });
+  fs.rmSync(l.containerdState, { recursive: true, force: true });
+  const netns = netnsLeft(podNetns);
+  if (netns.length > 0) throw new Error(`pods' network namespaces remain: ${netns.join(", ")}`);
+}
+
+/** The program a process runs (its argv[0]'s base name), or "" once it is gone. */
+function processName(pid: number): string {
+  try {
+    return path.basename(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0] ?? "");
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Stops and removes every pod sandbox through the node's containerd (CRI), which runs CNI DEL
+ * for each: its veth, address and network namespace go. Best effort: with containerd gone,
+ * `cleanHost` removes what it can find.
+ */
+function removePodsThroughCri(socket: string): void {
+  if (!fs.existsSync(socket)) return;
+  try {
+    exec(binary("crictl"), ["-r", `unix://${socket}`, "--timeout", "60s", "rmp", "--all", "--force"]);
+  } catch {
+    // what is left is removed by cleanHost
+  }
 }
 
 /**
@@ -830,6 +865,7 @@ export function realNodeLeftovers(dir: string): string[] {
     ...shimPids(l.socket).map((pid) => `containerd shim, pid ${pid}`),
     ...mountsUnder(l.dir).map((m) => `mount ${m}`),
     ...mountsUnder(l.containerdState).map((m) => `mount ${m}`),
+    ...(fs.existsSync(l.containerdState) ? [`containerd state ${l.containerdState}`] : []),
     ...(hostIsOurs
       ? [
           ...[NODE_LINK, POD_BRIDGE].filter(linkExists).map((link) => `network link ${link}`),
@@ -845,14 +881,33 @@ export function realNodeLeftovers(dir: string): string[] {
  */
 async function cleanHost(dir: string): Promise<void> {
   const l = withSocket(layout(dir));
+  // Pods the CRI did not remove (a crashed run) keep their network namespaces (a bind mount
+  // under /run/netns holds each, with its veth): the pod bridge's veths say which are ours.
+  const podNetns = podNetnsOnBridge(POD_BRIDGE);
   killPids(shimPids(l.socket));
   removePodCgroups();
   unmountUnder(dir);
   unmountUnder(l.containerdState);
+  removeNetns(podNetns);
+  removeStaleContainerdState();
   removeLink(POD_BRIDGE);
   removeLink(NODE_LINK);
   removeIptablesState();
   removeContainerLogLinks(l.podLogs);
+}
+
+/**
+ * containerd's runtime state directories (`/run/obol-realnode-<hash>`) of nodes that are gone:
+ * one per run directory, so a crashed run's stays until here. The host is this run's (the lock),
+ * so no live node uses them; one with a mount or a live shim left is kept.
+ */
+function removeStaleContainerdState(): void {
+  for (const name of fs.readdirSync("/run")) {
+    if (!name.startsWith("obol-realnode-")) continue;
+    const state = path.join("/run", name);
+    if (mountsUnder(state).length > 0 || shimPids(path.join(state, "containerd.sock")).length > 0) continue;
+    fs.rmSync(state, { recursive: true, force: true });
+  }
 }
 
 /** The image references a `docker save` tarball carries (repositories / index annotations). */

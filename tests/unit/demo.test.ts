@@ -61,11 +61,12 @@ describe("npm run demo: the state --down reads", () => {
     clusterDir: "/repo/.tmp/run-41/real-cluster",
     kept: { pids: [50, 51], sysctls: { "net.ipv4.ip_forward": "0" } },
     anvilPid: 60,
+    forwardPids: [70],
   };
 
   it("reads what a kept demo recorded", () => {
     assert.deepEqual(parseDemoState(JSON.stringify(kept)), kept);
-    const { kept: _, anvilPid: __, ...started } = kept;
+    const { kept: _, anvilPid: __, forwardPids: ___, ...started } = kept;
     assert.deepEqual(parseDemoState(JSON.stringify(started)), started);
   });
 

@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { splitRule } from "../harness/nodeHost";
+import { netnsOfPeers, splitRule } from "../harness/nodeHost";
 import { normalizeRef } from "../harness/realCluster";
 
 describe("real node harness helpers", () => {
@@ -26,5 +26,20 @@ describe("real node harness helpers", () => {
       "-j",
       "REJECT",
     ]);
+  });
+
+  it("finds the pods' network namespaces from the pod bridge's veths, and no other", () => {
+    // `ip -j link show master <bridge>` and `ip -j netns list` as iproute2 prints them: the
+    // bridge's veths name their peers' namespace ids; another runtime's namespace (id 9) and
+    // one with no id yet are not the bridge's.
+    const links = [{ link_netnsid: 3 }, { link_netnsid: 0 }, {}];
+    const namespaces = [
+      { name: "cni-a", id: 0 },
+      { name: "cni-b", id: 3 },
+      { name: "cni-other", id: 9 },
+      { name: "cni-noid" },
+    ];
+    assert.deepEqual(netnsOfPeers(links, namespaces).sort(), ["cni-a", "cni-b"]);
+    assert.deepEqual(netnsOfPeers([], namespaces), []);
   });
 });

@@ -1,5 +1,8 @@
 import * as assert from "node:assert/strict";
+import * as path from "node:path";
 import { sharedRealCluster } from "../../harness/env";
+import { portForward } from "../../harness/portForward";
+import { alive } from "../../harness/processes";
 import { finishedPodLog, type RealCluster } from "../../harness/realCluster";
 
 /**
@@ -246,5 +249,31 @@ describe("a real node", function () {
       "process.stdout.write(require('fs').readFileSync('/data/hits', 'utf8'))",
     ]);
     assert.ok(Number(stored) >= hits.hits, `the count (${stored}) survived the pods (was ${hits.hits})`);
+  });
+
+  it("forwards a Service to this machine's loopback (kubectl port-forward, as the demo opens the storefront), until stopped", async () => {
+    await webUp();
+    const forward = await portForward({
+      kubeconfigPath: cluster.kubeconfigPath,
+      namespace: ns,
+      service: "web",
+      port: 8080,
+      logDir: path.join(cluster.dir, "logs"),
+    });
+    const pid = forward.process.child.pid ?? 0;
+    try {
+      assert.match(forward.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+      const res = await fetch(`${forward.url}/`);
+      assert.equal(res.status, 200);
+      const body = (await res.json()) as { host: string; hits: number };
+      assert.match(body.host, /^web-/, "a pod of the Service answered");
+      assert.ok(
+        forward.command.includes(`port-forward --address 127.0.0.1 svc/web ${forward.localPort}:8080`),
+      );
+    } finally {
+      await forward.process.stop();
+    }
+    assert.equal(alive(pid), false, "kubectl is gone once stopped");
+    await assert.rejects(fetch(`${forward.url}/healthz`), "nothing listens after stop");
   });
 });
