@@ -11,11 +11,11 @@
  *                    facilitator as receiver authorizer), settlement of claimed funds to payTo, and
  *                    cooperative refunds of idle channels (claims.ts decides when)
  *
- * Channel state (the latest voucher and the charged and claimed amounts per channel) is kept by
- * the library's file storage under `stateDir`, one directory per lane (network, payTo, asset),
- * written before the response is sent: a restarted gateway knows every voucher it accepted, so it
- * neither accepts one twice nor loses a claim. The directory must outlive the pod (a volume); one
- * gateway replica owns it (README, "Channels").
+ * Channel state (the latest voucher and the charged and claimed amounts per channel) is kept in a
+ * journal under `stateDir` (channelJournal.ts), one directory per lane (network, payTo, asset),
+ * on disk (fdatasync) before the response is sent: a restarted gateway, or one whose node
+ * crashed, knows every voucher it accepted, so it neither accepts one twice nor loses a claim.
+ * The directory must outlive the pod (a volume); one gateway replica owns it (README, "Channels").
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
@@ -27,8 +27,8 @@ import {
   type Channel,
   type ChannelStorage,
 } from "@x402/evm/batch-settlement/server";
-import { FileChannelStorage } from "@x402/evm/batch-settlement/server/file-storage";
 import type { LogFn } from "../shared/log";
+import { ChannelJournal, writeDurably } from "./channelJournal";
 import { claimDecision, idleRefunds, type LaneTerms, owed } from "./claims";
 import { CHANNEL_WITHDRAW_DELAY_SECONDS } from "./requirements";
 
@@ -59,7 +59,7 @@ interface Lane {
   readonly key: string;
   readonly server: x402ResourceServer;
   readonly scheme: BatchSettlementEvmScheme;
-  readonly storage: ChannelStorage;
+  readonly storage: ChannelJournal;
   readonly manager: BatchSettlementChannelManager;
   terms: LaneTerms;
   /** Whether `lane.json` holds `terms`. */
@@ -99,6 +99,7 @@ export class ChannelPayments {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     await this.running;
+    for (const lane of this.lanes.values()) await lane.storage.close();
   }
 
   /**
@@ -160,7 +161,7 @@ export class ChannelPayments {
     let lane = this.lanes.get(key);
     const directory = path.join(this.opts.stateDir, key.replace(/[^a-z0-9]+/g, "-"));
     if (!lane) {
-      const storage = new FileChannelStorage({ directory });
+      const storage = new ChannelJournal({ directory });
       const scheme = new BatchSettlementEvmScheme(requirement.payTo as `0x${string}`, {
         storage,
         withdrawDelay: CHANNEL_WITHDRAW_DELAY_SECONDS,
@@ -302,7 +303,6 @@ async function writeLane(
 ): Promise<void> {
   await fs.mkdir(directory, { recursive: true });
   const file = path.join(directory, "lane.json");
-  const tmp = `${file}.${process.pid}.tmp`;
   const stored = {
     requirement: {
       scheme: requirement.scheme,
@@ -315,8 +315,8 @@ async function writeLane(
     },
     terms: { ...terms, claimAmount: terms.claimAmount?.toString() },
   };
-  await fs.writeFile(tmp, JSON.stringify(stored));
-  await fs.rename(tmp, file);
+  // On disk before the lane takes payments: a restart after a node crash still claims its channels.
+  await writeDurably(file, JSON.stringify(stored));
 }
 
 async function storedLanes(stateDir: string): Promise<StoredLane[]> {

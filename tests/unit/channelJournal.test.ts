@@ -1,0 +1,169 @@
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { Channel } from "@x402/evm/batch-settlement/server";
+import { ChannelJournal, mattersAfterCrash } from "../../controller/payments/channelJournal";
+import { defined } from "../harness/assertions";
+
+const id = (n: number) => `0x${n.toString(16).padStart(64, "0")}`;
+
+function channel(n: number, over: Partial<Channel> = {}): Channel {
+  return {
+    channelId: id(n),
+    channelConfig: {} as Channel["channelConfig"],
+    chargedCumulativeAmount: "0",
+    signedMaxClaimable: "0",
+    signature: "0x",
+    balance: "10000",
+    totalClaimed: "0",
+    withdrawRequestedAt: 0,
+    refundNonce: 0,
+    lastRequestTimestamp: 1_000,
+    ...over,
+  };
+}
+
+/** A charge: what the library's settle does to a channel on a voucher. */
+const charge = (c: Channel | undefined, price = 1000n): Channel => {
+  const current = defined(c, "the channel");
+  const total = (BigInt(current.chargedCumulativeAmount) + price).toString();
+  const { pendingRequest: _, ...rest } = current;
+  return { ...rest, chargedCumulativeAmount: total, signedMaxClaimable: total };
+};
+
+const journalLines = (dir: string) =>
+  fs
+    .readdirSync(dir)
+    .filter((f) => f.startsWith("journal-"))
+    .flatMap((f) => fs.readFileSync(path.join(dir, f), "utf8").split("\n"))
+    .filter((l) => l !== "");
+
+describe("channel journal (the gateway's durable channel storage)", () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "channel-journal-"));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("a charge is in the journal file when updateChannel resolves, and a new process reads it back", async () => {
+    const journal = new ChannelJournal({ directory: dir });
+    await journal.updateChannel(id(1), () => channel(1));
+    for (let i = 0; i < 5; i++) {
+      await journal.updateChannel(id(1), (c) => charge(c));
+      // No close, no flush: as if the process were killed right after answering.
+      const last = JSON.parse(defined(journalLines(dir).at(-1), "a journal line"));
+      assert.equal(last.channel.chargedCumulativeAmount, String(1000 * (i + 1)));
+    }
+    await journal.updateChannel(id(2), () => channel(2));
+    await journal.updateChannel(id(2), () => undefined);
+    const reopened = new ChannelJournal({ directory: dir });
+    assert.equal((await reopened.get(id(1)))?.chargedCumulativeAmount, "5000");
+    assert.equal(await reopened.get(id(2)), undefined, "a deleted channel stays deleted");
+    assert.deepEqual(
+      (await reopened.list()).map((c) => c.channelId),
+      [id(1)],
+    );
+    await Promise.all([journal.close(), reopened.close()]);
+  });
+
+  it("concurrent charges on many channels share disk syncs and all land, in order per channel", async () => {
+    const journal = new ChannelJournal({ directory: dir });
+    const channels = Array.from({ length: 32 }, (_, i) => i + 1);
+    await Promise.all(channels.map((n) => journal.updateChannel(id(n), () => channel(n))));
+    let syncs = 0;
+    const probe = await fs.promises.open(path.join(dir, "probe"), "w");
+    const proto = Object.getPrototypeOf(probe);
+    await probe.close();
+    const datasync = proto.datasync;
+    proto.datasync = function (this: unknown) {
+      syncs++;
+      return datasync.call(this);
+    };
+    try {
+      await Promise.all(
+        channels.map(async (n) => {
+          for (let k = 0; k < 10; k++) await journal.updateChannel(id(n), (c) => charge(c));
+        }),
+      );
+    } finally {
+      proto.datasync = datasync;
+    }
+    assert.ok(syncs < 320 / 4, `${syncs} disk syncs for 320 charges`);
+    const reopened = new ChannelJournal({ directory: dir });
+    for (const n of channels) assert.equal((await reopened.get(id(n)))?.chargedCumulativeAmount, "10000");
+    await Promise.all([journal.close(), reopened.close()]);
+  });
+
+  it("a reservation alone is not waited for (a restart releases it); a charge is", () => {
+    const base = channel(1, { chargedCumulativeAmount: "1000" });
+    const reserved = {
+      ...base,
+      lastRequestTimestamp: 2_000,
+      onchainSyncedAt: 2_000,
+      pendingRequest: { pendingId: "p", signedMaxClaimable: "2000", expiresAt: 9_000 },
+    };
+    assert.equal(mattersAfterCrash(base, reserved), false);
+    assert.equal(mattersAfterCrash(reserved, charge(reserved)), true);
+    assert.equal(mattersAfterCrash(base, { ...base, totalClaimed: "1000" }), true, "a claim");
+    assert.equal(mattersAfterCrash(base, { ...base, balance: "20000" }), true, "a top-up");
+    assert.equal(mattersAfterCrash(undefined, base), true, "a new channel");
+    assert.equal(mattersAfterCrash(base, undefined), true, "a deleted channel");
+  });
+
+  it("a record torn by a crash (the last line) is dropped; damage elsewhere is refused, naming the file", async () => {
+    const journal = new ChannelJournal({ directory: dir });
+    await journal.updateChannel(id(1), () => channel(1));
+    await journal.updateChannel(id(1), (c) => charge(c));
+    await journal.close();
+    const file = defined(
+      fs.readdirSync(dir).find((f) => f.startsWith("journal-")),
+      "the journal file",
+    );
+    fs.appendFileSync(path.join(dir, file), '{"id":"0x00","chan');
+    const afterTear = new ChannelJournal({ directory: dir });
+    assert.equal((await afterTear.get(id(1)))?.chargedCumulativeAmount, "1000");
+    await afterTear.updateChannel(id(1), (c) => charge(c));
+    await afterTear.close();
+    const reopened = new ChannelJournal({ directory: dir });
+    assert.equal((await reopened.get(id(1)))?.chargedCumulativeAmount, "2000");
+    await reopened.close();
+
+    const damaged = defined(
+      fs.readdirSync(dir).find((f) => f.startsWith("journal-")),
+      "the journal file",
+    );
+    fs.writeFileSync(
+      path.join(dir, damaged),
+      `garbage\n${JSON.stringify({ id: id(1), channel: channel(1) })}\n`,
+    );
+    await assert.rejects(new ChannelJournal({ directory: dir }).get(id(1)), (err: Error) => {
+      assert.match(err.message, /damaged at line 1/);
+      assert.ok(err.message.includes(damaged));
+      return true;
+    });
+  });
+
+  it("compacts into a snapshot every compactEvery records and removes the old journals", async () => {
+    const journal = new ChannelJournal({ directory: dir, compactEvery: 5 });
+    await journal.updateChannel(id(1), () => channel(1));
+    for (let i = 0; i < 23; i++) await journal.updateChannel(id(1), (c) => charge(c));
+    await journal.close();
+    const journals = fs.readdirSync(dir).filter((f) => f.startsWith("journal-"));
+    assert.equal(journals.length, 1, `one journal left: ${journals.join(", ")}`);
+    assert.ok(journalLines(dir).length < 5);
+    const reopened = new ChannelJournal({ directory: dir });
+    assert.equal((await reopened.get(id(1)))?.chargedCumulativeAmount, "23000");
+    await reopened.close();
+  });
+
+  it("after close, changes are refused rather than written to a journal nobody syncs", async () => {
+    const journal = new ChannelJournal({ directory: dir });
+    await journal.updateChannel(id(1), () => channel(1));
+    await journal.close();
+    await assert.rejects(
+      journal.updateChannel(id(1), (c) => charge(c)),
+      /closed/,
+    );
+  });
+});
