@@ -8,6 +8,10 @@
  *       request, by design) is excluded from the measurement.
  *   (e) the same paid workload through the official @x402/express middleware (bench/expressPeer.ts)
  *                                              → ratio (d)/(e), goal ≥ 1
+ *   (f) the same paid workload with batch-settlement channels: one channel per client (opened
+ *       by a deposit before the clock starts), each call paid by a voucher the gateway checks
+ *       itself and records as charged (durably) before answering; the upstream answers 200, so
+ *       unlike (d) every call is charged     → ratios (f)/(d), goal ≥ 10, and (f)/(b), goal ≥ 0.5
  * Each compared pair, (a)/(b) and (d)/(e), is warmed up, then run BENCH_ROUNDS times in
  * alternating order (the best round counts): on a small shared machine run order and noise
  * otherwise decide the ratio. Paid runs use never-used authorizations and report the CPU each
@@ -20,8 +24,10 @@ import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import { privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS } from "../tests/harness/anvil";
+import { at } from "../tests/harness/assertions";
 import { freePort, startProcess, waitFor } from "../tests/harness/processes";
 import { createObject, TSX_LOADER, waitForCondition } from "../tests/integration/runtime/helpers";
+import { VoucherChannel } from "./channels";
 import { type LoadResult, load, row } from "./load";
 import { BENCH_NAMESPACE, withBenchRig } from "./rig";
 
@@ -56,6 +62,8 @@ class PaymentPool {
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+/** Vouchers signed ahead per channel in (f); a channel that runs out signs during the run (noted). */
+const CHANNEL_VOUCHERS = Number(process.env.BENCH_CHANNEL_VOUCHERS ?? 400);
 const WARMUP_SECONDS = 2;
 const REPO = path.resolve(__dirname, "..");
 
@@ -83,6 +91,7 @@ async function main() {
         price: { perRequest: "0.001" },
         maxTimeoutSeconds: 600,
       },
+      schemes: ["exact", "batch-settlement"],
       path: "/services/bench",
       routes: [{ path: "/free/*", gate: "free" }],
     });
@@ -173,7 +182,14 @@ async function main() {
     // both are warmed first, then measured in alternating order, and the best round counts.
     // CPU per request of the server under test and of the facilitator: on a small machine they
     // compete for the same cores, so a server's own cost shows up as facilitator throughput.
-    const cpu = { gateway: 0, express: 0, facilitatorForGateway: 0, facilitatorForExpress: 0 };
+    const cpu = {
+      gateway: 0,
+      express: 0,
+      channels: 0,
+      facilitatorForGateway: 0,
+      facilitatorForExpress: 0,
+      facilitatorForChannels: 0,
+    };
     const paidRun = async (
       url: string,
       pool: PaymentPool,
@@ -225,6 +241,68 @@ async function main() {
     console.log(
       `ratio (d)/(e) = ${(paid.rps / express.rps).toFixed(2)} (goal >= 1: the gateway at least matches the middleware, and streams)`,
     );
+
+    // (f): one channel per client, opened before the clock (the deposit is one paid call each).
+    const channelUrl = `${gw}/ok`;
+    const channelRequired = decodePaymentRequiredHeader(
+      (await fetch(channelUrl)).headers.get("payment-required")!,
+    );
+    const channels: VoucherChannel[] = [];
+    const signingStarted = Date.now();
+    for (let i = 0; i < CONCURRENCY; i++)
+      channels.push(
+        await VoucherChannel.open({
+          signer: buyer,
+          required: channelRequired,
+          index: i,
+          vouchers: CHANNEL_VOUCHERS,
+          send: async (headers) => {
+            const res = await fetch(channelUrl, { headers });
+            await res.arrayBuffer();
+            return res.status;
+          },
+        }),
+      );
+    console.log(
+      `    (f): ${CONCURRENCY} channels opened and ${CONCURRENCY * CHANNEL_VOUCHERS} vouchers signed in ${((Date.now() - signingStarted) / 1000).toFixed(0)} s`,
+    );
+    const channelRun = async (seconds: number, measured: boolean) => {
+      const before = {
+        gateway: cpuSeconds(rig.gateway.child.pid),
+        facilitator: cpuSeconds(facilitator.child.pid),
+      };
+      const result = await load({
+        url: channelUrl,
+        seconds,
+        concurrency: CONCURRENCY,
+        headers: async (_, worker) => ({ "payment-signature": await at(channels, worker).next() }),
+        onResponse: (worker, status) => at(channels, worker).answered(status),
+      });
+      if (measured) {
+        const perRequestMs = (pid: number | undefined, start: number) =>
+          ((cpuSeconds(pid) - start) * 1000) / Math.max(1, result.requests);
+        cpu.channels = perRequestMs(rig.gateway.child.pid, before.gateway);
+        cpu.facilitatorForChannels = perRequestMs(facilitator.child.pid, before.facilitator);
+      }
+      return result;
+    };
+    await channelRun(WARMUP_SECONDS, false);
+    const channelRounds: LoadResult[] = [];
+    for (let round = 0; round < ROUNDS; round++) channelRounds.push(await channelRun(SECONDS, true));
+    const channel = best(channelRounds);
+    console.log(row("(f) gateway, paid by channel voucher (charged)", channel));
+    console.log(
+      `    rounds (req/s): ${channelRounds.map((r) => r.rps.toFixed(0)).join(", ")}; CPU per paid request (last round): gateway ${cpu.channels.toFixed(2)} ms, facilitator ${cpu.facilitatorForChannels.toFixed(2)} ms`,
+    );
+    console.log(`ratio (f)/(d) = ${(channel.rps / paid.rps).toFixed(1)} (goal >= 10)`);
+    console.log(
+      `ratio (f)/(b) = ${(channel.rps / free.rps).toFixed(2)} (goal >= 0.5: paying costs little next to proxying)`,
+    );
+    const late = channels.reduce((n, c) => n + c.signedLate, 0);
+    if (late > 0)
+      console.log(
+        `note: (f) signed ${late} vouchers during the runs (the ${CHANNEL_VOUCHERS} per channel signed ahead ran out; raise BENCH_CHANNEL_VOUCHERS): the buyer's signing then slowed the run`,
+      );
     for (const [name, pool] of [
       ["(d)", gatewayPayments],
       ["(e)", peerPayments],

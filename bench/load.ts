@@ -13,35 +13,44 @@ export async function load(opts: {
   url: string;
   seconds: number;
   concurrency: number;
-  /** Per-request headers; called for every request (e.g. a fresh payment). */
-  headers?: (i: number) => Record<string, string>;
+  /**
+   * Per-request headers; called for every request (e.g. a fresh payment) with the request's
+   * number and the worker (0 … concurrency-1) sending it: a worker's requests go one at a time.
+   */
+  headers?: (i: number, worker: number) => Record<string, string> | Promise<Record<string, string>>;
+  /** Told each answer's status (0: the connection failed), e.g. to reuse an unspent voucher. */
+  onResponse?: (worker: number, status: number) => void;
 }): Promise<LoadResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency });
   const latencies: number[] = [];
   const statuses: Record<number, number> = {};
   const deadline = Date.now() + opts.seconds * 1000;
   let counter = 0;
-  const one = (i: number) =>
-    new Promise<void>((resolve) => {
+  const one = async (i: number, worker: number) => {
+    const headers = (await opts.headers?.(i, worker)) ?? {};
+    return new Promise<void>((resolve) => {
       const started = process.hrtime.bigint();
-      const req = http.get(opts.url, { agent, headers: opts.headers?.(i) ?? {} }, (res) => {
+      const req = http.get(opts.url, { agent, headers }, (res) => {
         res.resume();
         res.on("end", () => {
           latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
           statuses[res.statusCode ?? 0] = (statuses[res.statusCode ?? 0] ?? 0) + 1;
+          opts.onResponse?.(worker, res.statusCode ?? 0);
           resolve();
         });
       });
       // A keep-alive socket the server closed at its idle timeout: counted, not fatal.
       req.on("error", () => {
         statuses[0] = (statuses[0] ?? 0) + 1;
+        opts.onResponse?.(worker, 0);
         resolve();
       });
     });
+  };
   const started = Date.now();
   await Promise.all(
-    Array.from({ length: opts.concurrency }, async () => {
-      while (Date.now() < deadline) await one(counter++);
+    Array.from({ length: opts.concurrency }, async (_, worker) => {
+      while (Date.now() < deadline) await one(counter++, worker);
     }),
   );
   const elapsed = (Date.now() - started) / 1000;

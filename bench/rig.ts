@@ -1,7 +1,8 @@
 /**
  * What the runtime benchmarks share: a control plane with the CRDs and a `bench` namespace,
  * anvil with the payment contracts, the self-run facilitator and the seller runtime (controller
- * and gateway), every process on loopback and stopped at the end, whatever happened.
+ * and gateway, with a batch-settlement channel-state directory), every process on loopback and
+ * stopped at the end, whatever happened.
  */
 import * as path from "node:path";
 import { ANVIL_KEYS } from "../tests/harness/anvil";
@@ -61,6 +62,13 @@ export async function withBenchRig(name: string, run: (rig: BenchRig) => Promise
       logDir,
       facilitatorUrl,
       controllerArgs: [],
+      gatewayEnv: {
+        CHANNEL_STATE_DIR: path.join(dir, "channel-state"),
+        // BENCH_CPU_PROF=1: the gateway writes a V8 CPU profile (open it in Chrome DevTools) at exit.
+        ...(process.env.BENCH_CPU_PROF
+          ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.join(dir, "profile")}` }
+          : {}),
+      },
     });
     procs.push(seller.gateway, seller.controller);
     await run({
