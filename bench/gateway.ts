@@ -26,10 +26,10 @@ import { privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS } from "../tests/harness/anvil";
 import { at } from "../tests/harness/assertions";
 import { freePort, startProcess, waitFor } from "../tests/harness/processes";
-import { createObject, TSX_LOADER, waitForCondition } from "../tests/integration/runtime/helpers";
+import { TSX_LOADER } from "../tests/integration/runtime/helpers";
 import { VoucherChannel } from "./channels";
 import { type LoadResult, load, row } from "./load";
-import { BENCH_NAMESPACE, withBenchRig } from "./rig";
+import { BENCH_PAY_TO, readyOffer, withBenchRig } from "./rig";
 
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
 function cpuSeconds(pid: number | undefined): number {
@@ -69,7 +69,7 @@ const REPO = path.resolve(__dirname, "..");
 
 async function main() {
   await withBenchRig("bench-gateway", async (rig) => {
-    const { cp, chain, logDir } = rig;
+    const { chain, logDir } = rig;
     const buyer = privateKeyToAccount(ANVIL_KEYS[2]);
     await chain.mint(buyer.address, 1_000_000_000n);
 
@@ -80,31 +80,19 @@ async function main() {
     rig.server("upstream", ["upstream", String(upstreamPort)]);
     rig.server("bare-proxy", ["bare-proxy", String(barePort), String(upstreamPort)]);
     const { facilitator, facilitatorUrl } = rig;
-    await createObject(cp, BENCH_NAMESPACE, "serviceoffers", "ServiceOffer", "bench", {
-      type: "http",
-      upstream: { url: `http://127.0.0.1:${upstreamPort}`, healthPath: "/health" },
-      payment: {
-        scheme: "exact",
-        network: chain.network,
-        payTo: privateKeyToAccount(ANVIL_KEYS[1]).address,
-        asset: chain.asset,
-        price: { perRequest: "0.001" },
-        maxTimeoutSeconds: 600,
-      },
-      schemes: ["exact", "batch-settlement"],
-      path: "/services/bench",
-      routes: [{ path: "/free/*", gate: "free" }],
-    });
-    await waitForCondition(
-      cp,
-      BENCH_NAMESPACE,
-      "serviceoffers",
+    await readyOffer(
+      rig,
       "bench",
-      { type: "Ready", status: "True" },
-      { timeoutMs: 60_000 },
+      { asset: chain.asset, price: { perRequest: "0.001" } },
+      {
+        type: "http",
+        upstream: { url: `http://127.0.0.1:${upstreamPort}`, healthPath: "/health" },
+        schemes: ["exact", "batch-settlement"],
+        path: "/services/bench",
+        routes: [{ path: "/free/*", gate: "free" }],
+      },
     );
     const gw = `${rig.publicUrl}/services/bench`;
-    const sellerAddress = privateKeyToAccount(ANVIL_KEYS[1]).address;
     const expressPeer = startProcess(
       "express-peer",
       process.execPath,
@@ -115,7 +103,7 @@ async function main() {
         String(upstreamPort),
         facilitatorUrl,
         chain.network,
-        sellerAddress,
+        BENCH_PAY_TO,
         JSON.stringify(chain.asset),
       ],
       { logDir },

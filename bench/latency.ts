@@ -22,9 +22,8 @@ import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS } from "../tests/harness/anvil";
 import { freePort, waitFor } from "../tests/harness/processes";
-import { createObject, waitForCondition } from "../tests/integration/runtime/helpers";
 import { VoucherChannel } from "./channels";
-import { BENCH_NAMESPACE, withBenchRig } from "./rig";
+import { readyOffer, withBenchRig } from "./rig";
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 12);
 const BLOCK_SECONDS = Number(process.env.BENCH_BLOCK_SECONDS ?? 2);
@@ -73,7 +72,7 @@ function quantile(values: number[], q: number): number {
 
 async function main() {
   await withBenchRig("bench-latency", async (rig) => {
-    const { cp, chain } = rig;
+    const { chain } = rig;
     const buyerKey = ANVIL_KEYS[2] as `0x${string}`;
     const buyer = privateKeyToAccount(buyerKey);
     await chain.permit2Token.mint(buyer.address, 1_000_000_000n);
@@ -81,47 +80,25 @@ async function main() {
     await chain.mint(buyer.address, 1_000_000_000n);
     const upstreamPort = await freePort();
     rig.server("sse-upstream", ["sse-upstream", String(upstreamPort)]);
-    await createObject(cp, BENCH_NAMESPACE, "serviceoffers", "ServiceOffer", "llm", {
+    const llm = (path: string) => ({
       type: "inference",
       model: { name: "m" },
       upstream: { url: `http://127.0.0.1:${upstreamPort}`, healthPath: "/health" },
-      payment: {
-        scheme: "exact",
-        network: chain.network,
-        payTo: privateKeyToAccount(ANVIL_KEYS[1]).address,
-        asset: chain.permit2Token.asset,
-        price: { perMTok: "10" },
-        maxTimeoutSeconds: 600,
-      },
-      schemes: ["exact", "upto"],
-      path: "/services/llm",
-      routes: [{ path: "/free/*", gate: "free" }],
+      path,
     });
+    await readyOffer(
+      rig,
+      "llm",
+      { asset: chain.permit2Token.asset, price: { perMTok: "10" } },
+      { ...llm("/services/llm"), schemes: ["exact", "upto"], routes: [{ path: "/free/*", gate: "free" }] },
+    );
     // Channels take perRequest prices in an EIP-3009 token: the same upstream, its own offer.
-    await createObject(cp, BENCH_NAMESPACE, "serviceoffers", "ServiceOffer", "llm-channel", {
-      type: "inference",
-      model: { name: "m" },
-      upstream: { url: `http://127.0.0.1:${upstreamPort}`, healthPath: "/health" },
-      payment: {
-        scheme: "exact",
-        network: chain.network,
-        payTo: privateKeyToAccount(ANVIL_KEYS[1]).address,
-        asset: chain.asset,
-        price: { perRequest: "0.001" },
-        maxTimeoutSeconds: 600,
-      },
-      schemes: ["exact", "batch-settlement"],
-      path: "/services/llm-channel",
-    });
-    for (const name of ["llm", "llm-channel"])
-      await waitForCondition(
-        cp,
-        BENCH_NAMESPACE,
-        "serviceoffers",
-        name,
-        { type: "Ready", status: "True" },
-        { timeoutMs: 60_000 },
-      );
+    await readyOffer(
+      rig,
+      "llm-channel",
+      { asset: chain.asset, price: { perRequest: "0.001" } },
+      { ...llm("/services/llm-channel"), schemes: ["exact", "batch-settlement"] },
+    );
     const paidUrl = `${rig.publicUrl}/services/llm/v1/chat/completions`;
     const freeUrl = `${rig.publicUrl}/services/llm/free/v1/chat/completions`;
     await waitFor("the route", async () => (await timedPost(freeUrl)).status === 200, { timeoutMs: 10_000 });

@@ -5,6 +5,7 @@
  * stopped at the end, whatever happened.
  */
 import * as path from "node:path";
+import { privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS } from "../tests/harness/anvil";
 import { type ControlPlane, startControlPlane } from "../tests/harness/controlPlane";
 import { RUN_DIR } from "../tests/harness/env";
@@ -12,14 +13,18 @@ import { type PaymentChain, startPaymentChain } from "../tests/harness/paymentCh
 import { freePort, type ManagedProcess, startProcess } from "../tests/harness/processes";
 import {
   createNamespace,
+  createObject,
   installCrds,
   startRuntime,
   startSellerRuntime,
   TSX_LOADER,
+  waitForCondition,
   waitForHttp,
 } from "../tests/integration/runtime/helpers";
 
 export const BENCH_NAMESPACE = "bench";
+/** Who the benchmark offers are paid to. */
+export const BENCH_PAY_TO = privateKeyToAccount(ANVIL_KEYS[1]).address;
 const REPO = path.resolve(__dirname, "..");
 
 export interface BenchRig {
@@ -35,6 +40,36 @@ export interface BenchRig {
   server(name: string, args: string[]): ManagedProcess;
   /** Any other process to stop at the end. */
   adopt(proc: ManagedProcess): void;
+}
+
+/**
+ * Creates a ServiceOffer in the bench namespace, paid on the rig's chain to BENCH_PAY_TO in
+ * `asset` at `price`, and waits until it is Ready. `spec` adds or overrides the other fields.
+ */
+export async function readyOffer(
+  rig: Pick<BenchRig, "cp" | "chain">,
+  name: string,
+  payment: { asset: unknown; price: Record<string, string> },
+  spec: Record<string, unknown>,
+): Promise<void> {
+  await createObject(rig.cp, BENCH_NAMESPACE, "serviceoffers", "ServiceOffer", name, {
+    payment: {
+      scheme: "exact",
+      network: rig.chain.network,
+      payTo: BENCH_PAY_TO,
+      maxTimeoutSeconds: 600,
+      ...payment,
+    },
+    ...spec,
+  });
+  await waitForCondition(
+    rig.cp,
+    BENCH_NAMESPACE,
+    "serviceoffers",
+    name,
+    { type: "Ready", status: "True" },
+    { timeoutMs: 60_000 },
+  );
 }
 
 export async function withBenchRig(name: string, run: (rig: BenchRig) => Promise<void>): Promise<void> {
