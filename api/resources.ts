@@ -247,6 +247,18 @@ export const purchaseRequestSpecSchema = z
           "A JSON-RPC URL of the network: lets the buyer pay Permit2 sellers of EIP-2612 tokens by signature when it has no Permit2 allowance (it reads its allowance and permit nonce)",
       }),
     }),
+    channels: z
+      .object({
+        deposit: decimalSchema.optional().meta({
+          description:
+            "What one channel deposit (and each top-up) puts in, in token units; capped by what budget.maxTotal and budget.maxPerDay leave. Default: 100 times the seller's price",
+        }),
+      })
+      .optional()
+      .meta({
+        description:
+          "Pay sellers whose 402 offers x402 batch-settlement through a payment channel (a deposit, then a signed voucher per call); needs payment.rpcUrl. Absent: exact or upto only",
+      }),
     budget: z.object({
       maxPerRequest: decimalSchema,
       maxPerDay: decimalSchema.optional(),
@@ -276,6 +288,17 @@ export const purchaseRequestStatusSchema = z.object({
   spentToday: decimalSchema.optional(),
   spentTotal: decimalSchema.optional(),
   probedPrice: decimalSchema.optional(),
+  /** Payment channels of the purchase (batch-settlement), in token units. */
+  channels: z
+    .object({
+      /** Deposits signed (counted in spentTotal until refunded). */
+      deposited: decimalSchema,
+      /** What the sellers charged by voucher: paid for calls. */
+      charged: decimalSchema,
+      /** Unused deposits returned to the wallet (no longer in spentTotal). */
+      refunded: decimalSchema,
+    })
+    .optional(),
 });
 
 export type AgentIdentitySpec = z.infer<typeof agentIdentitySpecSchema>;

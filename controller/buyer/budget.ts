@@ -15,10 +15,15 @@ export interface BudgetDecision {
   message?: string;
 }
 
+/**
+ * `totals: false` checks the terms and the per-request limits only: a channel voucher draws on a
+ * deposit the totals already counted (channelDeposit sizes deposits within them).
+ */
 export function checkBudget(
   spec: PurchaseRequestSpec,
   offered: { network: string; asset: string; amount: bigint },
   spend: Spend,
+  { totals = true }: { totals?: boolean } = {},
 ): BudgetDecision {
   const decimals = spec.payment.decimals;
   const atomic = (v: string) => toAtomic(v, decimals);
@@ -50,6 +55,7 @@ export function checkBudget(
       message: `the seller asks ${offered.amount} atomic units, above budget.maxPerRequest ${spec.budget.maxPerRequest}`,
     };
   }
+  if (!totals) return { ok: true };
   if (spec.budget.maxPerDay !== undefined && spend.today + offered.amount > atomic(spec.budget.maxPerDay)) {
     return {
       ok: false,
@@ -65,4 +71,48 @@ export function checkBudget(
     };
   }
   return { ok: true };
+}
+
+/** A channel deposit without `channels.deposit`: this many calls at the seller's price. */
+export const DEFAULT_DEPOSIT_CALLS = 100n;
+
+export type DepositDecision =
+  | { ok: true; amount: bigint }
+  | { ok: false; reason: "over_max_total" | "over_max_per_day"; message: string };
+
+/**
+ * The size of a channel deposit or top-up. Pure; atomic units.
+ *
+ * `needed` is what the next voucher needs on top of the channel's balance (the library's
+ * minimum); the deposit aims at `channels.deposit` (default {@link DEFAULT_DEPOSIT_CALLS} × the
+ * price), at least `needed`, and at most what budget.maxTotal and budget.maxPerDay leave, since
+ * the deposit is what the budget counts. When even `needed` does not fit, nothing is deposited
+ * (or signed) and the call is refused.
+ */
+export function channelDeposit(
+  spec: PurchaseRequestSpec,
+  input: { needed: bigint; price: bigint },
+  spend: Spend,
+): DepositDecision {
+  const atomic = (v: string) => toAtomic(v, spec.payment.decimals);
+  const configured = spec.channels?.deposit;
+  const target = configured !== undefined ? atomic(configured) : input.price * DEFAULT_DEPOSIT_CALLS;
+  let amount = target > input.needed ? target : input.needed;
+  const caps = [
+    ["over_max_total", spec.budget.maxTotal, spend.total, "budget.maxTotal"],
+    ["over_max_per_day", spec.budget.maxPerDay, spend.today, "budget.maxPerDay"],
+  ] as const;
+  for (const [reason, limit, used, field] of caps) {
+    if (limit === undefined) continue;
+    const left = atomic(limit) - used;
+    if (left < input.needed) {
+      return {
+        ok: false,
+        reason,
+        message: `the channel needs a deposit of ${input.needed} atomic units for this call and ${field} ${limit} leaves ${left > 0n ? left : 0n}`,
+      };
+    }
+    if (amount > left) amount = left;
+  }
+  return { ok: true, amount };
 }

@@ -7,19 +7,43 @@
  * under-spend the budget, never re-spend it. If the file itself is lost (the PV with it),
  * payments are recovered from the chain (controller/buyer/recovery.ts) as `recovered` entries
  * keyed by transaction, so nothing is counted twice.
+ *
+ * Payment channels (x402 batch-settlement) are budgeted as money out of the wallet: a deposit is
+ * a payment like any other (reserved before it is signed, `channel` naming the channel it funds);
+ * the vouchers that then pay each call draw on it and add nothing to the spend; a refund of the
+ * unused deposit comes back (`refunded`, taken off the channel's newest deposits first). Each
+ * channel's client state (the x402 library's record: charged and deposited amounts) is kept
+ * here too (`channel`), and every voucher is recorded (`voucher`) before it leaves the process,
+ * so a restarted buyer continues its channels from the highest amount it signed.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { PaymentAuthorization } from "./authorization";
 
+/** The x402 batch-settlement client's record of one channel (decimal strings, atomic units). */
+export interface ChannelContext {
+  chargedCumulativeAmount?: string;
+  balance?: string;
+  totalClaimed?: string;
+  signedMaxClaimable?: string;
+  signature?: `0x${string}`;
+}
+
 export type LedgerEvent =
-  | { kind: "reserved"; id: string; purchase: string; amount: string; at: number }
+  /** `channel`: the payment is a deposit into that channel (x402 batch-settlement). */
+  | { kind: "reserved"; id: string; purchase: string; amount: string; at: number; channel?: string }
   | { kind: "authorized"; id: string; authorization: PaymentAuthorization; at: number }
   /** `amount`: what was settled when it is less than reserved (x402 upto); the rest is released. */
   | { kind: "settled"; id: string; tx?: string; amount?: string; at: number }
   | { kind: "released"; id: string; at: number }
   /** A payment found on chain that the ledger did not hold (its file was lost); `at` is the block time. */
-  | { kind: "recovered"; id: string; purchase: string; amount: string; tx: string; at: number };
+  | { kind: "recovered"; id: string; purchase: string; amount: string; tx: string; at: number }
+  /** A channel's client state after a change (null: forgotten). */
+  | { kind: "channel"; channel: string; context: ChannelContext | null; at: number }
+  /** A voucher for `cumulative` in total was signed for `purchase`, before it was sent. */
+  | { kind: "voucher"; channel: string; purchase: string; cumulative: string; at: number }
+  /** `amount` of the channel's deposits came back to the wallet (seen on chain). */
+  | { kind: "refunded"; channel: string; purchase: string; amount: string; at: number };
 
 interface Entry {
   purchase: string;
@@ -28,6 +52,34 @@ interface Entry {
   state: "reserved" | "settled" | "released";
   authorization?: PaymentAuthorization | undefined;
   tx?: string;
+  /** The channel a deposit funds. */
+  channel?: string;
+  /** The part of a deposit refunded to the wallet. */
+  refunded: bigint;
+}
+
+interface ChannelEntry {
+  purchase?: string;
+  context?: ChannelContext;
+  /** The highest cumulative amount signed. */
+  signed: bigint;
+  /** Calls charged by voucher (each raise of the charged amount). */
+  calls: number;
+}
+
+/** A purchase's channel, as the ledger counts it (atomic units). */
+export interface ChannelSummary {
+  readonly channel: string;
+  readonly purchase: string;
+  /** Deposits that settled on chain. */
+  readonly deposited: bigint;
+  /** Deposits signed and not yet known to have settled or not. */
+  readonly pending: bigint;
+  readonly refunded: bigint;
+  /** What the seller charged (the cumulative amount of the last voucher it accepted). */
+  readonly charged: bigint;
+  /** The highest cumulative amount signed. */
+  readonly signed: bigint;
 }
 
 /** A reservation without an outcome yet. */
@@ -44,7 +96,7 @@ export interface Spend {
   total: bigint;
   /** The same, since 00:00 UTC of `now`. */
   today: bigint;
-  /** Payments that settled. */
+  /** Paid requests: payments that settled, and calls charged by channel voucher. */
   settledCount: number;
 }
 
@@ -52,6 +104,7 @@ const DAY_MS = 86_400_000;
 
 export class SpendLedger {
   private readonly entries = new Map<string, Entry>();
+  private readonly channels = new Map<string, ChannelEntry>();
   private readonly fd: number;
 
   constructor(readonly file: string) {
@@ -85,7 +138,41 @@ export class SpendLedger {
         // A recovered payment is one the chain shows settled.
         state: event.kind === "reserved" ? "reserved" : "settled",
         ...(event.kind === "recovered" ? { tx: event.tx.toLowerCase() } : {}),
+        ...(event.kind === "reserved" && event.channel ? { channel: event.channel.toLowerCase() } : {}),
+        refunded: 0n,
       });
+      if (event.kind === "reserved" && event.channel) this.channel(event.channel).purchase ??= event.purchase;
+      return;
+    }
+    if (event.kind === "channel") {
+      const ch = this.channel(event.channel);
+      const before = BigInt(ch.context?.chargedCumulativeAmount ?? "0");
+      const after = BigInt(event.context?.chargedCumulativeAmount ?? "0");
+      if (event.context && after > before) ch.calls++;
+      if (event.context) ch.context = event.context;
+      else delete ch.context;
+      return;
+    }
+    if (event.kind === "voucher") {
+      const ch = this.channel(event.channel);
+      ch.purchase = event.purchase;
+      const cumulative = BigInt(event.cumulative);
+      if (cumulative > ch.signed) ch.signed = cumulative;
+      return;
+    }
+    if (event.kind === "refunded") {
+      this.channel(event.channel).purchase ??= event.purchase;
+      // Taken off the channel's newest deposits first: the money returned is the money unused.
+      let left = BigInt(event.amount);
+      const deposits = [...this.entries.values()]
+        .filter((e) => e.channel === event.channel.toLowerCase() && e.state !== "released")
+        .sort((a, b) => b.at - a.at);
+      for (const e of deposits) {
+        if (left <= 0n) break;
+        const part = e.amount - e.refunded < left ? e.amount - e.refunded : left;
+        e.refunded += part;
+        left -= part;
+      }
       return;
     }
     const entry = this.entries.get(event.id);
@@ -102,14 +189,91 @@ export class SpendLedger {
     }
   }
 
+  private channel(id: string): ChannelEntry {
+    const key = id.toLowerCase();
+    let ch = this.channels.get(key);
+    if (!ch) {
+      ch = { signed: 0n, calls: 0 };
+      this.channels.set(key, ch);
+    }
+    return ch;
+  }
+
   private append(event: LedgerEvent): void {
     fs.writeSync(this.fd, `${JSON.stringify(event)}\n`);
     fs.fsyncSync(this.fd);
     this.apply(event);
   }
 
-  reserve(id: string, purchase: string, amount: bigint, at = Date.now()): void {
-    this.append({ kind: "reserved", id, purchase, amount: amount.toString(), at });
+  /** `channel`: the payment is a deposit into that channel. */
+  reserve(id: string, purchase: string, amount: bigint, at = Date.now(), channel?: string): void {
+    this.append({
+      kind: "reserved",
+      id,
+      purchase,
+      amount: amount.toString(),
+      at,
+      ...(channel ? { channel: channel.toLowerCase() } : {}),
+    });
+  }
+
+  /** The channel's client state (the x402 batch-settlement client's record). */
+  channelContext(channel: string): ChannelContext | undefined {
+    return this.channels.get(channel.toLowerCase())?.context;
+  }
+
+  setChannelContext(channel: string, context: ChannelContext | null, at = Date.now()): void {
+    this.append({ kind: "channel", channel: channel.toLowerCase(), context, at });
+  }
+
+  /** Records a voucher before it is sent (a restarted buyer knows what it signed). */
+  voucherSigned(channel: string, purchase: string, cumulative: bigint, at = Date.now()): void {
+    this.append({
+      kind: "voucher",
+      channel: channel.toLowerCase(),
+      purchase,
+      cumulative: cumulative.toString(),
+      at,
+    });
+  }
+
+  /** Records `amount` of the channel's deposits as back in the wallet. */
+  refunded(channel: string, purchase: string, amount: bigint, at = Date.now()): void {
+    if (amount <= 0n) return;
+    this.append({
+      kind: "refunded",
+      channel: channel.toLowerCase(),
+      purchase,
+      amount: amount.toString(),
+      at,
+    });
+  }
+
+  /** The channels the ledger knows, of one purchase or all. */
+  channelSummaries(purchase?: string): ChannelSummary[] {
+    const out: ChannelSummary[] = [];
+    for (const [channel, ch] of this.channels) {
+      if (!ch.purchase || (purchase !== undefined && ch.purchase !== purchase)) continue;
+      let deposited = 0n;
+      let pending = 0n;
+      let refunded = 0n;
+      for (const e of this.entries.values()) {
+        if (e.channel !== channel || e.state === "released") continue;
+        if (e.state === "settled") deposited += e.amount;
+        else pending += e.amount;
+        refunded += e.refunded;
+      }
+      out.push({
+        channel,
+        purchase: ch.purchase,
+        deposited,
+        pending,
+        refunded,
+        charged: BigInt(ch.context?.chargedCumulativeAmount ?? "0"),
+        signed: ch.signed,
+      });
+    }
+    return out;
   }
 
   /** The signed authorization of a reserved payment, recorded before it leaves the process. */
@@ -159,7 +323,8 @@ export class SpendLedger {
     const countedWithoutTx: { id: string; amount: bigint; permit2: boolean }[] = [];
     for (const [id, e] of this.entries) {
       if (e.tx) known.add(e.tx);
-      else if (e.purchase === purchase && e.state !== "released")
+      // A channel deposit is a transfer to the deposit collector, never one of these.
+      else if (e.purchase === purchase && e.state !== "released" && !e.channel)
         countedWithoutTx.push({ id, amount: e.amount, permit2: e.authorization?.kind === "permit2" });
     }
     let added = 0;
@@ -196,10 +361,13 @@ export class SpendLedger {
     const result: Spend = { total: 0n, today: 0n, settledCount: 0 };
     for (const e of this.entries.values()) {
       if (e.purchase !== purchase || e.state === "released") continue;
-      result.total += e.amount;
-      if (e.at >= dayStart) result.today += e.amount;
-      if (e.state === "settled") result.settledCount++;
+      const counted = e.amount - e.refunded;
+      result.total += counted;
+      if (e.at >= dayStart) result.today += counted;
+      // A deposit pays no call by itself: its calls are counted as the seller charges them.
+      if (e.state === "settled" && !e.channel) result.settledCount++;
     }
+    for (const ch of this.channels.values()) if (ch.purchase === purchase) result.settledCount += ch.calls;
     return result;
   }
 

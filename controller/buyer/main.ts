@@ -3,7 +3,7 @@
  * SIGNER_KEY_FILE (a mounted Secret) or SIGNER_KEY (without either, a stack that only sells, it
  * serves its health endpoints and refuses every paid call); the spend ledger lives at LEDGER_PATH (a
  * persistent volume). --resolve-interval-ms: how often payments sent without a receipt are looked
- * up on chain (default 30 s).
+ * up on chain, and payment channels checked for refunds (default 30 s).
  */
 import { privateKeyToAccount } from "viem/accounts";
 import { BUYER_LEDGER_PATH, ENV, PLURALS, PORTS } from "../../api/contract";
@@ -21,6 +21,7 @@ import {
 } from "../shared/kube";
 import { readPrivateKey, secretConfigured } from "../shared/secrets";
 import type { Command } from "../shared/startup";
+import { ChannelReconciler, KeyedLock } from "./channels";
 import { SpendLedger } from "./ledger";
 import { BuyerMetrics } from "./metrics";
 import { SpendRecovery } from "./recovery";
@@ -85,7 +86,18 @@ export const command: Command<keyof typeof SETTINGS> = {
       log,
       onResolved: (name) => void statusWrites.request(name),
     });
-    unconfirmed.start(s.int("resolve-interval-ms", 30_000));
+    const resolveEvery = s.int("resolve-interval-ms", 30_000);
+    unconfirmed.start(resolveEvery);
+    const channelLock = new KeyedLock();
+    const reconciler = new ChannelReconciler({
+      ledger,
+      account,
+      rpcUrlFor: (name) => findPurchase((p) => p.name === name)?.spec.payment.rpcUrl,
+      lock: channelLock,
+      log,
+      onRefund: (name) => void statusWrites.request(name),
+    });
+    reconciler.start(resolveEvery);
     const resolver = new AgentResolverCache({
       timeoutMs: 10_000,
       userAgent: BUYER_USER_AGENT,
@@ -136,6 +148,7 @@ export const command: Command<keyof typeof SETTINGS> = {
       recovery,
       onSpend: publish,
       unconfirmed,
+      channels: { reconciler, lock: channelLock },
       log,
       metrics: new BuyerMetrics(ledger, current),
       port,
@@ -145,6 +158,7 @@ export const command: Command<keyof typeof SETTINGS> = {
       summary: `paying as ${account.address}, serving ${buyer.url}, ledger ${ledger.file}`,
       async stop() {
         unconfirmed.stop();
+        reconciler.stop();
         await buyer.close();
         await purchases.stop();
         ledger.close();

@@ -12,6 +12,7 @@ import { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentResponseHeader } from "@x402/core/http";
+import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/client";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { appendPaymentIdentifierToExtensions, generatePaymentId } from "@x402/extensions/payment-identifier";
@@ -25,7 +26,15 @@ import { readJsonBody, sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
 import { serveMetrics } from "../shared/metrics";
 import { authorizationOf } from "./authorization";
-import { checkBudget } from "./budget";
+import { channelDeposit, checkBudget } from "./budget";
+import {
+  BATCH_SETTLEMENT,
+  type ChannelReconciler,
+  channelPaymentOf,
+  depositAuthorization,
+  type KeyedLock,
+  LedgerChannelStorage,
+} from "./channels";
 import type { SpendLedger } from "./ledger";
 import type { BuyerMetrics } from "./metrics";
 import { retryingPaidFetch } from "./paidRetry";
@@ -60,6 +69,12 @@ export interface BuyerOptions {
   recovery?: SpendRecovery;
   /** Follows payments sent without a successful receipt to their on-chain outcome. */
   unconfirmed?: UnconfirmedPayments;
+  /**
+   * Payment channels (purchases with spec.channels): the chain reader that sees refunds, and the
+   * per-purchase lock that keeps one channel payment in flight at a time (a seller refuses a
+   * second voucher while one is pending: "channel busy").
+   */
+  channels?: { reconciler: ChannelReconciler; lock: KeyedLock };
   log: LogFn;
   /** Served at /metrics when set (the buyer's port is in-cluster only). */
   metrics?: BuyerMetrics;
@@ -154,6 +169,21 @@ async function handle(
     });
   }
 
+  const call = { path, body, purchase, requestId, started };
+  const channels = purchase.spec.channels !== undefined ? opts.channels : undefined;
+  // A channel takes one voucher at a time: the next call of the purchase waits for this one's
+  // answer head (pay returns then; the body streams on), when the seller committed or dropped it.
+  if (channels) return channels.lock.run(purchase.name, () => pay(opts, req, res, call));
+  return pay(opts, req, res, call);
+}
+
+async function pay(
+  opts: BuyerOptions,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  call: { path: string; body: { model?: unknown }; purchase: Purchase; requestId: string; started: bigint },
+): Promise<void> {
+  const { path, body, purchase, requestId, started } = call;
   // One client per request: its hook sees the seller's price before anything is signed.
   const metrics = opts.metrics;
   const count = (outcome: string, reason = "") => {
@@ -187,24 +217,58 @@ async function handle(
   // seller settles, which its receipt's `amount` says.
   client.register("eip155:*", new UptoEvmScheme(opts.account, rpcUrl ? { rpcUrl } : undefined));
   client.setSpendControls(false); // the budget below is the spend control
+  /** This request's channel payment (batch-settlement), once signed. */
+  let channelPayment: ReturnType<typeof channelPaymentOf>;
+  const channels = purchase.spec.channels !== undefined ? opts.channels : undefined;
+  if (channels) {
+    // The library keeps its channel records in the ledger and asks us how much to deposit: the
+    // deposit is what the budget counts, so it is sized within what the budget leaves and
+    // reserved (durably) before the library signs it.
+    client.register(
+      "eip155:*",
+      new BatchSettlementEvmScheme(channels.reconciler.signerFor(rpcUrl), {
+        storage: new LedgerChannelStorage(opts.ledger),
+        depositStrategy: (ctx) => {
+          const decision = channelDeposit(
+            purchase.spec,
+            { needed: BigInt(ctx.minimumDepositAmount), price: BigInt(ctx.requestAmount) },
+            opts.ledger.spend(purchase.name),
+          );
+          if (!decision.ok) {
+            refusal = { status: 402, reason: decision.reason, message: decision.message };
+            throw new Error(decision.message);
+          }
+          const id = randomUUID();
+          opts.ledger.reserve(id, purchase.name, decision.amount, Date.now(), ctx.channelId);
+          payments.push({ id, signed: false });
+          return decision.amount;
+        },
+      }),
+    );
+  }
   // Only options on the purchase's terms are candidates (v1 sellers name networks the v1 way;
   // readOffered normalizes them). When none fits, the first is kept so the hook below refuses
   // it with the precise reason.
   client.registerPolicy((_version, accepts) => {
     const payable = accepts.filter((r) => {
       const offered = readOffered(r);
-      return offered !== undefined && termsMismatch(purchase.spec.payment, offered) === undefined;
+      return offered !== undefined && termsMismatch(purchase.spec.payment, offered, !!channels) === undefined;
     });
     if (payable.length === 0) return accepts.slice(0, 1);
-    // upto charges what is used, never more than its maximum: preferred when that maximum fits
-    // the per-request limits (it is what the budget reserves).
     const limit = [purchase.spec.payment.maxPrice, purchase.spec.budget.maxPerRequest]
       .map((v) => toAtomic(v, purchase.spec.payment.decimals))
       .reduce((a, b) => (a < b ? a : b));
-    const upto = payable.filter(
-      (r) => r.scheme === "upto" && (readOffered(r)?.amountAtomic ?? limit + 1n) <= limit,
-    );
-    return upto.length > 0 ? upto : payable.filter((r) => r.scheme !== "upto").concat(upto);
+    const within = (scheme: string) =>
+      payable.filter((r) => r.scheme === scheme && (readOffered(r)?.amountAtomic ?? limit + 1n) <= limit);
+    // A channel pays a call with a signature and no transaction: preferred when the purchase
+    // allows it. upto charges what is used, never more than its maximum: next, when that maximum
+    // fits the per-request limits (it is what the budget reserves).
+    const channel = within(BATCH_SETTLEMENT);
+    if (channel.length > 0) return channel;
+    const upto = within("upto");
+    return upto.length > 0
+      ? upto
+      : payable.filter((r) => r.scheme !== "upto" && r.scheme !== BATCH_SETTLEMENT).concat(upto);
   });
   // One identifier for this request's payment: a retry after a lost answer is not paid twice.
   const paymentId = generatePaymentId();
@@ -222,7 +286,8 @@ async function handle(
       return { abort: true, reason: refusal.message };
     }
     offered = { network: terms.caip2 ?? terms.network, asset: terms.asset, amount: terms.amountAtomic };
-    const mismatch = termsMismatch(purchase.spec.payment, terms);
+    const mismatch = termsMismatch(purchase.spec.payment, terms, !!channels);
+    const isChannel = selectedRequirements.scheme === BATCH_SETTLEMENT;
     if (!mismatch) {
       try {
         await opts.recovery?.ensure(purchase, terms.payTo, terms.asset);
@@ -236,13 +301,16 @@ async function handle(
         return { abort: true, reason: refusal.message };
       }
     }
+    // A channel call checks the price here; its deposit (if it needs one) is checked against the
+    // budget's totals when the library sizes it.
     const decision = mismatch
       ? { ok: false, reason: mismatch.reason, message: mismatch.message }
-      : checkBudget(purchase.spec, offered, opts.ledger.spend(purchase.name));
+      : checkBudget(purchase.spec, offered, opts.ledger.spend(purchase.name), { totals: !isChannel });
     if (!decision.ok) {
       refusal = { status: 402, reason: decision.reason!, message: decision.message! };
       return { abort: true, reason: decision.message! };
     }
+    if (isChannel) return undefined;
     const amount = terms.amountAtomic;
     // Durable before the signature exists: a crash from here on counts the payment as spent.
     const id = randomUUID();
@@ -251,6 +319,25 @@ async function handle(
     return undefined;
   });
   client.onAfterPaymentCreation(async ({ paymentPayload, selectedRequirements }) => {
+    if (selectedRequirements.scheme === BATCH_SETTLEMENT) {
+      channelPayment = channelPaymentOf(paymentPayload.payload);
+      if (!channelPayment) return;
+      // Durable before the voucher leaves the process: a restart continues from here.
+      opts.ledger.voucherSigned(channelPayment.channel, purchase.name, channelPayment.cumulative);
+      const deposit = payments.at(-1);
+      if (!deposit || deposit.signed || !channelPayment.deposit) return;
+      opts.ledger.authorize(
+        deposit.id,
+        depositAuthorization(
+          opts.account.address,
+          selectedRequirements,
+          channelPayment.deposit,
+          channelPayment.channel,
+        ),
+      );
+      deposit.signed = true;
+      return;
+    }
     const payment = payments.at(-1);
     if (!payment) return;
     // Durable before the authorization leaves the process: what the chain can be asked about.
@@ -260,9 +347,8 @@ async function handle(
   });
   const paidFetch = wrapFetchWithPayment(retryingPaidFetch(fetchKeepingTrailers, { log: opts.log }), client);
   const target = `${seller.endpoint.replace(/\/+$/, "")}${path}`;
-  let upstream: Response;
-  try {
-    upstream = await paidFetch(target, {
+  const send = () =>
+    paidFetch(target, {
       method: "POST",
       headers: {
         "content-type": "application/json",
@@ -272,6 +358,21 @@ async function handle(
       },
       body: JSON.stringify({ ...body, model: purchase.spec.model }),
     });
+  let upstream: Response;
+  try {
+    upstream = await send();
+    // A voucher the seller refuses may be on a channel it refunded meanwhile (its balance is now
+    // below the voucher): once the chain shows the refund, the call is paid again with a top-up.
+    const voucher = channelPayment?.type === "voucher" ? channelPayment.channel : undefined;
+    if (
+      upstream.status === 402 &&
+      voucher &&
+      (await channels?.reconciler.reconcile(voucher).catch(() => false))
+    ) {
+      await upstream.body?.cancel();
+      opts.onSpend?.(purchase);
+      upstream = await send();
+    }
   } catch (err) {
     // Only a payment that was never signed is certainly unspent; a sent one may be settled by
     // the seller whatever happened to this connection.
@@ -300,7 +401,16 @@ async function handle(
   // A streamed upto answer is settled at its end: its receipt is the PAYMENT-RESPONSE trailer.
   const receiptFollows = !readReceipt(upstream.headers) && announcesTrailer(upstream, "payment-response");
   const record = (receipt: Receipt | undefined) =>
-    recordOutcome(opts, { purchase, requestId, payments, offered, status: upstream.status, receipt, count });
+    recordOutcome(opts, {
+      purchase,
+      requestId,
+      payments,
+      offered,
+      status: upstream.status,
+      receipt,
+      count,
+      channel: channelPayment,
+    });
   if (!receiptFollows) record(readReceipt(upstream.headers));
 
   const headers: Record<string, string> = {};
@@ -321,7 +431,18 @@ async function handle(
   record(readReceipt(new Headers(trailers)));
 }
 
-type Receipt = { success: boolean; transaction: string; amount?: string | undefined };
+type Receipt = {
+  success: boolean;
+  transaction: string;
+  amount?: string | undefined;
+  extra?: Record<string, unknown> | undefined;
+};
+
+/** What a batch-settlement receipt says the call was charged (`extra.chargedAmount`). */
+function chargedOf(receipt: Receipt | undefined): bigint | undefined {
+  const amount = receipt?.extra?.chargedAmount;
+  return typeof amount === "string" && /^[0-9]{1,78}$/.test(amount) ? BigInt(amount) : undefined;
+}
 
 function readReceipt(headers: Headers): Receipt | undefined {
   const header = headers.get("payment-response") ?? headers.get("x-payment-response");
@@ -343,14 +464,18 @@ function recordOutcome(
     status: number;
     receipt: Receipt | undefined;
     count(outcome: string, reason?: string): void;
+    /** The channel payment sent, if the call was paid by batch-settlement. */
+    channel: ReturnType<typeof channelPaymentOf>;
   },
 ): void {
-  const { purchase, requestId, payments, offered, receipt, count } = call;
+  const { purchase, requestId, payments, offered, receipt, count, channel } = call;
   const metrics = opts.metrics;
   const last = payments.at(-1);
-  const paid = last?.signed === true && receipt?.success === true;
-  // An upto receipt names the settled amount (at most the signed maximum, which was reserved).
-  const settledAmount = offered && receipt ? settledOf(receipt, offered.amount) : undefined;
+  const paid = (last?.signed === true || channel !== undefined) && receipt?.success === true;
+  // An upto receipt names the settled amount (at most the signed maximum, which was reserved);
+  // a channel's receipt names what the call was charged (its deposit settled whole).
+  const charged = channel ? chargedOf(receipt) : undefined;
+  const settledAmount = offered && receipt && !channel ? settledOf(receipt, offered.amount) : undefined;
   for (const p of payments) {
     if (!p.signed) opts.ledger.release(p.id);
     else if (p === last && receipt?.success)
@@ -366,15 +491,18 @@ function recordOutcome(
     count("paid");
     metrics?.paid.inc(
       { purchase: purchase.name, network: offered.network, asset: offered.asset },
-      Number(settledAmount ?? offered.amount),
+      Number(charged ?? settledAmount ?? offered.amount),
     );
     opts.log("buyer: paid", {
       requestId,
       purchase: purchase.name,
       network: offered.network,
       asset: offered.asset,
-      amount: settledAmount ?? offered.amount,
+      amount: charged ?? settledAmount ?? offered.amount,
       ...(settledAmount !== undefined ? { signedMaximum: offered.amount } : {}),
+      ...(channel
+        ? { channel: channel.channel, cumulative: channel.cumulative, deposit: channel.deposit?.amount }
+        : {}),
       transaction: receipt.transaction,
       spentTotal: spent.total,
     });
@@ -409,9 +537,25 @@ function safeDecode(header: string): Receipt | undefined {
 /** Spend counters for PurchaseRequest status, in token units. */
 export function spendStatus(ledger: SpendLedger, purchase: Purchase) {
   const spend = ledger.spend(purchase.name);
+  const decimals = purchase.spec.payment.decimals;
+  const channels = ledger.channelSummaries(purchase.name);
+  const sum = (f: (c: (typeof channels)[number]) => bigint) =>
+    fromAtomic(
+      channels.reduce((a, c) => a + f(c), 0n),
+      decimals,
+    );
   return {
     requests: spend.settledCount,
-    spentToday: fromAtomic(spend.today, purchase.spec.payment.decimals),
-    spentTotal: fromAtomic(spend.total, purchase.spec.payment.decimals),
+    spentToday: fromAtomic(spend.today, decimals),
+    spentTotal: fromAtomic(spend.total, decimals),
+    ...(channels.length > 0
+      ? {
+          channels: {
+            deposited: sum((c) => c.deposited + c.pending),
+            charged: sum((c) => c.charged),
+            refunded: sum((c) => c.refunded),
+          },
+        }
+      : {}),
   };
 }

@@ -60,15 +60,20 @@ export function readOffered(raw: unknown): OfferedPayment | undefined {
   };
 }
 
-/** Why `offered` is not what the purchase agreed to pay with; undefined when it is. */
+/**
+ * Why `offered` is not what the purchase agreed to pay with; undefined when it is. `channels`:
+ * the purchase also pays by x402 batch-settlement (spec.channels).
+ */
 export function termsMismatch(
   declared: PurchaseRequestSpec["payment"],
   offered: OfferedPayment,
+  channels = false,
 ): TermsMismatch | undefined {
-  if (offered.scheme !== "exact" && offered.scheme !== "upto")
+  const schemes = channels ? ["exact", "upto", "batch-settlement"] : ["exact", "upto"];
+  if (!schemes.includes(offered.scheme))
     return {
       reason: "wrong_scheme",
-      message: `the seller asks for scheme "${offered.scheme}"; the buyer pays "exact" or "upto"`,
+      message: `the seller asks for scheme "${offered.scheme}"; the buyer pays ${schemes.map((s) => `"${s}"`).join(", ")}`,
     };
   if (offered.caip2 !== declared.network) {
     return {

@@ -40,6 +40,8 @@ const rawPurchase = z.strictObject({
     maxPerDay: amountInput.optional(),
     maxTotal: amountInput.optional(),
   }),
+  /** Pay batch-settlement sellers through a channel: `{}` or `{deposit}` (token units). */
+  channels: z.strictObject({ deposit: amountInput.optional() }).optional(),
 });
 
 export const purchasesSchema = z.array(z.unknown()).default([]);
@@ -100,8 +102,10 @@ export function purchases(inputs: readonly unknown[], issues: Issues): PurchaseC
     if (decimals !== undefined) {
       budgetsAgree(at, decimals, { maxPrice, maxPerRequest, maxPerDay, maxTotal }, issues);
     }
+    const channels = channelsOf(p, at, decimals, { maxPrice, maxPerDay, maxTotal, rpcUrl }, issues);
     const seller = sellerOf(p, at, net, issues);
     if (!net || !maxPrice || !maxPerRequest || decimals === undefined || !seller) return;
+    if (p.channels !== undefined && !channels) return;
     if (p.payment.rpcUrl !== undefined && !rpcUrl) return;
     if (p.budget.maxPerDay !== undefined && !maxPerDay) return;
     if (p.budget.maxTotal !== undefined && !maxTotal) return;
@@ -117,6 +121,7 @@ export function purchases(inputs: readonly unknown[], issues: Issues): PurchaseC
         ...(asset ? { asset } : {}),
       },
       budget: { maxPerRequest, ...(maxPerDay ? { maxPerDay } : {}), ...(maxTotal ? { maxTotal } : {}) },
+      ...(channels ? { channels } : {}),
     };
     const { name: _name, ...spec } = purchase;
     if (acceptedAsStored(purchaseRequestSpecSchema, spec, at, "PurchaseRequest", issues)) out.push(purchase);
@@ -174,6 +179,60 @@ function sellerOf(
   )
     return undefined;
   return { agent: { ...ref, rpcUrl, ...(raw.service ? { service: raw.service } : {}) } };
+}
+
+/**
+ * `channels`: the buyer deposits into a channel (which the budget counts) and pays each call by
+ * voucher. It reads the channel on chain (refunds, recovery), so it needs payment.rpcUrl; a
+ * deposit must pay at least one call at maxPrice and fit the total and daily budgets, or every
+ * deposit would be cut to what they leave.
+ */
+function channelsOf(
+  p: z.infer<typeof rawPurchase>,
+  at: string,
+  decimals: number | undefined,
+  known: {
+    maxPrice?: string | undefined;
+    maxPerDay?: string | undefined;
+    maxTotal?: string | undefined;
+    rpcUrl?: string | undefined;
+  },
+  issues: Issues,
+): { deposit?: string } | undefined {
+  if (p.channels === undefined) return undefined;
+  if (p.payment.rpcUrl === undefined) {
+    issues.add(
+      `${at}.channels`,
+      "channels need payment.rpcUrl (the buyer reads its channels on chain to see refunds): set it, or remove channels",
+    );
+    return undefined;
+  }
+  if (!known.rpcUrl) return undefined;
+  if (p.channels.deposit === undefined) return {};
+  const deposit = amount(p.channels.deposit, `${at}.channels.deposit`, issues, decimals);
+  if (!deposit || decimals === undefined) return undefined;
+  const atomic = (v: string) => toAtomic(v, decimals);
+  let ok = true;
+  if (known.maxPrice && atomic(deposit) < atomic(known.maxPrice)) {
+    issues.add(
+      `${at}.channels.deposit`,
+      `${deposit} is below payment.maxPrice ${known.maxPrice}: a deposit must pay at least one call; raise channels.deposit`,
+    );
+    ok = false;
+  }
+  for (const [field, limit] of [
+    ["budget.maxTotal", known.maxTotal],
+    ["budget.maxPerDay", known.maxPerDay],
+  ] as const) {
+    if (limit && atomic(deposit) > atomic(limit)) {
+      issues.add(
+        `${at}.channels.deposit`,
+        `${deposit} is above ${field} ${limit}, which counts the deposit: lower channels.deposit or raise ${field}`,
+      );
+      ok = false;
+    }
+  }
+  return ok ? { deposit } : undefined;
 }
 
 /**

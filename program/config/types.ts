@@ -102,6 +102,8 @@ export type PurchaseConfig = PurchaseSeller & {
     rpcUrl?: string;
   };
   budget: { maxPerRequest: string; maxPerDay?: string; maxTotal?: string };
+  /** Pay batch-settlement sellers through a channel; `deposit` in token units. */
+  channels?: { deposit?: string };
 };
 
 export type PurchaseSeller =

@@ -1,0 +1,258 @@
+/**
+ * The buyer's payment channels (x402 `batch-settlement`), around @x402/evm's client part:
+ *
+ *   - the library's channel records live in the spend ledger (LedgerChannelStorage), so a
+ *     restarted buyer continues each channel from what it last signed and was charged;
+ *   - a deposit is budgeted as a payment (server.ts reserves it from the library's deposit
+ *     strategy, sized by budget.channelDeposit), its EIP-3009 authorization recorded so the chain
+ *     can say whether it was used (depositAuthorization);
+ *   - a refund is seen on chain (the channel's balance drops below what was deposited): the
+ *     ledger gets the money back and the library's record is brought to the chain's state
+ *     (ChannelReconciler), so the next call tops up instead of signing beyond the balance.
+ */
+import type { PaymentRequirements } from "@x402/core/types";
+import { toClientEvmSigner } from "@x402/evm";
+import {
+  type BatchSettlementClientContext,
+  type ClientChannelStorage,
+  readChannelBalanceAndTotalClaimed,
+} from "@x402/evm/batch-settlement/client";
+import {
+  type Address,
+  createPublicClient,
+  encodeAbiParameters,
+  getAddress,
+  type Hex,
+  http,
+  keccak256,
+  type LocalAccount,
+  type PublicClient,
+} from "viem";
+import type { PaymentAuthorization } from "./authorization";
+import type { ChannelContext, ChannelSummary, SpendLedger } from "./ledger";
+
+export const BATCH_SETTLEMENT = "batch-settlement";
+
+/** The x402 batch-settlement client's channel storage, kept in the durable spend ledger. */
+export class LedgerChannelStorage implements ClientChannelStorage {
+  constructor(private readonly ledger: SpendLedger) {}
+
+  async get(key: string): Promise<BatchSettlementClientContext | undefined> {
+    return this.ledger.channelContext(key);
+  }
+
+  async set(key: string, context: BatchSettlementClientContext): Promise<void> {
+    this.ledger.setChannelContext(key, context as ChannelContext);
+  }
+
+  async delete(key: string): Promise<void> {
+    this.ledger.setChannelContext(key, null);
+  }
+}
+
+/** What a batch-settlement payment payload is, for the ledger. Pure. */
+export function channelPaymentOf(payload: unknown):
+  | {
+      type: "deposit" | "voucher";
+      channel: Hex;
+      cumulative: bigint;
+      deposit?: { amount: bigint; validBefore: string; salt: Hex };
+    }
+  | undefined {
+  const p = payload as
+    | {
+        type?: string;
+        voucher?: { channelId?: string; maxClaimableAmount?: string };
+        deposit?: {
+          amount?: string;
+          authorization?: { erc3009Authorization?: { validBefore?: string; salt?: string } };
+        };
+      }
+    | undefined;
+  const channel = p?.voucher?.channelId;
+  const cumulative = p?.voucher?.maxClaimableAmount;
+  if ((p?.type !== "deposit" && p?.type !== "voucher") || !channel || !cumulative) return undefined;
+  const auth = p.deposit?.authorization?.erc3009Authorization;
+  return {
+    type: p.type,
+    channel: channel as Hex,
+    cumulative: BigInt(cumulative),
+    ...(p.type === "deposit" && p.deposit?.amount && auth?.validBefore && auth.salt
+      ? {
+          deposit: {
+            amount: BigInt(p.deposit.amount),
+            validBefore: auth.validBefore,
+            salt: auth.salt as Hex,
+          },
+        }
+      : {}),
+  };
+}
+
+/**
+ * The EIP-3009 authorization a deposit signs (receiveWithAuthorization to the deposit
+ * collector), by the token's authorization state that records its use. The nonce binds the
+ * channel and the payload's salt, the way the library's deposit payload and the contract derive
+ * it (the library does not export that helper).
+ */
+export function depositAuthorization(
+  buyer: Address,
+  requirements: Pick<PaymentRequirements, "network" | "asset">,
+  deposit: { validBefore: string; salt: Hex },
+  channel: Hex,
+): PaymentAuthorization {
+  return {
+    kind: "eip3009",
+    network: requirements.network,
+    token: getAddress(requirements.asset),
+    from: getAddress(buyer),
+    nonce: keccak256(
+      encodeAbiParameters([{ type: "bytes32" }, { type: "uint256" }], [channel, BigInt(deposit.salt)]),
+    ),
+    validBefore: deposit.validBefore,
+  };
+}
+
+/**
+ * What came back from a channel, given its balance on chain. Pure.
+ *
+ * The contract's balance is what was deposited less what was refunded or withdrawn (claims do
+ * not lower it); the buyer never withdraws here, so deposits the ledger saw settle, less the
+ * refunds it recorded, above the chain's balance, were refunded. Deposits still unconfirmed are
+ * left out (the chain may or may not hold them): the refund is then under-counted until they
+ * settle, never over-counted.
+ */
+export function refundSeen(
+  channel: Pick<ChannelSummary, "deposited" | "refunded">,
+  chainBalance: bigint,
+): bigint {
+  const gone = channel.deposited - channel.refunded - chainBalance;
+  return gone > 0n ? gone : 0n;
+}
+
+/**
+ * The library's record brought to the chain after a refund: the balance is the chain's, and the
+ * charged amount is never below what was claimed (a voucher below it would be refused).
+ */
+export function contextAfterRefund(
+  local: ChannelContext | undefined,
+  chain: { balance: bigint; totalClaimed: bigint },
+): ChannelContext {
+  const charged = BigInt(local?.chargedCumulativeAmount ?? "0");
+  return {
+    ...local,
+    chargedCumulativeAmount: (charged > chain.totalClaimed ? charged : chain.totalClaimed).toString(),
+    balance: chain.balance.toString(),
+    totalClaimed: chain.totalClaimed.toString(),
+  };
+}
+
+/** One task at a time per key (a purchase's channel payments and their reconciliation). */
+export class KeyedLock {
+  private readonly tails = new Map<string, Promise<void>>();
+
+  async run<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const tail = previous.then(() => mine);
+    this.tails.set(key, tail);
+    await previous;
+    try {
+      return await task();
+    } finally {
+      release();
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}
+
+export interface ChannelReconcilerOptions {
+  ledger: SpendLedger;
+  account: LocalAccount;
+  /** The RPC URL of a purchase (by PurchaseRequest name), if it names one. */
+  rpcUrlFor(purchase: string): string | undefined;
+  lock: KeyedLock;
+  log(message: string): void;
+  /** Called after a refund of `purchase` was recorded, to publish its status. */
+  onRefund?(purchase: string): void;
+}
+
+/** Reads the channels' balances on chain and records the refunds they show. */
+export class ChannelReconciler {
+  private readonly clients = new Map<string, PublicClient>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: ChannelReconcilerOptions) {}
+
+  /** A signer that can read the chain, for the library's channel recovery. */
+  signerFor(rpcUrl: string | undefined) {
+    return rpcUrl ? toClientEvmSigner(this.opts.account, this.client(rpcUrl)) : this.opts.account;
+  }
+
+  /**
+   * Compares one channel with the chain; returns whether a refund was found (and recorded). The
+   * caller holds the purchase's lock.
+   */
+  async reconcile(channel: string): Promise<boolean> {
+    const summary = this.opts.ledger.channelSummaries().find((c) => c.channel === channel.toLowerCase());
+    if (!summary) return false;
+    const rpcUrl = this.opts.rpcUrlFor(summary.purchase);
+    if (!rpcUrl) return false;
+    const [balance, totalClaimed] = await readChannelBalanceAndTotalClaimed(
+      this.signerFor(rpcUrl),
+      summary.channel as Hex,
+    );
+    const refund = refundSeen(summary, balance);
+    if (refund === 0n) return false;
+    this.opts.ledger.refunded(summary.channel, summary.purchase, refund);
+    this.opts.ledger.setChannelContext(
+      summary.channel,
+      contextAfterRefund(this.opts.ledger.channelContext(summary.channel), { balance, totalClaimed }),
+    );
+    this.opts.log(
+      `buyer: ${refund} atomic units of channel ${summary.channel} (${summary.purchase}) came back to the wallet`,
+    );
+    this.opts.onRefund?.(summary.purchase);
+    return true;
+  }
+
+  /** Every channel with deposited money not yet refunded, each under its purchase's lock. */
+  async reconcileAll(): Promise<void> {
+    for (const c of this.opts.ledger.channelSummaries()) {
+      if (c.deposited + c.pending - c.refunded <= 0n) continue;
+      try {
+        await this.opts.lock.run(c.purchase, () => this.reconcile(c.channel));
+      } catch (err) {
+        this.opts.log(
+          `buyer: cannot read channel ${c.channel} of ${c.purchase}: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      }
+    }
+  }
+
+  start(intervalMs: number): void {
+    const tick = () => {
+      this.reconcileAll().finally(() => {
+        this.timer = setTimeout(tick, intervalMs);
+        this.timer.unref();
+      });
+    };
+    tick();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+
+  private client(rpcUrl: string): PublicClient {
+    let client = this.clients.get(rpcUrl);
+    if (!client) {
+      client = createPublicClient({ transport: http(rpcUrl) }) as PublicClient;
+      this.clients.set(rpcUrl, client);
+    }
+    return client;
+  }
+}
