@@ -4,7 +4,7 @@
  *   - the library's channel records live in the spend ledger (LedgerChannelStorage), so a
  *     restarted buyer continues each channel from what it last signed and was charged;
  *   - a deposit is budgeted as a payment (server.ts reserves it from the library's deposit
- *     strategy, sized by budget.channelDeposit), its EIP-3009 authorization recorded so the chain
+ *     strategy, sized by spec.channels.deposit within the budget), its EIP-3009 authorization recorded so the chain
  *     can say whether it was used (depositAuthorization);
  *   - a refund is seen on chain (the channel's balance drops below what was deposited): the
  *     ledger gets the money back and the library's record is brought to the chain's state

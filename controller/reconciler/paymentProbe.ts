@@ -63,8 +63,15 @@ function decimalsFor(option: OfferedPayment, declared: PurchaseRequestSpec["paym
   return usdc && usdc.address.toLowerCase() === option.asset.toLowerCase() ? usdc.decimals : undefined;
 }
 
-/** Checks the seller's options against the declared network, asset and maximum price. */
-export function evaluate402(parsed: Parsed402, declared: PurchaseRequestSpec["payment"]): ProbeVerdict {
+/**
+ * Checks the seller's options against the declared network, asset and maximum price. `channels`:
+ * the purchase also pays batch-settlement options (spec.channels).
+ */
+export function evaluate402(
+  parsed: Parsed402,
+  declared: PurchaseRequestSpec["payment"],
+  channels = false,
+): ProbeVerdict {
   const offered = parsed.accepts
     .map((a) => `${a.scheme} ${a.amountAtomic} of ${a.asset} on ${a.caip2 ?? a.network}`)
     .join("; ");
@@ -76,7 +83,7 @@ export function evaluate402(parsed: Parsed402, declared: PurchaseRequestSpec["pa
     };
   }
   // The buyer pays only what termsMismatch accepts: the probe judges with the same function.
-  const judged = parsed.accepts.map((a) => ({ a, why: termsMismatch(declared, a) }));
+  const judged = parsed.accepts.map((a) => ({ a, why: termsMismatch(declared, a, channels) }));
   const payable = judged.filter((j) => j.why === undefined).map((j) => j.a);
   if (payable.length === 0) {
     return judged.some((j) => j.why?.reason === "wrong_asset")
@@ -184,5 +191,5 @@ export async function probeSeller(
   timeoutMs: number,
 ): Promise<ProbeVerdict> {
   const result = await requestTerms(endpoint, spec.model, timeoutMs);
-  return result.ok ? evaluate402(result.terms, spec.payment) : result;
+  return result.ok ? evaluate402(result.terms, spec.payment, spec.channels !== undefined) : result;
 }
