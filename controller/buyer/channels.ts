@@ -17,19 +17,10 @@ import {
   type ClientChannelStorage,
   readChannelBalanceAndTotalClaimed,
 } from "@x402/evm/batch-settlement/client";
-import {
-  type Address,
-  createPublicClient,
-  encodeAbiParameters,
-  getAddress,
-  type Hex,
-  http,
-  keccak256,
-  type LocalAccount,
-  type PublicClient,
-} from "viem";
+import { type Address, encodeAbiParameters, getAddress, type Hex, keccak256, type LocalAccount } from "viem";
 import type { PaymentAuthorization } from "./authorization";
 import type { ChannelContext, ChannelSummary, SpendLedger } from "./ledger";
+import { RpcClients } from "./rpcClients";
 
 export const BATCH_SETTLEMENT = "batch-settlement";
 
@@ -182,14 +173,14 @@ export interface ChannelReconcilerOptions {
 
 /** Reads the channels' balances on chain and records the refunds they show. */
 export class ChannelReconciler {
-  private readonly clients = new Map<string, PublicClient>();
+  private readonly clients = new RpcClients();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: ChannelReconcilerOptions) {}
 
   /** A signer that can read the chain, for the library's channel recovery. */
   signerFor(rpcUrl: string | undefined) {
-    return rpcUrl ? toClientEvmSigner(this.opts.account, this.client(rpcUrl)) : this.opts.account;
+    return rpcUrl ? toClientEvmSigner(this.opts.account, this.clients.get(rpcUrl)) : this.opts.account;
   }
 
   /**
@@ -245,14 +236,5 @@ export class ChannelReconciler {
 
   stop(): void {
     clearTimeout(this.timer);
-  }
-
-  private client(rpcUrl: string): PublicClient {
-    let client = this.clients.get(rpcUrl);
-    if (!client) {
-      client = createPublicClient({ transport: http(rpcUrl) }) as PublicClient;
-      this.clients.set(rpcUrl, client);
-    }
-    return client;
   }
 }

@@ -4,10 +4,10 @@
  * settled), otherwise kept as spent and asked again later. A purchase without an RPC URL cannot
  * ask the chain, so its unconfirmed payments stay counted as spent.
  */
-import { createPublicClient, http, type PublicClient } from "viem";
 import { CoalescedRuns } from "../shared/coalesced";
 import { type AuthorizationState, authorizationState, type PaymentAuthorization } from "./authorization";
 import type { SpendLedger, Unconfirmed } from "./ledger";
+import { RpcClients } from "./rpcClients";
 
 export interface UnconfirmedOptions {
   ledger: SpendLedger;
@@ -26,7 +26,7 @@ export function outcomeOf(state: AuthorizationState): "settled" | "released" | "
 }
 
 export class UnconfirmedPayments {
-  private readonly clients = new Map<string, PublicClient>();
+  private readonly clients = new RpcClients();
   private readonly passes = new CoalescedRuns<"all">(async () => {
     for (const entry of this.opts.ledger.unconfirmed()) await this.resolveOne(entry);
   });
@@ -63,7 +63,7 @@ export class UnconfirmedPayments {
     if (!rpcUrl) return;
     let state: AuthorizationState;
     try {
-      state = await (this.opts.stateOf ?? ((url, auth) => authorizationState(this.client(url), auth)))(
+      state = await (this.opts.stateOf ?? ((url, auth) => authorizationState(this.clients.get(url), auth)))(
         rpcUrl,
         authorization,
       );
@@ -81,14 +81,5 @@ export class UnconfirmedPayments {
       `buyer: payment ${entry.id} of ${entry.purchase} ${outcome === "settled" ? "was settled on chain without a receipt; counted as spent" : "expired unused on chain; released"}`,
     );
     this.opts.onResolved?.(entry.purchase);
-  }
-
-  private client(rpcUrl: string): PublicClient {
-    let client = this.clients.get(rpcUrl);
-    if (!client) {
-      client = createPublicClient({ transport: http(rpcUrl) }) as PublicClient;
-      this.clients.set(rpcUrl, client);
-    }
-    return client;
   }
 }

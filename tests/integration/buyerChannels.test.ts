@@ -23,6 +23,7 @@ import {
   getObject,
   installCrds,
   mergePatch,
+  startFacilitatorProcess,
   startRuntime,
   startSellerRuntime,
   Upstream,
@@ -163,13 +164,12 @@ describe("the buyer pays a batch-settlement seller through a channel (anvil, fac
     await upstream.start();
     const facilitatorPort = await freePort();
     const facilitatorUrl = `http://127.0.0.1:${facilitatorPort}`;
-    facilitator = startRuntime("facilitator", "facilitator", [], logDir, {
-      SIGNER_KEY: ANVIL_KEYS[0],
-      RPC_URL: chain.anvil.rpcUrl,
-      PORT: String(facilitatorPort),
-      HOST: "127.0.0.1",
+    facilitator = await startFacilitatorProcess({
+      logDir,
+      rpcUrl: chain.anvil.rpcUrl,
+      port: facilitatorPort,
+      signerKey: ANVIL_KEYS[0],
     });
-    await waitForHttp("the facilitator", `${facilitatorUrl}/supported`, facilitator);
     const seller = await startSellerRuntime({
       cp,
       namespace,
