@@ -276,6 +276,47 @@ export function removeContainerLogLinks(podLogsDir: string): void {
   }
 }
 
+/**
+ * The kubelet's device-plugin socket: its path is fixed (not under `--root-dir`), and the
+ * kubelet leaves it behind when it stops.
+ */
+export const KUBELET_DEVICE_PLUGIN_SOCKET = "/var/lib/kubelet/device-plugins/kubelet.sock";
+
+/** Paths of the unix sockets something listens on, from /proc/net/unix (its last column). */
+export function listeningUnixPaths(procNetUnix: string): Set<string> {
+  const paths = new Set<string>();
+  for (const line of procNetUnix.split("\n").slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    // Num RefCount Protocol Flags Type St Inode [Path]; flag 00010000 is __SO_ACCEPTCON (listening).
+    if (fields.length >= 8 && fields[3] === "00010000") paths.add(fields.slice(7).join(" "));
+  }
+  return paths;
+}
+
+/** Whether the kubelet's device-plugin socket is there with no kubelet listening on it. */
+export function staleKubeletSocket(): boolean {
+  return (
+    fs.existsSync(KUBELET_DEVICE_PLUGIN_SOCKET) &&
+    !listeningUnixPaths(fs.readFileSync("/proc/net/unix", "utf8")).has(KUBELET_DEVICE_PLUGIN_SOCKET)
+  );
+}
+
+/**
+ * Removes the socket a stopped kubelet left (one a live kubelet listens on stays), and the
+ * directories it sits in when nothing else is in them.
+ */
+export function removeStaleKubeletSocket(): void {
+  if (!staleKubeletSocket()) return;
+  fs.rmSync(KUBELET_DEVICE_PLUGIN_SOCKET, { force: true });
+  for (let dir = path.dirname(KUBELET_DEVICE_PLUGIN_SOCKET); dir !== "/var/lib"; dir = path.dirname(dir)) {
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      return; // not empty: someone else's
+    }
+  }
+}
+
 /** Sets a sysctl and returns its previous value (to put back at teardown). */
 export function setSysctl(key: string, value: string): string {
   const file = `/proc/sys/${key.replace(/\./g, "/")}`;

@@ -17,6 +17,7 @@ import {
   exec,
   execAsync,
   iptablesLeftovers,
+  KUBELET_DEVICE_PLUGIN_SOCKET,
   killPids,
   linkExists,
   mountsUnder,
@@ -27,8 +28,10 @@ import {
   removeLink,
   removeNetns,
   removePodCgroups,
+  removeStaleKubeletSocket,
   setSysctl,
   shimPids,
+  staleKubeletSocket,
   unmountUnder,
 } from "./nodeHost";
 import { certKubeconfig, ensurePki } from "./pki";
@@ -870,6 +873,9 @@ export function realNodeLeftovers(dir: string): string[] {
       ? [
           ...[NODE_LINK, POD_BRIDGE].filter(linkExists).map((link) => `network link ${link}`),
           ...iptablesLeftovers(),
+          ...(staleKubeletSocket()
+            ? [`the kubelet's device-plugin socket ${KUBELET_DEVICE_PLUGIN_SOCKET}`]
+            : []),
         ]
       : []),
   ];
@@ -894,6 +900,7 @@ async function cleanHost(dir: string): Promise<void> {
   removeLink(NODE_LINK);
   removeIptablesState();
   removeContainerLogLinks(l.podLogs);
+  removeStaleKubeletSocket();
 }
 
 /**

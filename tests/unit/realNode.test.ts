@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { netnsOfPeers, splitRule } from "../harness/nodeHost";
+import { listeningUnixPaths, netnsOfPeers, splitRule } from "../harness/nodeHost";
 import { normalizeRef } from "../harness/realCluster";
 
 describe("real node harness helpers", () => {
@@ -41,5 +41,21 @@ describe("real node harness helpers", () => {
     ];
     assert.deepEqual(netnsOfPeers(links, namespaces).sort(), ["cni-a", "cni-b"]);
     assert.deepEqual(netnsOfPeers([], namespaces), []);
+  });
+
+  it("tells a unix socket something listens on from one only bound, or a file left behind", () => {
+    // /proc/net/unix as Linux prints it: flag 00010000 marks a listening socket.
+    const table = [
+      "Num       RefCount Protocol Flags    Type St Inode Path",
+      "00000000dbe972e3: 00000002 00000000 00010000 0001 01 2108667 /var/lib/kubelet/device-plugins/kubelet.sock",
+      "00000000dbe972e4: 00000002 00000000 00000000 0001 01 2108668 /tmp/bound-only.sock",
+      "00000000dbe972e5: 00000003 00000000 00000000 0001 03 2105914",
+      "00000000dbe972e6: 00000002 00000000 00010000 0001 01 2108669 /tmp/with space.sock",
+    ].join("\n");
+    assert.deepEqual([...listeningUnixPaths(table)].sort(), [
+      "/tmp/with space.sock",
+      "/var/lib/kubelet/device-plugins/kubelet.sock",
+    ]);
+    assert.equal(listeningUnixPaths(table.split("\n").slice(0, 1).join("\n")).size, 0);
   });
 });
