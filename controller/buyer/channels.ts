@@ -24,12 +24,33 @@ import { RpcClients } from "./rpcClients";
 
 export const BATCH_SETTLEMENT = "batch-settlement";
 
-/** The x402 batch-settlement client's channel storage, kept in the durable spend ledger. */
+/**
+ * The x402 batch-settlement client's channel storage, kept in the durable spend ledger.
+ *
+ * A deposit sent without an answer (the connection dropped, the buyer died) may be on chain
+ * while the library's record never counted it: the library would then deposit again. While the
+ * ledger holds such an unconfirmed deposit, the record's balance is read from the chain
+ * (`chainBalance`) when a request first reads it, before it deposits anything itself: one
+ * instance per request, under the purchase's lock, so no other deposit is in flight.
+ */
 export class LedgerChannelStorage implements ClientChannelStorage {
-  constructor(private readonly ledger: SpendLedger) {}
+  private checked = false;
+
+  constructor(
+    private readonly ledger: SpendLedger,
+    private readonly chainBalance?: (channel: Hex) => Promise<bigint>,
+  ) {}
 
   async get(key: string): Promise<BatchSettlementClientContext | undefined> {
-    return this.ledger.channelContext(key);
+    const context = this.ledger.channelContext(key);
+    const first = !this.checked;
+    this.checked = true;
+    if (!first || !context || !this.chainBalance) return context;
+    const pending = this.ledger.channelSummaries().find((c) => c.channel === key.toLowerCase())?.pending;
+    if (!pending) return context;
+    const next = withChainBalance(context, await this.chainBalance(key as Hex));
+    if (next !== context) this.ledger.setChannelContext(key, next);
+    return next;
   }
 
   async set(key: string, context: BatchSettlementClientContext): Promise<void> {
@@ -39,6 +60,13 @@ export class LedgerChannelStorage implements ClientChannelStorage {
   async delete(key: string): Promise<void> {
     this.ledger.setChannelContext(key, null);
   }
+}
+
+/** The record with the chain's balance when the chain holds more (a deposit it never counted). Pure. */
+export function withChainBalance(context: ChannelContext, chainBalance: bigint): ChannelContext {
+  return chainBalance > BigInt(context.balance ?? "0")
+    ? { ...context, balance: chainBalance.toString() }
+    : context;
 }
 
 /** What a batch-settlement payment payload is, for the ledger. Pure. */
@@ -177,6 +205,13 @@ export class ChannelReconciler {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: ChannelReconcilerOptions) {}
+
+  /** The channel's balance on chain, for a purchase with an RPC URL. */
+  chainBalanceReader(rpcUrl: string | undefined): ((channel: Hex) => Promise<bigint>) | undefined {
+    if (!rpcUrl) return undefined;
+    const signer = this.signerFor(rpcUrl);
+    return async (channel) => (await readChannelBalanceAndTotalClaimed(signer, channel))[0];
+  }
 
   /** A signer that can read the chain, for the library's channel recovery. */
   signerFor(rpcUrl: string | undefined) {

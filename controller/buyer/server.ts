@@ -227,7 +227,7 @@ async function pay(
     client.register(
       "eip155:*",
       new BatchSettlementEvmScheme(channels.reconciler.signerFor(rpcUrl), {
-        storage: new LedgerChannelStorage(opts.ledger),
+        storage: new LedgerChannelStorage(opts.ledger, channels.reconciler.chainBalanceReader(rpcUrl)),
         depositStrategy: (ctx) => {
           const decision = channelDeposit(
             purchase.spec,

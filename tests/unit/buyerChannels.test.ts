@@ -200,6 +200,34 @@ describe("buyer channels: budget accounting in the ledger", () => {
     assert.equal(channelPaymentOf({ authorization: {} }), undefined);
   });
 
+  it("a deposit sent without an answer: the next request takes the channel's balance from the chain, once, instead of depositing again", async () => {
+    const ledger = new SpendLedger(ledgerFile());
+    const reads: string[] = [];
+    const chain = (balance: bigint) => async (channel: string) => {
+      reads.push(channel);
+      return balance;
+    };
+    // The library's first record (read from the chain before the first deposit), then the
+    // deposit, reserved and sent, with no answer.
+    await new LedgerChannelStorage(ledger, chain(0n)).set(CHANNEL, {
+      chargedCumulativeAmount: "0",
+      balance: "0",
+    });
+    ledger.reserve("d1", "p", 6000n, Date.now(), CHANNEL);
+    const next = new LedgerChannelStorage(ledger, chain(6000n));
+    assert.deepEqual(await next.get(CHANNEL), { chargedCumulativeAmount: "0", balance: "6000" });
+    assert.deepEqual(ledger.channelContext(CHANNEL), { chargedCumulativeAmount: "0", balance: "6000" });
+    // Later reads in the same request (after its own deposit, say) are the ledger's alone.
+    assert.deepEqual(await next.get(CHANNEL), { chargedCumulativeAmount: "0", balance: "6000" });
+    assert.equal(reads.length, 1);
+    // The chain holding less (the deposit never landed) changes nothing; nothing pending, no read.
+    assert.equal((await new LedgerChannelStorage(ledger, chain(0n)).get(CHANNEL))?.balance, "6000");
+    ledger.settle("d1", undefined);
+    await new LedgerChannelStorage(ledger, chain(9n)).get(CHANNEL);
+    assert.equal(reads.length, 2);
+    ledger.close();
+  });
+
   it("runs one task at a time per key", async () => {
     const lock = new KeyedLock();
     const order: string[] = [];
