@@ -1,8 +1,10 @@
 /**
- * The gateway's batch-settlement channel storage: the channels in memory, every change appended
- * to a journal file, and a change that matters after a crash (a charge, a new voucher, a claim, a
- * deposit) answered only once the journal is on disk (fdatasync). Concurrent requests share one
- * fdatasync (group commit), so durability costs a fraction of a disk flush per voucher instead of
+ * The gateway's batch-settlement channel storage: the channels in memory, and every change that
+ * matters after a crash (a charge, a new voucher, a claim, a deposit, a refund) appended to a
+ * journal file and answered only once it is on disk (fdatasync). A request's reservation is not
+ * journaled (a restart releases it anyway), so a paid request waits for one disk sync, its
+ * charge's. Concurrent requests share one fdatasync (group commit), so durability costs a
+ * fraction of a disk flush per voucher instead of
  * the library's file storage's lock file, write, rename and unlink per update (which does not
  * reach the disk before answering at all: a node crash could forget a voucher it had accepted).
  *
@@ -70,8 +72,9 @@ export class ChannelJournal implements ChannelStorage {
 
   /**
    * Applies `update` at once (no other change can interleave: it runs synchronously on the map)
-   * and resolves once the change is durable, or at once when only what a restart discards changed
-   * (the request reservation and the last-request and last-sync times).
+   * and resolves once the change is durable. A change to what a restart discards alone (the
+   * request reservation, the last-request and last-sync times) is kept in memory only: the
+   * channel's next journaled state carries it.
    */
   async updateChannel(
     channelId: string,
@@ -86,10 +89,7 @@ export class ChannelJournal implements ChannelStorage {
     if (next) this.channels.set(id, next);
     else if (current) this.channels.delete(id);
     else return { channel: undefined, status: "unchanged" };
-    const written = this.append({ id, channel: next ?? null });
-    // Later changes are journaled after this one, so one that is awaited makes this one durable too.
-    if (mattersAfterCrash(current, next)) await written;
-    else written.catch(() => undefined);
+    if (mattersAfterCrash(current, next)) await this.append({ id, channel: next ?? null });
     return next ? { channel: next, status: "updated" } : { channel: undefined, status: "deleted" };
   }
 

@@ -95,7 +95,7 @@ describe("channel journal (the gateway's durable channel storage)", () => {
     await Promise.all([journal.close(), reopened.close()]);
   });
 
-  it("a reservation alone is not waited for (a restart releases it); a charge is", () => {
+  it("a reservation alone is not journaled (a restart releases it); a charge, a claim, a top-up, a new or deleted channel are", async () => {
     const base = channel(1, { chargedCumulativeAmount: "1000" });
     const reserved = {
       ...base,
@@ -109,6 +109,26 @@ describe("channel journal (the gateway's durable channel storage)", () => {
     assert.equal(mattersAfterCrash(base, { ...base, balance: "20000" }), true, "a top-up");
     assert.equal(mattersAfterCrash(undefined, base), true, "a new channel");
     assert.equal(mattersAfterCrash(base, undefined), true, "a deleted channel");
+
+    const journal = new ChannelJournal({ directory: dir });
+    await journal.updateChannel(id(1), () => base);
+    const lines = journalLines(dir).length;
+    await journal.updateChannel(id(1), () => reserved);
+    assert.equal(journalLines(dir).length, lines, "the reservation is not written");
+    assert.deepEqual(
+      (await journal.get(id(1)))?.pendingRequest,
+      reserved.pendingRequest,
+      "but held in memory",
+    );
+    await journal.updateChannel(id(1), (c) => charge(c));
+    assert.equal(journalLines(dir).length, lines + 1);
+    await journal.close();
+    const reopened = new ChannelJournal({ directory: dir });
+    const after = defined(await reopened.get(id(1)), "the channel");
+    assert.equal(after.chargedCumulativeAmount, "2000");
+    assert.equal(after.lastRequestTimestamp, 2_000, "the reservation's time came with the charge");
+    assert.equal(after.pendingRequest, undefined);
+    await reopened.close();
   });
 
   it("a record torn by a crash (the last line) is dropped; damage elsewhere is refused, naming the file", async () => {
