@@ -119,13 +119,14 @@ describe("the buyer pays a batch-settlement seller through a channel (anvil, fac
   const buyer = privateKeyToAccount(buyerKey);
   const payTo = privateKeyToAccount(generatePrivateKey()).address as Address;
 
-  const startBuyer = async () => {
+  /** `resolveEveryMs`: how often the buyer reads its channels on chain (besides at start). */
+  const startBuyer = async (resolveEveryMs = 500) => {
     buyerProc = startRuntime(
       "buyer",
       "buyer",
       [
         ...["--kubeconfig", cp.kubeconfigPath, "--namespace", namespace, "--port", String(buyerPort)],
-        ...["--host", "127.0.0.1", "--resolve-interval-ms", "500"],
+        ...["--host", "127.0.0.1", "--resolve-interval-ms", String(resolveEveryMs)],
       ],
       logDir,
       { SIGNER_KEY: buyerKey, LEDGER_PATH: ledgerPath },
@@ -232,7 +233,7 @@ describe("the buyer pays a batch-settlement seller through a channel (anvil, fac
     await chain?.stop();
   });
 
-  it("one deposit pays many calls by voucher, a restarted buyer continues the channel, a top-up within the budget, a refusal before paying past maxTotal, the idle refund back in the wallet and the ledger, and the channel topped up after it", async () => {
+  it("one deposit pays many calls by voucher, a restarted buyer continues the channel, a top-up within the budget, a refusal before paying past maxTotal, the idle refund back in the wallet and the ledger, the channel topped up after it, and a refund the buyer missed found when the seller refuses its voucher", async () => {
     const walletBefore = await chain.balanceOf(buyer.address);
     const wallet = async () => walletBefore - (await chain.balanceOf(buyer.address));
     await startBuyer();
@@ -329,6 +330,39 @@ describe("the buyer pays a batch-settlement seller through a channel (anvil, fac
       async () => {
         const s = await status();
         return s?.spentTotal === "0.012" && s.requests === CALLS + 1 && s.channels?.deposited === "0.0125";
+      },
+      { timeoutMs: 15_000 },
+    );
+
+    // A refund the buyer has not seen: restarted without its periodic check (it reads its channels
+    // once, at start, before the refund), its record still shows 1000 unused after the seller
+    // refunded them, so its next voucher is above the channel's balance and refused; the buyer
+    // then reads the refund on chain and pays the call again with a top-up (what maxTotal leaves).
+    buyerProc!.child.kill("SIGKILL");
+    await new Promise((resolve) => buyerProc!.child.once("exit", resolve));
+    await startBuyer(600_000);
+    await waitFor("the second idle refund on chain", async () => (await wallet()) === PRICE * 11n, {
+      timeoutMs: 240_000,
+      intervalMs: 1000,
+    });
+    const late = await call();
+    assert.equal(late.status, 200, late.text);
+    assert.deepEqual(proxy.payments().slice(CALLS + 1), [
+      { type: "voucher", channel, cumulative: PRICE * 12n },
+      { type: "deposit", channel, cumulative: PRICE * 12n },
+    ]);
+    assert.equal(await wallet(), PRICE * 12n);
+    await waitFor(
+      "the late refund and the top-up in the buyer's status",
+      async () => {
+        const s = await status();
+        return (
+          s?.spentTotal === "0.012" &&
+          s.requests === CALLS + 2 &&
+          s.channels?.deposited === "0.0135" &&
+          s.channels.refunded === "0.0015" &&
+          s.channels.charged === "0.012"
+        );
       },
       { timeoutMs: 15_000 },
     );
