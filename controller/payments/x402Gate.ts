@@ -264,20 +264,29 @@ export class X402PaymentGate implements PaymentGate {
             ),
           }
         : await this.verify(req.headers, requirements, offer.name);
-    const limited = verdict.kind === "verified" ? this.admitPayer(verdict, offer) : undefined;
-    if (verdict.kind === "channel")
-      return {
-        outcome: await this.serveChannel(verdict.match, offer, proxy, req.headers[REQUEST_ID_HEADER]),
-      };
+    const limited =
+      verdict.kind === "verified"
+        ? this.admitPayer(verdict.payer ?? verdict.payment.matched.binding.from, offer)
+        : verdict.kind === "channel"
+          ? this.admitPayer(verdict.payer, offer)
+          : undefined;
     if (limited) {
-      // A verified payment that is not used: released, so the buyer can send it again later.
-      this.replays.release(verdict.kind === "verified" ? verdict.payment.replayKey : undefined);
+      // A checked payment that is not used: released, so the buyer can send it again later.
+      if (verdict.kind === "verified") this.replays.release(verdict.payment.replayKey);
+      if (verdict.kind === "channel")
+        await this.opts.channels
+          ?.cancel(verdict.match.payload as PaymentPayload, verdict.match.requirement as PaymentRequirements)
+          .catch(() => undefined);
       this.opts.metrics.failed.inc({ offer: offer.name, reason: "payer_rate_limited" });
       req.resume();
       res.setHeader("retry-after", String(limited.retryAfterSeconds));
       sendJson(res, 429, { error: "payer_rate_limited", message: limited.message });
       return { outcome: "rejected" };
     }
+    if (verdict.kind === "channel")
+      return {
+        outcome: await this.serveChannel(verdict.match, offer, proxy, req.headers[REQUEST_ID_HEADER]),
+      };
     if (verdict.kind === "verified")
       // Set by the gateway before the gate runs; the same id reaches the upstream.
       return this.serve(
@@ -385,15 +394,16 @@ export class X402PaymentGate implements PaymentGate {
 
   /**
    * `limits.perPayerRps` by the paying address the facilitator verified (the signed `from` when
-   * it names none): after verify, before anything is proxied or settled. Undefined: admitted.
+   * it names none; a channel's payer): after verify, before anything is proxied or settled.
+   * Undefined: admitted.
    */
   private admitPayer(
-    verdict: Extract<GateVerdict, { kind: "verified" }>,
+    payerAddress: string | undefined,
     offer: HeldOffer,
   ): { retryAfterSeconds: number; message: string } | undefined {
     const perPayerRps = offer.spec.limits?.perPayerRps;
     if (!perPayerRps) return undefined;
-    const payer = verdict.payer ?? verdict.payment.matched.binding.from ?? "unknown";
+    const payer = payerAddress ?? "unknown";
     const admission = this.payers.admit(`${offer.namespace}/${offer.name}`, payer, perPayerRps);
     return admission.admitted ? undefined : admission;
   }

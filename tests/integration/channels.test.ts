@@ -303,4 +303,86 @@ describe("x402 batch-settlement: channels claimed in batches (anvil, facilitator
     );
     assert.ok(txs <= 5, `${txs} transactions after the deposit`);
   });
+
+  it("limits.perPayerRps holds for channel payers: over the rate 429 with Retry-After, nothing proxied or charged", async () => {
+    const limitedPayTo = privateKeyToAccount(generatePrivateKey()).address as Address;
+    await createObject(cp, namespace, "serviceoffers", "ServiceOffer", "limited", {
+      type: "http",
+      upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
+      payment: {
+        scheme: "exact",
+        network: chain.network,
+        payTo: limitedPayTo,
+        asset: chain.asset,
+        price: { perRequest: "0.001" },
+        maxTimeoutSeconds: 120,
+      },
+      schemes: ["exact", "batch-settlement"],
+      channels: { claimIntervalSeconds: 5, claimAmount: "0.5", refundIdleSeconds: 60 },
+      limits: { perPayerRps: 1 },
+      path: "/services/limited",
+    });
+    await waitForCondition(
+      cp,
+      namespace,
+      "serviceoffers",
+      "limited",
+      { type: "Ready", status: "True" },
+      {
+        logs: [controller, gateway],
+      },
+    );
+    const limitedUrl = `${publicUrl}/services/limited/call`;
+    await waitFor(
+      "the limited offer routed",
+      async () => (await fetch(limitedUrl, { method: "POST" })).status === 402,
+      {
+        timeoutMs: 10_000,
+      },
+    );
+    const payer = privateKeyToAccount(generatePrivateKey());
+    await chain.mint(payer.address, 1_000_000n);
+    const client = new x402Client();
+    client.register(
+      "eip155:*",
+      new BatchSettlementEvmScheme(payer, {
+        depositPolicy: { depositMultiplier: 10 },
+        rpcUrl: chain.anvil.rpcUrl,
+      }),
+    );
+    client.setSpendControls(false);
+    const pay = wrapFetchWithPayment(fetch, client);
+    const call = async () => {
+      const res = await pay(limitedUrl, {
+        method: "POST",
+        body: "{}",
+        headers: { "content-type": "application/json" },
+      });
+      const body = await res.text();
+      return { status: res.status, retryAfter: res.headers.get("retry-after"), body };
+    };
+
+    const first = await call();
+    assert.equal(first.status, 200, `the first call (the deposit) is served: ${first.body}`);
+    const upstreamBefore = served(upstream);
+    const second = await call();
+    assert.equal(second.status, 429, `a second call within the second: ${second.body}`);
+    assert.match(second.body, /payer_rate_limited/);
+    assert.ok(Number(second.retryAfter) >= 1, "Retry-After says when to come back");
+    assert.equal(served(upstream), upstreamBefore, "the limited call is not proxied");
+
+    // After the window the payer is served again, and only served calls are paid for.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const third = await call();
+    assert.equal(third.status, 200, `after Retry-After: ${third.body}`);
+    assert.equal(served(upstream), upstreamBefore + 1);
+    await waitFor(
+      "the two served calls claimed to the seller",
+      async () => (await chain.balanceOf(limitedPayTo)) === 2n * PRICE,
+      {
+        timeoutMs: 120_000,
+        intervalMs: 1000,
+      },
+    );
+  });
 });
