@@ -20,6 +20,7 @@ import { freePort, type ManagedProcess, waitFor } from "../harness/processes";
 import {
   createNamespace,
   createObject,
+  createPaidOffer,
   getObject,
   installCrds,
   mergePatch,
@@ -27,7 +28,6 @@ import {
   startRuntime,
   startSellerRuntime,
   Upstream,
-  waitForCondition,
   waitForHttp,
 } from "./runtime/helpers";
 
@@ -179,30 +179,19 @@ describe("the buyer pays a batch-settlement seller through a channel (anvil, fac
       gatewayEnv: { CHANNEL_STATE_DIR: path.join(scratch, "channel-state") },
     });
     ({ gateway, controller } = seller);
-    await createObject(cp, namespace, "serviceoffers", "ServiceOffer", "api", {
-      type: "http",
-      upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
-      payment: {
-        scheme: "exact",
-        network: chain.network,
-        payTo,
-        asset: chain.asset,
-        price: { perRequest: "0.001" },
-        maxTimeoutSeconds: 120,
-      },
-      schemes: ["exact", "batch-settlement"],
-      // Claims every 5 s; a channel idle for 60 s is refunded.
-      channels: { claimIntervalSeconds: 5, refundIdleSeconds: 60 },
+    await createPaidOffer(cp, namespace, "api", {
+      upstreamPort: upstream.port,
+      network: chain.network,
+      payTo,
+      asset: chain.asset,
       path: "/services/api",
+      // Claims every 5 s; a channel idle for 60 s is refunded.
+      extra: {
+        schemes: ["exact", "batch-settlement"],
+        channels: { claimIntervalSeconds: 5, refundIdleSeconds: 60 },
+      },
+      logs: [controller, gateway],
     });
-    await waitForCondition(
-      cp,
-      namespace,
-      "serviceoffers",
-      "api",
-      { type: "Ready", status: "True" },
-      { logs: [controller, gateway] },
-    );
     await proxy.start(`${seller.publicUrl}/services/api`);
     await waitFor(
       "the offer routed",

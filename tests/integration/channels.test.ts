@@ -21,12 +21,12 @@ import { type PaymentChain, startPaymentChain, X402_BATCH_SETTLEMENT_ADDRESS } f
 import { freePort, type ManagedProcess, waitFor } from "../harness/processes";
 import {
   createNamespace,
-  createObject,
+  createPaidOffer,
   installCrds,
+  startFacilitatorProcess,
   startRuntime,
   startSellerRuntime,
   Upstream,
-  waitForCondition,
   waitForHttp,
 } from "./runtime/helpers";
 
@@ -139,13 +139,12 @@ describe("x402 batch-settlement: channels claimed in batches (anvil, facilitator
     await upstream.start();
     const facilitatorPort = await freePort();
     facilitatorUrl = `http://127.0.0.1:${facilitatorPort}`;
-    facilitator = startRuntime("facilitator", "facilitator", [], logDir, {
-      SIGNER_KEY: ANVIL_KEYS[0],
-      RPC_URL: chain.anvil.rpcUrl,
-      PORT: String(facilitatorPort),
-      HOST: "127.0.0.1",
+    facilitator = await startFacilitatorProcess({
+      logDir,
+      rpcUrl: chain.anvil.rpcUrl,
+      port: facilitatorPort,
+      signerKey: ANVIL_KEYS[0],
     });
-    await waitForHttp("the facilitator", `${facilitatorUrl}/supported`, facilitator);
     const seller = await startSellerRuntime({
       cp,
       namespace,
@@ -154,32 +153,19 @@ describe("x402 batch-settlement: channels claimed in batches (anvil, facilitator
       gatewayEnv: { CHANNEL_STATE_DIR: stateDir },
     });
     ({ gateway, controller, publicUrl, internalUrl } = seller);
-    await createObject(cp, namespace, "serviceoffers", "ServiceOffer", "api", {
-      type: "http",
-      upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
-      payment: {
-        scheme: "exact",
-        network: chain.network,
-        payTo,
-        asset: chain.asset,
-        price: { perRequest: "0.001" },
-        maxTimeoutSeconds: 120,
-      },
-      schemes: ["exact", "batch-settlement"],
-      // Claims by amount (every 0.5 USDC owed), not by time; idle channels refunded after 60 s.
-      channels: { claimIntervalSeconds: 600, claimAmount: "0.5", refundIdleSeconds: 60 },
+    await createPaidOffer(cp, namespace, "api", {
+      upstreamPort: upstream.port,
+      network: chain.network,
+      payTo,
+      asset: chain.asset,
       path: "/services/api",
-    });
-    await waitForCondition(
-      cp,
-      namespace,
-      "serviceoffers",
-      "api",
-      { type: "Ready", status: "True" },
-      { logs: [controller, gateway] },
-    );
-    await waitFor("the offer routed", async () => (await fetch(url(), { method: "POST" })).status === 402, {
-      timeoutMs: 10_000,
+      extra: {
+        schemes: ["exact", "batch-settlement"],
+        // Claims by amount (every 0.5 USDC owed), not by time; idle channels refunded after 60 s.
+        channels: { claimIntervalSeconds: 600, claimAmount: "0.5", refundIdleSeconds: 60 },
+      },
+      logs: [controller, gateway],
+      routedAt: [publicUrl],
     });
   });
 
@@ -306,40 +292,20 @@ describe("x402 batch-settlement: channels claimed in batches (anvil, facilitator
 
   it("limits.perPayerRps holds for channel payers: over the rate 429 with Retry-After, nothing proxied or charged", async () => {
     const limitedPayTo = privateKeyToAccount(generatePrivateKey()).address as Address;
-    await createObject(cp, namespace, "serviceoffers", "ServiceOffer", "limited", {
-      type: "http",
-      upstream: { url: `http://127.0.0.1:${upstream.port}`, healthPath: "/health" },
-      payment: {
-        scheme: "exact",
-        network: chain.network,
-        payTo: limitedPayTo,
-        asset: chain.asset,
-        price: { perRequest: "0.001" },
-        maxTimeoutSeconds: 120,
+    await createPaidOffer(cp, namespace, "limited", {
+      upstreamPort: upstream.port,
+      network: chain.network,
+      payTo: limitedPayTo,
+      asset: chain.asset,
+      extra: {
+        schemes: ["exact", "batch-settlement"],
+        channels: { claimIntervalSeconds: 5, claimAmount: "0.5", refundIdleSeconds: 60 },
+        limits: { perPayerRps: 1 },
       },
-      schemes: ["exact", "batch-settlement"],
-      channels: { claimIntervalSeconds: 5, claimAmount: "0.5", refundIdleSeconds: 60 },
-      limits: { perPayerRps: 1 },
-      path: "/services/limited",
+      logs: [controller, gateway],
+      routedAt: [publicUrl],
     });
-    await waitForCondition(
-      cp,
-      namespace,
-      "serviceoffers",
-      "limited",
-      { type: "Ready", status: "True" },
-      {
-        logs: [controller, gateway],
-      },
-    );
     const limitedUrl = `${publicUrl}/services/limited/call`;
-    await waitFor(
-      "the limited offer routed",
-      async () => (await fetch(limitedUrl, { method: "POST" })).status === 402,
-      {
-        timeoutMs: 10_000,
-      },
-    );
     const payer = privateKeyToAccount(generatePrivateKey());
     await chain.mint(payer.address, 1_000_000n);
     const client = new x402Client();
