@@ -92,7 +92,9 @@ export interface PaymentChain {
  */
 export async function startPaymentChain(logDir: string, host?: string): Promise<PaymentChain> {
   const anvil = await startAnvil({ logDir, chainId: 84532, ...(host ? { host } : {}) });
-  const client = createPublicClient({ transport: http(anvil.rpcUrl) }) as PublicClient;
+  // cacheTime 0: viem otherwise answers getBlockNumber from a 4 s cache, and tests that count what
+  // happened since a block would see the past (tests/integration/paymentChain.test.ts).
+  const client = createPublicClient({ transport: http(anvil.rpcUrl), cacheTime: 0 }) as PublicClient;
   const deployer = createWalletClient({
     account: privateKeyToAccount(ANVIL_KEYS[0] as Hex),
     transport: http(anvil.rpcUrl),
