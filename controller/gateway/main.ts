@@ -98,7 +98,12 @@ export const command: Command<keyof typeof SETTINGS> = {
     });
     const channelStateDir = s.string("channel-state-dir");
     const channels = channelStateDir
-      ? new ChannelPayments({ facilitator, stateDir: channelStateDir, log })
+      ? new ChannelPayments({
+          facilitator,
+          stateDir: channelStateDir,
+          log,
+          onVoucherCheck: (path) => metrics.voucherChecks.inc({ path }),
+        })
       : undefined;
     await channels?.start();
     const gate = new X402PaymentGate({

@@ -30,6 +30,7 @@ import {
 import type { LogFn } from "../shared/log";
 import { ChannelJournal, writeDurably } from "./channelJournal";
 import { claimDecision, idleRefunds, type LaneTerms, owed } from "./claims";
+import { installNativeVoucherCheck, type VoucherCheckPath } from "./nativeVoucherCheck";
 import { CHANNEL_WITHDRAW_DELAY_SECONDS } from "./requirements";
 
 export const BATCH_SETTLEMENT = "batch-settlement";
@@ -52,6 +53,8 @@ export interface ChannelPaymentsOptions {
   log: LogFn;
   /** How often the claim loop looks at the channels (default 1 s). */
   tickMs?: number;
+  /** Told which check decided each voucher (metrics). */
+  onVoucherCheck?: (path: VoucherCheckPath) => void;
 }
 
 /** One receiver's channels in one token on one network: its scheme, storage and claim loop. */
@@ -166,6 +169,7 @@ export class ChannelPayments {
         storage,
         withdrawDelay: CHANNEL_WITHDRAW_DELAY_SECONDS,
       });
+      installNativeVoucherCheck(scheme, this.opts.onVoucherCheck);
       const server = new x402ResourceServer(this.opts.facilitator).register(
         requirement.network as `${string}:${string}`,
         scheme,

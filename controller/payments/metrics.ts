@@ -33,6 +33,12 @@ export class PaymentMetrics extends MetricsRegistry {
     labelNames: ["offer", "reason"],
     registers: [this.registry],
   });
+  readonly voucherChecks = new Counter({
+    name: "x402_channel_vouchers_checked_total",
+    help: "Channel vouchers by the check that decided them: native (accepted by libsecp256k1 at the gateway) or library (@x402/evm: refusals, stale channel state, unusual forms)",
+    labelNames: ["path"],
+    registers: [this.registry],
+  });
   readonly pending = new Gauge({
     name: "x402_pending_settlements",
     help: "Settlements whose outcome is not known yet (settlement_pending), followed until final",

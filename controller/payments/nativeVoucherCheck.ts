@@ -1,0 +1,173 @@
+/**
+ * A faster path in front of @x402/evm's check of a batch-settlement voucher at the gateway.
+ *
+ * The library's `onBeforeVerify` hook decides a voucher on a channel whose on-chain state it
+ * knows: channel id bound to the config, config matching the offer, cumulative amount = charged +
+ * price within the deposit, and the payer authorizer's EIP-712 signature, recovered in JavaScript
+ * (~4 ms of CPU). This hook makes the same checks, the signature with libsecp256k1
+ * (voucherSignature.ts), and answers only when **all of them pass**: it then leaves the request
+ * context and the verify result exactly as the library's hook would. Anything else (a deposit, a
+ * refund, a channel not yet known or whose on-chain state is stale, a check that fails, a form it
+ * does not handle, any error) goes to the library's hook, which decides and words the refusal. So
+ * this path can make an accepted voucher cheaper and can never accept what the library refuses;
+ * tests/unit/nativeVoucherCheck.test.ts runs both on the same vouchers to hold it so.
+ * docs/adr/0008-native-voucher-check.md says why and what it costs to keep.
+ */
+import { randomBytes } from "node:crypto";
+import type { BeforeVerifyHook, VerifyContext } from "@x402/core/server";
+import type { PaymentRequirements, VerifyResponse } from "@x402/core/types";
+import { isBatchSettlementVoucherPayload } from "@x402/evm";
+import { computeChannelId } from "@x402/evm/batch-settlement/client";
+import type { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/server";
+import { recoverSigner, voucherDigest } from "./voucherSignature";
+
+/** Which check decided a voucher: this module's, or the library's (every other case). */
+export type VoucherCheckPath = "native" | "library";
+
+/** The library's bounds on a channel's withdraw delay (seconds); not exported by it. */
+const MIN_WITHDRAW_DELAY = 900;
+const MAX_WITHDRAW_DELAY = 2_592_000;
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+const ZERO_ADDRESS = "0x0000000000000000000000000000000000000000";
+const CHANNEL_ID_CACHE_LIMIT = 4096;
+
+type ChannelConfig = Parameters<typeof computeChannelId>[0];
+
+/**
+ * Puts the native check in front of the scheme's own `onBeforeVerify`. Call it before the scheme
+ * is registered with an `x402ResourceServer`, which copies the hooks when registering.
+ */
+export function installNativeVoucherCheck(
+  scheme: BatchSettlementEvmScheme,
+  onCheck?: (path: VoucherCheckPath) => void,
+): void {
+  const libraryHook = scheme.schemeHooks.onBeforeVerify;
+  if (!libraryHook) return;
+  scheme.schemeHooks.onBeforeVerify = nativeVoucherCheck(scheme, libraryHook, onCheck);
+}
+
+/** The hook: an accepted voucher decided natively, everything else by `libraryHook`. */
+export function nativeVoucherCheck(
+  scheme: BatchSettlementEvmScheme,
+  libraryHook: BeforeVerifyHook,
+  onCheck?: (path: VoucherCheckPath) => void,
+): BeforeVerifyHook {
+  const channelIds = new Map<string, string>();
+  return async (ctx) => {
+    const accepted = await acceptVoucher(scheme, ctx, channelIds);
+    if (accepted) {
+      onCheck?.("native");
+      return accepted;
+    }
+    if (isBatchSettlementVoucherPayload(ctx.paymentPayload.payload)) onCheck?.("library");
+    return libraryHook(ctx);
+  };
+}
+
+async function acceptVoucher(
+  scheme: BatchSettlementEvmScheme,
+  ctx: VerifyContext,
+  channelIds: Map<string, string>,
+): Promise<{ skip: true; result: VerifyResponse } | undefined> {
+  const { paymentPayload, requirements } = ctx;
+  const raw = paymentPayload.payload;
+  if (!isBatchSettlementVoucherPayload(raw)) return undefined;
+  try {
+    const { channelConfig: config, voucher } = raw;
+    const chainId = evmChainId(requirements.network);
+    if (chainId === undefined) return undefined;
+    if (!configMatches(config, requirements as PaymentRequirements)) return undefined;
+    if (boundChannelId(channelIds, config, chainId) !== voucher.channelId.toLowerCase()) return undefined;
+    if (!ADDRESS.test(config.payerAuthorizer) || config.payerAuthorizer.toLowerCase() === ZERO_ADDRESS) {
+      return undefined;
+    }
+    const channel = await scheme.getStorage().get(voucher.channelId);
+    if (!channel || channel.onchainSyncedAt === undefined) return undefined;
+    if (Date.now() - channel.onchainSyncedAt > scheme.getOnchainStateTtlMs()) return undefined;
+    if (channel.channelId.toLowerCase() !== voucher.channelId.toLowerCase()) return undefined;
+    const signed = BigInt(voucher.maxClaimableAmount);
+    if (signed !== BigInt(channel.chargedCumulativeAmount) + BigInt(requirements.amount)) return undefined;
+    if (signed > BigInt(channel.balance) || signed <= BigInt(channel.totalClaimed)) return undefined;
+    const digest = voucherDigest(chainId, voucher.channelId, signed);
+    if (!digest) return undefined;
+    if (recoverSigner(digest, voucher.signature) !== config.payerAuthorizer.toLowerCase()) return undefined;
+    // What the library's hook records for a voucher it accepts locally; its afterVerify hook
+    // reserves the charge under `pendingId`.
+    scheme.mergeRequestContext(paymentPayload, {
+      channelId: voucher.channelId,
+      pendingId: `0x${randomBytes(32).toString("hex")}`,
+      channelSnapshot: channel,
+      localVerify: true,
+    });
+    return {
+      skip: true,
+      result: {
+        isValid: true,
+        payer: config.payer,
+        extra: {
+          channelId: voucher.channelId,
+          balance: channel.balance,
+          totalClaimed: channel.totalClaimed,
+          withdrawRequestedAt: channel.withdrawRequestedAt,
+          refundNonce: channel.refundNonce.toString(),
+        },
+      },
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The config names this offer's receiver, receiver authorizer, token and withdraw delay. */
+function configMatches(config: ChannelConfig, requirements: PaymentRequirements): boolean {
+  const extra = requirements.extra as Record<string, unknown> | undefined;
+  const receiverAuthorizer = extra?.receiverAuthorizer;
+  return (
+    sameAddress(config.receiver, requirements.payTo) &&
+    typeof receiverAuthorizer === "string" &&
+    ADDRESS.test(receiverAuthorizer) &&
+    receiverAuthorizer.toLowerCase() !== ZERO_ADDRESS &&
+    sameAddress(config.receiverAuthorizer, receiverAuthorizer) &&
+    sameAddress(config.token, requirements.asset) &&
+    (extra?.withdrawDelay === undefined || config.withdrawDelay === Number(extra.withdrawDelay)) &&
+    Number.isInteger(config.withdrawDelay) &&
+    config.withdrawDelay >= MIN_WITHDRAW_DELAY &&
+    config.withdrawDelay <= MAX_WITHDRAW_DELAY
+  );
+}
+
+function sameAddress(a: unknown, b: unknown): boolean {
+  return (
+    typeof a === "string" &&
+    typeof b === "string" &&
+    ADDRESS.test(a) &&
+    ADDRESS.test(b) &&
+    a.toLowerCase() === b.toLowerCase()
+  );
+}
+
+/** The channel id a config hashes to (the library's function; remembered, as configs repeat). */
+function boundChannelId(cache: Map<string, string>, config: ChannelConfig, chainId: number): string {
+  const key = JSON.stringify([
+    chainId,
+    config.payer,
+    config.payerAuthorizer,
+    config.receiver,
+    config.receiverAuthorizer,
+    config.token,
+    config.withdrawDelay,
+    config.salt,
+  ]);
+  let id = cache.get(key);
+  if (id === undefined) {
+    id = computeChannelId(config, chainId).toLowerCase();
+    if (cache.size >= CHANNEL_ID_CACHE_LIMIT) cache.clear();
+    cache.set(key, id);
+  }
+  return id;
+}
+
+function evmChainId(network: string): number | undefined {
+  const match = /^eip155:(\d+)$/.exec(network);
+  return match ? Number(match[1]) : undefined;
+}

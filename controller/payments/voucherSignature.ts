@@ -1,0 +1,108 @@
+/**
+ * Who signed a batch-settlement voucher, computed with bitcoin-core's libsecp256k1 (the
+ * `secp256k1` package's N-API binding) instead of viem's JavaScript curve arithmetic.
+ *
+ * Why: every paid call on a channel carries a new voucher, and @x402/evm checks it with viem's
+ * `verifyTypedData`, whose public-key recovery costs ~4 ms of CPU per voucher on this project's
+ * 2-core machines against ~0.15 ms here; it was most of what a channel payment cost the gateway
+ * (docs/adr/0008-native-voucher-check.md). The EIP-712 digest is the library's: the domain and
+ * the `Voucher` type come from @x402/evm, and a unit test holds the digest equal to viem's
+ * `hashTypedData`.
+ *
+ * Everything here answers "undefined" rather than throwing: a caller that cannot get an answer
+ * hands the voucher to the library, which decides.
+ */
+import { BATCH_SETTLEMENT_ADDRESS, BATCH_SETTLEMENT_DOMAIN, voucherTypes } from "@x402/evm";
+import type Secp256k1 from "secp256k1";
+import { type Address, concatHex, getAddress, type Hex, hashDomain, keccak256, toHex } from "viem";
+
+/** The EIP-712 type string of a voucher, from the library's own type list. */
+export const VOUCHER_TYPE = `Voucher(${voucherTypes.Voucher.map((field) => `${field.type} ${field.name}`).join(",")})`;
+const VOUCHER_TYPE_HASH = keccak256(toHex(VOUCHER_TYPE));
+const UINT128_LIMIT = 1n << 128n;
+/** secp256k1's group order over two: signatures with a larger `s` are left to the library. */
+const HALF_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0n;
+const SIGNATURE = /^0x[0-9a-fA-F]{130}$/;
+const CHANNEL_ID = /^0x[0-9a-fA-F]{64}$/;
+
+/**
+ * The native binding, or undefined where its prebuilt library does not load (another platform):
+ * then every voucher goes to the library. The package's own fallback (elliptic, JavaScript) is
+ * skipped on purpose, as it would be no faster than viem.
+ */
+export const nativeSecp256k1: typeof Secp256k1 | undefined = (() => {
+  try {
+    return require("secp256k1/bindings") as typeof Secp256k1;
+  } catch {
+    return undefined;
+  }
+})();
+
+const domainSeparators = new Map<number, Hex>();
+
+/** The EIP-712 domain separator of batch-settlement vouchers on a chain (cached per chain). */
+function domainSeparator(chainId: number): Hex {
+  let separator = domainSeparators.get(chainId);
+  if (!separator) {
+    const domain = {
+      ...BATCH_SETTLEMENT_DOMAIN,
+      chainId: BigInt(chainId),
+      verifyingContract: getAddress(BATCH_SETTLEMENT_ADDRESS),
+    };
+    separator = hashDomain({
+      domain,
+      types: {
+        EIP712Domain: [
+          { name: "name", type: "string" },
+          { name: "version", type: "string" },
+          { name: "chainId", type: "uint256" },
+          { name: "verifyingContract", type: "address" },
+        ],
+      },
+    });
+    domainSeparators.set(chainId, separator);
+  }
+  return separator;
+}
+
+/**
+ * The EIP-712 digest a voucher's signature covers, or undefined for a channel id that is not 32
+ * bytes or an amount outside uint128 (which viem refuses to encode).
+ */
+export function voucherDigest(
+  chainId: number,
+  channelId: string,
+  maxClaimableAmount: bigint,
+): Hex | undefined {
+  if (!CHANNEL_ID.test(channelId) || maxClaimableAmount < 0n || maxClaimableAmount >= UINT128_LIMIT)
+    return undefined;
+  const structHash = keccak256(
+    concatHex([VOUCHER_TYPE_HASH, channelId as Hex, toHex(maxClaimableAmount, { size: 32 })]),
+  );
+  return keccak256(concatHex(["0x1901", domainSeparator(chainId), structHash]));
+}
+
+/**
+ * The address whose key produced `signature` (65 bytes, r ‖ s ‖ v, v 27 or 28, low s) over
+ * `digest`, or undefined when the binding is missing or the signature is of another form
+ * (those go to the library, which knows every form viem accepts).
+ */
+export function recoverSigner(digest: Hex, signature: string): Address | undefined {
+  if (!nativeSecp256k1 || !SIGNATURE.test(signature)) return undefined;
+  const bytes = Buffer.from(signature.slice(2), "hex");
+  const v = bytes[64];
+  if (v !== 27 && v !== 28) return undefined;
+  if (BigInt(`0x${bytes.subarray(32, 64).toString("hex")}`) > HALF_ORDER) return undefined;
+  try {
+    const publicKey = nativeSecp256k1.ecdsaRecover(
+      bytes.subarray(0, 64),
+      v - 27,
+      Buffer.from(digest.slice(2), "hex"),
+      false,
+    );
+    const hash = keccak256(publicKey.subarray(1), "bytes");
+    return `0x${Buffer.from(hash.subarray(12)).toString("hex")}` as Address;
+  } catch {
+    return undefined;
+  }
+}
