@@ -59,6 +59,12 @@ function storedChannel(config: Config, over: Partial<Channel> = {}): Channel {
   };
 }
 
+interface VoucherFields {
+  channelId: string;
+  maxClaimableAmount: string;
+  signature: string;
+}
+
 interface Case {
   config?: Config;
   requirements?: PaymentRequirements;
@@ -66,8 +72,8 @@ interface Case {
   channel?: (config: Config) => Channel | null;
   amount?: string;
   signer?: typeof payer;
-  /** Rewrites the voucher after signing. */
-  voucher?: (voucher: { channelId: string; maxClaimableAmount: string; signature: string }) => void;
+  /** Fields of the voucher replaced after signing. */
+  voucher?: (voucher: VoucherFields) => Partial<VoucherFields>;
 }
 
 async function voucherPayload(c: Case): Promise<PaymentPayload> {
@@ -78,8 +84,7 @@ async function voucherPayload(c: Case): Promise<PaymentPayload> {
     c.amount ?? "6000",
     NETWORK,
   );
-  const fields = { ...voucher } as { channelId: string; maxClaimableAmount: string; signature: string };
-  c.voucher?.(fields);
+  const fields: VoucherFields = { ...voucher, ...c.voucher?.(voucher) };
   return {
     x402Version: 2,
     accepted: c.requirements ?? baseRequirements,
@@ -92,7 +97,7 @@ async function decide(c: Case, payload: PaymentPayload, channel: Channel | null,
   const storage = new InMemoryChannelStorage();
   if (channel) await storage.updateChannel(channel.channelId, () => structuredClone(channel));
   const scheme = new BatchSettlementEvmScheme(PAY_TO, { storage, withdrawDelay: 900 });
-  const library = defined(scheme.schemeHooks.onBeforeVerify);
+  const library = defined(scheme.schemeHooks.onBeforeVerify, "the library's onBeforeVerify");
   const paths: VoucherCheckPath[] = [];
   const hook: BeforeVerifyHook = native
     ? nativeVoucherCheck(scheme, library, (path) => paths.push(path))
@@ -122,9 +127,9 @@ async function agree(c: Case): Promise<VoucherCheckPath | undefined> {
 }
 
 function withSignature(mutate: (bytes: Buffer) => Buffer | string) {
-  return (voucher: { signature: string }) => {
+  return (voucher: VoucherFields) => {
     const out = mutate(Buffer.from(voucher.signature.slice(2), "hex"));
-    voucher.signature = typeof out === "string" ? out : `0x${out.toString("hex")}`;
+    return { signature: typeof out === "string" ? out : `0x${out.toString("hex")}` };
   };
 }
 
@@ -159,7 +164,7 @@ describe("native voucher check (libsecp256k1 in front of @x402/evm's hook)", () 
   it("recovers the signer of a voucher the library's client signed, and no one for a tampered one", async () => {
     const channelId = computeChannelId(baseConfig, NETWORK);
     const voucher = await signVoucher(payer, channelId, "6000", NETWORK);
-    const digest = defined(voucherDigest(84532, channelId, 6000n));
+    const digest = defined(voucherDigest(84532, channelId, 6000n), "digest");
     assert.equal(recoverSigner(digest, voucher.signature), payer.address.toLowerCase());
     const tampered = `${voucher.signature.slice(0, 10)}${voucher.signature[10] === "0" ? "1" : "0"}${voucher.signature.slice(11)}`;
     assert.notEqual(recoverSigner(digest, tampered), payer.address.toLowerCase());
@@ -222,7 +227,7 @@ describe("native voucher check (libsecp256k1 in front of @x402/evm's hook)", () 
         config: { ...baseConfig, withdrawDelay: 2_592_001 },
         requirements: { ...baseRequirements, extra: { receiverAuthorizer: RECEIVER_AUTHORIZER } },
       },
-      "voucher names another channel": { voucher: (v) => void (v.channelId = `0x${"ee".repeat(32)}`) },
+      "voucher names another channel": { voucher: () => ({ channelId: `0x${"ee".repeat(32)}` }) },
       "signature byte flipped": {
         voucher: withSignature((b) => Buffer.from(b.map((x, i) => (i === 5 ? x ^ 1 : x)))),
       },
@@ -237,8 +242,8 @@ describe("native voucher check (libsecp256k1 in front of @x402/evm's hook)", () 
           return `0x${b.subarray(0, 32).toString("hex")}${s.toString(16).padStart(64, "0")}${v.toString(16)}`;
         }),
       },
-      "not hex": { voucher: (v) => void (v.signature = "0xzz") },
-      "amount not a number": { voucher: (v) => void (v.maxClaimableAmount = "six thousand") },
+      "not hex": { voucher: () => ({ signature: "0xzz" }) },
+      "amount not a number": { voucher: () => ({ maxClaimableAmount: "six thousand" }) },
     };
     for (const [name, c] of Object.entries(cases)) {
       try {
