@@ -11,7 +11,7 @@
  * does not handle, any error) goes to the library's hook, which decides and words the refusal. So
  * this path can make an accepted voucher cheaper and can never accept what the library refuses;
  * tests/unit/nativeVoucherCheck.test.ts runs both on the same vouchers to hold it so.
- * docs/adr/0008-native-voucher-check.md says why and what it costs to keep.
+ * docs/adr/0007-native-voucher-check.md says why and what it costs to keep.
  */
 import { randomBytes } from "node:crypto";
 import type { BeforeVerifyHook, VerifyContext } from "@x402/core/server";

@@ -5,7 +5,7 @@
  * Why: every paid call on a channel carries a new voucher, and @x402/evm checks it with viem's
  * `verifyTypedData`, whose public-key recovery costs ~4 ms of CPU per voucher on this project's
  * 2-core machines against ~0.15 ms here; it was most of what a channel payment cost the gateway
- * (docs/adr/0008-native-voucher-check.md). The EIP-712 digest is the library's: the domain and
+ * (docs/adr/0007-native-voucher-check.md). The EIP-712 digest is the library's: the domain and
  * the `Voucher` type come from @x402/evm, and a unit test holds the digest equal to viem's
  * `hashTypedData`.
  *

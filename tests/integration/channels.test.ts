@@ -260,6 +260,13 @@ describe("x402 batch-settlement: channels claimed in batches (anvil, facilitator
       assert.equal(res.status, 200, `call ${i}`);
     }
     assert.equal(served(upstream) - upstreamBefore, CALLS - 1);
+    // The restarted gateway accepted those vouchers with its native check, not the library's
+    // JavaScript one (the replay above and a voucher on state it had to re-read go to the library).
+    const metrics = await (await fetch(`${internalUrl}/metrics`)).text();
+    const checked = (path: string) =>
+      Number(new RegExp(`x402_channel_vouchers_checked_total\\{path="${path}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
+    assert.ok(checked("native") >= CALLS - KILL_AT - 2, `native checks: ${checked("native")}`);
+    assert.ok(checked("library") <= 3, `library checks: ${checked("library")}`);
 
     // Everything charged is claimed and settled to the seller (amount threshold, then the idle
     // refund claims the rest): exactly 1000 calls' worth.
