@@ -63,7 +63,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 /** Vouchers signed ahead per channel in (f); a channel that runs out signs during the run (noted). */
-const CHANNEL_VOUCHERS = Number(process.env.BENCH_CHANNEL_VOUCHERS ?? 400);
+const CHANNEL_VOUCHERS = Number(process.env.BENCH_CHANNEL_VOUCHERS ?? 1200);
 const WARMUP_SECONDS = 2;
 const REPO = path.resolve(__dirname, "..");
 

@@ -30,6 +30,13 @@ const MAX_WITHDRAW_DELAY = 2_592_000;
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 const ZERO_ADDRESS = "0x0000000000000000000000000000000000000000";
 const CHANNEL_ID_CACHE_LIMIT = 4096;
+/**
+ * Reservation ids: a random per-process prefix and a counter (unique like the library's 32 random
+ * bytes, without drawing entropy per request; they are only compared for equality).
+ */
+const PENDING_PREFIX = `0x${randomBytes(24).toString("hex")}`;
+let pendingCounter = 0n;
+const nextPendingId = () => `${PENDING_PREFIX}${(pendingCounter++).toString(16).padStart(16, "0")}`;
 
 type ChannelConfig = Parameters<typeof computeChannelId>[0];
 
@@ -95,7 +102,7 @@ async function acceptVoucher(
     // reserves the charge under `pendingId`.
     scheme.mergeRequestContext(paymentPayload, {
       channelId: voucher.channelId,
-      pendingId: `0x${randomBytes(32).toString("hex")}`,
+      pendingId: nextPendingId(),
       channelSnapshot: channel,
       localVerify: true,
     });
