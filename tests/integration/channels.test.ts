@@ -264,7 +264,9 @@ describe("x402 batch-settlement: channels claimed in batches (anvil, facilitator
     // JavaScript one (the replay above and a voucher on state it had to re-read go to the library).
     const metrics = await (await fetch(`${internalUrl}/metrics`)).text();
     const checked = (path: string) =>
-      Number(new RegExp(`x402_channel_vouchers_checked_total\\{path="${path}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
+      Number(
+        new RegExp(`x402_channel_vouchers_checked_total\\{path="${path}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0,
+      );
     assert.ok(checked("native") >= CALLS - KILL_AT - 2, `native checks: ${checked("native")}`);
     assert.ok(checked("library") <= 3, `library checks: ${checked("library")}`);
 
