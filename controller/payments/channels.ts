@@ -162,9 +162,9 @@ export class ChannelPayments {
   private async lane(requirement: PaymentRequirements, terms: LaneTerms | undefined): Promise<Lane> {
     const key = `${requirement.network}/${requirement.payTo}/${requirement.asset}`.toLowerCase();
     let lane = this.lanes.get(key);
-    const directory = path.join(this.opts.stateDir, key.replace(/[^a-z0-9]+/g, "-"));
+    const directory = () => path.join(this.opts.stateDir, key.replace(/[^a-z0-9]+/g, "-"));
     if (!lane) {
-      const storage = new ChannelJournal({ directory });
+      const storage = new ChannelJournal({ directory: directory() });
       const scheme = new BatchSettlementEvmScheme(requirement.payTo as `0x${string}`, {
         storage,
         withdrawDelay: CHANNEL_WITHDRAW_DELAY_SECONDS,
@@ -198,7 +198,7 @@ export class ChannelPayments {
     // the lane so a restarted gateway claims on the same terms before any buyer returns.
     if (terms && (!lane.stored || !sameTerms(lane.terms, terms))) {
       lane.terms = terms;
-      await writeLane(directory, requirement, terms);
+      await writeLane(directory(), requirement, terms);
       lane.stored = true;
     }
     await lane.ready;
