@@ -13,6 +13,7 @@
  * hands the voucher to the library, which decides.
  */
 import { BATCH_SETTLEMENT_ADDRESS, BATCH_SETTLEMENT_DOMAIN, voucherTypes } from "@x402/evm";
+import type createKeccakHash from "keccak";
 import type Secp256k1 from "secp256k1";
 import { type Address, getAddress, type Hex, hashDomain, keccak256, toHex } from "viem";
 
@@ -37,6 +38,22 @@ export const nativeSecp256k1: typeof Secp256k1 | undefined = (() => {
     return undefined;
   }
 })();
+
+/**
+ * Keccak-256 through the `keccak` package's native binding (~5 µs a hash here against ~16 µs in
+ * viem's JavaScript one, and a voucher takes two); viem's where the binding does not load.
+ */
+export const nativeKeccak: typeof createKeccakHash | undefined = (() => {
+  try {
+    return require("keccak/bindings") as typeof createKeccakHash;
+  } catch {
+    return undefined;
+  }
+})();
+
+function keccak(data: Buffer): Uint8Array {
+  return nativeKeccak ? nativeKeccak("keccak256").update(data).digest() : keccak256(data, "bytes");
+}
 
 const domainSeparators = new Map<number, Hex>();
 
@@ -86,8 +103,8 @@ export function voucherDigest(
   message[0] = 0x19;
   message[1] = 0x01;
   message.write(domainSeparator(chainId).slice(2), 2, "hex");
-  message.set(keccak256(struct, "bytes"), 34);
-  return keccak256(message, "bytes");
+  message.set(keccak(struct), 34);
+  return keccak(message);
 }
 
 /** Addresses of the public keys seen (a channel's payer authorizer signs every voucher of it). */
@@ -110,7 +127,7 @@ export function recoverSigner(digest: Uint8Array, signature: string): Address | 
     const key = Buffer.from(publicKey.buffer, publicKey.byteOffset + 1, 64).toString("hex");
     let address = addresses.get(key);
     if (address === undefined) {
-      const hash = keccak256(publicKey.subarray(1), "bytes");
+      const hash = keccak(Buffer.from(publicKey.buffer, publicKey.byteOffset + 1, 64));
       address = `0x${Buffer.from(hash.subarray(12)).toString("hex")}` as Address;
       if (addresses.size >= ADDRESS_CACHE_LIMIT) addresses.clear();
       addresses.set(key, address);

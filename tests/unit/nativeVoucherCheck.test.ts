@@ -11,7 +11,12 @@ import {
 import { getAddress, type Hex, hashTypedData, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { nativeVoucherCheck, type VoucherCheckPath } from "../../controller/payments/nativeVoucherCheck";
-import { nativeSecp256k1, recoverSigner, voucherDigest } from "../../controller/payments/voucherSignature";
+import {
+  nativeKeccak,
+  nativeSecp256k1,
+  recoverSigner,
+  voucherDigest,
+} from "../../controller/payments/voucherSignature";
 import { defined } from "../harness/assertions";
 
 const NETWORK = "eip155:84532";
@@ -134,8 +139,9 @@ function withSignature(mutate: (bytes: Buffer) => Buffer | string) {
 }
 
 describe("native voucher check (libsecp256k1 in front of @x402/evm's hook)", () => {
-  it("the binding loads on this platform", () => {
+  it("the bindings load on this platform", () => {
     assert.ok(nativeSecp256k1, "secp256k1's prebuilt N-API library did not load");
+    assert.ok(nativeKeccak, "keccak's prebuilt N-API library did not load");
   });
 
   it("computes the digest viem computes for the library's domain and Voucher type", () => {
