@@ -19,6 +19,7 @@ import type { PaymentRequirements, VerifyResponse } from "@x402/core/types";
 import { isBatchSettlementVoucherPayload } from "@x402/evm";
 import { computeChannelId } from "@x402/evm/batch-settlement/client";
 import type { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/server";
+import { type Caip2, chainIdOf } from "../../api/chains";
 import { recoverSigner, voucherDigest } from "./voucherSignature";
 
 /** Which check decided a voucher: this module's, or the library's (every other case). */
@@ -61,13 +62,10 @@ export function nativeVoucherCheck(
 ): BeforeVerifyHook {
   const channelIds = new Map<string, string>();
   return async (ctx) => {
+    if (!isBatchSettlementVoucherPayload(ctx.paymentPayload.payload)) return libraryHook(ctx);
     const accepted = await acceptVoucher(scheme, ctx, channelIds);
-    if (accepted) {
-      onCheck?.("native");
-      return accepted;
-    }
-    if (isBatchSettlementVoucherPayload(ctx.paymentPayload.payload)) onCheck?.("library");
-    return libraryHook(ctx);
+    onCheck?.(accepted ? "native" : "library");
+    return accepted ?? libraryHook(ctx);
   };
 }
 
@@ -81,8 +79,8 @@ async function acceptVoucher(
   if (!isBatchSettlementVoucherPayload(raw)) return undefined;
   try {
     const { channelConfig: config, voucher } = raw;
-    const chainId = evmChainId(requirements.network);
-    if (chainId === undefined) return undefined;
+    // Throws (and so leaves the voucher to the library) for a network that is not eip155.
+    const chainId = Number(chainIdOf(requirements.network as Caip2));
     if (!configMatches(config, requirements as PaymentRequirements)) return undefined;
     if (boundChannelId(channelIds, config, chainId) !== voucher.channelId.toLowerCase()) return undefined;
     if (!ADDRESS.test(config.payerAuthorizer) || config.payerAuthorizer.toLowerCase() === ZERO_ADDRESS) {
@@ -172,9 +170,4 @@ function boundChannelId(cache: Map<string, string>, config: ChannelConfig, chain
     cache.set(key, id);
   }
   return id;
-}
-
-function evmChainId(network: string): number | undefined {
-  const match = /^eip155:(\d+)$/.exec(network);
-  return match ? Number(match[1]) : undefined;
 }

@@ -39,7 +39,10 @@ function single(value: string | string[] | undefined): string | undefined {
  * JSON, the library's schema) was a tenth of a channel payment's CPU. Keyed by the object and
  * checked against the header's text, so a changed header is decoded again.
  */
-const decoded = new WeakMap<IncomingHttpHeaders, { raw: string; result: ParsedPayment | Rejection }>();
+const decoded = new WeakMap<
+  IncomingHttpHeaders,
+  { isV2: boolean; raw: string; result: ParsedPayment | Rejection }
+>();
 
 /** Finds and decodes the payment header; undefined when the request carries none. */
 export function parsePaymentHeader(headers: IncomingHttpHeaders): ParsedPayment | Rejection | undefined {
@@ -47,17 +50,16 @@ export function parsePaymentHeader(headers: IncomingHttpHeaders): ParsedPayment 
   const v1 = single(headers["x-payment"]);
   const raw = v2 ?? v1;
   if (raw === undefined) return undefined;
-  const key = `${v2 !== undefined ? "2" : "1"}${raw}`;
+  const isV2 = v2 !== undefined;
   const known = decoded.get(headers);
-  if (known?.raw === key) return known.result;
-  const result = decodePaymentHeader(raw, v2 !== undefined);
-  decoded.set(headers, { raw: key, result });
+  if (known?.isV2 === isV2 && known.raw === raw) return known.result;
+  const result = decodePaymentHeader(raw, isV2);
+  decoded.set(headers, { isV2, raw, result });
   return result;
 }
 
 function decodePaymentHeader(raw: string, isV2: boolean): ParsedPayment | Rejection {
-  const v2 = isV2 ? raw : undefined;
-  const header = v2 !== undefined ? "PAYMENT-SIGNATURE" : "X-PAYMENT";
+  const header = isV2 ? "PAYMENT-SIGNATURE" : "X-PAYMENT";
   if (raw.length > MAX_PAYMENT_HEADER_BYTES) {
     return reject("payment_header_too_large", `${header} is over ${MAX_PAYMENT_HEADER_BYTES} bytes`);
   }
@@ -71,7 +73,7 @@ function decodePaymentHeader(raw: string, isV2: boolean): ParsedPayment | Reject
     return reject("malformed_payment", `${header} is not base64-encoded JSON`);
   }
   const version = (json as { x402Version?: unknown })?.x402Version;
-  if (v2 !== undefined) {
+  if (isV2) {
     if (version !== 2)
       return reject(
         "invalid_x402_version",

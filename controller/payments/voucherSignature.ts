@@ -15,7 +15,7 @@
 import { BATCH_SETTLEMENT_ADDRESS, BATCH_SETTLEMENT_DOMAIN, voucherTypes } from "@x402/evm";
 import type createKeccakHash from "keccak";
 import type Secp256k1 from "secp256k1";
-import { type Address, getAddress, type Hex, hashDomain, keccak256, toHex } from "viem";
+import { type Address, domainSeparator, getAddress, type Hex, keccak256, toHex } from "viem";
 
 /** The EIP-712 type string of a voucher, from the library's own type list. */
 export const VOUCHER_TYPE = `Voucher(${voucherTypes.Voucher.map((field) => `${field.type} ${field.name}`).join(",")})`;
@@ -57,24 +57,15 @@ function keccak(data: Buffer): Uint8Array {
 
 const domainSeparators = new Map<number, Hex>();
 
-/** The EIP-712 domain separator of batch-settlement vouchers on a chain (cached per chain). */
-function domainSeparator(chainId: number): Hex {
+/** The EIP-712 domain separator of batch-settlement vouchers on a chain (viem's, cached per chain). */
+function voucherDomainSeparator(chainId: number): Hex {
   let separator = domainSeparators.get(chainId);
   if (!separator) {
-    const domain = {
-      ...BATCH_SETTLEMENT_DOMAIN,
-      chainId: BigInt(chainId),
-      verifyingContract: getAddress(BATCH_SETTLEMENT_ADDRESS),
-    };
-    separator = hashDomain({
-      domain,
-      types: {
-        EIP712Domain: [
-          { name: "name", type: "string" },
-          { name: "version", type: "string" },
-          { name: "chainId", type: "uint256" },
-          { name: "verifyingContract", type: "address" },
-        ],
+    separator = domainSeparator({
+      domain: {
+        ...BATCH_SETTLEMENT_DOMAIN,
+        chainId,
+        verifyingContract: getAddress(BATCH_SETTLEMENT_ADDRESS),
       },
     });
     domainSeparators.set(chainId, separator);
@@ -102,7 +93,7 @@ export function voucherDigest(
   const message = Buffer.alloc(66);
   message[0] = 0x19;
   message[1] = 0x01;
-  message.write(domainSeparator(chainId).slice(2), 2, "hex");
+  message.write(voucherDomainSeparator(chainId).slice(2), 2, "hex");
   message.set(keccak(struct), 34);
   return keccak(message);
 }
@@ -124,10 +115,11 @@ export function recoverSigner(digest: Uint8Array, signature: string): Address | 
   if (Buffer.compare(bytes.subarray(32, 64), HALF_ORDER) > 0) return undefined;
   try {
     const publicKey = nativeSecp256k1.ecdsaRecover(bytes.subarray(0, 64), v - 27, digest, false);
-    const key = Buffer.from(publicKey.buffer, publicKey.byteOffset + 1, 64).toString("hex");
+    const point = Buffer.from(publicKey.buffer, publicKey.byteOffset + 1, 64);
+    const key = point.toString("hex");
     let address = addresses.get(key);
     if (address === undefined) {
-      const hash = keccak(Buffer.from(publicKey.buffer, publicKey.byteOffset + 1, 64));
+      const hash = keccak(point);
       address = `0x${Buffer.from(hash.subarray(12)).toString("hex")}` as Address;
       if (addresses.size >= ADDRESS_CACHE_LIMIT) addresses.clear();
       addresses.set(key, address);
