@@ -10,8 +10,8 @@ import type {
   PaymentRequirementsV1,
   PaymentRequirementsV2,
 } from "@x402/core/schemas";
-import { PaymentPayloadV1Schema, PaymentPayloadV2Schema } from "@x402/core/schemas";
 import { toCaip2 } from "../../api/chains";
+import { checkPayloadV1, checkPayloadV2 } from "./payloadSchema";
 import { type Rejection, rejection as reject } from "./reasons";
 import type { OfferRequirements } from "./requirements";
 
@@ -63,12 +63,13 @@ function decodePaymentHeader(raw: string, isV2: boolean): ParsedPayment | Reject
   if (raw.length > MAX_PAYMENT_HEADER_BYTES) {
     return reject("payment_header_too_large", `${header} is over ${MAX_PAYMENT_HEADER_BYTES} bytes`);
   }
-  if (!/^[A-Za-z0-9+/=_-]+$/.test(raw.trim())) {
+  const text = raw.trim();
+  if (!/^[A-Za-z0-9+/=_-]+$/.test(text)) {
     return reject("malformed_payment", `${header} must be base64-encoded JSON`);
   }
   let json: unknown;
   try {
-    json = JSON.parse(Buffer.from(raw.trim(), "base64").toString("utf8"));
+    json = JSON.parse(Buffer.from(text, "base64").toString("utf8"));
   } catch {
     return reject("malformed_payment", `${header} is not base64-encoded JSON`);
   }
@@ -79,26 +80,23 @@ function decodePaymentHeader(raw: string, isV2: boolean): ParsedPayment | Reject
         "invalid_x402_version",
         `PAYMENT-SIGNATURE carries x402Version ${String(version)}; it must be 2 (use X-PAYMENT for v1)`,
       );
-    const parsed = PaymentPayloadV2Schema.safeParse(json);
-    if (!parsed.success)
+    const checked = checkPayloadV2(json);
+    if (!checked.ok)
       return reject(
         "invalid_payload",
-        `PAYMENT-SIGNATURE is not an x402 v2 payment payload: ${parsed.error.issues[0]?.message}`,
+        `PAYMENT-SIGNATURE is not an x402 v2 payment payload: ${checked.message}`,
       );
-    return { version: 2, header: "payment-signature", payload: parsed.data as PaymentPayloadV2 };
+    return { version: 2, header: "payment-signature", payload: checked.payload };
   }
   if (version !== 1)
     return reject(
       "invalid_x402_version",
       `X-PAYMENT carries x402Version ${String(version)}; it must be 1 (use PAYMENT-SIGNATURE for v2)`,
     );
-  const parsed = PaymentPayloadV1Schema.safeParse(json);
-  if (!parsed.success)
-    return reject(
-      "invalid_payload",
-      `X-PAYMENT is not an x402 v1 payment payload: ${parsed.error.issues[0]?.message}`,
-    );
-  return { version: 1, header: "x-payment", payload: parsed.data as PaymentPayloadV1 };
+  const checked = checkPayloadV1(json);
+  if (!checked.ok)
+    return reject("invalid_payload", `X-PAYMENT is not an x402 v1 payment payload: ${checked.message}`);
+  return { version: 1, header: "x-payment", payload: checked.payload };
 }
 
 const same = (a: string | undefined, b: string | undefined) =>
