@@ -53,6 +53,22 @@ export interface UptoTerms {
  * the request's terms, for offers whose `schemes` include "upto". `channelAuthorizers`: the
  * facilitator's batch-settlement receiver authorizer per network (none: no channels offered).
  */
+/**
+ * A payment's per-request amount and its description, remembered per payment object: the gateway
+ * builds requirements for every request, and these two were most of that (decimal parsing and
+ * formatting). Offers arrive as new objects when they change; nothing edits one in place.
+ */
+const chargeMemo = new WeakMap<Payment, { amount: string; described: string }>();
+
+function charge(p: Payment): { amount: string; described: string } {
+  let memo = chargeMemo.get(p);
+  if (!memo) {
+    memo = { amount: chargePerRequest(p).toString(), described: describeCharge(p) };
+    chargeMemo.set(p, memo);
+  }
+  return memo;
+}
+
 export function requirementsFor(
   spec: ServiceOfferSpec,
   resourceUrl: string,
@@ -65,7 +81,7 @@ export function requirementsFor(
   const v1: PaymentRequirementsV1[] = [];
   const metered: string[] = [];
   for (const p of offerPayments(spec)) {
-    const amount = chargePerRequest(p).toString();
+    const { amount } = charge(p);
     const extra = {
       name: p.asset.eip712Name,
       version: p.asset.eip712Version,
@@ -137,7 +153,7 @@ export function requirementsFor(
     offerPayments(spec).some(
       (p) => (p.asset.transferMethod === "permit2" || offerSchemes(spec).includes("upto")) && p.asset.eip2612,
     );
-  const prices = offerPayments(spec).map(describeCharge);
+  const prices = offerPayments(spec).map((p) => charge(p).described);
   // Every paid route accepts a payment-identifier: a retry of the same payment is not charged twice.
   const extensions = {
     ...paymentIdentifierDeclaration(),
