@@ -103,6 +103,10 @@ export const command: Command<keyof typeof SETTINGS> = {
           stateDir: channelStateDir,
           log,
           onVoucherCheck: (path) => metrics.voucherChecks.inc({ path }),
+          onSignatureRecovered: (where, count) => {
+            metrics.signaturesRecovered.inc({ where }, count);
+            if (where === "worker") metrics.signatureBatches.inc();
+          },
         })
       : undefined;
     await channels?.start();

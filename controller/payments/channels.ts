@@ -32,6 +32,7 @@ import { ChannelJournal, writeDurably } from "./channelJournal";
 import { claimDecision, idleRefunds, type LaneTerms, owed } from "./claims";
 import { installNativeVoucherCheck, type VoucherCheckPath } from "./nativeVoucherCheck";
 import { CHANNEL_WITHDRAW_DELAY_SECONDS } from "./requirements";
+import { SignerRecovery } from "./signerRecovery";
 
 export const BATCH_SETTLEMENT = "batch-settlement";
 
@@ -55,6 +56,8 @@ export interface ChannelPaymentsOptions {
   tickMs?: number;
   /** Told which check decided each voucher (metrics). */
   onVoucherCheck?: (path: VoucherCheckPath) => void;
+  /** Told where voucher signatures were recovered: a worker batch, or one on the event loop (metrics). */
+  onSignatureRecovered?: (where: "worker" | "loop", count: number) => void;
 }
 
 /** One receiver's channels in one token on one network: its scheme, storage and claim loop. */
@@ -76,11 +79,22 @@ interface Lane {
 
 export class ChannelPayments {
   private readonly lanes = new Map<string, Lane>();
+  /** Voucher signatures are recovered off the event loop, for every lane. */
+  private readonly signers: SignerRecovery;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
 
-  constructor(private readonly opts: ChannelPaymentsOptions) {}
+  constructor(private readonly opts: ChannelPaymentsOptions) {
+    this.signers = new SignerRecovery({
+      onFailure: (err) =>
+        opts.log("channels: the signature worker failed; vouchers are checked on the event loop", {
+          level: "warn",
+          error: describe(err),
+        }),
+      ...(opts.onSignatureRecovered ? { onRecovered: opts.onSignatureRecovered } : {}),
+    });
+  }
 
   /**
    * Starts the claim loop (one pass at a time over every lane), first taking up the lanes a
@@ -103,6 +117,7 @@ export class ChannelPayments {
     if (this.timer) clearInterval(this.timer);
     await this.running;
     for (const lane of this.lanes.values()) await lane.storage.close();
+    await this.signers.close();
   }
 
   /**
@@ -162,14 +177,16 @@ export class ChannelPayments {
   private async lane(requirement: PaymentRequirements, terms: LaneTerms | undefined): Promise<Lane> {
     const key = `${requirement.network}/${requirement.payTo}/${requirement.asset}`.toLowerCase();
     let lane = this.lanes.get(key);
-    const directory = () => path.join(this.opts.stateDir, key.replace(/[^a-z0-9]+/g, "-"));
     if (!lane) {
-      const storage = new ChannelJournal({ directory: directory() });
+      const storage = new ChannelJournal({ directory: this.laneDirectory(key) });
       const scheme = new BatchSettlementEvmScheme(requirement.payTo as `0x${string}`, {
         storage,
         withdrawDelay: CHANNEL_WITHDRAW_DELAY_SECONDS,
       });
-      installNativeVoucherCheck(scheme, this.opts.onVoucherCheck);
+      installNativeVoucherCheck(scheme, {
+        ...(this.opts.onVoucherCheck ? { onCheck: this.opts.onVoucherCheck } : {}),
+        recover: (digest, signature) => this.signers.recover(digest, signature),
+      });
       const server = new x402ResourceServer(this.opts.facilitator).register(
         requirement.network as `${string}:${string}`,
         scheme,
@@ -198,11 +215,15 @@ export class ChannelPayments {
     // the lane so a restarted gateway claims on the same terms before any buyer returns.
     if (terms && (!lane.stored || !sameTerms(lane.terms, terms))) {
       lane.terms = terms;
-      await writeLane(directory(), requirement, terms);
+      await writeLane(this.laneDirectory(key), requirement, terms);
       lane.stored = true;
     }
     await lane.ready;
     return lane;
+  }
+
+  private laneDirectory(key: string): string {
+    return path.join(this.opts.stateDir, key.replace(/[^a-z0-9]+/g, "-"));
   }
 
   private async tick(): Promise<void> {

@@ -39,6 +39,17 @@ export class PaymentMetrics extends MetricsRegistry {
     labelNames: ["path"],
     registers: [this.registry],
   });
+  readonly signaturesRecovered = new Counter({
+    name: "x402_channel_signatures_recovered_total",
+    help: "Channel voucher signers recovered natively, by where: worker (the signature thread) or loop (the event loop, when the worker is unavailable)",
+    labelNames: ["where"],
+    registers: [this.registry],
+  });
+  readonly signatureBatches = new Counter({
+    name: "x402_channel_signature_batches_total",
+    help: "Messages to the signature thread (each carries the recoveries asked for in one turn of the event loop)",
+    registers: [this.registry],
+  });
   readonly pending = new Gauge({
     name: "x402_pending_settlements",
     help: "Settlements whose outcome is not known yet (settlement_pending), followed until final",

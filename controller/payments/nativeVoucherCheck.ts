@@ -19,6 +19,7 @@ import type { PaymentRequirements, VerifyResponse } from "@x402/core/types";
 import { isBatchSettlementVoucherPayload } from "@x402/evm";
 import { computeChannelId } from "@x402/evm/batch-settlement/client";
 import type { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/server";
+import type { Address } from "viem";
 import { type Caip2, chainIdOf } from "../../api/chains";
 import { recoverSigner, voucherDigest } from "./voucherSignature";
 
@@ -41,29 +42,41 @@ const nextPendingId = () => `${PENDING_PREFIX}${(pendingCounter++).toString(16).
 
 type ChannelConfig = Parameters<typeof computeChannelId>[0];
 
+/** Who signed a voucher digest (signerRecovery.ts off the event loop, or recoverSigner on it). */
+export type RecoverSigner = (digest: Uint8Array, signature: string) => Promise<Address | undefined>;
+
+export interface NativeVoucherCheckOptions {
+  /** Told which check decided each voucher (metrics). */
+  onCheck?: (path: VoucherCheckPath) => void;
+  /** Default: on the event loop (`recoverSigner`). */
+  recover?: RecoverSigner;
+}
+
+const recoverOnLoop: RecoverSigner = async (digest, signature) => recoverSigner(digest, signature);
+
 /**
  * Puts the native check in front of the scheme's own `onBeforeVerify`. Call it before the scheme
  * is registered with an `x402ResourceServer`, which copies the hooks when registering.
  */
 export function installNativeVoucherCheck(
   scheme: BatchSettlementEvmScheme,
-  onCheck?: (path: VoucherCheckPath) => void,
+  options: NativeVoucherCheckOptions = {},
 ): void {
   const libraryHook = scheme.schemeHooks.onBeforeVerify;
   if (!libraryHook) return;
-  scheme.schemeHooks.onBeforeVerify = nativeVoucherCheck(scheme, libraryHook, onCheck);
+  scheme.schemeHooks.onBeforeVerify = nativeVoucherCheck(scheme, libraryHook, options);
 }
 
 /** The hook: an accepted voucher decided natively, everything else by `libraryHook`. */
 export function nativeVoucherCheck(
   scheme: BatchSettlementEvmScheme,
   libraryHook: BeforeVerifyHook,
-  onCheck?: (path: VoucherCheckPath) => void,
+  { onCheck, recover = recoverOnLoop }: NativeVoucherCheckOptions = {},
 ): BeforeVerifyHook {
   const channelIds = new Map<string, string>();
   return async (ctx) => {
     if (!isBatchSettlementVoucherPayload(ctx.paymentPayload.payload)) return libraryHook(ctx);
-    const accepted = await acceptVoucher(scheme, ctx, channelIds);
+    const accepted = await acceptVoucher(scheme, ctx, channelIds, recover);
     onCheck?.(accepted ? "native" : "library");
     return accepted ?? libraryHook(ctx);
   };
@@ -73,6 +86,7 @@ async function acceptVoucher(
   scheme: BatchSettlementEvmScheme,
   ctx: VerifyContext,
   channelIds: Map<string, string>,
+  recover: RecoverSigner,
 ): Promise<{ skip: true; result: VerifyResponse } | undefined> {
   const { paymentPayload, requirements } = ctx;
   const raw = paymentPayload.payload;
@@ -86,16 +100,18 @@ async function acceptVoucher(
     if (!ADDRESS.test(config.payerAuthorizer) || config.payerAuthorizer.toLowerCase() === ZERO_ADDRESS) {
       return undefined;
     }
+    const signed = BigInt(voucher.maxClaimableAmount);
+    const digest = voucherDigest(chainId, voucher.channelId, signed);
+    if (!digest) return undefined;
+    // The signature first: from reading the channel's state to recording the request context
+    // nothing else is awaited, as in the library's hook.
+    if ((await recover(digest, voucher.signature)) !== config.payerAuthorizer.toLowerCase()) return undefined;
     const channel = await scheme.getStorage().get(voucher.channelId);
     if (!channel || channel.onchainSyncedAt === undefined) return undefined;
     if (Date.now() - channel.onchainSyncedAt > scheme.getOnchainStateTtlMs()) return undefined;
     if (channel.channelId.toLowerCase() !== voucher.channelId.toLowerCase()) return undefined;
-    const signed = BigInt(voucher.maxClaimableAmount);
     if (signed !== BigInt(channel.chargedCumulativeAmount) + BigInt(requirements.amount)) return undefined;
     if (signed > BigInt(channel.balance) || signed <= BigInt(channel.totalClaimed)) return undefined;
-    const digest = voucherDigest(chainId, voucher.channelId, signed);
-    if (!digest) return undefined;
-    if (recoverSigner(digest, voucher.signature) !== config.payerAuthorizer.toLowerCase()) return undefined;
     // What the library's hook records for a voucher it accepts locally; its afterVerify hook
     // reserves the charge under `pendingId`.
     scheme.mergeRequestContext(paymentPayload, {
@@ -153,6 +169,7 @@ function sameAddress(a: unknown, b: unknown): boolean {
 
 /** The channel id a config hashes to (the library's function; remembered, as configs repeat). */
 function boundChannelId(cache: Map<string, string>, config: ChannelConfig, chainId: number): string {
+  // JSON, not a join: the buyer chooses these strings, and distinct configs need distinct keys.
   const key = JSON.stringify([
     chainId,
     config.payer,

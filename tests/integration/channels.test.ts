@@ -263,12 +263,15 @@ describe("x402 batch-settlement: channels claimed in batches (anvil, facilitator
     // The restarted gateway accepted those vouchers with its native check, not the library's
     // JavaScript one (the replay above and a voucher on state it had to re-read go to the library).
     const metrics = await (await fetch(`${internalUrl}/metrics`)).text();
-    const checked = (path: string) =>
-      Number(
-        new RegExp(`x402_channel_vouchers_checked_total\\{path="${path}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0,
-      );
+    const counted = (series: string) =>
+      Number(new RegExp(`${series.replace(/[{}]/g, "\\$&")} (\\d+)`).exec(metrics)?.[1] ?? 0);
+    const checked = (path: string) => counted(`x402_channel_vouchers_checked_total{path="${path}"}`);
     assert.ok(checked("native") >= CALLS - KILL_AT - 2, `native checks: ${checked("native")}`);
     assert.ok(checked("library") <= 3, `library checks: ${checked("library")}`);
+    // Their signatures were recovered on the signature thread, none on the event loop.
+    const recovered = (where: string) => counted(`x402_channel_signatures_recovered_total{where="${where}"}`);
+    assert.ok(recovered("worker") >= checked("native"), `recovered on the worker: ${recovered("worker")}`);
+    assert.equal(recovered("loop"), 0);
 
     // Everything charged is claimed and settled to the seller (amount threshold, then the idle
     // refund claims the rest): exactly 1000 calls' worth.

@@ -8,11 +8,17 @@ import {
   type Channel,
   InMemoryChannelStorage,
 } from "@x402/evm/batch-settlement/server";
-import { getAddress, type Hex, hashTypedData, toHex } from "viem";
+import { getAddress, type Hex, hashTypedData, toHex, keccak256 as viemKeccak } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { nativeVoucherCheck, type VoucherCheckPath } from "../../controller/payments/nativeVoucherCheck";
 import {
-  nativeKeccak,
+  nativeVoucherCheck,
+  type RecoverSigner,
+  type VoucherCheckPath,
+} from "../../controller/payments/nativeVoucherCheck";
+import { SignerRecovery } from "../../controller/payments/signerRecovery";
+import {
+  keccak,
+  nativeKeccakSponge,
   nativeSecp256k1,
   recoverSigner,
   voucherDigest,
@@ -97,6 +103,9 @@ async function voucherPayload(c: Case): Promise<PaymentPayload> {
   } as unknown as PaymentPayload;
 }
 
+/** How the native check recovers signers in the cases below (the gateway uses the worker). */
+let recover: RecoverSigner | undefined;
+
 /** One decision by a fresh scheme, with or without the native check in front of its hook. */
 async function decide(c: Case, payload: PaymentPayload, channel: Channel | null, native: boolean) {
   const storage = new InMemoryChannelStorage();
@@ -105,7 +114,10 @@ async function decide(c: Case, payload: PaymentPayload, channel: Channel | null,
   const library = defined(scheme.schemeHooks.onBeforeVerify, "the library's onBeforeVerify");
   const paths: VoucherCheckPath[] = [];
   const hook: BeforeVerifyHook = native
-    ? nativeVoucherCheck(scheme, library, (path) => paths.push(path))
+    ? nativeVoucherCheck(scheme, library, {
+        onCheck: (path) => paths.push(path),
+        ...(recover ? { recover } : {}),
+      })
     : library;
   const ownPayload = structuredClone(payload);
   const outcome = await hook({
@@ -141,7 +153,15 @@ function withSignature(mutate: (bytes: Buffer) => Buffer | string) {
 describe("native voucher check (libsecp256k1 in front of @x402/evm's hook)", () => {
   it("the bindings load on this platform", () => {
     assert.ok(nativeSecp256k1, "secp256k1's prebuilt N-API library did not load");
-    assert.ok(nativeKeccak, "keccak's prebuilt N-API library did not load");
+    assert.ok(nativeKeccakSponge, "keccak's prebuilt N-API library did not load");
+  });
+
+  it("hashes as viem's keccak256 at every length around the sponge's rate, one after another", () => {
+    // The sponge is reused: each hash must start from a fresh state.
+    for (const length of [0, 1, 31, 32, 64, 65, 96, 135, 136, 137, 271, 272, 273, 1000]) {
+      const data = Buffer.alloc(length, length % 251);
+      assert.equal(toHex(keccak(data)), viemKeccak(data), `${length} bytes`);
+    }
   });
 
   it("computes the digest viem computes for the library's domain and Voucher type", () => {
@@ -181,89 +201,110 @@ describe("native voucher check (libsecp256k1 in front of @x402/evm's hook)", () 
     );
   });
 
-  it("accepts a good voucher itself, exactly as the library would", async () => {
-    assert.equal(await agree({}), "native");
-  });
+  for (const where of ["on the event loop", "on a worker thread"] as const)
+    describe(`with signers recovered ${where}`, () => {
+      let worker: SignerRecovery | undefined;
+      before(() => {
+        worker = where === "on a worker thread" ? new SignerRecovery() : undefined;
+        recover = worker
+          ? (digest, signature) => defined(worker, "worker").recover(digest, signature)
+          : undefined;
+      });
+      after(async () => {
+        recover = undefined;
+        await worker?.close();
+      });
 
-  it("leaves every other voucher to the library, which decides it as before", async () => {
-    const zeroAuthorizer = {
-      ...baseConfig,
-      payerAuthorizer: "0x0000000000000000000000000000000000000000",
-    } as Config;
-    const cases: Record<string, Case> = {
-      "signed by someone else": { signer: stranger },
-      "cumulative above charged + price": { amount: "6001" },
-      "cumulative replayed (equal to what was charged)": { amount: "5000" },
-      "cumulative lower than charged": { amount: "4000" },
-      "beyond the deposit": { channel: (config) => storedChannel(config, { balance: "5500" }) },
-      "not above what was claimed": {
-        channel: (config) => storedChannel(config, { totalClaimed: "6000" }),
-      },
-      "on-chain state stale": { channel: (config) => storedChannel(config, { onchainSyncedAt: 1 }) },
-      "on-chain state never read": {
-        channel: (config) => {
-          const { onchainSyncedAt: _unused, ...rest } = storedChannel(config);
-          return rest;
-        },
-      },
-      "unknown channel": { channel: () => null },
-      "zero payer authorizer": { config: zeroAuthorizer },
-      "receiver is not payTo": { requirements: { ...baseRequirements, payTo: stranger.address } },
-      "no receiver authorizer offered": {
-        requirements: { ...baseRequirements, extra: { withdrawDelay: 900 } },
-      },
-      "another receiver authorizer": {
-        requirements: {
-          ...baseRequirements,
-          extra: { receiverAuthorizer: stranger.address, withdrawDelay: 900 },
-        },
-      },
-      "another token": { requirements: { ...baseRequirements, asset: stranger.address } },
-      "withdraw delay differs from the offer's": {
-        requirements: {
-          ...baseRequirements,
-          extra: { receiverAuthorizer: RECEIVER_AUTHORIZER, withdrawDelay: 901 },
-        },
-      },
-      "withdraw delay below the minimum": {
-        config: { ...baseConfig, withdrawDelay: 899 },
-        requirements: { ...baseRequirements, extra: { receiverAuthorizer: RECEIVER_AUTHORIZER } },
-      },
-      "withdraw delay above the maximum": {
-        config: { ...baseConfig, withdrawDelay: 2_592_001 },
-        requirements: { ...baseRequirements, extra: { receiverAuthorizer: RECEIVER_AUTHORIZER } },
-      },
-      "voucher names another channel": { voucher: () => ({ channelId: `0x${"ee".repeat(32)}` }) },
-      "signature byte flipped": {
-        voucher: withSignature((b) => Buffer.from(b.map((x, i) => (i === 5 ? x ^ 1 : x)))),
-      },
-      "signature with v 0/1": {
-        voucher: withSignature((b) => Buffer.from(b.map((x, i) => (i === 64 ? x - 27 : x)))),
-      },
-      "signature in the 64-byte form": { voucher: withSignature((b) => b.subarray(0, 64)) },
-      "malleated signature (high s)": {
-        voucher: withSignature((b) => {
-          const s = CURVE_ORDER - BigInt(`0x${b.subarray(32, 64).toString("hex")}`);
-          const v = b[64] === 27 ? 28 : 27;
-          return `0x${b.subarray(0, 32).toString("hex")}${s.toString(16).padStart(64, "0")}${v.toString(16)}`;
-        }),
-      },
-      "not hex": { voucher: () => ({ signature: "0xzz" }) },
-      "amount not a number": { voucher: () => ({ maxClaimableAmount: "six thousand" }) },
-    };
-    for (const [name, c] of Object.entries(cases)) {
-      try {
-        assert.equal(await agree(c), "library", "left to the library");
-      } catch (err) {
-        throw new Error(`${name}: ${(err as Error).message}`, { cause: err });
-      }
-    }
-  });
+      it("accepts a good voucher itself, exactly as the library would", async () => {
+        assert.equal(await agree({}), "native");
+      });
 
-  it("accepts a voucher whose accepted base matches after a mixed-case config", async () => {
-    const lower = Object.fromEntries(
-      Object.entries(baseConfig).map(([k, v]) => [k, typeof v === "string" ? v.toLowerCase() : v]),
-    ) as Config;
-    assert.equal(await agree({ config: lower }), "native");
-  });
+      it("leaves every other voucher to the library, which decides it as before", async () => {
+        const zeroAuthorizer = {
+          ...baseConfig,
+          payerAuthorizer: "0x0000000000000000000000000000000000000000",
+        } as Config;
+        const cases: Record<string, Case> = {
+          "signed by someone else": { signer: stranger },
+          "cumulative above charged + price": { amount: "6001" },
+          "cumulative replayed (equal to what was charged)": { amount: "5000" },
+          "cumulative lower than charged": { amount: "4000" },
+          "beyond the deposit": { channel: (config) => storedChannel(config, { balance: "5500" }) },
+          "not above what was claimed": {
+            channel: (config) => storedChannel(config, { totalClaimed: "6000" }),
+          },
+          "on-chain state stale": { channel: (config) => storedChannel(config, { onchainSyncedAt: 1 }) },
+          "on-chain state never read": {
+            channel: (config) => {
+              const { onchainSyncedAt: _unused, ...rest } = storedChannel(config);
+              return rest;
+            },
+          },
+          "unknown channel": { channel: () => null },
+          "zero payer authorizer": { config: zeroAuthorizer },
+          "receiver is not payTo": { requirements: { ...baseRequirements, payTo: stranger.address } },
+          "no receiver authorizer offered": {
+            requirements: { ...baseRequirements, extra: { withdrawDelay: 900 } },
+          },
+          "another receiver authorizer": {
+            requirements: {
+              ...baseRequirements,
+              extra: { receiverAuthorizer: stranger.address, withdrawDelay: 900 },
+            },
+          },
+          "another token": { requirements: { ...baseRequirements, asset: stranger.address } },
+          "withdraw delay differs from the offer's": {
+            requirements: {
+              ...baseRequirements,
+              extra: { receiverAuthorizer: RECEIVER_AUTHORIZER, withdrawDelay: 901 },
+            },
+          },
+          "withdraw delay below the minimum": {
+            config: { ...baseConfig, withdrawDelay: 899 },
+            requirements: { ...baseRequirements, extra: { receiverAuthorizer: RECEIVER_AUTHORIZER } },
+          },
+          "withdraw delay above the maximum": {
+            config: { ...baseConfig, withdrawDelay: 2_592_001 },
+            requirements: { ...baseRequirements, extra: { receiverAuthorizer: RECEIVER_AUTHORIZER } },
+          },
+          "voucher names another channel": { voucher: () => ({ channelId: `0x${"ee".repeat(32)}` }) },
+          "signature byte flipped": {
+            voucher: withSignature((b) => Buffer.from(b.map((x, i) => (i === 5 ? x ^ 1 : x)))),
+          },
+          "signature with v 0/1": {
+            voucher: withSignature((b) => Buffer.from(b.map((x, i) => (i === 64 ? x - 27 : x)))),
+          },
+          "signature in the 64-byte form": { voucher: withSignature((b) => b.subarray(0, 64)) },
+          "malleated signature (high s)": {
+            voucher: withSignature((b) => {
+              const s = CURVE_ORDER - BigInt(`0x${b.subarray(32, 64).toString("hex")}`);
+              const v = b[64] === 27 ? 28 : 27;
+              return `0x${b.subarray(0, 32).toString("hex")}${s.toString(16).padStart(64, "0")}${v.toString(16)}`;
+            }),
+          },
+          "not hex": { voucher: () => ({ signature: "0xzz" }) },
+          "amount not a number": { voucher: () => ({ maxClaimableAmount: "six thousand" }) },
+        };
+        for (const [name, c] of Object.entries(cases)) {
+          try {
+            assert.equal(await agree(c), "library", "left to the library");
+          } catch (err) {
+            throw new Error(`${name}: ${(err as Error).message}`, { cause: err });
+          }
+        }
+      });
+
+      it("accepts a voucher whose accepted base matches after a mixed-case config", async () => {
+        const lower = Object.fromEntries(
+          Object.entries(baseConfig).map(([k, v]) => [k, typeof v === "string" ? v.toLowerCase() : v]),
+        ) as Config;
+        assert.equal(await agree({ config: lower }), "native");
+      });
+      if (where === "on a worker thread")
+        it("made those recoveries on the worker", () => {
+          const stats = defined(worker, "worker").stats;
+          assert.ok(stats.onWorker >= 10, `${stats.onWorker} on the worker`);
+          assert.equal(stats.onLoop, 0);
+        });
+    });
 });

@@ -1,0 +1,216 @@
+/**
+ * Voucher signers recovered on a worker thread, so the gateway's event loop does not spend a
+ * recovery's CPU (libsecp256k1, ~0.1 ms a voucher here, the largest single cost of a channel
+ * payment after the proxying) between serving requests.
+ *
+ * The recoveries travel through memory shared with the worker, one batch at a time: the loop
+ * writes the batch's records, posts their count, and the worker writes the answers and posts the
+ * count back. Recoveries asked for while a batch is out wait for it and go together as the next
+ * one, so the busier the gateway, the larger the batches, and the loop pays two small messages
+ * per batch (a message that carries a buffer cost it ~4 times more, measured).
+ *
+ * It answers what `recoverSigner` answers, never throws, and degrades rather than fails: without
+ * the native bindings it answers undefined (the voucher goes to the library's check); if the
+ * worker cannot start or dies, the recoveries waiting on it and every later one are made on the
+ * loop itself (`recoverSigner`). docs/adr/0008-channel-payment-cpu.md.
+ */
+import { createRequire } from "node:module";
+import * as path from "node:path";
+import { Worker } from "node:worker_threads";
+import type { Address } from "viem";
+import { nativeSecp256k1, recoverSigner, signatureParts } from "./voucherSignature";
+
+/** One recovery: digest (32) ‖ r ‖ s (64) ‖ recovery id (1). */
+const RECORD_BYTES = 97;
+/** One answer: found (1) ‖ address (20). */
+const ANSWER_BYTES = 21;
+/** Recoveries in one batch at most (more wait for the next). */
+const BATCH_LIMIT = 512;
+/** The shared memory: a sequence word (the batch answered last), the records, the answers. */
+const ANSWERS_AT = 4 + BATCH_LIMIT * RECORD_BYTES;
+const SHARED_BYTES = ANSWERS_AT + BATCH_LIMIT * ANSWER_BYTES;
+
+/**
+ * The worker, as CommonJS source: it loads the same prebuilt bindings by absolute path (it runs
+ * without the gateway's TypeScript loader), recovers each record's public key and hashes it to
+ * an address. A record it cannot recover is answered "not found". The sequence word is written
+ * with Atomics after the answers, and read with Atomics before them, so the loop never reads a
+ * batch's answers before they are all written.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require("node:worker_threads");
+const secp256k1 = require(workerData.secp256k1);
+const Sponge = require(workerData.nodeGypBuild)(workerData.keccakDir);
+const sponge = new Sponge();
+const shared = workerData.shared;
+const bytes = new Uint8Array(shared);
+const sequence = new Int32Array(shared, 0, 1);
+parentPort.on("message", ({ batch, count }) => {
+  for (let i = 0; i < count; i++) {
+    const at = 4 + i * ${RECORD_BYTES};
+    const answer = ${ANSWERS_AT} + i * ${ANSWER_BYTES};
+    bytes[answer] = 0;
+    try {
+      const key = secp256k1.ecdsaRecover(
+        bytes.slice(at + 32, at + 96), bytes[at + 96], bytes.slice(at, at + 32), false);
+      sponge.initialize(1088, 512);
+      sponge.absorb(Buffer.from(key.buffer, key.byteOffset + 1, 64));
+      bytes.set(sponge.squeeze(32).subarray(12), answer + 1);
+      bytes[answer] = 1;
+    } catch {}
+  }
+  Atomics.store(sequence, 0, batch);
+  parentPort.postMessage(batch);
+});
+`;
+
+interface Waiting {
+  readonly digest: Uint8Array;
+  readonly signature: string;
+  readonly rs: Buffer;
+  readonly recoveryId: number;
+  readonly resolve: (address: Address | undefined) => void;
+}
+
+export interface SignerRecoveryOptions {
+  /** Told when the worker fails and recoveries move to the loop (logs). */
+  onFailure?: (err: unknown) => void;
+  /** Told of each batch answered by the worker and each recovery made on the loop (metrics). */
+  onRecovered?: (where: "worker" | "loop", count: number) => void;
+}
+
+export class SignerRecovery {
+  private worker: Worker | undefined;
+  private shared: Uint8Array | undefined;
+  private sequence: Int32Array | undefined;
+  /** Whether recoveries are made on the loop (no worker, or it failed). */
+  private inline = false;
+  private queue: Waiting[] = [];
+  /** The batch the worker has (one at a time), and its number. */
+  private out: Waiting[] | undefined;
+  private batchNumber = 0;
+  private scheduled = false;
+  /** Recoveries answered by the worker, the batches they took, and those made on the loop. */
+  readonly stats = { onWorker: 0, batches: 0, onLoop: 0 };
+
+  constructor(private readonly opts: SignerRecoveryOptions = {}) {}
+
+  /** Recovered with `recoverSigner`'s rules; undefined for anything it would not recover. */
+  recover(digest: Uint8Array, signature: string): Promise<Address | undefined> {
+    const parts = signatureParts(signature);
+    if (!parts || !nativeSecp256k1 || digest.length !== 32) return Promise.resolve(undefined);
+    if (this.inline || !this.started()) return Promise.resolve(this.onLoop(digest, signature));
+    return new Promise((resolve) => {
+      this.queue.push({ digest, signature, rs: parts.rs, recoveryId: parts.recoveryId, resolve });
+      // The first of a turn schedules the send; while a batch is out, its answer sends the next.
+      if (!this.scheduled && !this.out) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.send();
+        });
+      }
+    });
+  }
+
+  /** Stops the worker; waiting recoveries are answered on the loop. */
+  async close(): Promise<void> {
+    const worker = this.worker;
+    this.fallBack();
+    await worker?.terminate();
+  }
+
+  private started(): boolean {
+    if (this.worker) return true;
+    try {
+      const keccakMain = require.resolve("keccak");
+      const shared = new SharedArrayBuffer(SHARED_BYTES);
+      this.worker = new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: {
+          shared,
+          secp256k1: require.resolve("secp256k1/bindings"),
+          nodeGypBuild: createRequire(keccakMain).resolve("node-gyp-build"),
+          keccakDir: path.dirname(require.resolve("keccak/package.json")),
+        },
+      });
+      this.shared = new Uint8Array(shared);
+      this.sequence = new Int32Array(shared, 0, 1);
+    } catch (err) {
+      this.opts.onFailure?.(err);
+      this.fallBack();
+      return false;
+    }
+    // Idle, the worker must not keep the process alive.
+    this.worker.unref();
+    this.worker.on("message", (batch: number) => this.answer(batch));
+    this.worker.on("error", (err) => {
+      this.opts.onFailure?.(err);
+      this.fallBack();
+    });
+    this.worker.on("exit", () => this.fallBack());
+    return true;
+  }
+
+  /** Sends the next batch from the queue, if none is out. */
+  private send(): void {
+    if (this.out || this.queue.length === 0) return;
+    if (!this.worker || !this.shared || this.inline) {
+      for (const w of this.queue.splice(0)) w.resolve(this.onLoop(w.digest, w.signature));
+      return;
+    }
+    const batch = this.queue.splice(0, BATCH_LIMIT);
+    batch.forEach((w, i) => {
+      const at = 4 + i * RECORD_BYTES;
+      this.shared?.set(w.digest, at);
+      this.shared?.set(w.rs, at + 32);
+      if (this.shared) this.shared[at + 96] = w.recoveryId;
+    });
+    this.out = batch;
+    this.batchNumber = (this.batchNumber + 1) | 0;
+    this.stats.batches++;
+    this.worker.postMessage({ batch: this.batchNumber, count: batch.length });
+  }
+
+  private answer(batchNumber: number): void {
+    const batch = this.out;
+    const shared = this.shared;
+    if (!batch || !shared || !this.sequence || batchNumber !== this.batchNumber) return;
+    // Pairs with the worker's store: its answers are all visible from here on. (Anything else
+    // would be a broken worker: the loop takes over rather than wait for it.)
+    if (Atomics.load(this.sequence, 0) !== batchNumber) {
+      this.opts.onFailure?.(new Error(`the signature worker answered batch ${batchNumber} out of order`));
+      this.fallBack();
+      return;
+    }
+    this.out = undefined;
+    this.stats.onWorker += batch.length;
+    this.opts.onRecovered?.("worker", batch.length);
+    const view = Buffer.from(shared.buffer, shared.byteOffset, shared.byteLength);
+    batch.forEach((w, i) => {
+      const at = ANSWERS_AT + i * ANSWER_BYTES;
+      w.resolve(
+        view[at] === 1 ? (`0x${view.toString("hex", at + 1, at + ANSWER_BYTES)}` as Address) : undefined,
+      );
+    });
+    this.send();
+  }
+
+  /** From now on recoveries are made on the loop, those waiting on the worker included. */
+  private fallBack(): void {
+    if (this.inline) return;
+    this.inline = true;
+    void this.worker?.terminate().catch(() => undefined);
+    this.worker = undefined;
+    const waiting = [...(this.out ?? []), ...this.queue];
+    this.out = undefined;
+    this.queue = [];
+    for (const w of waiting) w.resolve(this.onLoop(w.digest, w.signature));
+  }
+
+  private onLoop(digest: Uint8Array, signature: string): Address | undefined {
+    this.stats.onLoop++;
+    this.opts.onRecovered?.("loop", 1);
+    return recoverSigner(digest, signature);
+  }
+}
