@@ -36,6 +36,8 @@ export interface BenchRig {
   readonly gateway: ManagedProcess;
   /** The gateway's public base URL. */
   readonly publicUrl: string;
+  /** The gateway's internal base URL (/metrics). */
+  readonly internalUrl: string;
   /** Starts `bench/servers.ts <args>` as its own node process (so /proc/<pid> is the server). */
   server(name: string, args: string[]): ManagedProcess;
   /** Any other process to stop at the end. */
@@ -114,6 +116,7 @@ export async function withBenchRig(name: string, run: (rig: BenchRig) => Promise
       facilitatorUrl,
       gateway: seller.gateway,
       publicUrl: seller.publicUrl,
+      internalUrl: seller.internalUrl,
       server: (serverName, args) => {
         const proc = startProcess(
           serverName,
