@@ -27,6 +27,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS } from "../tests/harness/anvil";
 import { at } from "../tests/harness/assertions";
 import { freePort, startProcess, waitFor } from "../tests/harness/processes";
+import { sampleValue } from "../tests/harness/promql";
 import { TSX_LOADER } from "../tests/integration/runtime/helpers";
 import { VoucherChannel } from "./channels";
 import { type LoadResult, load, row } from "./load";
@@ -299,12 +300,12 @@ async function main() {
       `ratio (f)/(b) = ${(channel.rps / freeAgain.rps).toFixed(2)} (goal >= 0.5: paying costs little next to proxying; against the first (b) rounds: ${(channel.rps / free.rps).toFixed(2)})`,
     );
     const metrics = await (await fetch(`${rig.internalUrl}/metrics`)).text();
-    const counted = (series: string) =>
-      Number(new RegExp(`${series.replace(/[{}]/g, "\\$&")} (\\d+)`).exec(metrics)?.[1] ?? 0);
-    const onWorker = counted('x402_channel_signatures_recovered_total{where="worker"}');
-    const batches = counted("x402_channel_signature_batches_total");
+    // A counter never incremented has no sample (NaN): 0.
+    const recovered = (where: string) =>
+      sampleValue(metrics, "x402_channel_signatures_recovered_total", { where }) || 0;
+    const batches = sampleValue(metrics, "x402_channel_signature_batches_total") || 0;
     console.log(
-      `    (f): ${onWorker} voucher signatures recovered on the signature thread in ${batches} messages (${(onWorker / Math.max(1, batches)).toFixed(1)} a message), ${counted('x402_channel_signatures_recovered_total{where="loop"}')} on the event loop`,
+      `    (f): ${recovered("worker")} voucher signatures recovered on the signature thread in ${batches} batches (${(recovered("worker") / Math.max(1, batches)).toFixed(1)} a batch), ${recovered("loop")} on the event loop`,
     );
     const late = channels.reduce((n, c) => n + c.signedLate, 0);
     if (late > 0)

@@ -48,12 +48,6 @@ export interface UptoTerms {
 }
 
 /**
- * `facilitatorExtensions`: the extensions the facilitator's /supported lists; the 402 declares
- * an extension only when the facilitator that will settle the payment implements it. `upto`:
- * the request's terms, for offers whose `schemes` include "upto". `channelAuthorizers`: the
- * facilitator's batch-settlement receiver authorizer per network (none: no channels offered).
- */
-/**
  * A payment's per-request amount and its description, remembered per payment object: the gateway
  * builds requirements for every request, and these two were most of that (decimal parsing and
  * formatting). Offers arrive as new objects when they change; nothing edits one in place.
@@ -69,6 +63,12 @@ function charge(p: Payment): { amount: string; described: string } {
   return memo;
 }
 
+/**
+ * `facilitatorExtensions`: the extensions the facilitator's /supported lists; the 402 declares
+ * an extension only when the facilitator that will settle the payment implements it. `upto`:
+ * the request's terms, for offers whose `schemes` include "upto". `channelAuthorizers`: the
+ * facilitator's batch-settlement receiver authorizer per network (none: no channels offered).
+ */
 export function requirementsFor(
   spec: ServiceOfferSpec,
   resourceUrl: string,

@@ -14,16 +14,14 @@
  * worker cannot start or dies, the recoveries waiting on it and every later one are made on the
  * loop itself (`recoverSigner`). docs/adr/0008-channel-payment-cpu.md.
  */
-import { createRequire } from "node:module";
-import * as path from "node:path";
 import { Worker } from "node:worker_threads";
 import type { Address } from "viem";
-import { nativeSecp256k1, recoverSigner, signatureParts } from "./voucherSignature";
+import { addressOfPublicKey, nativeSecp256k1, recoverSigner, signatureParts } from "./voucherSignature";
 
 /** One recovery: digest (32) ‖ r ‖ s (64) ‖ recovery id (1). */
 const RECORD_BYTES = 97;
-/** One answer: found (1) ‖ address (20). */
-const ANSWER_BYTES = 21;
+/** One answer: found (1) ‖ the public key's point, x ‖ y (64). */
+const ANSWER_BYTES = 65;
 /** Recoveries in one batch at most (more wait for the next). */
 const BATCH_LIMIT = 512;
 /** The shared memory: a sequence word (the batch answered last), the records, the answers. */
@@ -31,17 +29,16 @@ const ANSWERS_AT = 4 + BATCH_LIMIT * RECORD_BYTES;
 const SHARED_BYTES = ANSWERS_AT + BATCH_LIMIT * ANSWER_BYTES;
 
 /**
- * The worker, as CommonJS source: it loads the same prebuilt bindings by absolute path (it runs
- * without the gateway's TypeScript loader), recovers each record's public key and hashes it to
- * an address. A record it cannot recover is answered "not found". The sequence word is written
- * with Atomics after the answers, and read with Atomics before them, so the loop never reads a
- * batch's answers before they are all written.
+ * The worker, as CommonJS source: it loads the same prebuilt binding by absolute path (it runs
+ * without the gateway's TypeScript loader) and recovers each record's public key; the loop turns
+ * keys into addresses (`addressOfPublicKey`, which remembers them: a channel's vouchers share
+ * one). A record it cannot recover is answered "not found". The sequence word is written with
+ * Atomics after the answers, and read with Atomics before them, so the loop never reads a batch's
+ * answers before they are all written.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const secp256k1 = require(workerData.secp256k1);
-const Sponge = require(workerData.nodeGypBuild)(workerData.keccakDir);
-const sponge = new Sponge();
 const shared = workerData.shared;
 const bytes = new Uint8Array(shared);
 const sequence = new Int32Array(shared, 0, 1);
@@ -53,9 +50,7 @@ parentPort.on("message", ({ batch, count }) => {
     try {
       const key = secp256k1.ecdsaRecover(
         bytes.slice(at + 32, at + 96), bytes[at + 96], bytes.slice(at, at + 32), false);
-      sponge.initialize(1088, 512);
-      sponge.absorb(Buffer.from(key.buffer, key.byteOffset + 1, 64));
-      bytes.set(sponge.squeeze(32).subarray(12), answer + 1);
+      bytes.set(key.subarray(1, 65), answer + 1);
       bytes[answer] = 1;
     } catch {}
   }
@@ -86,9 +81,8 @@ export class SignerRecovery {
   /** Whether recoveries are made on the loop (no worker, or it failed). */
   private inline = false;
   private queue: Waiting[] = [];
-  /** The batch the worker has (one at a time), and its number. */
+  /** The batch the worker has (one at a time); its number is `stats.batches`. */
   private out: Waiting[] | undefined;
-  private batchNumber = 0;
   private scheduled = false;
   /** Recoveries answered by the worker, the batches they took, and those made on the loop. */
   readonly stats = { onWorker: 0, batches: 0, onLoop: 0 };
@@ -115,30 +109,22 @@ export class SignerRecovery {
 
   /** Stops the worker; waiting recoveries are answered on the loop. */
   async close(): Promise<void> {
-    const worker = this.worker;
-    this.fallBack();
-    await worker?.terminate();
+    await this.fallBack();
   }
 
   private started(): boolean {
     if (this.worker) return true;
     try {
-      const keccakMain = require.resolve("keccak");
       const shared = new SharedArrayBuffer(SHARED_BYTES);
       this.worker = new Worker(WORKER_SOURCE, {
         eval: true,
-        workerData: {
-          shared,
-          secp256k1: require.resolve("secp256k1/bindings"),
-          nodeGypBuild: createRequire(keccakMain).resolve("node-gyp-build"),
-          keccakDir: path.dirname(require.resolve("keccak/package.json")),
-        },
+        workerData: { shared, secp256k1: require.resolve("secp256k1/bindings") },
       });
       this.shared = new Uint8Array(shared);
       this.sequence = new Int32Array(shared, 0, 1);
     } catch (err) {
       this.opts.onFailure?.(err);
-      this.fallBack();
+      void this.fallBack();
       return false;
     }
     // Idle, the worker must not keep the process alive.
@@ -146,41 +132,40 @@ export class SignerRecovery {
     this.worker.on("message", (batch: number) => this.answer(batch));
     this.worker.on("error", (err) => {
       this.opts.onFailure?.(err);
-      this.fallBack();
+      void this.fallBack();
     });
-    this.worker.on("exit", () => this.fallBack());
+    this.worker.on("exit", () => void this.fallBack());
     return true;
   }
 
   /** Sends the next batch from the queue, if none is out. */
   private send(): void {
     if (this.out || this.queue.length === 0) return;
-    if (!this.worker || !this.shared || this.inline) {
+    const { worker, shared } = this;
+    if (!worker || !shared || this.inline) {
       for (const w of this.queue.splice(0)) w.resolve(this.onLoop(w.digest, w.signature));
       return;
     }
     const batch = this.queue.splice(0, BATCH_LIMIT);
     batch.forEach((w, i) => {
       const at = 4 + i * RECORD_BYTES;
-      this.shared?.set(w.digest, at);
-      this.shared?.set(w.rs, at + 32);
-      if (this.shared) this.shared[at + 96] = w.recoveryId;
+      shared.set(w.digest, at);
+      shared.set(w.rs, at + 32);
+      shared[at + 96] = w.recoveryId;
     });
     this.out = batch;
-    this.batchNumber = (this.batchNumber + 1) | 0;
     this.stats.batches++;
-    this.worker.postMessage({ batch: this.batchNumber, count: batch.length });
+    worker.postMessage({ batch: this.stats.batches | 0, count: batch.length });
   }
 
   private answer(batchNumber: number): void {
-    const batch = this.out;
-    const shared = this.shared;
-    if (!batch || !shared || !this.sequence || batchNumber !== this.batchNumber) return;
+    const { out: batch, shared, sequence } = this;
+    if (!batch || !shared || !sequence) return;
     // Pairs with the worker's store: its answers are all visible from here on. (Anything else
     // would be a broken worker: the loop takes over rather than wait for it.)
-    if (Atomics.load(this.sequence, 0) !== batchNumber) {
+    if (batchNumber !== (this.stats.batches | 0) || Atomics.load(sequence, 0) !== batchNumber) {
       this.opts.onFailure?.(new Error(`the signature worker answered batch ${batchNumber} out of order`));
-      this.fallBack();
+      void this.fallBack();
       return;
     }
     this.out = undefined;
@@ -189,23 +174,26 @@ export class SignerRecovery {
     const view = Buffer.from(shared.buffer, shared.byteOffset, shared.byteLength);
     batch.forEach((w, i) => {
       const at = ANSWERS_AT + i * ANSWER_BYTES;
-      w.resolve(
-        view[at] === 1 ? (`0x${view.toString("hex", at + 1, at + ANSWER_BYTES)}` as Address) : undefined,
-      );
+      w.resolve(view[at] === 1 ? addressOfPublicKey(view.subarray(at + 1, at + ANSWER_BYTES)) : undefined);
     });
     this.send();
   }
 
-  /** From now on recoveries are made on the loop, those waiting on the worker included. */
-  private fallBack(): void {
-    if (this.inline) return;
-    this.inline = true;
-    void this.worker?.terminate().catch(() => undefined);
-    this.worker = undefined;
-    const waiting = [...(this.out ?? []), ...this.queue];
-    this.out = undefined;
-    this.queue = [];
-    for (const w of waiting) w.resolve(this.onLoop(w.digest, w.signature));
+  /**
+   * From now on recoveries are made on the loop, those waiting on the worker included; the
+   * worker is stopped (resolves when it has).
+   */
+  private async fallBack(): Promise<void> {
+    const worker = this.worker;
+    if (!this.inline) {
+      this.inline = true;
+      this.worker = undefined;
+      const waiting = [...(this.out ?? []), ...this.queue];
+      this.out = undefined;
+      this.queue = [];
+      for (const w of waiting) w.resolve(this.onLoop(w.digest, w.signature));
+    }
+    await worker?.terminate();
   }
 
   private onLoop(digest: Uint8Array, signature: string): Address | undefined {

@@ -153,17 +153,20 @@ export function recoverSigner(digest: Uint8Array, signature: string): Address | 
   if (!nativeSecp256k1 || !parts) return undefined;
   try {
     const publicKey = nativeSecp256k1.ecdsaRecover(parts.rs, parts.recoveryId, digest, false);
-    const point = Buffer.from(publicKey.buffer, publicKey.byteOffset + 1, 64);
-    const key = point.toString("hex");
-    let address = addresses.get(key);
-    if (address === undefined) {
-      const hash = keccak(point);
-      address = `0x${Buffer.from(hash.subarray(12)).toString("hex")}` as Address;
-      if (addresses.size >= ADDRESS_CACHE_LIMIT) addresses.clear();
-      addresses.set(key, address);
-    }
-    return address;
+    return addressOfPublicKey(Buffer.from(publicKey.buffer, publicKey.byteOffset + 1, 64));
   } catch {
     return undefined;
   }
+}
+
+/** The address of an uncompressed public key's 64-byte point (x ‖ y), remembered per key. */
+export function addressOfPublicKey(point: Buffer): Address {
+  const key = point.toString("hex");
+  let address = addresses.get(key);
+  if (address === undefined) {
+    address = `0x${Buffer.from(keccak(point).subarray(12)).toString("hex")}` as Address;
+    if (addresses.size >= ADDRESS_CACHE_LIMIT) addresses.clear();
+    addresses.set(key, address);
+  }
+  return address;
 }

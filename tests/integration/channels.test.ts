@@ -19,6 +19,7 @@ import type { ControlPlane } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import { type PaymentChain, startPaymentChain, X402_BATCH_SETTLEMENT_ADDRESS } from "../harness/paymentChain";
 import { freePort, type ManagedProcess, waitFor } from "../harness/processes";
+import { sampleValue } from "../harness/promql";
 import {
   createNamespace,
   createPaidOffer,
@@ -263,13 +264,13 @@ describe("x402 batch-settlement: channels claimed in batches (anvil, facilitator
     // The restarted gateway accepted those vouchers with its native check, not the library's
     // JavaScript one (the replay above and a voucher on state it had to re-read go to the library).
     const metrics = await (await fetch(`${internalUrl}/metrics`)).text();
-    const counted = (series: string) =>
-      Number(new RegExp(`${series.replace(/[{}]/g, "\\$&")} (\\d+)`).exec(metrics)?.[1] ?? 0);
-    const checked = (path: string) => counted(`x402_channel_vouchers_checked_total{path="${path}"}`);
+    // A counter never incremented has no sample (NaN): 0.
+    const counted = (name: string, labels: Record<string, string>) => sampleValue(metrics, name, labels) || 0;
+    const checked = (path: string) => counted("x402_channel_vouchers_checked_total", { path });
     assert.ok(checked("native") >= CALLS - KILL_AT - 2, `native checks: ${checked("native")}`);
     assert.ok(checked("library") <= 3, `library checks: ${checked("library")}`);
     // Their signatures were recovered on the signature thread, none on the event loop.
-    const recovered = (where: string) => counted(`x402_channel_signatures_recovered_total{where="${where}"}`);
+    const recovered = (where: string) => counted("x402_channel_signatures_recovered_total", { where });
     assert.ok(recovered("worker") >= checked("native"), `recovered on the worker: ${recovered("worker")}`);
     assert.equal(recovered("loop"), 0);
 
