@@ -63,6 +63,8 @@ export const ENV = {
   channelStateDir: "CHANNEL_STATE_DIR",
   quickTunnelMetricsUrl: "QUICK_TUNNEL_METRICS_URL",
   signerKey: "SIGNER_KEY",
+  /** The bearer token the gateway presents on the self-run facilitator's /verify and /settle. */
+  facilitatorToken: "FACILITATOR_TOKEN",
   rpcUrl: "RPC_URL",
   ledgerPath: "LEDGER_PATH",
 } as const;
@@ -75,7 +77,7 @@ export function fileEnv(name: string): `${string}_FILE` {
 /** Where a runtime component's Secret is mounted; each key is one file. */
 export const SECRETS_DIR = "/var/run/secrets/obol";
 /** Secret keys (file names under SECRETS_DIR). */
-export const SECRET_FILES = { signerKey: "signer-key" } as const;
+export const SECRET_FILES = { signerKey: "signer-key", facilitatorToken: "facilitator-token" } as const;
 
 /** The mounted path of secret file `key`. */
 export function secretFilePath(key: string): string {

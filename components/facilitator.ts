@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { COMPONENTS, ENV, PORTS } from "../api/contract";
+import { GeneratedSecret } from "../providers/generatedSecret";
 import { formerly } from "./naming";
 import { RuntimeWorkload } from "./runtimeWorkload";
 
@@ -14,15 +15,24 @@ export type FacilitatorArgs =
       rpcUrl: string;
     };
 
-/** The x402 facilitator the gateway verifies and settles with: a hosted URL, or self-run. */
+/**
+ * The x402 facilitator the gateway verifies and settles with: a hosted URL, or self-run. A
+ * self-run one answers /verify and /settle only for callers presenting `accessToken` (a generated
+ * secret the gateway is given), so other workloads in the cluster cannot have it submit
+ * settlements or sign channel refunds with its key.
+ */
 export class Facilitator extends pulumi.ComponentResource {
   readonly url: pulumi.Output<string>;
+  /** What the gateway presents as a bearer token; none for a hosted facilitator. */
+  readonly accessToken: pulumi.Output<string> | undefined;
 
   constructor(name: string, args: FacilitatorArgs, opts?: pulumi.ComponentResourceOptions) {
     super("obol:index:Facilitator", name, {}, opts);
     if (args.mode === "hosted") {
       this.url = pulumi.output(args.url);
+      this.accessToken = undefined;
     } else {
+      const token = new GeneratedSecret(`${name}-access-token`, { prefix: "", bytes: 32 }, { parent: this });
       const workload = new RuntimeWorkload(
         name,
         {
@@ -32,14 +42,15 @@ export class Facilitator extends pulumi.ComponentResource {
           command: "facilitator",
           port: PORTS.facilitator,
           service: true,
-          secrets: { signerKey: args.signerKey },
+          secrets: { signerKey: args.signerKey, facilitatorToken: token.value },
           env: [{ name: ENV.rpcUrl, value: args.rpcUrl }],
           formerChildName: formerly(name, "facilitator", COMPONENTS.facilitator),
         },
         { parent: this },
       );
       this.url = workload.url;
+      this.accessToken = token.value;
     }
-    this.registerOutputs({ url: this.url });
+    this.registerOutputs({ url: this.url, accessToken: this.accessToken });
   }
 }

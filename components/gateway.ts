@@ -8,6 +8,8 @@ export interface GatewayArgs {
   namespace: pulumi.Input<string>;
   image: string;
   facilitatorUrl: pulumi.Input<string>;
+  /** The self-run facilitator's access token (Facilitator.accessToken), a mounted Secret. */
+  facilitatorToken?: pulumi.Input<string> | undefined;
   /** The public origin, used in catalogs and 402 resource URLs when known. */
   publicBaseUrl?: pulumi.Input<string>;
   /**
@@ -49,6 +51,7 @@ export class Gateway extends pulumi.ComponentResource {
         service: true,
         replicas: args.replicas ?? 1,
         highlyAvailable: (args.replicas ?? 1) >= 2,
+        ...(args.facilitatorToken ? { secrets: { facilitatorToken: args.facilitatorToken } } : {}),
         ...(args.channelState ? { persistentVolume: { mountPath: CHANNEL_STATE_DIR, size: "1Gi" } } : {}),
         rules: [
           {

@@ -80,6 +80,7 @@ export async function deployStack(cfg: StackConfig) {
       namespace,
       image,
       facilitatorUrl: facilitator.url,
+      facilitatorToken: facilitator.accessToken,
       replicas: cfg.gateway.replicas,
       channelState: cfg.offers.some((o) => o.spec.schemes?.includes("batch-settlement")),
       ...(cfg.publicBaseUrl ? { publicBaseUrl: cfg.publicBaseUrl } : {}),

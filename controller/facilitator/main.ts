@@ -1,10 +1,12 @@
 /**
  * `obol-runtime facilitator`: the self-run x402 facilitator. The signer key comes from
- * SIGNER_KEY_FILE (a mounted Secret) or SIGNER_KEY; the other settings are flags or env.
+ * SIGNER_KEY_FILE (a mounted Secret) or SIGNER_KEY, the access token the gateway presents from
+ * FACILITATOR_TOKEN_FILE or FACILITATOR_TOKEN; the other settings are flags or env.
  */
 import type { Network } from "@x402/core/types";
 import { ENV, PORTS } from "../../api/contract";
-import { readPrivateKey } from "../shared/secrets";
+import { validAccessToken } from "../shared/facilitatorAccess";
+import { readPrivateKey, readSecret, secretConfigured } from "../shared/secrets";
 import type { Command } from "../shared/startup";
 import { FacilitatorMetrics } from "./metrics";
 import { startFacilitator } from "./server";
@@ -35,7 +37,18 @@ export const command: Command<keyof typeof SETTINGS> = {
       .string("networks")
       ?.split(",")
       .map((n) => n.trim() as Network);
+    const accessToken = secretConfigured(ENV.facilitatorToken) ? readSecret(ENV.facilitatorToken) : undefined;
+    if (accessToken !== undefined && !validAccessToken(accessToken))
+      throw new Error(
+        `${ENV.facilitatorToken} must be a bearer token (letters, digits and -._~+/ then optional =), not empty`,
+      );
+    if (accessToken === undefined)
+      log(
+        `facilitator: ${ENV.facilitatorToken}_FILE is not set, so /verify and /settle answer any caller that reaches this port (one could have it sign a channel refund); the stack's program always sets it`,
+        { level: "warn" },
+      );
     const running = await startFacilitator({
+      ...(accessToken !== undefined ? { accessToken } : {}),
       metrics: new FacilitatorMetrics(),
       balanceRefreshMs: s.int("balance-refresh-ms", 30_000),
       receiptTimeoutMs: s.int("receipt-timeout-ms", 45_000),

@@ -8,7 +8,7 @@ import { MetricsRegistry } from "../shared/metrics";
 export class FacilitatorMetrics extends MetricsRegistry {
   readonly requests = new Counter({
     name: "obol_facilitator_requests_total",
-    help: "verify and settle calls by network and outcome (valid, invalid, settled, failed, error) and reason",
+    help: "verify and settle calls by network and outcome (valid, invalid, settled, failed, error, refused: no access token) and reason",
     labelNames: ["op", "network", "outcome", "reason"],
     registers: [this.registry],
   });

@@ -27,6 +27,7 @@ import { EIP2612_GAS_SPONSORING } from "@x402/extensions";
 import { createWalletClient, type Hex, http as httpTransport, publicActions } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { bindingOf } from "../payments/paymentHeader";
+import { presentsToken } from "../shared/facilitatorAccess";
 import { readJsonBody, sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
 import { serveMetrics } from "../shared/metrics";
@@ -60,6 +61,11 @@ export interface FacilitatorOptions {
   receiptPollMs?: number;
   /** How long a pending settlement is followed to its final state (default 30 minutes). */
   followTimeoutMs?: number;
+  /**
+   * When set, /verify and /settle answer only callers presenting it as a bearer token (the
+   * gateway); anyone else gets 401 and nothing is verified, signed or submitted. Never logged.
+   */
+  accessToken?: string;
   log?: LogFn;
 }
 
@@ -372,6 +378,20 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
         return sendJson(res, 200, facilitator.getSupported());
       if (req.method === "GET" && path === "/metrics" && metrics) return serveMetrics(res, metrics);
       if (req.method === "POST" && (path === "/verify" || path === "/settle")) {
+        if (opts.accessToken !== undefined && !presentsToken(req.headers.authorization, opts.accessToken)) {
+          const op = path.slice(1);
+          metrics?.requests.inc({ op, network: "", outcome: "refused", reason: "unauthorized" });
+          log(`facilitator: refused a ${op} without the access token`, {
+            level: "warn",
+            requestId: requestIdFrom(req.headers[REQUEST_ID_HEADER]),
+            remote: req.socket.remoteAddress,
+            authorization: req.headers.authorization === undefined ? "absent" : "wrong",
+          });
+          res.setHeader("WWW-Authenticate", 'Bearer realm="x402-facilitator"');
+          return sendJson(res, 401, {
+            error: `${op} needs the facilitator's access token (Authorization: Bearer <token>), which only the gateway of this stack holds`,
+          });
+        }
         const body = (await readJsonBody(req, MAX_BODY)) as {
           paymentPayload?: PaymentPayload;
           paymentRequirements?: PaymentRequirements;

@@ -4,6 +4,8 @@
  * /metrics on INTERNAL_PORT (bind it for in-cluster use only; it is never routed through the
  * tunnel). Paid routes go through the x402 gate, which verifies and settles with FACILITATOR_URL;
  * the facilitator's GET /supported decides which offers can be paid at all (facilitatorWatch.ts).
+ * FACILITATOR_TOKEN_FILE (a mounted Secret), when set, is presented to the facilitator as a bearer
+ * token: the self-run facilitator answers nobody else.
  */
 import * as http from "node:http";
 import { HTTPFacilitatorClient } from "@x402/core/server";
@@ -12,6 +14,7 @@ import { ChannelPayments } from "../payments/channels";
 import { channelAuthorizers, facilitatorExtensions, uptoFacilitators } from "../payments/facilitatorSupport";
 import { PaymentMetrics } from "../payments/metrics";
 import { X402PaymentGate } from "../payments/x402Gate";
+import { facilitatorAuthHeaders } from "../shared/facilitatorAccess";
 import {
   type AgentIdentityObject,
   loadKubeConfig,
@@ -20,6 +23,7 @@ import {
   watchCustomObjects,
 } from "../shared/kube";
 import { parseUpstreamOverrides } from "../shared/offers";
+import { readSecret, secretConfigured } from "../shared/secrets";
 import type { Command } from "../shared/startup";
 import { FacilitatorWatch } from "./facilitatorWatch";
 import { OfferLimiter, PayerLimiter } from "./limits";
@@ -84,9 +88,13 @@ export const command: Command<keyof typeof SETTINGS> = {
       throw new Error("--internal-port must differ from --port: internal endpoints are never public");
     const metrics = new PaymentMetrics();
     const supportedIntervalMs = Math.max(100, s.int("facilitator-supported-interval-ms", 60_000));
+    // The self-run facilitator's access token (the stack sets it; a hosted facilitator has none).
+    const auth = secretConfigured(ENV.facilitatorToken)
+      ? { createAuthHeaders: facilitatorAuthHeaders(readSecret(ENV.facilitatorToken)) }
+      : {};
     const facilitatorWatch = new FacilitatorWatch({
       // Its own client: a /supported read is bounded well below a settle's timeout.
-      facilitator: new HTTPFacilitatorClient({ url: facilitatorUrl, timeoutMs: 10_000 }),
+      facilitator: new HTTPFacilitatorClient({ url: facilitatorUrl, timeoutMs: 10_000, ...auth }),
       url: facilitatorUrl,
       intervalMs: supportedIntervalMs,
       maxStaleMs: s.int("facilitator-supported-max-stale-ms", Math.max(180_000, 3 * supportedIntervalMs)),
@@ -95,6 +103,7 @@ export const command: Command<keyof typeof SETTINGS> = {
     const facilitator = new HTTPFacilitatorClient({
       url: facilitatorUrl,
       timeoutMs: s.int("facilitator-timeout-ms", 60_000),
+      ...auth,
     });
     const channelStateDir = s.string("channel-state-dir");
     const channels = channelStateDir

@@ -8,7 +8,11 @@
 import * as assert from "node:assert/strict";
 import * as path from "node:path";
 import { x402Client } from "@x402/core/client";
-import { decodePaymentRequiredHeader, decodePaymentResponseHeader } from "@x402/core/http";
+import {
+  decodePaymentRequiredHeader,
+  decodePaymentResponseHeader,
+  decodePaymentSignatureHeader,
+} from "@x402/core/http";
 import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
 import { type Address, type Hex, parseAbi } from "viem";
@@ -35,9 +39,12 @@ const PRICE = 1000n; // 0.001 USDC
 const CALLS = 1000;
 const KILL_AT = 600;
 const DEPOSIT_MULTIPLIER = 2000; // a 2 USDC deposit: 1000 calls use half of it
+/** What the gateway presents on the facilitator's /verify and /settle (as the stack sets it up). */
+const FACILITATOR_TOKEN = "channels-test-facilitator-token";
 
 const channelsAbi = parseAbi([
   "function channels(bytes32) view returns (uint128 balance, uint128 totalClaimed)",
+  "function refundNonce(bytes32) view returns (uint256)",
   "function receivers(address,address) view returns (uint128 totalClaimed, uint128 totalSettled)",
 ]);
 
@@ -93,6 +100,7 @@ describe("x402 batch-settlement: channels claimed in batches (anvil, facilitator
         INTERNAL_PORT: String(internalPort),
         INTERNAL_HOST: "127.0.0.1",
         FACILITATOR_URL: facilitatorUrl,
+        FACILITATOR_TOKEN,
         CHANNEL_STATE_DIR: stateDir,
       },
     );
@@ -145,13 +153,14 @@ describe("x402 batch-settlement: channels claimed in batches (anvil, facilitator
       rpcUrl: chain.anvil.rpcUrl,
       port: facilitatorPort,
       signerKey: ANVIL_KEYS[0],
+      accessToken: FACILITATOR_TOKEN,
     });
     const seller = await startSellerRuntime({
       cp,
       namespace,
       logDir,
       facilitatorUrl,
-      gatewayEnv: { CHANNEL_STATE_DIR: stateDir },
+      gatewayEnv: { CHANNEL_STATE_DIR: stateDir, FACILITATOR_TOKEN },
     });
     ({ gateway, controller, publicUrl, internalUrl } = seller);
     await createPaidOffer(cp, namespace, "api", {
@@ -363,5 +372,110 @@ describe("x402 batch-settlement: channels claimed in batches (anvil, facilitator
         intervalMs: 1000,
       },
     );
+  });
+
+  it("only the gateway can have the facilitator refund a channel: asked without its access token, 401 and nothing submitted", async () => {
+    // A channel with charged, unclaimed vouchers: a refund of its whole balance would leave them
+    // unclaimable, so the seller would lose what it served.
+    const guardedPayTo = privateKeyToAccount(generatePrivateKey()).address as Address;
+    await createPaidOffer(cp, namespace, "guarded", {
+      upstreamPort: upstream.port,
+      network: chain.network,
+      payTo: guardedPayTo,
+      asset: chain.asset,
+      extra: {
+        schemes: ["exact", "batch-settlement"],
+        channels: { claimIntervalSeconds: 600, claimAmount: "0.5", refundIdleSeconds: 600 },
+      },
+      logs: [controller, gateway],
+      routedAt: [publicUrl],
+    });
+    const payer = privateKeyToAccount(generatePrivateKey());
+    await chain.mint(payer.address, 1_000_000n);
+    const client = new x402Client();
+    client.register(
+      "eip155:*",
+      new BatchSettlementEvmScheme(payer, {
+        depositPolicy: { depositMultiplier: 10 },
+        rpcUrl: chain.anvil.rpcUrl,
+      }),
+    );
+    client.setSpendControls(false);
+    const signatures: string[] = [];
+    const pay = wrapFetchWithPayment(async (input, init) => {
+      const request = new Request(input, init);
+      const signature = request.headers.get("payment-signature");
+      if (signature) signatures.push(signature);
+      return fetch(request);
+    }, client);
+    for (let i = 1; i <= 3; i++) {
+      const res = await pay(`${publicUrl}/services/guarded/call`, { method: "POST", body: "{}" });
+      assert.equal(res.status, 200, `call ${i}: ${await res.text()}`);
+    }
+    const voucherPayment = decodePaymentSignatureHeader(defined(signatures.at(-1), "a voucher was sent"));
+    const { channelConfig, voucher } = voucherPayment.payload as {
+      channelConfig: Record<string, unknown>;
+      voucher: { channelId: Hex; maxClaimableAmount: string; signature: Hex };
+    };
+    const channel = () =>
+      chain.client.readContract({
+        address: X402_BATCH_SETTLEMENT_ADDRESS,
+        abi: channelsAbi,
+        functionName: "channels",
+        args: [voucher.channelId],
+      });
+    const [balance, totalClaimed] = await channel();
+    assert.equal(balance, 10n * PRICE, "the deposit");
+    assert.equal(totalClaimed, 0n, "nothing claimed yet");
+    const refundNonce = await chain.client.readContract({
+      address: X402_BATCH_SETTLEMENT_ADDRESS,
+      abi: channelsAbi,
+      functionName: "refundNonce",
+      args: [voucher.channelId],
+    });
+    // The refund the seller's gateway would ask for, without the claims that protect the seller.
+    const refund = JSON.stringify({
+      x402Version: 2,
+      paymentPayload: {
+        x402Version: 2,
+        accepted: voucherPayment.accepted,
+        payload: {
+          type: "refund",
+          channelConfig,
+          voucher,
+          amount: balance.toString(),
+          refundNonce: refundNonce.toString(),
+          claims: [],
+        },
+      },
+      paymentRequirements: voucherPayment.accepted,
+    });
+    const askRefund = (authorization?: string) =>
+      fetch(`${facilitatorUrl}/settle`, {
+        method: "POST",
+        body: refund,
+        headers: { "content-type": "application/json", ...(authorization ? { authorization } : {}) },
+      });
+    const payerBefore = await chain.balanceOf(payer.address);
+    for (const authorization of [undefined, "Bearer not-the-token", `Basic ${FACILITATOR_TOKEN}`]) {
+      const res = await askRefund(authorization);
+      const body = await res.text();
+      assert.equal(res.status, 401, `${authorization ?? "no Authorization"}: ${body}`);
+      assert.match(res.headers.get("www-authenticate") ?? "", /^Bearer /);
+      assert.match(body, /access token/);
+      assert.ok(!body.includes(FACILITATOR_TOKEN), "the refusal does not echo the token");
+    }
+    const verify = await fetch(`${facilitatorUrl}/verify`, { method: "POST", body: refund });
+    assert.equal(verify.status, 401, "verify needs the token too");
+    assert.deepEqual(await channel(), [balance, totalClaimed], "the channel is untouched");
+    assert.equal(await chain.balanceOf(payer.address), payerBefore, "nothing refunded");
+
+    // The same request with the token (which only the gateway holds) is carried out: the token,
+    // not the request's shape, is what kept it out (before it, any caller got this far).
+    const allowed = await askRefund(`Bearer ${FACILITATOR_TOKEN}`);
+    const settled = (await allowed.json()) as { success?: boolean; errorReason?: string };
+    assert.equal(allowed.status, 200);
+    assert.equal(settled.success, true, JSON.stringify(settled));
+    assert.equal(await chain.balanceOf(payer.address), payerBefore + balance, "the whole deposit back");
   });
 });

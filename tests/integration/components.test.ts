@@ -5,6 +5,7 @@
  * fixed is adopted by `up` through aliases, without a replace, create or delete.
  */
 import * as assert from "node:assert/strict";
+import * as path from "node:path";
 import type { Stack } from "@pulumi/pulumi/automation";
 import { ANVIL_KEYS } from "../harness/anvil";
 import { at } from "../harness/assertions";
@@ -17,7 +18,7 @@ import {
   kubeGet,
   programStack,
 } from "../harness/project";
-import { opsRecorder, outputCollector } from "../harness/pulumi";
+import { opsRecorder, outputCollector, storedStateText } from "../harness/pulumi";
 import { offerSpec } from "./runtime/helpers";
 
 interface KubeList {
@@ -49,6 +50,21 @@ async function deploymentEnv(
   return Object.fromEntries(
     (at(body.spec.template.spec.containers, 0).env ?? []).map((e) => [e.name, e.value]),
   );
+}
+
+/** One key of a Secret, decoded. */
+async function secretValue(
+  target: { server: string; token: string },
+  namespace: string,
+  name: string,
+  key: string,
+): Promise<string | undefined> {
+  const { body } = await kubeGet<{ data?: Record<string, string> }>(
+    target,
+    `/api/v1/namespaces/${namespace}/secrets/${name}`,
+  );
+  const value = body.data?.[key];
+  return value === undefined ? undefined : Buffer.from(value, "base64").toString("utf8");
 }
 
 /**
@@ -126,6 +142,7 @@ describe("components: named from their name, so they exist twice and old stacks 
     try {
       const up = await stack.up({ onOutput: log.onOutput });
       assert.equal(up.summary.result, "succeeded", log.text());
+      const tokens: (string | undefined)[] = [];
       for (const ns of [first, second]) {
         assert.deepEqual(
           Object.keys(await objects(cluster, `/apis/apps/v1/namespaces/${ns}/deployments`)).sort(),
@@ -149,7 +166,22 @@ describe("components: named from their name, so they exist twice and old stacks 
           (await deploymentEnv(cluster, ns, "x402-facilitator")).SIGNER_KEY_FILE,
           "/var/run/secrets/obol/signer-key",
         );
+        // The gateway holds the access token its own facilitator requires, as a mounted Secret.
+        for (const name of ["x402-facilitator", "x402-gateway"])
+          assert.equal(
+            (await deploymentEnv(cluster, ns, name)).FACILITATOR_TOKEN_FILE,
+            "/var/run/secrets/obol/facilitator-token",
+            `${name} in ${ns}`,
+          );
+        const required = await secretValue(cluster, ns, "x402-facilitator-secrets", "facilitator-token");
+        assert.match(required ?? "", /^[0-9a-f]{64}$/, `the facilitator's token in ${ns}`);
+        assert.equal(await secretValue(cluster, ns, "x402-gateway-secrets", "facilitator-token"), required);
+        tokens.push(required);
       }
+      assert.notEqual(tokens[0], tokens[1], "each facilitator has its own token");
+      const state = storedStateText(path.join(dir, "state"));
+      for (const token of tokens)
+        assert.ok(token && !state.includes(token), "the token is encrypted in state");
       const outputs = up.outputs;
       assert.equal(outputs.firstSet?.value.gateway, `http://x402-gateway.${first}.svc:8080`);
       assert.equal(outputs.secondSet?.value.gateway, `http://x402-gateway.${second}.svc:8080`);

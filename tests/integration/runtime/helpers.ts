@@ -413,11 +413,6 @@ export interface SellerRuntime {
   stop(): Promise<void>;
 }
 
-/**
- * The seller side of the runtime as real processes against a namespace: the gateway (with the
- * x402 gate, verifying with `facilitatorUrl`) and the controller. Resolves once the gateway
- * answers; offers still have to reach Ready.
- */
 /** Waits for a PurchaseRequest's status spend counters to read `spentTotal` over `requests` calls. */
 export function waitForSpend(
   cp: ControlPlane,
@@ -438,6 +433,11 @@ export function waitForSpend(
   );
 }
 
+/**
+ * The seller side of the runtime as real processes against a namespace: the gateway (with the
+ * x402 gate, verifying with `facilitatorUrl`) and the controller. Resolves once the gateway
+ * answers; offers still have to reach Ready.
+ */
 export async function startSellerRuntime(opts: {
   cp: ControlPlane;
   namespace: string;
@@ -534,18 +534,23 @@ export async function startSupportedOnlyFacilitator(opts: {
   return { proc, url, port };
 }
 
-/** The self-run facilitator as a process on `port`, settling on `rpcUrl` with anvil's first key. */
+/**
+ * The self-run facilitator as a process on `port`, settling on `rpcUrl` with `signerKey`; with
+ * `accessToken`, /verify and /settle answer only callers presenting it (as the stack runs it).
+ */
 export async function startFacilitatorProcess(opts: {
   logDir: string;
   rpcUrl: string;
   port: number;
   signerKey: string;
+  accessToken?: string;
 }): Promise<ManagedProcess> {
   const facilitator = startRuntime("facilitator", "facilitator", [], opts.logDir, {
     SIGNER_KEY: opts.signerKey,
     RPC_URL: opts.rpcUrl,
     PORT: String(opts.port),
     HOST: "127.0.0.1",
+    ...(opts.accessToken ? { FACILITATOR_TOKEN: opts.accessToken } : {}),
   });
   await waitForHttp("the facilitator", `http://127.0.0.1:${opts.port}/supported`, facilitator);
   return facilitator;
