@@ -369,6 +369,27 @@ export class Journey {
   }
 
   /**
+   * Bob's buyer pod (another operator's workload in the same cluster) asks Alice's facilitator,
+   * through its Service, to settle: what it answers (status and body).
+   */
+  async settleFromBobsPod(): Promise<{ status: number; body: string }> {
+    const url = `http://x402-facilitator.${this.ns.alice}.svc:8090/settle`;
+    const body = JSON.stringify({ paymentPayload: {}, paymentRequirements: {} });
+    const out = await this.cluster.kubectl([
+      "-n",
+      this.ns.bob,
+      "exec",
+      "deploy/x402-buyer",
+      "--",
+      "/nodejs/bin/node",
+      "-e",
+      `fetch(${JSON.stringify(url)}, { method: "POST", headers: { "content-type": "application/json" }, body: ${JSON.stringify(body)} })` +
+        ".then(async (r) => process.stdout.write(JSON.stringify({ status: r.status, body: await r.text() })))",
+    ]);
+    return JSON.parse(out) as { status: number; body: string };
+  }
+
+  /**
    * Both sides' records once they count `payments` (the status and the metrics follow the
    * responses, so this waits, bounded); what they say is for the caller to compare.
    */

@@ -159,6 +159,13 @@ describe("the journey on a real node: Alice sells and registers, Bob buys by age
     assert.match(calls.overBudget.body, /over_max_total|maxTotal/, "the agent sees why");
   });
 
+  it("Bob's pods cannot use Alice's facilitator: without her gateway's access token, 401", async () => {
+    await agentPays(); // her gateway, holding the token, settled through it
+    const answer = await journey.settleFromBobsPod();
+    assert.equal(answer.status, 401, answer.body);
+    assert.match(answer.body, /access token/);
+  });
+
   it("the chain moved each payment exactly once, and Alice's and Bob's records agree with it", async () => {
     const { fromBlock, balancesBefore } = await agentPays();
     const settled = await journey.settlements(fromBlock);
