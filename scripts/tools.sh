@@ -19,7 +19,8 @@
 # The real-node tests also need Debian packages (docker.io, containernetworking-plugins,
 # debootstrap, iptables); this script checks for them and names what to install.
 #
-# The first run compiles for 2 hours or more on 2 cores (README: How long a cold start takes); later runs take a second.
+# The first run compiles for about 20 minutes on 2 quiet cores, longer on a busy machine (README: How
+# long a cold start takes); later runs take a second.
 set -euo pipefail
 # shellcheck source=toolchain/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/toolchain/lib.sh"
