@@ -167,7 +167,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     return permit2Offer;
   };
 
-  const startFacilitator = () => {
+  const startFacilitator = (env: NodeJS.ProcessEnv = {}) => {
     facilitator = startRuntime("facilitator", "facilitator", [], logDir, {
       SIGNER_KEY: ANVIL_KEYS[0],
       RPC_URL: chain.anvil.rpcUrl,
@@ -175,6 +175,7 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       HOST: "127.0.0.1",
       // Automine answers at once; the pending-settlement test stops mining to run this out.
       RECEIPT_TIMEOUT_MS: "4000",
+      ...env,
     });
     return waitForHttp("the facilitator", `http://127.0.0.1:${facilitatorPort}/supported`, facilitator);
   };
@@ -1072,6 +1073,30 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
       assert.equal(((await res.json()) as { error: string }).error, "facilitator_unavailable");
       assert.ok(!upstream.seen.some((r) => r.url === "/down"));
     } finally {
+      await startFacilitator();
+    }
+  });
+
+  it("a facilitator that requires an access token the gateway does not present: 503 facilitator_unavailable, nothing proxied or settled", async () => {
+    const payment = await signedPayment(`${offerUrl()}/token`);
+    await facilitator.stop();
+    await startFacilitator({ FACILITATOR_TOKEN: "a-token-this-gateway-was-not-given" });
+    try {
+      const before = await chain.balanceOf(buyer.address);
+      const res = await fetch(`${offerUrl()}/token`, {
+        headers: { "payment-signature": encodePaymentSignatureHeader(payment) },
+      });
+      assert.equal(res.status, 503);
+      assert.equal(((await res.json()) as { error: string }).error, "facilitator_unavailable");
+      assert.ok(!upstream.seen.some((r) => r.url === "/token"), "nothing proxied");
+      assert.equal(await chain.balanceOf(buyer.address), before, "nothing settled");
+      assert.match(
+        await fs.promises.readFile(facilitator.logFile, "utf8"),
+        /refused a verify without the access token/,
+        "the facilitator says why",
+      );
+    } finally {
+      await facilitator.stop();
       await startFacilitator();
     }
   });
