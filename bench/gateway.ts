@@ -12,7 +12,8 @@
  *       by a deposit before the clock starts), each call paid by a voucher the gateway checks
  *       itself and records as charged (durably) before answering; the upstream answers 200, so
  *       unlike (d) every call is charged     → ratios (f)/(d), goal ≥ 10, and (f)/(b), goal ≥ 0.5
- *       ((b) measured again in rounds alternating with (f)'s)
+ *       ((b) measured again in rounds alternating with (f)'s, each with the CPU it took per request:
+ *       the whole machine's, the gateway's event loop's and its other threads')
  * Each compared pair, (a)/(b) and (d)/(e), is warmed up, then run BENCH_ROUNDS times in
  * alternating order (the best round counts): on a small shared machine run order and noise
  * otherwise decide the ratio. Paid runs use never-used authorizations and report the CPU each
@@ -44,6 +45,58 @@ function cpuSeconds(pid: number | undefined): number {
   }
 }
 
+/** CPU ticks the whole machine has spent (every CPU: user, nice, system, irq, softirq), from /proc/stat. */
+function machineTicks(): number {
+  const f = (fs.readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "")
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  return (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0);
+}
+
+/** CPU ticks of a process's main thread (its event loop) and of its other threads together. */
+function threadTicks(pid: number | undefined): { loop: number; others: number } {
+  const out = { loop: 0, others: 0 };
+  if (!pid) return out;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const fields = (stat.split(") ")[1] ?? "").split(" ");
+      out[Number(tid) === pid ? "loop" : "others"] += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // a thread that ended meanwhile
+    }
+  }
+  return out;
+}
+
+/** Per request, in µs: the whole machine's CPU, the gateway's event loop and its other threads. */
+interface CpuShare {
+  machine: number;
+  loop: number;
+  others: number;
+}
+
+/** Runs `run` and says what CPU it took per request (USER_HZ = 100: ticks are 10 ms). */
+async function withCpuShare(
+  pid: number | undefined,
+  run: () => Promise<LoadResult>,
+): Promise<[LoadResult, CpuShare]> {
+  const before = { machine: machineTicks(), ...threadTicks(pid) };
+  const result = await run();
+  const after = { machine: machineTicks(), ...threadTicks(pid) };
+  const perRequest = (ticks: number) => (ticks * 10_000) / Math.max(1, result.requests);
+  return [
+    result,
+    {
+      machine: perRequest(after.machine - before.machine),
+      loop: perRequest(after.loop - before.loop),
+      others: perRequest(after.others - before.others),
+    },
+  ];
+}
+
 /** Pre-signed payment headers, each handed out once (then, if exhausted, again: flagged). */
 class PaymentPool {
   private cursor = 0;
@@ -64,8 +117,13 @@ class PaymentPool {
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
-/** Vouchers signed ahead per channel in (f); a channel that runs out signs during the run (noted). */
-const CHANNEL_VOUCHERS = Number(process.env.BENCH_CHANNEL_VOUCHERS ?? 1200);
+/**
+ * Vouchers signed ahead per channel in (f) (a channel that runs out signs during the run, which
+ * slows it: noted). Default: enough for (f) at 0.7 of (b)'s rate, more than (f) has reached.
+ */
+const CHANNEL_VOUCHERS = process.env.BENCH_CHANNEL_VOUCHERS
+  ? Number(process.env.BENCH_CHANNEL_VOUCHERS)
+  : undefined;
 const WARMUP_SECONDS = 2;
 const REPO = path.resolve(__dirname, "..");
 
@@ -238,6 +296,9 @@ async function main() {
       (await fetch(channelUrl)).headers.get("payment-required")!,
     );
     const channels: VoucherChannel[] = [];
+    const vouchersPerChannel =
+      CHANNEL_VOUCHERS ??
+      Math.max(200, Math.ceil((0.7 * free.rps * (WARMUP_SECONDS + ROUNDS * SECONDS)) / CONCURRENCY));
     const signingStarted = Date.now();
     for (let i = 0; i < CONCURRENCY; i++)
       channels.push(
@@ -245,7 +306,7 @@ async function main() {
           signer: buyer,
           required: channelRequired,
           index: i,
-          vouchers: CHANNEL_VOUCHERS,
+          vouchers: vouchersPerChannel,
           send: async (headers) => {
             const res = await fetch(channelUrl, { headers });
             await res.arrayBuffer();
@@ -254,7 +315,7 @@ async function main() {
         }),
       );
     console.log(
-      `    (f): ${CONCURRENCY} channels opened and ${CONCURRENCY * CHANNEL_VOUCHERS} vouchers signed in ${((Date.now() - signingStarted) / 1000).toFixed(0)} s`,
+      `    (f): ${CONCURRENCY} channels opened and ${CONCURRENCY * vouchersPerChannel} vouchers signed in ${((Date.now() - signingStarted) / 1000).toFixed(0)} s`,
     );
     const channelRun = async (seconds: number, measured: boolean) => {
       const before = {
@@ -282,10 +343,17 @@ async function main() {
     await load({ url: freeUrl, seconds: WARMUP_SECONDS, concurrency: CONCURRENCY });
     const channelRounds: LoadResult[] = [];
     const freeAgainRounds: LoadResult[] = [];
+    const shares: { f: CpuShare[]; b: CpuShare[] } = { f: [], b: [] };
+    const gatewayPid = rig.gateway.child.pid;
     for (let round = 0; round < ROUNDS; round++) {
-      for (const which of round % 2 === 0 ? ["f", "b"] : ["b", "f"]) {
-        if (which === "f") channelRounds.push(await channelRun(SECONDS, true));
-        else freeAgainRounds.push(await load({ url: freeUrl, seconds: SECONDS, concurrency: CONCURRENCY }));
+      for (const which of round % 2 === 0 ? (["f", "b"] as const) : (["b", "f"] as const)) {
+        const [result, share] = await withCpuShare(gatewayPid, () =>
+          which === "f"
+            ? channelRun(SECONDS, true)
+            : load({ url: freeUrl, seconds: SECONDS, concurrency: CONCURRENCY }),
+        );
+        (which === "f" ? channelRounds : freeAgainRounds).push(result);
+        shares[which].push(share);
       }
     }
     const channel = best(channelRounds);
@@ -295,6 +363,12 @@ async function main() {
     console.log(
       `    rounds (req/s): (f) ${channelRounds.map((r) => r.rps.toFixed(0)).join(", ")}; (b) ${freeAgainRounds.map((r) => r.rps.toFixed(0)).join(", ")}; CPU per paid request (last round): gateway ${cpu.channels.toFixed(2)} ms, facilitator ${cpu.facilitatorForChannels.toFixed(2)} ms`,
     );
+    // Every process shares the same cores, so a round's rate follows the machine's CPU per request.
+    const mean = (xs: CpuShare[], k: keyof CpuShare) =>
+      xs.reduce((a, x) => a + x[k], 0) / Math.max(1, xs.length);
+    const shareOf = (w: "f" | "b") =>
+      `${mean(shares[w], "machine").toFixed(0)} (gateway event loop ${mean(shares[w], "loop").toFixed(0)}, its other threads ${mean(shares[w], "others").toFixed(0)})`;
+    console.log(`    CPU per request in µs, whole machine: (f) ${shareOf("f")}; (b) ${shareOf("b")}`);
     console.log(`ratio (f)/(d) = ${(channel.rps / paid.rps).toFixed(1)} (goal >= 10)`);
     console.log(
       `ratio (f)/(b) = ${(channel.rps / freeAgain.rps).toFixed(2)} (goal >= 0.5: paying costs little next to proxying; against the first (b) rounds: ${(channel.rps / free.rps).toFixed(2)})`,
@@ -310,7 +384,7 @@ async function main() {
     const late = channels.reduce((n, c) => n + c.signedLate, 0);
     if (late > 0)
       console.log(
-        `note: (f) signed ${late} vouchers during the runs (the ${CHANNEL_VOUCHERS} per channel signed ahead ran out; raise BENCH_CHANNEL_VOUCHERS): the buyer's signing then slowed the run`,
+        `note: (f) signed ${late} vouchers during the runs (the ${vouchersPerChannel} per channel signed ahead ran out; raise BENCH_CHANNEL_VOUCHERS): the buyer's signing then slowed the run`,
       );
     for (const [name, pool] of [
       ["(d)", gatewayPayments],
