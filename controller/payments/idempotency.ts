@@ -2,8 +2,8 @@
  * Idempotent paid retries: the x402 `payment-identifier` extension. Every 402 declares it
  * (optional); a buyer that puts an `id` in its payment and sends the same payment again (its
  * response was lost) gets the answer the first request got: no second settlement, no second
- * request to the upstream. The same `id` with a different payment, or for another request, is
- * refused (409); a new payment needs a new id.
+ * request to the upstream. The same `id` with a different payment, or for another request
+ * (method, URL or body), is refused (409); a new payment needs a new id.
  *
  * Entries are keyed by payer and id (the payer is the signed `from`: an identical payload proves
  * it), kept in memory per gateway replica for IDEMPOTENCY_TTL_SECONDS, each answer up to
@@ -43,7 +43,7 @@ export interface IdentifiedPayment {
   readonly id: string;
   /** payer + id. */
   readonly key: string;
-  /** The signed payload and the request it pays for (method and URL). */
+  /** The signed payload and the request it pays for (method, URL and body). */
   readonly fingerprint: string;
 }
 
@@ -55,6 +55,8 @@ export function identifyPayment(
   payload: PaymentPayloadV2,
   method: string,
   resourceUrl: string,
+  /** The request's body, when it has one: a retry must send the same bytes. */
+  body?: Uint8Array,
 ): IdentifiedPayment | Rejection | undefined {
   const info = (payload.extensions?.[PAYMENT_IDENTIFIER] as { info?: { id?: unknown } } | undefined)?.info;
   if (info?.id === undefined) return undefined;
@@ -67,8 +69,9 @@ export function identifyPayment(
       `extensions["${PAYMENT_IDENTIFIER}"].info.id is not a payment identifier: it must be 16-128 letters, digits, '-' or '_'`,
     );
   const payer = (bindingOf(payload.payload).from ?? "").toLowerCase();
+  const bodyDigest = body?.length ? createHash("sha256").update(body).digest("hex") : "";
   const fingerprint = createHash("sha256")
-    .update(JSON.stringify([method.toUpperCase(), resourceUrl, payload]))
+    .update(JSON.stringify([method.toUpperCase(), resourceUrl, bodyDigest, payload]))
     .digest("hex");
   return { id, key: `${payer}/${id}`, fingerprint };
 }

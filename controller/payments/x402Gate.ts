@@ -115,11 +115,18 @@ const PAYMENT_HEADERS = ["payment-signature", "x-payment"] as const;
 
 /** An `upto` offer reads the request body (to size the maximum) up to this many bytes. */
 export const MAX_METERED_REQUEST_BYTES = 1 << 20;
+/** The largest body of a request paid with a payment-identifier (its digest is what a retry must match). */
+export const MAX_IDENTIFIED_REQUEST_BYTES = 1 << 20;
+
+/** An identified payment, with the request body the gate read for it (sent upstream from memory). */
+type Identified = IdentifiedPayment & { readonly body?: Buffer };
 /** A non-streamed metered answer is read whole (for its usage) up to this many bytes. */
 const MAX_METERED_RESPONSE_BYTES = 32 << 20;
 
 /** A request to an `upto` offer: its body as read (and as sent upstream) and its token cap. */
 interface MeteredCall {
+  /** The request's body as received. */
+  readonly raw: Buffer;
   readonly request: MeteredRequest;
   readonly tokenCap: bigint;
   readonly terms: UptoTerms;
@@ -201,7 +208,7 @@ export class X402PaymentGate implements PaymentGate {
       metered && metered !== "too_large" ? metered.terms : undefined,
       this.opts.channels ? this.opts.channelAuthorizers?.() : undefined,
     );
-    const identified = this.identify(req, route.resourceUrl);
+    const identified = await this.identify(req, route.resourceUrl, metered);
     let outcome: Outcome;
     if (identified && "reason" in identified) {
       outcome = this.refuse(req, res, offer, route, requirements, {
@@ -247,7 +254,7 @@ export class X402PaymentGate implements PaymentGate {
     proxy: ProxyFn,
     requirements: OfferRequirements,
     metered: MeteredCall | "too_large" | undefined,
-    identified: IdentifiedPayment | undefined,
+    identified: Identified | undefined,
   ): Promise<{ outcome: Outcome; settled?: Settled }> {
     const channel = this.opts.channels ? decideChannelPayment(req.headers, requirements) : undefined;
     let corrective: OfferRequirements | undefined;
@@ -285,7 +292,13 @@ export class X402PaymentGate implements PaymentGate {
     }
     if (verdict.kind === "channel")
       return {
-        outcome: await this.serveChannel(verdict.match, offer, proxy, req.headers[REQUEST_ID_HEADER]),
+        outcome: await this.serveChannel(
+          verdict.match,
+          offer,
+          proxy,
+          req.headers[REQUEST_ID_HEADER],
+          identified?.body,
+        ),
       };
     if (verdict.kind === "verified")
       // Set by the gateway before the gate runs; the same id reaches the upstream.
@@ -296,6 +309,7 @@ export class X402PaymentGate implements PaymentGate {
         req.headers[REQUEST_ID_HEADER],
         metered === "too_large" ? undefined : metered,
         identified !== undefined,
+        identified?.body,
       );
     // A refused voucher gets the channel's state in its 402 (corrective), so the buyer resyncs.
     return { outcome: this.refuse(req, res, offer, route, corrective ?? requirements, verdict) };
@@ -330,13 +344,33 @@ export class X402PaymentGate implements PaymentGate {
   }
 
   /** The payment-identifier of a v2 payment, if it carries one (a malformed one is refused). */
-  private identify(
+  /**
+   * The payment's identifier, if it has one. A retry must match the first request's body too, so
+   * an identified request's body is read here (bounded) and sent upstream from memory; a metered
+   * request's was read already.
+   */
+  private async identify(
     req: http.IncomingMessage,
     resourceUrl: string,
-  ): IdentifiedPayment | Rejection | undefined {
+    metered: MeteredCall | "too_large" | undefined,
+  ): Promise<Identified | Rejection | undefined> {
     const parsed = parsePaymentHeader(req.headers);
     if (parsed === undefined || isRejection(parsed) || parsed.version !== 2) return undefined;
-    return identifyPayment(parsed.payload, req.method ?? "GET", resourceUrl);
+    const method = req.method ?? "GET";
+    const identified = identifyPayment(parsed.payload, method, resourceUrl);
+    // A metered request over its size is refused before any payment work anyway.
+    if (identified === undefined || "reason" in identified || metered === "too_large") return identified;
+    // A metered request's body was read already (and is sent as the metering rewrote it).
+    if (metered) return identifyPayment(parsed.payload, method, resourceUrl, metered.raw);
+    if (!hasBody(req)) return identified;
+    const body = await readBounded(req, MAX_IDENTIFIED_REQUEST_BYTES);
+    if (body === "too_large")
+      return rejection(
+        "request_too_large",
+        `a payment with a payment-identifier pays for a request body of at most ${MAX_IDENTIFIED_REQUEST_BYTES} bytes (a retry must send the same body, so the gateway reads it first): send a smaller body, or pay without an identifier; nothing was charged`,
+      );
+    const withBody = identifyPayment(parsed.payload, method, resourceUrl, body);
+    return withBody && !("reason" in withBody) ? { ...withBody, body } : withBody;
   }
 
   /**
@@ -523,6 +557,8 @@ export class X402PaymentGate implements PaymentGate {
     offer: HeldOffer,
     proxy: ProxyFn,
     requestId: string | string[] | undefined,
+    /** The request's body when the gate read it (an identified payment's). */
+    body: Buffer | undefined,
   ): Promise<Outcome> {
     const channels = this.opts.channels!;
     const payload = match.payload as PaymentPayload;
@@ -532,6 +568,7 @@ export class X402PaymentGate implements PaymentGate {
     let charged = false;
     const result = await proxy({
       stripRequestHeaders: PAYMENT_HEADERS,
+      ...(body ? { body } : {}),
       beforeResponse: async (head) => {
         if (head.status < 200 || head.status >= 300) return undefined;
         let settlement: SettleResponse;
@@ -609,6 +646,8 @@ export class X402PaymentGate implements PaymentGate {
     requestId: string | string[] | undefined,
     metered: MeteredCall | undefined,
     keep: boolean,
+    /** The request's body when the gate read it for an identified payment. */
+    readBody: Buffer | undefined,
   ): Promise<{ outcome: Outcome; settled?: Settled }> {
     const { payment } = verdict;
     const offerName = offer.name;
@@ -617,8 +656,9 @@ export class X402PaymentGate implements PaymentGate {
     let receipt: Record<string, string> = {};
     const keepBytes = keep ? { keep: this.paid.maxResponseBytes } : {};
     const state = { pending: false };
-    // The gate read the body of a metered offer's request: it is sent as read (or as rewritten).
-    const body = metered ? { body: metered.request.body } : {};
+    // The gate read the body of a metered offer's request (sent as read, or as rewritten) or of
+    // an identified payment's: it is sent from memory.
+    const body = metered ? { body: metered.request.body } : readBody ? { body: readBody } : {};
     const upto = metered && payment.matched.version === 2 && payment.matched.requirement.scheme === "upto";
     const result = upto
       ? await proxy({
@@ -677,20 +717,12 @@ export class X402PaymentGate implements PaymentGate {
    * A facilitator without upto leaves the 402 at `exact`.
    */
   private async meteredCall(req: http.IncomingMessage): Promise<MeteredCall | "too_large"> {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > MAX_METERED_REQUEST_BYTES) {
-        req.resume();
-        return "too_large";
-      }
-      chunks.push(chunk as Buffer);
-    }
-    const raw = Buffer.concat(chunks);
+    const raw = await readBounded(req, MAX_METERED_REQUEST_BYTES);
+    if (raw === "too_large") return raw;
     const request = readMeteredRequest(raw);
     const tokenCap = uptoTokenCap({ maxTokens: request.maxTokens, bodyBytes: raw.length });
     return {
+      raw,
       request,
       tokenCap,
       terms: { tokenCap, facilitators: this.opts.uptoFacilitators?.() ?? new Map() },
@@ -973,6 +1005,36 @@ function finished(res: http.ServerResponse): Promise<void> {
   return new Promise((resolve) => {
     res.once("finish", resolve);
     res.once("close", resolve);
+  });
+}
+
+/** Whether a request says it carries a body (RFC 9112 §6.3: a length, or a transfer coding). */
+function hasBody(req: http.IncomingMessage): boolean {
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
+}
+
+/**
+ * A request's body, up to `max` bytes. Over that, the rest is left to drain (the stream is not
+ * destroyed, so the refusal still reaches the client) and the answer is "too_large".
+ */
+function readBounded(req: http.IncomingMessage, max: number): Promise<Buffer | "too_large"> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on("data", (chunk: Buffer) => {
+      if (over) return;
+      size += chunk.length;
+      if (size <= max) chunks.push(chunk);
+      else {
+        over = true;
+        chunks.length = 0;
+        resolve("too_large");
+      }
+    });
+    req.once("end", () => resolve(Buffer.concat(chunks)));
+    req.once("error", reject);
   });
 }
 

@@ -86,6 +86,17 @@ class PaidUpstream {
         );
         return;
       }
+      if (req.url?.startsWith("/echo")) {
+        // Answers with the body it received (what the gateway forwarded).
+        const chunks: Buffer[] = [];
+        req.on("data", (chunk: Buffer) => chunks.push(chunk));
+        req.on("end", () =>
+          res
+            .writeHead(200, { "content-type": "application/json" })
+            .end(JSON.stringify({ received: Buffer.concat(chunks).toString("utf8") })),
+        );
+        return;
+      }
       if (req.url?.startsWith("/stream")) {
         res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
         res.write("data: token-0\n\n");
@@ -645,6 +656,48 @@ describe("x402 payments end to end (anvil, facilitator, gateway, upstream: real 
     );
     const replay = await fetch(`${offerUrl()}/plain`, { headers: { "payment-signature": plain } });
     assert.equal(((await replay.json()) as { error: string }).error, "replayed");
+  });
+
+  it("payment-identifier covers the body: the same payment and id with another body is refused (409), nothing proxied; a body over 1 MiB is refused before any payment work", async () => {
+    const url = `${offerUrl()}/echo`;
+    const required = decodePaymentRequiredHeader(
+      (await fetch(url, { method: "POST" })).headers.get("payment-required")!,
+    );
+    const identifiedPayment = async () => {
+      const withId = structuredClone(required);
+      appendPaymentIdentifierToExtensions(withId.extensions ?? {}, generatePaymentId());
+      return encodePaymentSignatureHeader(await x402ClientFor().createPaymentPayload(withId));
+    };
+    const header = await identifiedPayment();
+    const post = (body: string, payment = header) =>
+      fetch(url, {
+        method: "POST",
+        body,
+        headers: { "payment-signature": payment, "content-type": "application/json" },
+      });
+    const proxied = () => upstream.seen.filter((r) => r.url === "/echo").length;
+    const buyerBefore = await chain.balanceOf(buyer.address);
+    const first = await post('{"prompt":"first"}');
+    const firstBody = await first.text();
+    assert.equal(first.status, 200, firstBody);
+    assert.deepEqual(JSON.parse(firstBody), { received: '{"prompt":"first"}' }, "the body went upstream");
+    const again = await post('{"prompt":"first"}');
+    assert.equal(again.status, 200);
+    assert.equal(await again.text(), firstBody, "the same body: the first answer again");
+    const other = await post('{"prompt":"second"}');
+    const refused = (await other.json()) as { error: string; message: string };
+    assert.equal(other.status, 409);
+    assert.equal(refused.error, "payment_identifier_conflict");
+    assert.equal(proxied(), 1, "the upstream saw one request");
+    assert.equal(await chain.balanceOf(buyer.address), buyerBefore - PRICE_ATOMIC, "charged once");
+
+    const tooLarge = await post("x".repeat((1 << 20) + 1), await identifiedPayment());
+    const tooLargeBody = (await tooLarge.json()) as { error: string; message: string };
+    assert.equal(tooLarge.status, 413);
+    assert.equal(tooLargeBody.error, "request_too_large");
+    assert.match(tooLargeBody.message, /without an identifier/);
+    assert.equal(proxied(), 1, "nothing proxied");
+    assert.equal(await chain.balanceOf(buyer.address), buyerBefore - PRICE_ATOMIC, "nothing charged");
   });
 
   it("accepts v1 buyers (X-PAYMENT, legacy network name) and answers with X-PAYMENT-RESPONSE", async () => {

@@ -392,6 +392,15 @@ describe("x402 upto: metered inference settled for the tokens used (anvil, facil
     }
   });
 
+  it("a request over 1 MiB to a metered offer is refused with 413 request_too_large (the answer arrives), nothing proxied", async () => {
+    const before = upstream.bodies.length;
+    const big = JSON.stringify({ model: "m", max_tokens: 5, prompt: "x".repeat(1 << 20) });
+    const res = await post(completions(), big);
+    assert.equal(res.status, 413, res.body);
+    assert.equal(JSON.parse(res.body).error, "request_too_large");
+    assert.equal(upstream.bodies.length, before);
+  });
+
   it("a payment signed for another request's maximum is refused before anything is proxied", async () => {
     const { header } = await pay(JSON.stringify({ model: "m", max_tokens: 5 }));
     const before = upstream.bodies.length;

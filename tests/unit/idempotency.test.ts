@@ -66,6 +66,24 @@ describe("payment-identifier (idempotent paid retries)", () => {
     );
   });
 
+  it("the request's body is part of the fingerprint: a retry must send the same bytes", () => {
+    const p = payment("pay_0123456789abcdef");
+    const withBody = (body?: string) =>
+      identifyPayment(
+        p,
+        "POST",
+        "u",
+        body === undefined ? undefined : Buffer.from(body),
+      ) as IdentifiedPayment;
+    const a = withBody('{"prompt":"a"}');
+    assert.equal(withBody('{"prompt":"a"}').fingerprint, a.fingerprint, "the same body");
+    assert.notEqual(withBody('{"prompt":"b"}').fingerprint, a.fingerprint, "another body");
+    assert.notEqual(withBody('{"prompt":"a"} ').fingerprint, a.fingerprint, "one byte more");
+    assert.notEqual(withBody().fingerprint, a.fingerprint, "no body");
+    assert.equal(withBody("").fingerprint, withBody().fingerprint, "an empty body is no body");
+    assert.equal(withBody('{"prompt":"a"}').key, a.key, "the same entry: a conflict, not a new payment");
+  });
+
   it("refuses a malformed identifier with a reason", () => {
     for (const bad of ["short", "has spaces in it!!!", "x".repeat(129)]) {
       const out = identifyPayment(payment(bad), "GET", "u");
