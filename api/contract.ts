@@ -69,6 +69,14 @@ export const ENV = {
   ledgerPath: "LEDGER_PATH",
 } as const;
 
+/** RFC 6750's b64token: what a bearer token (the facilitator's access token) may contain. */
+export const BEARER_TOKEN_PATTERN = "[A-Za-z0-9\\-._~+/]+=*";
+
+/** Whether `token` can be sent as `Authorization: Bearer <token>`. */
+export function isBearerToken(token: string): boolean {
+  return new RegExp(`^${BEARER_TOKEN_PATTERN}$`).test(token);
+}
+
 /** The variable naming the file that holds secret `name` (a mounted Kubernetes Secret). */
 export function fileEnv(name: string): `${string}_FILE` {
   return `${name}_FILE`;

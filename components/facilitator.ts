@@ -5,7 +5,12 @@ import { formerly } from "./naming";
 import { RuntimeWorkload } from "./runtimeWorkload";
 
 export type FacilitatorArgs =
-  | { mode: "hosted"; url: string }
+  | {
+      mode: "hosted";
+      url: string;
+      /** A bearer token the hosted facilitator requires, if any (a Pulumi secret). */
+      accessToken?: pulumi.Input<string>;
+    }
   | {
       mode: "self";
       namespace: pulumi.Input<string>;
@@ -23,14 +28,14 @@ export type FacilitatorArgs =
  */
 export class Facilitator extends pulumi.ComponentResource {
   readonly url: pulumi.Output<string>;
-  /** What the gateway presents as a bearer token; none for a hosted facilitator. */
+  /** What the gateway presents as a bearer token: generated for a self-run one, configured for a hosted one. */
   readonly accessToken: pulumi.Output<string> | undefined;
 
   constructor(name: string, args: FacilitatorArgs, opts?: pulumi.ComponentResourceOptions) {
     super("obol:index:Facilitator", name, {}, opts);
     if (args.mode === "hosted") {
       this.url = pulumi.output(args.url);
-      this.accessToken = undefined;
+      this.accessToken = args.accessToken === undefined ? undefined : pulumi.secret(args.accessToken);
     } else {
       const token = new GeneratedSecret(`${name}-access-token`, { prefix: "", bytes: 32 }, { parent: this });
       const workload = new RuntimeWorkload(

@@ -64,7 +64,11 @@ export async function deployStack(cfg: StackConfig) {
   const facilitator = new Facilitator(
     "facilitator",
     cfg.facilitator.mode === "hosted"
-      ? { mode: "hosted", url: cfg.facilitator.url }
+      ? {
+          mode: "hosted",
+          url: cfg.facilitator.url,
+          ...(has("facilitatorToken") ? { accessToken: secretConfig("facilitatorToken") } : {}),
+        }
       : {
           mode: "self",
           namespace,

@@ -6,9 +6,9 @@
  * before the seller's vouchers are claimed.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
+import { BEARER_TOKEN_PATTERN, isBearerToken } from "../../api/contract";
 
-/** RFC 6750 b64token. */
-const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+const BEARER = new RegExp(`^Bearer +(${BEARER_TOKEN_PATTERN}) *$`, "i");
 
 /** The token as the facilitator client of @x402/core sends it, on every path it calls. */
 export function facilitatorAuthHeaders(token: string): () => Promise<{
@@ -33,5 +33,5 @@ export function presentsToken(authorization: string | undefined, token: string):
 
 /** A token the facilitator can require: non-empty and sendable as a bearer credential. */
 export function validAccessToken(token: string): boolean {
-  return BEARER.test(`Bearer ${token}`);
+  return isBearerToken(token);
 }

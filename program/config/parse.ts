@@ -8,6 +8,7 @@
  * apiKeySecret) and must be set with `--secret`; everything else is plain, reviewable config.
  */
 import { z } from "zod";
+import { isBearerToken } from "../../api/contract";
 import { identity, identitySchema } from "./identity";
 import { ConfigError, closest, Issues, parseSection, unknownKeysMessage } from "./issues";
 import { offers, offersSchema } from "./offers";
@@ -104,6 +105,14 @@ export function parseStackConfig(raw: Readonly<Record<string, unknown>>, ctx: Pa
   const imagesCfg = sections.images && clusterCfg && images(sections.images, clusterCfg.mode, c);
   const litellmCfg = sections.litellm && litellm(sections.litellm, new Set(Object.keys(SECTIONS)), c);
   const facilitatorCfg = sections.facilitator && facilitator(sections.facilitator, c);
+  if (
+    raw.facilitatorToken !== undefined &&
+    !(typeof raw.facilitatorToken === "string" && isBearerToken(raw.facilitatorToken))
+  )
+    issues.add(
+      "facilitatorToken",
+      "must be a bearer token: letters, digits and - . _ ~ + / (then optional = padding), as the facilitator issued it (the value is not shown)",
+    );
   const tunnelCfg = sections.tunnel && tunnel(sections.tunnel, c);
   const origin = publicBaseUrl(sections.publicBaseUrl, tunnelCfg, c);
   const gatewayCfg = sections.gateway && gateway(sections.gateway);

@@ -13,6 +13,8 @@ export const SECRET_KEYS = [
   "tunnelToken",
   "identitySignerKey",
   "buyerSignerKey",
+  /** Optional: a bearer token a hosted facilitator requires (a self-run one's is generated). */
+  "facilitatorToken",
 ] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 
