@@ -120,6 +120,7 @@ export const MAX_IDENTIFIED_REQUEST_BYTES = 1 << 20;
 
 /** An identified payment, with the request body the gate read for it (sent upstream from memory). */
 type Identified = IdentifiedPayment & { readonly body?: Buffer };
+
 /** A non-streamed metered answer is read whole (for its usage) up to this many bytes. */
 const MAX_METERED_RESPONSE_BYTES = 32 << 20;
 
@@ -343,9 +344,8 @@ export class X402PaymentGate implements PaymentGate {
         : "rejected";
   }
 
-  /** The payment-identifier of a v2 payment, if it carries one (a malformed one is refused). */
   /**
-   * The payment's identifier, if it has one. A retry must match the first request's body too, so
+   * The payment-identifier of a v2 payment, if it carries one (a malformed one is refused). A retry must match the first request's body too, so
    * an identified request's body is read here (bounded) and sent upstream from memory; a metered
    * request's was read already.
    */
