@@ -8,7 +8,7 @@ export interface GatewayArgs {
   namespace: pulumi.Input<string>;
   image: string;
   facilitatorUrl: pulumi.Input<string>;
-  /** The self-run facilitator's access token (Facilitator.accessToken), a mounted Secret. */
+  /** The facilitator's access token (Facilitator.accessToken), a mounted Secret: sent as a bearer token. */
   facilitatorToken?: pulumi.Input<string> | undefined;
   /** The public origin, used in catalogs and 402 resource URLs when known. */
   publicBaseUrl?: pulumi.Input<string>;

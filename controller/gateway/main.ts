@@ -88,7 +88,7 @@ export const command: Command<keyof typeof SETTINGS> = {
       throw new Error("--internal-port must differ from --port: internal endpoints are never public");
     const metrics = new PaymentMetrics();
     const supportedIntervalMs = Math.max(100, s.int("facilitator-supported-interval-ms", 60_000));
-    // The self-run facilitator's access token (the stack sets it; a hosted facilitator has none).
+    // The facilitator's access token: generated for a self-run one, `facilitatorToken` for a hosted one.
     const auth = secretConfigured(ENV.facilitatorToken)
       ? { createAuthHeaders: facilitatorAuthHeaders(readSecret(ENV.facilitatorToken)) }
       : {};
