@@ -42,7 +42,17 @@ const out = (k, v) => console.log(JSON.stringify({ [k]: v }));
       res.on("data", (c) => (body += c)).on("end", () => resolve(JSON.parse(body).host));
     }).on("error", reject);
   });
-  const hosts = new Set();
+  // kube-proxy programs a new Service within its sync period; until then the node's guard
+  // refuses the Service IP (as checked below for an unknown one): a refused first try waits.
+  const first = async () => {
+    for (let i = 0; ; i++) {
+      try { return await get(); } catch (e) {
+        if (e.code !== "ECONNREFUSED" || i >= 60) throw e;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  };
+  const hosts = new Set([await first()]);
   for (let i = 0; i < 60 && hosts.size < 2; i++) hosts.add(await get());
   out("hosts", [...hosts].sort());
   const token = fs.readFileSync("/var/run/secrets/kubernetes.io/serviceaccount/token", "utf8");
