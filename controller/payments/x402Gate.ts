@@ -21,52 +21,47 @@
  *
  * The steps are separate, as in x402's reference HTTP resource server: decision.ts decides on
  * the request alone (pure), `verify` adds the replay guard and the facilitator and ends in a
- * verdict, responses.ts writes refusals, and `serve` proxies and settles a verified payment.
+ * verdict (gateVerdict.ts), responses.ts writes refusals, and `serve` proxies a verified payment
+ * and settles it (settlement.ts). An `upto` answer is metered and settled by meteredResponse.ts,
+ * a `batch-settlement` deposit or voucher is checked and charged by channelGate.ts.
  */
-import { once } from "node:events";
 import type * as http from "node:http";
 import type { FacilitatorClient } from "@x402/core/server";
-import type { PaymentPayload, PaymentRequirements, SettleResponse, VerifyError } from "@x402/core/types";
+import type { VerifyError } from "@x402/core/types";
 import { drainPhase } from "../../api/drain";
-import { toAtomic } from "../../api/money";
-import { pricedForRoute, type UptoCharge, uptoCharge, uptoTokenCap } from "../../api/pricing";
+import { pricedForRoute } from "../../api/pricing";
 import { PayerLimiter } from "../gateway/limits";
-import {
-  type GatedRoute,
-  GateResponse,
-  type PaymentGate,
-  type ProxyFn,
-  type ProxyOutcome,
-} from "../gateway/paymentGate";
-import { stripHopByHop } from "../gateway/proxy";
+import type { GatedRoute, PaymentGate, ProxyFn } from "../gateway/paymentGate";
 import type { HeldOffer } from "../gateway/routing";
 import { sendJson } from "../shared/http";
 import { type LogFn, REQUEST_ID_HEADER } from "../shared/log";
+import { ChannelGate } from "./channelGate";
 import type { ChannelPayments } from "./channels";
-import type { LaneTerms } from "./claims";
-import {
-  type AcceptedPayment,
-  type ChannelPaymentMatch,
-  decideChannelPayment,
-  decidePayment,
-} from "./decision";
+import { decideChannelPayment, decidePayment } from "./decision";
 import { discoveryExtensions } from "./discovery";
+import {
+  type GateVerdict,
+  type Outcome,
+  PAYMENT_HEADERS,
+  type RefusedVerdict,
+  type VerifiedVerdict,
+} from "./gateVerdict";
 import { type IdentifiedPayment, identifyPayment, PaidResponses, type Settled } from "./idempotency";
-import { type MeteredRequest, readMeteredRequest, SseUsage, usageFromJson } from "./metering";
+import {
+  MAX_METERED_REQUEST_BYTES,
+  type MeteredCall,
+  readMeteredCall,
+  respondMetered,
+} from "./meteredResponse";
 import type { PaymentMetrics } from "./metrics";
 import { parsePaymentHeader } from "./paymentHeader";
 import { PendingSettlements } from "./pending";
 import { facilitatorRefusalStatus, isRejection, type Rejection, rejection } from "./reasons";
 import { ReplayGuard } from "./replay";
-import {
-  type OfferRequirements,
-  offerPayments,
-  offerSchemes,
-  requirementsFor,
-  resourceDescription,
-  type UptoTerms,
-} from "./requirements";
-import { type Refusal, receiptHeader, withheldResponse, writeRefusal } from "./responses";
+import { hasBody, readBounded } from "./requestBody";
+import { type OfferRequirements, offerSchemes, requirementsFor, resourceDescription } from "./requirements";
+import { type Refusal, writeRefusal } from "./responses";
+import { Settler, timed, wire } from "./settlement";
 
 export interface X402GateOptions {
   facilitator: FacilitatorClient;
@@ -88,50 +83,11 @@ export interface X402GateOptions {
   channelAuthorizers?: () => ReadonlyMap<string, string>;
 }
 
-/** Where a paid request stands once the gate has checked it, before anything is proxied. */
-export type GateVerdict =
-  | { readonly kind: "required"; readonly message: string }
-  /** Refused by the gateway, with a reason from its table (replays and an unreachable facilitator included). */
-  | { readonly kind: "rejected"; readonly rejection: Rejection }
-  /** Refused by the facilitator, with its reason (a bad signature, no Permit2 allowance …). */
-  | { readonly kind: "refused"; readonly reason: string; readonly message: string }
-  | { readonly kind: "verified"; readonly payment: AcceptedPayment; readonly payer: string | undefined }
-  /** A channel deposit or voucher, checked by channels.ts (the voucher locally). */
-  | { readonly kind: "channel"; readonly match: ChannelPaymentMatch; readonly payer: string | undefined };
-
-/** The `outcome` label of x402_requests_total. */
-type Outcome =
-  | "payment_required"
-  | "rejected"
-  | "facilitator_unavailable"
-  | "served"
-  /** A retry of a settled payment (same payment-identifier), answered from its kept response. */
-  | "served_again"
-  | "settle_failed"
-  | "settle_pending"
-  | "upstream_failed";
-
-const PAYMENT_HEADERS = ["payment-signature", "x-payment"] as const;
-
-/** An `upto` offer reads the request body (to size the maximum) up to this many bytes. */
-export const MAX_METERED_REQUEST_BYTES = 1 << 20;
 /** The largest body of a request paid with a payment-identifier (its digest is what a retry must match). */
 export const MAX_IDENTIFIED_REQUEST_BYTES = 1 << 20;
 
 /** An identified payment, with the request body the gate read for it (sent upstream from memory). */
 type Identified = IdentifiedPayment & { readonly body?: Buffer };
-
-/** A non-streamed metered answer is read whole (for its usage) up to this many bytes. */
-const MAX_METERED_RESPONSE_BYTES = 32 << 20;
-
-/** A request to an `upto` offer: its body as read (and as sent upstream) and its token cap. */
-interface MeteredCall {
-  /** The request's body as received. */
-  readonly raw: Buffer;
-  readonly request: MeteredRequest;
-  readonly tokenCap: bigint;
-  readonly terms: UptoTerms;
-}
 
 /**
  * Whether `err` is @x402/core's VerifyError. Matched by name and shape: the library's server
@@ -148,6 +104,9 @@ export class X402PaymentGate implements PaymentGate {
   /** Settled answers by payment-identifier, for retries of the same payment. */
   private readonly paid = new PaidResponses();
   readonly pending: PendingSettlements;
+  private readonly settler: Settler;
+  /** batch-settlement payments, when the gateway takes them. */
+  private readonly channels: ChannelGate | undefined;
 
   constructor(private readonly opts: X402GateOptions) {
     this.payers = opts.payerLimiter ?? new PayerLimiter();
@@ -158,6 +117,15 @@ export class X402PaymentGate implements PaymentGate {
       ...(opts.pendingRetryMs !== undefined ? { retryMs: opts.pendingRetryMs } : {}),
       ...(opts.now ? { now: opts.now } : {}),
     });
+    this.settler = new Settler({
+      facilitator: opts.facilitator,
+      metrics: opts.metrics,
+      log: opts.log,
+      pending: this.pending,
+    });
+    this.channels = opts.channels
+      ? new ChannelGate({ channels: opts.channels, metrics: opts.metrics, log: opts.log })
+      : undefined;
   }
 
   private now(): number {
@@ -201,7 +169,9 @@ export class X402PaymentGate implements PaymentGate {
       this.opts.metrics.requests.inc({ offer: offer.name, outcome: "rejected" });
       return;
     }
-    const metered = offerSchemes(offer.spec).includes("upto") ? await this.meteredCall(req) : undefined;
+    const metered = offerSchemes(offer.spec).includes("upto")
+      ? await readMeteredCall(req, this.opts.uptoFacilitators?.() ?? new Map())
+      : undefined;
     const requirements = requirementsFor(
       offer.spec,
       route.resourceUrl,
@@ -257,12 +227,10 @@ export class X402PaymentGate implements PaymentGate {
     metered: MeteredCall | "too_large" | undefined,
     identified: Identified | undefined,
   ): Promise<{ outcome: Outcome; settled?: Settled }> {
-    const channel = this.opts.channels ? decideChannelPayment(req.headers, requirements) : undefined;
-    let corrective: OfferRequirements | undefined;
-    const verdict: GateVerdict = channel
-      ? await this.verifyChannel(channel, offer, requirements, (r) => {
-          corrective = r;
-        })
+    const channel = this.channels ? decideChannelPayment(req.headers, requirements) : undefined;
+    const checked = channel ? await this.channels?.check(channel, offer, requirements) : undefined;
+    const verdict: GateVerdict = checked
+      ? checked.verdict
       : metered === "too_large"
         ? {
             kind: "rejected",
@@ -281,10 +249,7 @@ export class X402PaymentGate implements PaymentGate {
     if (limited) {
       // A checked payment that is not used: released, so the buyer can send it again later.
       if (verdict.kind === "verified") this.replays.release(verdict.payment.replayKey);
-      if (verdict.kind === "channel")
-        await this.opts.channels
-          ?.cancel(verdict.match.payload as PaymentPayload, verdict.match.requirement as PaymentRequirements)
-          .catch(() => undefined);
+      if (verdict.kind === "channel") await this.channels?.release(verdict.match);
       this.opts.metrics.failed.inc({ offer: offer.name, reason: "payer_rate_limited" });
       req.resume();
       res.setHeader("retry-after", String(limited.retryAfterSeconds));
@@ -293,7 +258,8 @@ export class X402PaymentGate implements PaymentGate {
     }
     if (verdict.kind === "channel")
       return {
-        outcome: await this.serveChannel(
+        // A channel verdict comes from the channel gate only.
+        outcome: await this.channels!.serve(
           verdict.match,
           offer,
           proxy,
@@ -313,7 +279,7 @@ export class X402PaymentGate implements PaymentGate {
         identified?.body,
       );
     // A refused voucher gets the channel's state in its 402 (corrective), so the buyer resyncs.
-    return { outcome: this.refuse(req, res, offer, route, corrective ?? requirements, verdict) };
+    return { outcome: this.refuse(req, res, offer, route, checked?.corrective ?? requirements, verdict) };
   }
 
   /** Writes the refusal of a request that is not proxied (the 402 with its terms). */
@@ -323,7 +289,7 @@ export class X402PaymentGate implements PaymentGate {
     offer: HeldOffer,
     route: GatedRoute,
     requirements: OfferRequirements,
-    verdict: Exclude<GateVerdict, { kind: "verified" | "channel" }>,
+    verdict: RefusedVerdict,
   ): Outcome {
     const refusal = this.refusal(verdict, offer.name);
     // The 402 says how to call the route (bazaar), so it can be discovered without paying.
@@ -465,7 +431,9 @@ export class X402PaymentGate implements PaymentGate {
     const { payload, requirement } = wire(payment);
     let verified: Awaited<ReturnType<FacilitatorClient["verify"]>>;
     try {
-      verified = await this.timed("verify", () => this.opts.facilitator.verify(payload, requirement));
+      verified = await timed(this.opts.metrics, "verify", () =>
+        this.opts.facilitator.verify(payload, requirement),
+      );
     } catch (err) {
       this.replays.release(payment.replayKey);
       // A facilitator may refuse with a non-2xx status and a verify response (x402-rs answers 400,
@@ -503,120 +471,8 @@ export class X402PaymentGate implements PaymentGate {
     return { kind: "verified", payment, payer: verified.payer };
   }
 
-  /**
-   * A channel payment: a malformed or mismatched one is refused here, the rest is checked by
-   * channels.ts. A voucher on a stale base is refused with the channel's state in the 402
-   * (`setCorrective`), from which the buyer's client re-signs.
-   */
-  private async verifyChannel(
-    channel: ChannelPaymentMatch | Rejection,
-    offer: HeldOffer,
-    requirements: OfferRequirements,
-    setCorrective: (r: OfferRequirements) => void,
-  ): Promise<GateVerdict> {
-    if (!("payload" in channel)) return { kind: "rejected", rejection: channel };
-    const channels = this.opts.channels!;
-    let verdict: Awaited<ReturnType<ChannelPayments["verify"]>>;
-    try {
-      verdict = await channels.verify(
-        channel.payload as PaymentPayload,
-        channel.requirement as PaymentRequirements,
-        laneTerms(offer, channel.requirement.network, channel.requirement.asset),
-      );
-    } catch (err) {
-      this.opts.log("x402: channel verify failed", {
-        level: "error",
-        offer: offer.name,
-        error: describe(err),
-      });
-      return {
-        kind: "rejected",
-        rejection: rejection(
-          "facilitator_unavailable",
-          "the channel could not be checked (its state or the facilitator is unreachable); nothing was charged, try again later",
-        ),
-      };
-    }
-    if (verdict.ok) return { kind: "channel", match: channel, payer: verdict.payer };
-    const fixed = verdict.corrective;
-    if (fixed)
-      setCorrective({
-        ...requirements,
-        v2: requirements.v2.map((r) => (r === channel.requirement ? (fixed as typeof r) : r)),
-      });
-    return { kind: "refused", reason: verdict.reason, message: verdict.message };
-  }
-
-  /**
-   * Proxies a checked channel payment and charges it on the upstream's 2xx head: the voucher is
-   * committed to the channel's durable state (a deposit is settled on chain) before any body byte
-   * is sent. Not 2xx: nothing is charged and the channel's reservation is released.
-   */
-  private async serveChannel(
-    match: ChannelPaymentMatch,
-    offer: HeldOffer,
-    proxy: ProxyFn,
-    requestId: string | string[] | undefined,
-    /** The request's body when the gate read it (an identified payment's). */
-    body: Buffer | undefined,
-  ): Promise<Outcome> {
-    const channels = this.opts.channels!;
-    const payload = match.payload as PaymentPayload;
-    const requirement = match.requirement as PaymentRequirements;
-    const { metrics } = this.opts;
-    metrics.verified.inc({ offer: offer.name, network: requirement.network });
-    let charged = false;
-    const result = await proxy({
-      stripRequestHeaders: PAYMENT_HEADERS,
-      ...(body ? { body } : {}),
-      beforeResponse: async (head) => {
-        if (head.status < 200 || head.status >= 300) return undefined;
-        let settlement: SettleResponse;
-        try {
-          settlement = await channels.settle(payload, requirement);
-        } catch (err) {
-          this.opts.log("x402: channel charge failed; response withheld", {
-            level: "error",
-            requestId,
-            offer: offer.name,
-            error: describe(err),
-          });
-          metrics.failed.inc({ offer: offer.name, reason: "facilitator_unavailable" });
-          throw withheldResponse(
-            503,
-            "facilitator_unavailable",
-            "the upstream answered but the channel payment could not be charged; nothing was charged and the response was withheld",
-          );
-        }
-        if (!settlement.success) {
-          const reason = settlement.errorReason ?? "settle_failed";
-          metrics.failed.inc({ offer: offer.name, reason });
-          throw withheldResponse(
-            402,
-            reason,
-            settlement.errorMessage ?? "the channel payment was not charged; the response was withheld",
-            receiptHeader(2, settlement),
-          );
-        }
-        charged = true;
-        metrics.settled.inc({ offer: offer.name, network: requirement.network });
-        metrics.received.inc(
-          { offer: offer.name, network: requirement.network, asset: requirement.asset },
-          Number(requirement.amount),
-        );
-        return receiptHeader(2, settlement);
-      },
-    });
-    if (charged) return "served";
-    await channels.cancel(payload, requirement).catch(() => undefined);
-    return result.status >= 200 && result.status < 300 ? "settle_failed" : "upstream_failed";
-  }
-
   /** The answer to a request that is not proxied; refusals are counted by reason. */
-  private refusal(
-    verdict: Exclude<GateVerdict, { kind: "verified" | "channel" }>,
-    offerName: string,
-  ): Refusal {
+  private refusal(verdict: RefusedVerdict, offerName: string): Refusal {
     if (verdict.kind === "required")
       return { status: 402, error: "payment_required", message: verdict.message };
     const refusal =
@@ -640,7 +496,7 @@ export class X402PaymentGate implements PaymentGate {
    * (the upstream failed, or settlement did): the authorization is released for a retry.
    */
   private async serve(
-    verdict: Extract<GateVerdict, { kind: "verified" }>,
+    verdict: VerifiedVerdict,
     offer: HeldOffer,
     proxy: ProxyFn,
     requestId: string | string[] | undefined,
@@ -665,16 +521,13 @@ export class X402PaymentGate implements PaymentGate {
           stripRequestHeaders: PAYMENT_HEADERS,
           ...body,
           respond: async (upstream, res) => {
-            const outcome = await this.respondMetered(
-              upstream,
-              res,
-              verdict,
+            const outcome = await respondMetered(upstream, res, {
               offer,
-              requestId,
-              state,
+              requirement: wire(payment).requirement,
               metered,
-              keep,
-            );
+              settle: (charge) => this.settler.settle(verdict, offerName, requestId, state, charge),
+              ...(keep ? { keepUpTo: this.paid.maxResponseBytes } : {}),
+            });
             settled = outcome.settled;
             receipt = outcome.receipt;
             return outcome;
@@ -686,7 +539,7 @@ export class X402PaymentGate implements PaymentGate {
           ...keepBytes,
           beforeResponse: async (head) => {
             if (head.status < 200 || head.status >= 300) return undefined; // not charged
-            receipt = await this.settle(verdict, offerName, requestId, state);
+            receipt = await this.settler.settle(verdict, offerName, requestId, state);
             settled = true;
             return receipt;
           },
@@ -710,351 +563,6 @@ export class X402PaymentGate implements PaymentGate {
     this.replays.release(payment.replayKey);
     return { outcome: result.status >= 200 && result.status < 300 ? "settle_failed" : "upstream_failed" };
   }
-
-  /**
-   * Reads the body of a request to an `upto` offer (bounded) and sizes its maximum; the
-   * facilitator's upto signers come from its /supported (read by the gateway's FacilitatorWatch).
-   * A facilitator without upto leaves the 402 at `exact`.
-   */
-  private async meteredCall(req: http.IncomingMessage): Promise<MeteredCall | "too_large"> {
-    const raw = await readBounded(req, MAX_METERED_REQUEST_BYTES);
-    if (raw === "too_large") return raw;
-    const request = readMeteredRequest(raw);
-    const tokenCap = uptoTokenCap({ maxTokens: request.maxTokens, bodyBytes: raw.length });
-    return {
-      raw,
-      request,
-      tokenCap,
-      terms: { tokenCap, facilitators: this.opts.uptoFacilitators?.() ?? new Map() },
-    };
-  }
-
-  /**
-   * The `upto` answer: the upstream's usage decides the charge, so settlement follows the body.
-   * A JSON answer is read whole, settled, then sent with PAYMENT-RESPONSE (withheld, like
-   * `exact`, when settlement fails). A stream is passed on as it comes, its usage chunk noted,
-   * and settled at its end; the receipt is then an HTTP trailer, PAYMENT-RESPONSE. A non-2xx
-   * answer is passed on and not charged.
-   */
-  private async respondMetered(
-    upstream: http.IncomingMessage,
-    res: http.ServerResponse,
-    verdict: Extract<GateVerdict, { kind: "verified" }>,
-    offer: HeldOffer,
-    requestId: string | string[] | undefined,
-    state: { pending: boolean },
-    metered: MeteredCall,
-    keep: boolean,
-  ): Promise<ProxyOutcome & { settled: boolean; receipt: Record<string, string> }> {
-    const status = upstream.statusCode ?? 502;
-    const headers = stripHopByHop(upstream.headers);
-    const requirement = wire(verdict.payment).requirement;
-    if (status < 200 || status >= 300) {
-      res.writeHead(status, headers);
-      upstream.pipe(res);
-      await finished(res);
-      return {
-        status,
-        completed: res.writableFinished,
-        clientAborted: !res.writableFinished,
-        settled: false,
-        receipt: {},
-      };
-    }
-    const priced = offerPayments(offer.spec).find(
-      (p) =>
-        p.network === requirement.network &&
-        p.asset.address.toLowerCase() === requirement.asset.toLowerCase(),
-    );
-    if (!priced) throw new Error(`no payment option of ${offer.name} matches the verified requirement`);
-    const maximum = BigInt(requirement.amount);
-    const charge = (tokens: bigint | undefined) => uptoCharge(priced, maximum, metered.tokenCap, tokens);
-    const streaming = /^text\/event-stream/i.test(String(upstream.headers["content-type"] ?? ""));
-    delete headers["content-length"];
-    if (!streaming) {
-      const body = await readAll(upstream, MAX_METERED_RESPONSE_BYTES);
-      const receipt = await this.settle(verdict, offer.name, requestId, state, charge(usageFromJson(body)));
-      const sent = { ...headers, ...receipt, "content-length": String(body.length) };
-      res.writeHead(status, sent);
-      res.end(body);
-      await finished(res);
-      return {
-        status,
-        completed: res.writableFinished,
-        clientAborted: !res.writableFinished,
-        settled: true,
-        receipt,
-        ...(keep && res.writableFinished
-          ? { kept: body.length > this.paid.maxResponseBytes ? "too_large" : { status, headers: sent, body } }
-          : {}),
-      };
-    }
-    res.writeHead(status, { ...headers, trailer: "PAYMENT-RESPONSE" });
-    res.flushHeaders();
-    const usage = new SseUsage();
-    // A copy of the stream for a retry of the same payment, while it stays under the bound.
-    let copy: Buffer[] | undefined = keep ? [] : undefined;
-    let copied = 0;
-    try {
-      for await (const chunk of upstream) {
-        usage.push(chunk as Buffer);
-        if (copy) {
-          copied += (chunk as Buffer).length;
-          if (copied > this.paid.maxResponseBytes) copy = undefined;
-          else copy.push(chunk as Buffer);
-        }
-        if (!res.write(chunk)) await Promise.race([once(res, "drain"), once(res, "close")]);
-        if (res.destroyed) break;
-      }
-    } catch {
-      // The upstream broke off: what it reported so far (usually nothing) decides the charge.
-    }
-    // Settled even when the buyer hung up: the upstream did the work up to then.
-    const due = charge(usage.end());
-    let receipt: Record<string, string>;
-    let settled = true;
-    try {
-      receipt = await this.settle(verdict, offer.name, requestId, state, due);
-    } catch (err) {
-      // The stream was delivered; the failure is logged and counted by settle.
-      settled = false;
-      receipt = err instanceof GateResponse ? pick(err.headers, "payment-response") : {};
-    }
-    if (!res.destroyed) {
-      res.addTrailers(receipt);
-      res.end();
-      await finished(res);
-    }
-    const completed = res.writableFinished;
-    return {
-      status,
-      completed,
-      clientAborted: !completed,
-      settled,
-      receipt,
-      // Kept whole: the receipt, a trailer here, is a header in the retry's answer.
-      ...(keep && completed
-        ? {
-            kept: copy
-              ? { status, headers: { ...headers, ...receipt }, body: Buffer.concat(copy) }
-              : "too_large",
-          }
-        : {}),
-    };
-  }
-
-  /** Settles and returns the receipt header; throws the response that replaces the upstream's otherwise. */
-  private async settle(
-    verdict: Extract<GateVerdict, { kind: "verified" }>,
-    offerName: string,
-    requestId: string | string[] | undefined,
-    state: { pending: boolean },
-    metered?: UptoCharge,
-  ): Promise<Record<string, string>> {
-    const { payment, payer } = verdict;
-    const signed = wire(payment);
-    const { payload } = signed;
-    // upto settles the metered amount (the facilitator checks it is within the signed maximum).
-    const requirement = metered
-      ? { ...signed.requirement, amount: metered.amount.toString() }
-      : signed.requirement;
-    const { metrics } = this.opts;
-    const log: LogFn = (msg, fields) => this.opts.log(msg, { requestId, offer: offerName, payer, ...fields });
-    const matched = payment.matched;
-    const amount =
-      metered?.amount ??
-      BigInt(matched.version === 2 ? matched.requirement.amount : matched.requirement.maxAmountRequired);
-    /** The receipt of an upto settlement says what was charged, and for how many tokens. */
-    const receiptOf = (settlement: SettleResponse) =>
-      receiptHeader(
-        payment.matched.version,
-        metered
-          ? {
-              ...settlement,
-              amount: settlement.amount ?? amount.toString(),
-              extra: {
-                ...settlement.extra,
-                tokens: metered.tokens.toString(),
-                ...(metered.capped ? { capped: metered.capped } : {}),
-              },
-            }
-          : settlement,
-      );
-    /** The settlement may have happened: the buyer is told so, and it is followed to its end. */
-    const pending = (transaction: string | undefined, receipt: Record<string, string>, why: string) => {
-      state.pending = true;
-      log("x402: settlement pending; response withheld, following it", {
-        level: "error",
-        transaction,
-        reason: why,
-      });
-      metrics.failed.inc({ offer: offerName, reason: "settlement_pending" });
-      this.pending.follow({
-        offer: offerName,
-        network: payment.network,
-        asset: requirement.asset,
-        amount,
-        payload,
-        requirement,
-        transaction,
-        requestId,
-        expiresAt: payment.expiresAt,
-      });
-      return withheldResponse(
-        402,
-        "settlement_pending",
-        `the settlement was submitted but its outcome is not known yet${transaction ? ` (transaction ${transaction})` : ""}: you may still be charged for this request, so do not pay for it again; the gateway follows it until it is final. The response was withheld.`,
-        receipt,
-      );
-    };
-    let settlement: SettleResponse;
-    try {
-      settlement = await this.timed("settle", () => this.opts.facilitator.settle(payload, requirement));
-    } catch (err) {
-      // Only a facilitator that was never reached certainly sent nothing; a timeout or a broken
-      // answer may come after the settlement went out.
-      if (!neverReached(err)) throw pending(undefined, {}, describe(err));
-      log("x402: settle unreachable; response withheld", { level: "error", error: describe(err) });
-      metrics.failed.inc({ offer: offerName, reason: "facilitator_unavailable" });
-      throw withheldResponse(
-        503,
-        "facilitator_unavailable",
-        "the upstream answered but settlement could not be reached; nothing was charged and the response was withheld",
-      );
-    }
-    const receipt = receiptOf(settlement);
-    if (!settlement.success && settlement.errorReason === "settlement_pending")
-      throw pending(
-        settlement.transaction || undefined,
-        receipt,
-        settlement.errorMessage ?? "settlement_pending",
-      );
-    if (!settlement.success) {
-      log("x402: settle failed; response withheld", { level: "warn", reason: settlement.errorReason });
-      const reason = settlement.errorReason ?? "settle_failed";
-      metrics.failed.inc({ offer: offerName, reason });
-      throw withheldResponse(
-        402,
-        reason,
-        "settlement failed; the response was withheld and nothing was charged",
-        receipt,
-      );
-    }
-    metrics.settled.inc({ offer: offerName, network: payment.network });
-    metrics.received.inc(
-      { offer: offerName, network: payment.network, asset: requirement.asset },
-      Number(amount),
-    );
-    log("x402: settled", {
-      network: payment.network,
-      asset: requirement.asset,
-      amount,
-      transaction: settlement.transaction,
-      ...(metered ? { scheme: "upto", tokens: metered.tokens, capped: metered.capped } : {}),
-    });
-    return receipt;
-  }
-
-  private async timed<T>(op: string, fn: () => Promise<T>): Promise<T> {
-    const end = this.opts.metrics.facilitatorDuration.startTimer({ op });
-    try {
-      return await fn();
-    } finally {
-      end();
-    }
-  }
-}
-
-/** An offer's batch-settlement claim thresholds, in atomic units of the paid asset. */
-function laneTerms(offer: HeldOffer, network: string, asset: string): LaneTerms {
-  const terms = offer.spec.channels;
-  const paid = offerPayments(offer.spec).find(
-    (p) => p.network === network && p.asset.address.toLowerCase() === asset.toLowerCase(),
-  );
-  return {
-    claimIntervalSeconds: terms?.claimIntervalSeconds ?? 60,
-    refundIdleSeconds: terms?.refundIdleSeconds ?? 3600,
-    ...(terms?.claimAmount !== undefined && paid
-      ? { claimAmount: toAtomic(terms.claimAmount, paid.asset.decimals) }
-      : {}),
-  };
-}
-
-/** The payload and requirement as the facilitator client takes them (v1 and v2 alike). */
-function wire(payment: AcceptedPayment): { payload: PaymentPayload; requirement: PaymentRequirements } {
-  return {
-    payload: payment.matched.payload as PaymentPayload,
-    requirement: payment.matched.requirement as PaymentRequirements,
-  };
-}
-
-/** Connection-level failures before any byte reached the facilitator: nothing was sent. */
-const NOT_CONNECTED = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
-
-function neverReached(err: unknown): boolean {
-  for (let e: unknown = err, depth = 0; e && depth < 6; depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string" && NOT_CONNECTED.has(code)) return true;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return false;
-}
-
-function finished(res: http.ServerResponse): Promise<void> {
-  if (res.writableFinished || res.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    res.once("finish", resolve);
-    res.once("close", resolve);
-  });
-}
-
-/** Whether a request says it carries a body (RFC 9112 §6.3: a length, or a transfer coding). */
-function hasBody(req: http.IncomingMessage): boolean {
-  const length = req.headers["content-length"];
-  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
-}
-
-/**
- * A request's body, up to `max` bytes. Over that, the rest is left to drain (the stream is not
- * destroyed, so the refusal still reaches the client) and the answer is "too_large".
- */
-function readBounded(req: http.IncomingMessage, max: number): Promise<Buffer | "too_large"> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let over = false;
-    req.on("data", (chunk: Buffer) => {
-      if (over) return;
-      size += chunk.length;
-      if (size <= max) chunks.push(chunk);
-      else {
-        over = true;
-        chunks.length = 0;
-        resolve("too_large");
-      }
-    });
-    req.once("end", () => resolve(Buffer.concat(chunks)));
-    req.once("error", reject);
-  });
-}
-
-async function readAll(stream: http.IncomingMessage, max: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    size += (chunk as Buffer).length;
-    if (size > max) {
-      stream.destroy();
-      throw new Error(`the upstream's answer is over ${max} bytes; a metered (upto) answer is read whole`);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
-
-function pick(headers: Record<string, string>, name: string): Record<string, string> {
-  const value = headers[name];
-  return value === undefined ? {} : { [name]: value };
 }
 
 function describe(err: unknown): string {
