@@ -9,7 +9,7 @@ import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/
 import { toAtomic } from "../../api/money";
 import type { ProxyFn } from "../gateway/paymentGate";
 import type { HeldOffer } from "../gateway/routing";
-import type { LogFn } from "../shared/log";
+import { errorMessage, type LogFn } from "../shared/log";
 import type { ChannelPayments } from "./channels";
 import type { LaneTerms } from "./claims";
 import type { ChannelPaymentMatch } from "./decision";
@@ -56,7 +56,7 @@ export class ChannelGate {
       this.opts.log("x402: channel verify failed", {
         level: "error",
         offer: offer.name,
-        error: describe(err),
+        error: errorMessage(err),
       });
       return {
         verdict: {
@@ -115,7 +115,7 @@ export class ChannelGate {
             level: "error",
             requestId,
             offer: offer.name,
-            error: describe(err),
+            error: errorMessage(err),
           });
           metrics.failed.inc({ offer: offer.name, reason: "facilitator_unavailable" });
           throw withheldResponse(
@@ -162,8 +162,4 @@ export function laneTerms(offer: HeldOffer, network: string, asset: string): Lan
       ? { claimAmount: toAtomic(terms.claimAmount, paid.asset.decimals) }
       : {}),
   };
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

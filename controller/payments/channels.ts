@@ -27,7 +27,7 @@ import {
   type Channel,
   type ChannelStorage,
 } from "@x402/evm/batch-settlement/server";
-import type { LogFn } from "../shared/log";
+import { errorMessage, type LogFn } from "../shared/log";
 import { ChannelJournal, writeDurably } from "./channelJournal";
 import { claimDecision, idleRefunds, type LaneTerms, owed } from "./claims";
 import { installNativeVoucherCheck, type VoucherCheckPath } from "./nativeVoucherCheck";
@@ -90,7 +90,7 @@ export class ChannelPayments {
       onFailure: (err) =>
         opts.log("channels: the signature worker failed; vouchers are checked on the event loop", {
           level: "warn",
-          error: describe(err),
+          error: errorMessage(err),
         }),
       ...(opts.onSignatureRecovered ? { onRecovered: opts.onSignatureRecovered } : {}),
     });
@@ -248,7 +248,7 @@ export class ChannelPayments {
         this.opts.log("channels: claim pass failed; retried on the next pass", {
           level: "error",
           lane: lane.key,
-          error: describe(err),
+          error: errorMessage(err),
         });
       }
     }
@@ -277,7 +277,7 @@ export class ChannelPayments {
       });
     } catch (err) {
       // Nothing claimed and unsettled on chain (the facilitator reads it): nothing to do.
-      const reason = `${describe(err)} ${String((err as { errorReason?: unknown }).errorReason ?? "")}`;
+      const reason = `${errorMessage(err)} ${String((err as { errorReason?: unknown }).errorReason ?? "")}`;
       if (!/nothing_to_settle/i.test(reason)) throw err;
     }
     lane.unsettled = false;
@@ -385,8 +385,4 @@ function refusalMessage(reason: string): string {
     return "the voucher's cumulative amount exceeds the channel's deposit: top up the channel";
   if (reason.includes("busy")) return "the channel is serving another request; retry after it completes";
   return "the channel payment was refused";
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

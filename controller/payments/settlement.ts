@@ -8,7 +8,7 @@
 import type { FacilitatorClient } from "@x402/core/server";
 import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/core/types";
 import type { UptoCharge } from "../../api/pricing";
-import type { LogFn } from "../shared/log";
+import { errorMessage, type LogFn } from "../shared/log";
 import type { AcceptedPayment } from "./decision";
 import type { VerifiedVerdict } from "./gateVerdict";
 import type { PaymentMetrics } from "./metrics";
@@ -103,8 +103,8 @@ export class Settler {
     } catch (err) {
       // Only a facilitator that was never reached certainly sent nothing; a timeout or a broken
       // answer may come after the settlement went out.
-      if (!neverReached(err)) throw pending(undefined, {}, describe(err));
-      log("x402: settle unreachable; response withheld", { level: "error", error: describe(err) });
+      if (!neverReached(err)) throw pending(undefined, {}, errorMessage(err));
+      log("x402: settle unreachable; response withheld", { level: "error", error: errorMessage(err) });
       metrics.failed.inc({ offer: offerName, reason: "facilitator_unavailable" });
       throw withheldResponse(
         503,
@@ -178,8 +178,4 @@ export function neverReached(err: unknown): boolean {
     e = (e as { cause?: unknown }).cause;
   }
   return false;
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

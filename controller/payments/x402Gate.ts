@@ -34,7 +34,7 @@ import { PayerLimiter } from "../gateway/limits";
 import type { GatedRoute, PaymentGate, ProxyFn } from "../gateway/paymentGate";
 import type { HeldOffer } from "../gateway/routing";
 import { sendJson } from "../shared/http";
-import { type LogFn, REQUEST_ID_HEADER } from "../shared/log";
+import { errorMessage, type LogFn, REQUEST_ID_HEADER } from "../shared/log";
 import { ChannelGate } from "./channelGate";
 import type { ChannelPayments } from "./channels";
 import { decideChannelPayment, decidePayment } from "./decision";
@@ -450,7 +450,7 @@ export class X402PaymentGate implements PaymentGate {
         level: "error",
         requestId: headers[REQUEST_ID_HEADER],
         offer: offerName,
-        error: describe(err),
+        error: errorMessage(err),
       });
       return {
         kind: "rejected",
@@ -563,8 +563,4 @@ export class X402PaymentGate implements PaymentGate {
     this.replays.release(payment.replayKey);
     return { outcome: result.status >= 200 && result.status < 300 ? "settle_failed" : "upstream_failed" };
   }
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

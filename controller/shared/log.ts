@@ -141,3 +141,8 @@ export function requestIdFrom(header: string | string[] | undefined): string {
   const value = Array.isArray(header) ? header[0] : header;
   return value && REQUEST_ID_RE.test(value) ? value : randomUUID();
 }
+
+/** An error's message for a log field or an answer (a non-Error thrown value as a string). */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
