@@ -1,12 +1,12 @@
 /**
  * The gateway's batch-settlement channel storage: the channels in memory, and every change that
  * matters after a crash (a charge, a new voucher, a claim, a deposit, a refund) appended to a
- * journal file and answered only once it is on disk (fdatasync). A request's reservation is not
- * journaled (a restart releases it anyway), so a paid request waits for one disk sync, its
- * charge's. Concurrent requests share one fdatasync (group commit), so durability costs a
- * fraction of a disk flush per voucher instead of
- * the library's file storage's lock file, write, rename and unlink per update (which does not
- * reach the disk before answering at all: a node crash could forget a voucher it had accepted).
+ * journal file and answered only once it is on disk (the file is opened O_DSYNC). A request's
+ * reservation is not journaled (a restart releases it anyway), so a paid request waits for one
+ * disk write, its charge's. Concurrent requests share one write (group commit), so durability
+ * costs a fraction of a disk flush per voucher instead of the library's file storage's lock file,
+ * write, rename and unlink per update (which does not reach the disk before answering at all: a
+ * node crash could forget a voucher it had accepted).
  *
  * Journal records are whole channel states, replayed in order over the last snapshot; a record
  * torn by a crash is always the last one and was never acknowledged, so it is dropped. The
@@ -15,6 +15,7 @@
  * One process owns a directory (README, "Channels": one gateway replica, Recreate rollouts):
  * the channels in memory are the truth, as with the library's in-memory storage.
  */
+import { constants as fsConstants } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import type { Channel, ChannelStorage } from "@x402/evm/batch-settlement/server";
@@ -30,6 +31,13 @@ interface JournalRecord {
 const SNAPSHOT = "channels.json";
 const journalName = (generation: number) => `journal-${generation}.jsonl`;
 const JOURNAL_RE = /^journal-(\d+)\.jsonl$/;
+/**
+ * O_DSYNC: each write to the journal returns once it is on disk, as a write and an fdatasync
+ * would, in one trip to libuv's thread pool instead of two. Where the platform has no O_DSYNC,
+ * each write is followed by an fdatasync.
+ */
+const DSYNC: number | undefined = fsConstants.O_DSYNC;
+const JOURNAL_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | (DSYNC ?? 0);
 
 export interface ChannelJournalOptions {
   directory: string;
@@ -173,8 +181,8 @@ export class ChannelJournal implements ChannelStorage {
       try {
         const journal = this.journal;
         if (!journal) throw new Error("the channel journal is closed");
-        await journal.write(batch.map((b) => b.line).join(""));
-        await journal.datasync();
+        await writeAll(journal, Buffer.from(batch.map((b) => b.line).join("")));
+        if (DSYNC === undefined) await journal.datasync();
         this.records += batch.length;
         for (const b of batch) b.done();
       } catch (err) {
@@ -197,7 +205,7 @@ export class ChannelJournal implements ChannelStorage {
     const generation = this.generation++;
     const previous = this.journal;
     const channels = [...this.channels.values()];
-    this.journal = await fs.open(path.join(this.directory, journalName(generation)), "a");
+    this.journal = await fs.open(path.join(this.directory, journalName(generation)), JOURNAL_FLAGS);
     this.records = 0;
     // Syncing the directory also makes the new journal's name durable.
     await writeDurably(path.join(this.directory, SNAPSHOT), JSON.stringify({ generation, channels }));
@@ -233,6 +241,16 @@ export function mattersAfterCrash(current: Channel | undefined, next: Channel | 
 function key(channelId: string): string {
   if (!/^0x[0-9a-fA-F]{64}$/.test(channelId)) throw new Error(`not a channel id: ${channelId}`);
   return channelId.toLowerCase();
+}
+
+/** Writes all of `data` (a write to a file may take less than asked, e.g. near a full disk). */
+async function writeAll(handle: fs.FileHandle, data: Buffer): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    const { bytesWritten } = await handle.write(data, offset, data.length - offset);
+    if (bytesWritten <= 0) throw new Error("the channel journal took no bytes");
+    offset += bytesWritten;
+  }
 }
 
 /** Replaces `file` with `text` atomically and on disk: a temporary file, synced, renamed over it. */

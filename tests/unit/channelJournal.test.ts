@@ -67,17 +67,54 @@ describe("channel journal (the gateway's durable channel storage)", () => {
     await Promise.all([journal.close(), reopened.close()]);
   });
 
-  it("concurrent charges on many channels share disk syncs and all land, in order per channel", async () => {
+  it("writes the journal through a descriptor opened O_DSYNC (each write on disk before it returns)", async function () {
+    if (process.platform !== "linux") this.skip(); // /proc/self/fdinfo
+    const journal = new ChannelJournal({ directory: dir });
+    await journal.updateChannel(id(1), () => channel(1));
+    const journalFile = path.join(
+      dir,
+      defined(
+        fs.readdirSync(dir).find((f) => f.startsWith("journal-")),
+        "a journal file",
+      ),
+    );
+    const flags = fs
+      .readdirSync("/proc/self/fd")
+      .filter((fd) => {
+        try {
+          return fs.readlinkSync(`/proc/self/fd/${fd}`) === journalFile;
+        } catch {
+          return false;
+        }
+      })
+      .map((fd) =>
+        Number.parseInt(
+          /flags:\s+([0-7]+)/.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"))?.[1] ?? "0",
+          8,
+        ),
+      );
+    assert.equal(flags.length, 1, "one descriptor on the journal");
+    assert.equal((flags[0] ?? 0) & fs.constants.O_DSYNC, fs.constants.O_DSYNC, "O_DSYNC");
+    assert.equal((flags[0] ?? 0) & fs.constants.O_APPEND, fs.constants.O_APPEND, "O_APPEND");
+    await journal.close();
+  });
+
+  it("concurrent charges on many channels share disk writes and all land, in order per channel", async () => {
     const journal = new ChannelJournal({ directory: dir });
     const channels = Array.from({ length: 32 }, (_, i) => i + 1);
     await Promise.all(channels.map((n) => journal.updateChannel(id(n), () => channel(n))));
-    let syncs = 0;
+    // Each write to the journal is a disk sync (O_DSYNC, checked below): they are counted.
+    let writes = 0;
     const probe = await fs.promises.open(path.join(dir, "probe"), "w");
     const proto = Object.getPrototypeOf(probe);
     await probe.close();
-    const datasync = proto.datasync;
+    const { write, datasync } = proto;
+    proto.write = function (this: unknown, ...args: unknown[]) {
+      writes++;
+      return write.apply(this, args);
+    };
     proto.datasync = function (this: unknown) {
-      syncs++;
+      writes++;
       return datasync.call(this);
     };
     try {
@@ -87,9 +124,9 @@ describe("channel journal (the gateway's durable channel storage)", () => {
         }),
       );
     } finally {
-      proto.datasync = datasync;
+      Object.assign(proto, { write, datasync });
     }
-    assert.ok(syncs < 320 / 4, `${syncs} disk syncs for 320 charges`);
+    assert.ok(writes < 320 / 4, `${writes} disk writes for 320 charges`);
     const reopened = new ChannelJournal({ directory: dir });
     for (const n of channels) assert.equal((await reopened.get(id(n)))?.chargedCumulativeAmount, "10000");
     await Promise.all([journal.close(), reopened.close()]);
