@@ -31,7 +31,7 @@ async function vouchers(count: number): Promise<{ digest: Uint8Array; signature:
 }
 
 describe("signer recovery on a worker thread", () => {
-  it("answers what recoverSigner answers, for recoveries asked for together, in fewer messages", async () => {
+  it("answers what recoverSigner answers, for recoveries asked for together, in fewer batches (wake-ups)", async () => {
     const recovery = new SignerRecovery();
     try {
       const batch = await vouchers(60);
