@@ -73,7 +73,7 @@ export function nativeVoucherCheck(
   libraryHook: BeforeVerifyHook,
   { onCheck, recover = recoverOnLoop }: NativeVoucherCheckOptions = {},
 ): BeforeVerifyHook {
-  const channelIds = new Map<string, string>();
+  const channelIds = new Map<string, readonly unknown[]>();
   return async (ctx) => {
     if (!isBatchSettlementVoucherPayload(ctx.paymentPayload.payload)) return libraryHook(ctx);
     const accepted = await acceptVoucher(scheme, ctx, channelIds, recover);
@@ -85,7 +85,7 @@ export function nativeVoucherCheck(
 async function acceptVoucher(
   scheme: BatchSettlementEvmScheme,
   ctx: VerifyContext,
-  channelIds: Map<string, string>,
+  channelIds: Map<string, readonly unknown[]>,
   recover: RecoverSigner,
 ): Promise<{ skip: true; result: VerifyResponse } | undefined> {
   const { paymentPayload, requirements } = ctx;
@@ -96,7 +96,7 @@ async function acceptVoucher(
     // Throws (and so leaves the voucher to the library) for a network that is not eip155.
     const chainId = Number(chainIdOf(requirements.network as Caip2));
     if (!configMatches(config, requirements as PaymentRequirements)) return undefined;
-    if (boundChannelId(channelIds, config, chainId) !== voucher.channelId.toLowerCase()) return undefined;
+    if (!configBindsChannel(channelIds, config, chainId, voucher.channelId)) return undefined;
     if (!ADDRESS.test(config.payerAuthorizer) || config.payerAuthorizer.toLowerCase() === ZERO_ADDRESS) {
       return undefined;
     }
@@ -167,10 +167,9 @@ function sameAddress(a: unknown, b: unknown): boolean {
   );
 }
 
-/** The channel id a config hashes to (the library's function; remembered, as configs repeat). */
-function boundChannelId(cache: Map<string, string>, config: ChannelConfig, chainId: number): string {
-  // JSON, not a join: the buyer chooses these strings, and distinct configs need distinct keys.
-  const key = JSON.stringify([
+/** A config's fields in a fixed order (the buyer chooses them: compared one by one, never joined). */
+function configFields(config: ChannelConfig, chainId: number): readonly unknown[] {
+  return [
     chainId,
     config.payer,
     config.payerAuthorizer,
@@ -179,12 +178,26 @@ function boundChannelId(cache: Map<string, string>, config: ChannelConfig, chain
     config.token,
     config.withdrawDelay,
     config.salt,
-  ]);
-  let id = cache.get(key);
-  if (id === undefined) {
-    id = computeChannelId(config, chainId).toLowerCase();
-    if (cache.size >= CHANNEL_ID_CACHE_LIMIT) cache.clear();
-    cache.set(key, id);
-  }
-  return id;
+  ];
+}
+
+/**
+ * Whether `config` hashes to `channelId` on `chainId` (the library's function), remembered per
+ * channel id: a channel's vouchers repeat its config, so after the first one it is a comparison
+ * of its fields with the ones that hashed to the id.
+ */
+function configBindsChannel(
+  cache: Map<string, readonly unknown[]>,
+  config: ChannelConfig,
+  chainId: number,
+  channelId: string,
+): boolean {
+  const id = channelId.toLowerCase();
+  const fields = configFields(config, chainId);
+  const known = cache.get(id);
+  if (known?.every((field, i) => field === fields[i])) return true;
+  if (computeChannelId(config, chainId).toLowerCase() !== id) return false;
+  if (cache.size >= CHANNEL_ID_CACHE_LIMIT) cache.clear();
+  cache.set(id, fields);
+  return true;
 }

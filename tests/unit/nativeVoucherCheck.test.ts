@@ -294,6 +294,41 @@ describe("native voucher check (libsecp256k1 in front of @x402/evm's hook)", () 
         }
       });
 
+      it("remembers a channel's config by its id, yet leaves a voucher with another config for that id to the library", async () => {
+        const storage = new InMemoryChannelStorage();
+        const channel = storedChannel(baseConfig);
+        await storage.updateChannel(channel.channelId, () => structuredClone(channel));
+        const scheme = new BatchSettlementEvmScheme(PAY_TO, { storage, withdrawDelay: 900 });
+        const library = defined(scheme.schemeHooks.onBeforeVerify, "the library's onBeforeVerify");
+        const paths: VoucherCheckPath[] = [];
+        // One hook for both vouchers: the second meets what the first left remembered.
+        const hook = nativeVoucherCheck(scheme, library, {
+          onCheck: (path) => paths.push(path),
+          ...(recover ? { recover } : {}),
+        });
+        const verify = async (payload: PaymentPayload) => {
+          const outcome = await hook({
+            paymentPayload: payload,
+            requirements: baseRequirements,
+            declaredExtensions: {},
+          });
+          scheme.takeRequestContext(payload);
+          return outcome;
+        };
+        await verify(await voucherPayload({}));
+        // The same channel id and a signature by the payer, under a config with another salt
+        // (which hashes to another id): the library refuses it, so the native check must not
+        // accept it.
+        const otherSalt = { ...baseConfig, salt: `0x${"00".repeat(31)}02` } as Config;
+        const forged = await voucherPayload({
+          voucher: () => ({ channelId: channel.channelId }),
+        });
+        (forged.payload as { channelConfig: Config }).channelConfig = otherSalt;
+        const outcome = await verify(forged);
+        assert.deepEqual(paths, ["native", "library"]);
+        assert.ok(!outcome || !("skip" in outcome), "not accepted");
+      });
+
       it("accepts a voucher whose accepted base matches after a mixed-case config", async () => {
         const lower = Object.fromEntries(
           Object.entries(baseConfig).map(([k, v]) => [k, typeof v === "string" ? v.toLowerCase() : v]),
