@@ -18,6 +18,7 @@ import {
   readChannelBalanceAndTotalClaimed,
 } from "@x402/evm/batch-settlement/client";
 import { type Address, encodeAbiParameters, getAddress, type Hex, keccak256, type LocalAccount } from "viem";
+import { errorMessage } from "../shared/log";
 import type { PaymentAuthorization } from "./authorization";
 import type { ChannelContext, ChannelSummary, SpendLedger } from "./ledger";
 import { RpcClients } from "./rpcClients";
@@ -252,9 +253,7 @@ export class ChannelReconciler {
       try {
         await this.opts.lock.run(c.purchase, () => this.reconcile(c.channel));
       } catch (err) {
-        this.opts.log(
-          `buyer: cannot read channel ${c.channel} of ${c.purchase}: ${err instanceof Error ? err.message : String(err)}`,
-        );
+        this.opts.log(`buyer: cannot read channel ${c.channel} of ${c.purchase}: ${errorMessage(err)}`);
       }
     }
   }

@@ -23,7 +23,7 @@ import type { PurchaseRequestSpec } from "../../api/resources";
 import { readOffered, termsMismatch } from "../payments/purchaseTerms";
 import type { AgentResolution } from "../shared/agentResolver";
 import { readJsonBody, sendJson } from "../shared/http";
-import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
+import { errorMessage, type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
 import { serveMetrics } from "../shared/metrics";
 import { authorizationOf } from "./authorization";
 import { channelDeposit, checkBudget } from "./budget";
@@ -91,7 +91,7 @@ export function startBuyer(opts: BuyerOptions): Promise<RunningBuyer> {
   return listen(
     (req, res) => {
       handle(opts, req, res).catch((err) => {
-        opts.log(`buyer: ${err instanceof Error ? err.message : String(err)}`, {
+        opts.log(`buyer: ${errorMessage(err)}`, {
           level: "error",
           requestId: res.getHeader(REQUEST_ID_HEADER),
         });
@@ -296,7 +296,7 @@ async function pay(
         refusal = {
           status: 503,
           reason: "spend_unknown",
-          message: `the earlier spend of ${purchase.name} could not be read from the chain, so its budget cannot be checked: ${err instanceof Error ? err.message : String(err)}`,
+          message: `the earlier spend of ${purchase.name} could not be read from the chain, so its budget cannot be checked: ${errorMessage(err)}`,
         };
         return { abort: true, reason: refusal.message };
       }
@@ -393,7 +393,7 @@ async function pay(
     return sendJson(res, 502, {
       error: {
         type: "seller_unreachable",
-        message: `${target}: ${err instanceof Error ? err.message : String(err)}`,
+        message: `${target}: ${errorMessage(err)}`,
       },
     });
   }

@@ -5,6 +5,7 @@
  * ask the chain, so its unconfirmed payments stay counted as spent.
  */
 import { CoalescedRuns } from "../shared/coalesced";
+import { errorMessage } from "../shared/log";
 import { type AuthorizationState, authorizationState, type PaymentAuthorization } from "./authorization";
 import type { SpendLedger, Unconfirmed } from "./ledger";
 import { RpcClients } from "./rpcClients";
@@ -69,7 +70,7 @@ export class UnconfirmedPayments {
       );
     } catch (err) {
       this.opts.log(
-        `buyer: cannot read payment ${entry.id} of ${entry.purchase} on ${authorization.network}: ${err instanceof Error ? err.message : String(err)}; still counted as spent`,
+        `buyer: cannot read payment ${entry.id} of ${entry.purchase} on ${authorization.network}: ${errorMessage(err)}; still counted as spent`,
       );
       return;
     }

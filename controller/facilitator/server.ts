@@ -29,7 +29,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import { bindingOf } from "../payments/paymentHeader";
 import { presentsToken } from "../shared/facilitatorAccess";
 import { readJsonBody, sendJson } from "../shared/http";
-import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
+import { errorMessage, type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
 import { serveMetrics } from "../shared/metrics";
 import type { FacilitatorMetrics } from "./metrics";
 import { SendQueue } from "./sendQueue";
@@ -458,7 +458,7 @@ export async function startFacilitator(opts: FacilitatorOptions): Promise<Runnin
       }
       sendJson(res, 404, { error: "not found" });
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
+      const message = errorMessage(err);
       sendJson(res, (err as { status?: number }).status ?? 500, { error: message });
     }
   });

@@ -9,7 +9,7 @@ import {
   facilitatorView,
   type SupportObservations,
 } from "../payments/facilitatorSupport";
-import type { LogFn } from "../shared/log";
+import { errorMessage, type LogFn } from "../shared/log";
 
 export interface FacilitatorWatchOptions {
   readonly facilitator: Pick<FacilitatorClient, "getSupported">;
@@ -79,7 +79,7 @@ export class FacilitatorWatch {
       }
       this.failures = 0;
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
+      const message = errorMessage(err);
       this.obs = { ...this.obs, lastError: { message, at: this.now() } };
       this.failures++;
       log("gateway: cannot read the facilitator's /supported", {

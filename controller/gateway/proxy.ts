@@ -5,6 +5,7 @@
  */
 import * as http from "node:http";
 import * as https from "node:https";
+import { errorMessage } from "../shared/log";
 import { GATEWAY_USER_AGENT } from "../shared/outbound";
 import { GateResponse, type ProxyOptions, type ProxyOutcome } from "./paymentGate";
 
@@ -210,7 +211,7 @@ export function proxyRequest(
     };
     const refuse = (upstreamRes: http.IncomingMessage, err: unknown) => {
       upstreamRes.destroy();
-      const message = err instanceof Error ? err.message : String(err);
+      const message = errorMessage(err);
       if (err instanceof GateResponse && !res.headersSent) {
         res.writeHead(err.status, {
           ...err.headers,

@@ -9,7 +9,7 @@ import { drainPhase } from "../../api/drain";
 import { exactJson } from "../../api/exactJson";
 import { SIGNED_IN_ADDRESS_HEADER, SignInGate } from "../payments/signIn";
 import { sendJson } from "../shared/http";
-import { type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
+import { errorMessage, type LogFn, REQUEST_ID_HEADER, requestIdFrom } from "../shared/log";
 import { INTERNAL_ROUTES_PATH } from "../shared/routesReport";
 import { FAVICON_ICO } from "./catalog/favicon";
 import { buildCatalog, type Catalog } from "./catalog/model";
@@ -186,7 +186,7 @@ export function createPublicHandler(options: GatewayOptions): Handler {
     req.headers[REQUEST_ID_HEADER] = requestId;
     res.setHeader(REQUEST_ID_HEADER, requestId);
     void serveOffer(req, res, match.offer, match.subPath, url, byHost !== undefined, opts).catch((err) => {
-      opts.log(`gateway: ${method} ${path} failed: ${err instanceof Error ? err.message : String(err)}`, {
+      opts.log(`gateway: ${method} ${path} failed: ${errorMessage(err)}`, {
         level: "error",
         requestId,
         offer: match.offer.name,

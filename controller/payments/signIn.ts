@@ -32,6 +32,7 @@ import {
 import type { ServiceOfferSpec } from "../../api/resources";
 import type { GatedRoute, ProxyFn } from "../gateway/paymentGate";
 import type { HeldOffer } from "../gateway/routing";
+import { errorMessage } from "../shared/log";
 import { offerPayments } from "./requirements";
 
 /** The request header a client proves its wallet with (the extension's name). */
@@ -111,7 +112,7 @@ export async function decideSignIn(
     return {
       ok: false,
       reason: "invalid_sign_in",
-      message: `the ${SIGN_IN_WITH_X} header is not a sign-in credential: ${err instanceof Error ? err.message : String(err)}`,
+      message: `the ${SIGN_IN_WITH_X} header is not a sign-in credential: ${errorMessage(err)}`,
     };
   }
   const fields = await validateSIWxMessage(payload, ctx.origin, { maxAge: MAX_AGE_MS });

@@ -184,8 +184,8 @@ export class SignerRecovery {
 
   private answer(batchNumber: number): void {
     const { out: batch, shared, words } = this;
-    // Stopped meanwhile: whatever was out was answered on the loop.
-    if (!batch || !shared || !words || this.inline) return;
+    // Stopped meanwhile: whatever was out was answered on the loop (fallBack cleared `out`).
+    if (!batch || !shared || !words) return;
     // Pairs with the worker's store: its answers are all visible from here on. (Anything else
     // would be a broken worker: the loop takes over rather than wait for it.)
     if (batchNumber !== (this.stats.batches | 0) || Atomics.load(words, ANSWERED) !== batchNumber) {

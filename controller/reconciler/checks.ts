@@ -4,6 +4,7 @@
  */
 import * as http from "node:http";
 import * as https from "node:https";
+import { errorMessage } from "../shared/log";
 import { CONTROLLER_USER_AGENT, fetchWithTimeout } from "../shared/outbound";
 import { INTERNAL_ROUTES_PATH, isRoutesReport } from "../shared/routesReport";
 import { ProbeCache } from "./probeCache";
@@ -67,7 +68,7 @@ export class UpstreamProber {
       return {
         ok: false,
         reason: "Unreachable",
-        message: `GET ${url} failed: ${err instanceof Error ? err.message : String(err)}`,
+        message: `GET ${url} failed: ${errorMessage(err)}`,
       };
     }
     if (status >= 200 && status < 300) return { ok: true, url: url.toString(), status };
@@ -162,7 +163,7 @@ export class GatewayRoutesClient {
     } catch (err) {
       return {
         ok: false,
-        message: `the gateway's internal endpoint ${url} is unreachable (${err instanceof Error ? err.message : String(err)}); is the gateway running?`,
+        message: `the gateway's internal endpoint ${url} is unreachable (${errorMessage(err)}); is the gateway running?`,
       };
     }
   }

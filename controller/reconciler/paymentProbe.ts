@@ -9,6 +9,7 @@ import type { ProbeReason } from "../../api/conditions";
 import { compareDecimal, fromAtomic } from "../../api/money";
 import type { PurchaseRequestSpec } from "../../api/resources";
 import { type OfferedPayment, readOffered, termsMismatch } from "../payments/purchaseTerms";
+import { errorMessage } from "../shared/log";
 import { CONTROLLER_USER_AGENT, fetchWithTimeout } from "../shared/outbound";
 
 export interface Parsed402 {
@@ -155,7 +156,7 @@ export async function requestTerms(
     return {
       ok: false,
       reason: "ProbeError",
-      message: `probing ${endpoint} failed: ${err instanceof Error ? err.message : String(err)}`,
+      message: `probing ${endpoint} failed: ${errorMessage(err)}`,
     };
   }
   const text = await res.text().catch(() => "");

@@ -9,6 +9,7 @@ import { agentRegistryId, type Caip2 } from "../../api/chains";
 import type { AgentReason } from "../../api/conditions";
 import { parseExact, type RegistrationRead, registrationReadSchema } from "../../api/registration";
 import type { PurchaseAgent, PurchaseRequestSpec } from "../../api/resources";
+import { errorMessage } from "./log";
 
 export type AgentFailureReason = AgentReason;
 
@@ -171,7 +172,7 @@ export async function resolveAgent(
     }
     text = await readCapped(res, MAX_DOCUMENT_BYTES);
   } catch (err) {
-    return fail(`fetching ${shown} failed: ${err instanceof Error ? err.message : String(err)}`);
+    return fail(`fetching ${shown} failed: ${errorMessage(err)}`);
   }
   let doc: RegistrationRead;
   try {

@@ -4,6 +4,7 @@
  */
 import type * as http from "node:http";
 import { Registry } from "prom-client";
+import { errorMessage } from "./log";
 
 export abstract class MetricsRegistry {
   readonly registry = new Registry();
@@ -24,6 +25,6 @@ export function serveMetrics(res: http.ServerResponse, metrics: MetricsRegistry)
     (err) =>
       res
         .writeHead(500, { "content-type": "text/plain; charset=utf-8" })
-        .end(`metrics failed: ${err instanceof Error ? err.message : String(err)}\n`),
+        .end(`metrics failed: ${errorMessage(err)}\n`),
   );
 }
