@@ -357,6 +357,7 @@ async function main() {
           },
         }),
       );
+    for (const channel of channels) await channel.signAhead(vouchersPerChannel);
     console.log(
       `    (f): ${CONCURRENCY} channels opened and ${CONCURRENCY * vouchersPerChannel} vouchers signed in ${((Date.now() - signingStarted) / 1000).toFixed(0)} s`,
     );

@@ -141,6 +141,7 @@ async function main() {
       vouchers: WARMUP + CALLS,
       send: async (headers) => (await timedPost(channelUrl, headers)).status,
     });
+    await channel.signAhead(WARMUP + CALLS);
 
     // From here on blocks come every BLOCK_SECONDS, not with each transaction.
     await chain.client.request({ method: "evm_setAutomine" as never, params: [false] as never });

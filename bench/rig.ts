@@ -102,8 +102,16 @@ export async function withBenchRig(name: string, run: (rig: BenchRig) => Promise
       gatewayEnv: {
         CHANNEL_STATE_DIR: path.join(dir, "channel-state"),
         // BENCH_CPU_PROF=1: the gateway writes a V8 CPU profile (open it in Chrome DevTools) at exit.
-        ...(process.env.BENCH_CPU_PROF
-          ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.join(dir, "profile")}` }
+        // BENCH_GATEWAY_NODE_OPTIONS: Node options for the gateway alone (e.g. GC settings to try).
+        ...(process.env.BENCH_CPU_PROF || process.env.BENCH_GATEWAY_NODE_OPTIONS
+          ? {
+              NODE_OPTIONS: [
+                process.env.BENCH_GATEWAY_NODE_OPTIONS ?? "",
+                process.env.BENCH_CPU_PROF ? `--cpu-prof --cpu-prof-dir=${path.join(dir, "profile")}` : "",
+              ]
+                .join(" ")
+                .trim(),
+            }
           : {}),
       },
     });
