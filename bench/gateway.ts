@@ -421,6 +421,17 @@ async function main() {
     console.log(
       `ratio (f)/(b) = ${(channel.rps / freeAgain.rps).toFixed(2)} (goal >= 0.5: paying costs little next to proxying; against the first (b) rounds: ${(channel.rps / free.rps).toFixed(2)})`,
     );
+    // This machine's speed moves by more than the goal's margin between rounds: each round of (f)
+    // against the (b) round run next to it, and the machine's CPU per request, show the spread.
+    const pairRatios = channelRounds.map((r, i) => r.rps / (freeAgainRounds[i]?.rps ?? Number.NaN));
+    const sortedPairs = [...pairRatios].sort((a, b) => a - b);
+    const medianPair =
+      sortedPairs.length % 2 === 1
+        ? sortedPairs[(sortedPairs.length - 1) / 2]
+        : ((sortedPairs[sortedPairs.length / 2 - 1] ?? 0) + (sortedPairs[sortedPairs.length / 2] ?? 0)) / 2;
+    console.log(
+      `    (f)/(b) round by round: ${pairRatios.map((r) => r.toFixed(2)).join(", ")} (median ${(medianPair ?? 0).toFixed(2)}); (b)'s CPU per request over (f)'s, whole machine: ${(mean(shares.b, "machine") / Math.max(1, mean(shares.f, "machine"))).toFixed(2)}`,
+    );
     const metrics = await (await fetch(`${rig.internalUrl}/metrics`)).text();
     // A counter never incremented has no sample (NaN): 0.
     const recovered = (where: string) =>
