@@ -78,7 +78,7 @@ function decodePaymentHeader(raw: string, isV2: boolean): ParsedPayment | Reject
     if (version !== 2)
       return reject(
         "invalid_x402_version",
-        `PAYMENT-SIGNATURE carries x402Version ${String(version)}; it must be 2 (use X-PAYMENT for v1)`,
+        `PAYMENT-SIGNATURE carries x402Version ${describeValue(version)}; it must be 2 (use X-PAYMENT for v1)`,
       );
     const checked = checkPayloadV2(json);
     if (!checked.ok)
@@ -91,12 +91,25 @@ function decodePaymentHeader(raw: string, isV2: boolean): ParsedPayment | Reject
   if (version !== 1)
     return reject(
       "invalid_x402_version",
-      `X-PAYMENT carries x402Version ${String(version)}; it must be 1 (use PAYMENT-SIGNATURE for v2)`,
+      `X-PAYMENT carries x402Version ${describeValue(version)}; it must be 1 (use PAYMENT-SIGNATURE for v2)`,
     );
   const checked = checkPayloadV1(json);
   if (!checked.ok)
     return reject("invalid_payload", `X-PAYMENT is not an x402 v1 payment payload: ${checked.message}`);
   return { version: 1, header: "x-payment", payload: checked.payload };
+}
+
+/** Longest description of a buyer's value in a refusal (the value is the buyer's to choose). */
+const DESCRIBED_VALUE_CHARS = 40;
+
+/**
+ * A value from the buyer's JSON, as JSON and cut short, for a refusal. Not String(): JSON can
+ * carry an object that String() cannot convert (`{"toString": false}` throws), and a refusal
+ * must not become a 500.
+ */
+function describeValue(value: unknown): string {
+  const text = value === undefined ? "undefined" : JSON.stringify(value);
+  return text.length > DESCRIBED_VALUE_CHARS ? `${text.slice(0, DESCRIBED_VALUE_CHARS)}…` : text;
 }
 
 const same = (a: string | undefined, b: string | undefined) =>

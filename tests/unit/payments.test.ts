@@ -263,6 +263,15 @@ describe("payment headers", () => {
     assert.deepEqual(status({ "payment-signature": "A".repeat(9000) }), [400, "payment_header_too_large"]);
     assert.deepEqual(status({ "payment-signature": b64({ x402Version: 1 }) }), [402, "invalid_x402_version"]);
     assert.deepEqual(status({ "x-payment": b64({ x402Version: 2 }) }), [402, "invalid_x402_version"]);
+    // A version JSON can carry but String() cannot convert (found by the property test): refused,
+    // not thrown (a throw here was a 500 for the buyer), and named without echoing all of it.
+    for (const header of ["payment-signature", "x-payment"]) {
+      const odd = parsePaymentHeader({ [header]: b64({ x402Version: { toString: false, pad: "x".repeat(500) } }) });
+      assert.ok(isRejection(odd), header);
+      assert.deepEqual([odd.status, odd.reason], [402, "invalid_x402_version"]);
+      assert.match(odd.message, /x402Version \{"toString":false,/);
+      assert.ok(odd.message.length < 250, `the message stays short: ${odd.message.length}`);
+    }
     assert.deepEqual(status({ "payment-signature": b64({ x402Version: 2, accepted: {} }) }), [
       400,
       "invalid_payload",
