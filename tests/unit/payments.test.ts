@@ -266,7 +266,9 @@ describe("payment headers", () => {
     // A version JSON can carry but String() cannot convert (found by the property test): refused,
     // not thrown (a throw here was a 500 for the buyer), and named without echoing all of it.
     for (const header of ["payment-signature", "x-payment"]) {
-      const odd = parsePaymentHeader({ [header]: b64({ x402Version: { toString: false, pad: "x".repeat(500) } }) });
+      const odd = parsePaymentHeader({
+        [header]: b64({ x402Version: { toString: false, pad: "x".repeat(500) } }),
+      });
       assert.ok(isRejection(odd), header);
       assert.deepEqual([odd.status, odd.reason], [402, "invalid_x402_version"]);
       assert.match(odd.message, /x402Version \{"toString":false,/);
