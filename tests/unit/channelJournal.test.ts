@@ -99,11 +99,8 @@ describe("channel journal (the gateway's durable channel storage)", () => {
     await journal.close();
   });
 
-  it("concurrent charges on many channels share disk writes and all land, in order per channel", async () => {
-    const journal = new ChannelJournal({ directory: dir });
-    const channels = Array.from({ length: 32 }, (_, i) => i + 1);
-    await Promise.all(channels.map((n) => journal.updateChannel(id(n), () => channel(n))));
-    // Each write to the journal is a disk sync (O_DSYNC, checked below): they are counted.
+  /** The disk writes (and syncs) `work` makes: each write to the journal is a disk sync (O_DSYNC). */
+  async function countingWrites(work: () => Promise<unknown>): Promise<number> {
     let writes = 0;
     const probe = await fs.promises.open(path.join(dir, "probe"), "w");
     const proto = Object.getPrototypeOf(probe);
@@ -118,18 +115,41 @@ describe("channel journal (the gateway's durable channel storage)", () => {
       return datasync.call(this);
     };
     try {
-      await Promise.all(
-        channels.map(async (n) => {
-          for (let k = 0; k < 10; k++) await journal.updateChannel(id(n), (c) => charge(c));
-        }),
-      );
+      await work();
     } finally {
       Object.assign(proto, { write, datasync });
     }
+    return writes;
+  }
+
+  it("concurrent charges on many channels share disk writes and all land, in order per channel", async () => {
+    const journal = new ChannelJournal({ directory: dir });
+    const channels = Array.from({ length: 32 }, (_, i) => i + 1);
+    await Promise.all(channels.map((n) => journal.updateChannel(id(n), () => channel(n))));
+    const writes = await countingWrites(() =>
+      Promise.all(
+        channels.map(async (n) => {
+          for (let k = 0; k < 10; k++) await journal.updateChannel(id(n), (c) => charge(c));
+        }),
+      ),
+    );
     assert.ok(writes < 320 / 4, `${writes} disk writes for 320 charges`);
     const reopened = new ChannelJournal({ directory: dir });
     for (const n of channels) assert.equal((await reopened.get(id(n)))?.chargedCumulativeAmount, "10000");
     await Promise.all([journal.close(), reopened.close()]);
+  });
+
+  it("charges made in the same turn of the event loop share one disk write, the first one included", async () => {
+    const journal = new ChannelJournal({ directory: dir });
+    const channels = Array.from({ length: 8 }, (_, i) => i + 1);
+    await Promise.all(channels.map((n) => journal.updateChannel(id(n), () => channel(n))));
+    // As when several upstream answers are read in one poll: the first charge used to be written
+    // alone, the rest in a second write.
+    const writes = await countingWrites(() =>
+      Promise.all(channels.map((n) => journal.updateChannel(id(n), (c) => charge(c)))),
+    );
+    assert.equal(writes, 1, `${writes} disk writes for ${channels.length} charges of one turn`);
+    await journal.close();
   });
 
   it("a reservation alone is not journaled (a restart releases it); a charge, a claim, a top-up, a new or deleted channel are", async () => {
