@@ -93,6 +93,12 @@ export async function withBenchRig(name: string, run: (rig: BenchRig) => Promise
     procs.push(facilitator);
     const facilitatorUrl = `http://127.0.0.1:${facilitatorPort}`;
     await waitForHttp("the facilitator", `${facilitatorUrl}/supported`, facilitator);
+    const gatewayNodeOptions = [
+      process.env.BENCH_GATEWAY_NODE_OPTIONS,
+      process.env.BENCH_CPU_PROF && `--cpu-prof --cpu-prof-dir=${path.join(dir, "profile")}`,
+    ]
+      .filter(Boolean)
+      .join(" ");
     const seller = await startSellerRuntime({
       cp,
       namespace: BENCH_NAMESPACE,
@@ -103,16 +109,7 @@ export async function withBenchRig(name: string, run: (rig: BenchRig) => Promise
         CHANNEL_STATE_DIR: path.join(dir, "channel-state"),
         // BENCH_CPU_PROF=1: the gateway writes a V8 CPU profile (open it in Chrome DevTools) at exit.
         // BENCH_GATEWAY_NODE_OPTIONS: Node options for the gateway alone (e.g. GC settings to try).
-        ...(process.env.BENCH_CPU_PROF || process.env.BENCH_GATEWAY_NODE_OPTIONS
-          ? {
-              NODE_OPTIONS: [
-                process.env.BENCH_GATEWAY_NODE_OPTIONS ?? "",
-                process.env.BENCH_CPU_PROF ? `--cpu-prof --cpu-prof-dir=${path.join(dir, "profile")}` : "",
-              ]
-                .join(" ")
-                .trim(),
-            }
-          : {}),
+        ...(gatewayNodeOptions ? { NODE_OPTIONS: gatewayNodeOptions } : {}),
       },
     });
     procs.push(seller.gateway, seller.controller);

@@ -18,6 +18,7 @@
 import { constants as fsConstants } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
+import { setImmediate as afterPoll } from "node:timers/promises";
 import type { Channel, ChannelStorage } from "@x402/evm/batch-settlement/server";
 
 type ChannelUpdateResult = Awaited<ReturnType<ChannelStorage["updateChannel"]>>;
@@ -181,7 +182,7 @@ export class ChannelJournal implements ChannelStorage {
    */
   private async flush(): Promise<void> {
     while (this.queue.length > 0) {
-      await new Promise<void>((next) => setImmediate(next));
+      await afterPoll();
       const batch = this.queue;
       this.queue = [];
       try {
