@@ -7,7 +7,7 @@
  */
 import { decodePaymentSignatureHeader } from "@x402/core/http";
 import { extractPaymentIdentifier } from "@x402/extensions/payment-identifier";
-import type { LogFn } from "../shared/log";
+import { errorMessage, type LogFn } from "../shared/log";
 
 export interface PaidRetryOptions {
   /** Sends in all, the first included (default 3). */
@@ -48,12 +48,7 @@ export function retryingPaidFetch(send: typeof fetch, opts: PaidRetryOptions): t
           level: "warn",
           paymentId: id,
           attempt,
-          error:
-            err instanceof Error
-              ? err.cause instanceof Error
-                ? err.cause.message
-                : err.message
-              : String(err),
+          error: err instanceof Error && err.cause instanceof Error ? err.cause.message : errorMessage(err),
         });
         await new Promise((resolve) => setTimeout(resolve, backoffMs * attempt));
       }

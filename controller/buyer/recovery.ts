@@ -5,6 +5,7 @@
  * such a Transfer, so the chain holds the spend even when the ledger's volume is gone.
  */
 import { createPublicClient, http, parseAbiItem } from "viem";
+import { errorMessage } from "../shared/log";
 import type { SpendLedger } from "./ledger";
 import type { Purchase } from "./server";
 
@@ -81,7 +82,9 @@ export async function paymentsOnChain(q: ChainSpendQuery): Promise<ChainPayment[
   } catch (err) {
     if (err instanceof RecoveryError) throw err;
     const short =
-      err instanceof Error ? ((err as { shortMessage?: string }).shortMessage ?? err.message) : String(err);
+      err instanceof Error
+        ? ((err as { shortMessage?: string }).shortMessage ?? err.message)
+        : errorMessage(err);
     throw new RecoveryError(`reading the spend from ${q.network} failed: ${short}`);
   }
 }

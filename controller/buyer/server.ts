@@ -95,7 +95,8 @@ export function startBuyer(opts: BuyerOptions): Promise<RunningBuyer> {
           level: "error",
           requestId: res.getHeader(REQUEST_ID_HEADER),
         });
-        if (!res.headersSent) sendJson(res, 502, { error: { type: "buyer_error", message: String(err) } });
+        if (!res.headersSent)
+          sendJson(res, 502, { error: { type: "buyer_error", message: errorMessage(err) } });
         else res.destroy();
       });
     },

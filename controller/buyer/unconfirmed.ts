@@ -44,7 +44,7 @@ export class UnconfirmedPayments {
   start(intervalMs: number): void {
     const tick = () => {
       this.resolve()
-        .catch((err) => this.opts.log(`buyer: resolving unconfirmed payments failed: ${String(err)}`))
+        .catch((err) => this.opts.log(`buyer: resolving unconfirmed payments failed: ${errorMessage(err)}`))
         .finally(() => {
           this.timer = setTimeout(tick, intervalMs);
           this.timer.unref();

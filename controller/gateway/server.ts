@@ -266,7 +266,7 @@ export function createInternalHandler(opts: GatewayOptions): Handler {
     } else if (path === "/metrics" && req.method === "GET" && opts.metrics) {
       opts.metrics.render().then(
         (text) => send(res, 200, opts.metrics!.contentType, text, false),
-        (err) => sendJson(res, 500, { error: "metrics_failed", message: String(err) }),
+        (err) => sendJson(res, 500, { error: "metrics_failed", message: errorMessage(err) }),
       );
     } else {
       sendJson(res, 404, { error: "not_found" });

@@ -29,7 +29,7 @@ import {
 } from "@x402/evm/batch-settlement/server";
 import { errorMessage, type LogFn } from "../shared/log";
 import { ChannelJournal, writeDurably } from "./channelJournal";
-import { claimDecision, idleRefunds, type LaneTerms, owed } from "./claims";
+import { claimDecision, idleRefunds, isNothingToSettle, type LaneTerms, owed } from "./claims";
 import { installNativeVoucherCheck, type VoucherCheckPath } from "./nativeVoucherCheck";
 import { CHANNEL_WITHDRAW_DELAY_SECONDS } from "./requirements";
 import { SignerRecovery } from "./signerRecovery";
@@ -277,8 +277,7 @@ export class ChannelPayments {
       });
     } catch (err) {
       // Nothing claimed and unsettled on chain (the facilitator reads it): nothing to do.
-      const reason = `${errorMessage(err)} ${String((err as { errorReason?: unknown }).errorReason ?? "")}`;
-      if (!/nothing_to_settle/i.test(reason)) throw err;
+      if (!isNothingToSettle(err)) throw err;
     }
     lane.unsettled = false;
   }

@@ -3,6 +3,7 @@
  * pure decisions over the stored channel state (channels.ts does the I/O).
  */
 import type { Channel } from "@x402/evm/batch-settlement/server";
+import { errorMessage } from "../shared/log";
 
 /** An offer's claim thresholds, in atomic units and seconds (from ServiceOffer `channels`). */
 export interface LaneTerms {
@@ -50,5 +51,19 @@ export function idleRefunds(channels: readonly Channel[], now: number, idleMs: n
       BigInt(c.balance) > BigInt(c.chargedCumulativeAmount) &&
       !(c.pendingRequest && c.pendingRequest.expiresAt > now) &&
       now - c.lastRequestTimestamp >= idleMs,
+  );
+}
+
+/**
+ * Whether a failed settle of claimed funds only means there was nothing to settle (the
+ * facilitator's `nothing_to_settle`, in the error's message or its `errorReason`). The error comes
+ * from the facilitator's answer, so its fields may be of any type: a non-string reason is not read.
+ */
+export function isNothingToSettle(err: unknown): boolean {
+  const reason =
+    typeof err === "object" && err !== null ? (err as { errorReason?: unknown }).errorReason : undefined;
+  return (
+    /nothing_to_settle/i.test(errorMessage(err)) ||
+    (typeof reason === "string" && /nothing_to_settle/i.test(reason))
   );
 }

@@ -142,7 +142,9 @@ export async function resolveAgent(
     });
   } catch (err) {
     const short =
-      err instanceof Error ? ((err as { shortMessage?: string }).shortMessage ?? err.message) : String(err);
+      err instanceof Error
+        ? ((err as { shortMessage?: string }).shortMessage ?? err.message)
+        : errorMessage(err);
     return fail(
       `reading tokenURI of agent ${who} failed (no such agent, or the registry is unreachable): ${short}`,
     );

@@ -15,6 +15,7 @@ import {
   type serviceOfferStatusSchema,
   VERSION,
 } from "../../api/resources";
+import { errorMessage } from "./log";
 
 export type ServiceOfferStatus = z.infer<typeof serviceOfferStatusSchema>;
 export type AgentIdentityStatus = z.infer<typeof agentIdentityStatusSchema>;
@@ -293,8 +294,7 @@ export function errorText(err: unknown): string {
     const body = typeof err.body === "string" ? err.body : JSON.stringify(err.body);
     return `HTTP ${err.code}: ${body.slice(0, 300)}`;
   }
-  if (err instanceof Error) return err.message;
-  return String(err);
+  return errorMessage(err);
 }
 
 export function isApiStatus(err: unknown, code: number): boolean {

@@ -142,7 +142,31 @@ export function requestIdFrom(header: string | string[] | undefined): string {
   return value && REQUEST_ID_RE.test(value) ? value : randomUUID();
 }
 
-/** An error's message for a log field or an answer (a non-Error thrown value as a string). */
+/**
+ * An error's message for a log field or an answer (a non-Error thrown value as a string). Never
+ * throws: a thrown value may be anything, including an object `String()` cannot convert (one
+ * without a prototype, or one whose `toString` is not a function), and the catch block describing
+ * it must not fail in turn.
+ */
 export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  if (err instanceof Error)
+    return typeof err.message === "string" ? err.message : describeThrown(err.message);
+  return describeThrown(err);
+}
+
+/** Longest description of a thrown non-Error value. */
+const THROWN_VALUE_CHARS = 300;
+
+function describeThrown(value: unknown): string {
+  let text: string;
+  try {
+    text = String(value);
+  } catch {
+    try {
+      text = JSON.stringify(value) ?? typeof value;
+    } catch {
+      text = `[an unprintable ${typeof value}]`;
+    }
+  }
+  return text.length > THROWN_VALUE_CHARS ? `${text.slice(0, THROWN_VALUE_CHARS)}…` : text;
 }

@@ -1,4 +1,5 @@
 /** Outbound HTTP identity and small fetch helpers (controller and gateway). */
+import { errorMessage } from "./log";
 
 /** Every outbound request names itself: some CDNs/WAFs block default library User-Agents. */
 export const CONTROLLER_USER_AGENT = "obol-stack-controller/0.1";
@@ -23,5 +24,5 @@ function describeFetchError(err: unknown, timeoutMs: number): string {
     }
     return err.message;
   }
-  return String(err);
+  return errorMessage(err);
 }

@@ -10,7 +10,7 @@
  */
 
 import { parseSettings, type Settings, type SettingsSpec } from "./flags";
-import { createLogger, type LogFn, logFn } from "./log";
+import { createLogger, errorMessage, type LogFn, logFn } from "./log";
 
 export interface CommandContext<K extends string> {
   readonly settings: Settings<K>;
@@ -64,7 +64,7 @@ export const nodeProcess: ProcessHost = {
 };
 
 function describe(err: unknown): string {
-  return err instanceof Error ? (err.stack ?? err.message) : String(err);
+  return err instanceof Error && typeof err.stack === "string" ? err.stack : errorMessage(err);
 }
 
 /** A plain Error at start-up is a setting to fix: its message says which. Anything else is a bug. */

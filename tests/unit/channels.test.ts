@@ -2,7 +2,7 @@ import * as assert from "node:assert/strict";
 import { encodePaymentSignatureHeader } from "@x402/core/http";
 import type { Channel } from "@x402/evm/batch-settlement/server";
 import type { ServiceOfferSpec } from "../../api/resources";
-import { claimDecision, idleRefunds, owed } from "../../controller/payments/claims";
+import { claimDecision, idleRefunds, isNothingToSettle, owed } from "../../controller/payments/claims";
 import { decideChannelPayment } from "../../controller/payments/decision";
 import { channelAuthorizers } from "../../controller/payments/facilitatorSupport";
 import { isRejection } from "../../controller/payments/reasons";
@@ -133,6 +133,22 @@ describe("batch-settlement channels", () => {
       reqs,
     );
     assert.equal(exact, undefined, "an exact payment is not a channel payment");
+  });
+
+  it("tells a settle with nothing to settle from a failure, whatever the facilitator's error holds", () => {
+    assert.equal(isNothingToSettle(new Error("nothing_to_settle: no claimed funds")), true);
+    assert.equal(
+      isNothingToSettle(Object.assign(new Error("settle failed"), { errorReason: "nothing_to_settle" })),
+      true,
+    );
+    assert.equal(isNothingToSettle(new Error("insufficient_funds")), false);
+    // A facilitator's reason of any JSON type: not read, and no throw (String() throws on these).
+    assert.equal(
+      isNothingToSettle(Object.assign(new Error("settle failed"), { errorReason: { toString: false } })),
+      false,
+    );
+    assert.equal(isNothingToSettle(Object.create(null)), false);
+    assert.equal(isNothingToSettle(null), false);
   });
 
   it("claims by amount or interval, never with nothing owed", () => {

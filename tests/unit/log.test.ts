@@ -1,6 +1,7 @@
 import * as assert from "node:assert/strict";
 import {
   createLogger,
+  errorMessage,
   logFn,
   REDACTED,
   redact,
@@ -75,5 +76,23 @@ describe("structured logs", () => {
     for (const bad of [undefined, "", "short", "has space in it", 'quote"injection-123', "x".repeat(200)]) {
       assert.match(requestIdFrom(bad), /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/);
     }
+  });
+
+  it("describes any thrown value without throwing in turn", () => {
+    assert.equal(errorMessage(new Error("boom")), "boom");
+    assert.equal(errorMessage("plain"), "plain");
+    assert.equal(errorMessage(undefined), "undefined");
+    // String() throws on these: a catch block describing them must not fail in turn.
+    const bare = Object.assign(Object.create(null), { errorReason: "x" });
+    assert.equal(errorMessage(bare), '{"errorReason":"x"}');
+    assert.equal(errorMessage({ toString: false }), '{"toString":false}');
+    const cyclic: Record<string, unknown> = Object.create(null);
+    cyclic.self = cyclic;
+    assert.equal(errorMessage(cyclic), "[an unprintable object]");
+    // An Error whose message is not a string (set after construction) is described too.
+    const odd = new Error("x");
+    (odd as unknown as { message: unknown }).message = Object.create(null);
+    assert.equal(errorMessage(odd), "{}");
+    assert.equal(errorMessage("y".repeat(1000)).length, 301);
   });
 });
