@@ -57,8 +57,7 @@ export async function monitoringBeforeDeploy(
   try {
     return decideMonitoring(setting, await missingMonitoringCrds(kubeconfig));
   } catch (err) {
-    const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : "";
-    throw new pulumi.RunError(`${err instanceof Error ? err.message : String(err)}${cause}`);
+    throw new pulumi.RunError(messageWithCause(err));
   }
 }
 
@@ -80,10 +79,22 @@ export function monitoringOnOwnCluster(
         return (await missingMonitoringCrds(kc)).length === 0;
       } catch (err) {
         await pulumi.log.warn(
-          `monitoring.serviceMonitors is auto, but the cluster could not be asked for the Prometheus Operator CRDs (${err instanceof Error ? err.message : String(err)}); no scrape objects this time`,
+          `monitoring.serviceMonitors is auto, but the cluster could not be asked for the Prometheus Operator CRDs (${messageWithCause(err)}); no scrape objects this time`,
         );
         return false;
       }
     }),
   );
+}
+
+/** An error's message and its cause's (the cluster's answer), for a preview's output. */
+export function messageWithCause(err: unknown): string {
+  if (!(err instanceof Error)) {
+    try {
+      return String(err);
+    } catch {
+      return "an unprintable error";
+    }
+  }
+  return err.cause instanceof Error ? `${err.message}: ${err.cause.message}` : err.message;
 }
