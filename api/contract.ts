@@ -65,6 +65,9 @@ export const ENV = {
   signerKey: "SIGNER_KEY",
   /** The bearer token the gateway presents on the self-run facilitator's /verify and /settle. */
   facilitatorToken: "FACILITATOR_TOKEN",
+  /** A Coinbase CDP API key (its id and secret): the gateway signs each facilitator call with it. */
+  cdpApiKeyId: "CDP_API_KEY_ID",
+  cdpApiKeySecret: "CDP_API_KEY_SECRET",
   rpcUrl: "RPC_URL",
   ledgerPath: "LEDGER_PATH",
 } as const;
@@ -77,6 +80,23 @@ export function isBearerToken(token: string): boolean {
   return new RegExp(`^${BEARER_TOKEN_PATTERN}$`).test(token);
 }
 
+/**
+ * Coinbase's hosted x402 facilitator (CDP). Its calls carry a JWT signed with a CDP API key, and
+ * the JWT names this host and the path called, so the key works against this URL only.
+ */
+export const CDP_FACILITATOR_URL = "https://api.cdp.coinbase.com/platform/v2/x402";
+
+/**
+ * Whether `secret` has the shape of a CDP API key secret that Coinbase's signer takes: an EC
+ * private key in PKCS#8 PEM, or an Ed25519 key as base64 of its 64 bytes (seed, public key).
+ */
+export function isCdpApiKeySecret(secret: string): boolean {
+  const text = secret.trim();
+  if (/^-----BEGIN PRIVATE KEY-----\r?\n[A-Za-z0-9+/=\r\n]+-----END PRIVATE KEY-----$/.test(text))
+    return true;
+  return /^[A-Za-z0-9+/]+={0,2}$/.test(text) && Buffer.from(text, "base64").length === 64;
+}
+
 /** The variable naming the file that holds secret `name` (a mounted Kubernetes Secret). */
 export function fileEnv(name: string): `${string}_FILE` {
   return `${name}_FILE`;
@@ -85,7 +105,12 @@ export function fileEnv(name: string): `${string}_FILE` {
 /** Where a runtime component's Secret is mounted; each key is one file. */
 export const SECRETS_DIR = "/var/run/secrets/obol";
 /** Secret keys (file names under SECRETS_DIR). */
-export const SECRET_FILES = { signerKey: "signer-key", facilitatorToken: "facilitator-token" } as const;
+export const SECRET_FILES = {
+  signerKey: "signer-key",
+  facilitatorToken: "facilitator-token",
+  cdpApiKeyId: "cdp-api-key-id",
+  cdpApiKeySecret: "cdp-api-key-secret",
+} as const;
 
 /** The mounted path of secret file `key`. */
 export function secretFilePath(key: string): string {

@@ -10,6 +10,8 @@ export interface GatewayArgs {
   facilitatorUrl: pulumi.Input<string>;
   /** The facilitator's access token (Facilitator.accessToken), a mounted Secret: sent as a bearer token. */
   facilitatorToken?: pulumi.Input<string> | undefined;
+  /** A CDP API key (Facilitator.cdpApiKey), mounted Secrets: each facilitator call is signed with it. */
+  cdpApiKey?: { id: pulumi.Input<string>; secret: pulumi.Input<string> } | undefined;
   /** The public origin, used in catalogs and 402 resource URLs when known. */
   publicBaseUrl?: pulumi.Input<string>;
   /**
@@ -51,7 +53,12 @@ export class Gateway extends pulumi.ComponentResource {
         service: true,
         replicas: args.replicas ?? 1,
         highlyAvailable: (args.replicas ?? 1) >= 2,
-        ...(args.facilitatorToken ? { secrets: { facilitatorToken: args.facilitatorToken } } : {}),
+        secrets: {
+          ...(args.facilitatorToken ? { facilitatorToken: args.facilitatorToken } : {}),
+          ...(args.cdpApiKey
+            ? { cdpApiKeyId: args.cdpApiKey.id, cdpApiKeySecret: args.cdpApiKey.secret }
+            : {}),
+        },
         ...(args.channelState ? { persistentVolume: { mountPath: CHANNEL_STATE_DIR, size: "1Gi" } } : {}),
         rules: [
           {

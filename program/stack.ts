@@ -68,6 +68,9 @@ export async function deployStack(cfg: StackConfig) {
           mode: "hosted",
           url: cfg.facilitator.url,
           ...(has("facilitatorToken") ? { accessToken: secretConfig("facilitatorToken") } : {}),
+          ...(cfg.facilitator.auth === "cdp"
+            ? { cdpApiKey: { id: secretConfig("cdpApiKeyId"), secret: secretConfig("cdpApiKeySecret") } }
+            : {}),
         }
       : {
           mode: "self",
@@ -85,6 +88,7 @@ export async function deployStack(cfg: StackConfig) {
       image,
       facilitatorUrl: facilitator.url,
       facilitatorToken: facilitator.accessToken,
+      cdpApiKey: facilitator.cdpApiKey,
       replicas: cfg.gateway.replicas,
       channelState: cfg.offers.some((o) => o.spec.schemes?.includes("batch-settlement")),
       ...(cfg.publicBaseUrl ? { publicBaseUrl: cfg.publicBaseUrl } : {}),

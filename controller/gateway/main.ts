@@ -5,7 +5,8 @@
  * tunnel). Paid routes go through the x402 gate, which verifies and settles with FACILITATOR_URL;
  * the facilitator's GET /supported decides which offers can be paid at all (facilitatorWatch.ts).
  * FACILITATOR_TOKEN_FILE (a mounted Secret), when set, is presented to the facilitator as a bearer
- * token: the self-run facilitator answers nobody else.
+ * token: the self-run facilitator answers nobody else. CDP_API_KEY_ID_FILE and
+ * CDP_API_KEY_SECRET_FILE instead sign each call for Coinbase's facilitator (a CDP API key).
  */
 import * as http from "node:http";
 import { HTTPFacilitatorClient } from "@x402/core/server";
@@ -14,7 +15,7 @@ import { ChannelPayments } from "../payments/channels";
 import { channelAuthorizers, facilitatorExtensions, uptoFacilitators } from "../payments/facilitatorSupport";
 import { PaymentMetrics } from "../payments/metrics";
 import { X402PaymentGate } from "../payments/x402Gate";
-import { facilitatorAuthHeaders } from "../shared/facilitatorAccess";
+import { facilitatorAuthFromEnv } from "../shared/facilitatorAccess";
 import {
   type AgentIdentityObject,
   loadKubeConfig,
@@ -23,7 +24,6 @@ import {
   watchCustomObjects,
 } from "../shared/kube";
 import { parseUpstreamOverrides } from "../shared/offers";
-import { readSecret, secretConfigured } from "../shared/secrets";
 import type { Command } from "../shared/startup";
 import { FacilitatorWatch } from "./facilitatorWatch";
 import { OfferLimiter, PayerLimiter } from "./limits";
@@ -88,10 +88,9 @@ export const command: Command<keyof typeof SETTINGS> = {
       throw new Error("--internal-port must differ from --port: internal endpoints are never public");
     const metrics = new PaymentMetrics();
     const supportedIntervalMs = Math.max(100, s.int("facilitator-supported-interval-ms", 60_000));
-    // The facilitator's access token: generated for a self-run one, `facilitatorToken` for a hosted one.
-    const auth = secretConfigured(ENV.facilitatorToken)
-      ? { createAuthHeaders: facilitatorAuthHeaders(readSecret(ENV.facilitatorToken)) }
-      : {};
+    // A bearer token (generated for a self-run facilitator, `facilitatorToken` for a hosted one)
+    // or a CDP API key (Coinbase's facilitator).
+    const auth = await facilitatorAuthFromEnv();
     const facilitatorWatch = new FacilitatorWatch({
       // Its own client: a /supported read is bounded well below a settle's timeout.
       facilitator: new HTTPFacilitatorClient({ url: facilitatorUrl, timeoutMs: 10_000, ...auth }),

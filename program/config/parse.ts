@@ -8,7 +8,7 @@
  * apiKeySecret) and must be set with `--secret`; everything else is plain, reviewable config.
  */
 import { z } from "zod";
-import { isBearerToken } from "../../api/contract";
+import { isBearerToken, isCdpApiKeySecret } from "../../api/contract";
 import { identity, identitySchema } from "./identity";
 import { ConfigError, closest, Issues, parseSection, unknownKeysMessage } from "./issues";
 import { offers, offersSchema } from "./offers";
@@ -113,6 +113,7 @@ export function parseStackConfig(raw: Readonly<Record<string, unknown>>, ctx: Pa
       "facilitatorToken",
       "must be a bearer token: letters, digits and - . _ ~ + / (then optional = padding), as the facilitator issued it (the value is not shown)",
     );
+  cdpApiKey(raw, issues);
   const tunnelCfg = sections.tunnel && tunnel(sections.tunnel, c);
   const origin = publicBaseUrl(sections.publicBaseUrl, tunnelCfg, c);
   const gatewayCfg = sections.gateway && gateway(sections.gateway);
@@ -186,4 +187,22 @@ function topLevelKeys(
       );
     }
   }
+}
+
+/** The CDP API key's shape, when set (its value is never shown: it is a secret). */
+function cdpApiKey(raw: Readonly<Record<string, unknown>>, issues: Issues): void {
+  const id = raw.cdpApiKeyId;
+  if (id !== undefined && !(typeof id === "string" && /^[\x21-\x7e]+$/.test(id)))
+    issues.add(
+      "cdpApiKeyId",
+      "must be the API key's id as the CDP portal shows it (printable, no spaces; the value is not shown)",
+    );
+  const secret = raw.cdpApiKeySecret;
+  if (secret === undefined || (typeof secret === "string" && isCdpApiKeySecret(secret))) return;
+  issues.add(
+    "cdpApiKeySecret",
+    typeof secret === "string" && secret.includes("BEGIN EC PRIVATE KEY")
+      ? "is an EC key in SEC1 PEM (BEGIN EC PRIVATE KEY); CDP's signer takes PKCS#8: convert it with `openssl pkcs8 -topk8 -nocrypt` and set the result (the value is not shown)"
+      : "must be the API key's secret as the CDP portal issued it: an EC private key in PKCS#8 PEM, or an Ed25519 key as base64 of 64 bytes (the value is not shown)",
+  );
 }

@@ -4,6 +4,7 @@
  * and returns the normalized value, or undefined when the section is unusable.
  */
 import { z } from "zod";
+import { CDP_FACILITATOR_URL } from "../../api/contract";
 import { DNS_LABEL, DNS_NAME, httpUrl } from "./fields";
 import { type Issues, wholeNumber } from "./issues";
 import {
@@ -170,15 +171,44 @@ export function facilitator(
         "only a self-run facilitator uses an RPC URL; set facilitator.mode to self or remove it",
       );
     }
-    const url = httpUrl(cfg.url ?? DEFAULT_FACILITATOR_URL, "facilitator.url", c.issues, "an https:// URL", {
-      localHttpOnly: true,
-    });
+    const cdp = c.secretKeys.has("cdpApiKeyId") || c.secretKeys.has("cdpApiKeySecret");
+    const url = httpUrl(
+      cfg.url ?? (cdp ? CDP_FACILITATOR_URL : DEFAULT_FACILITATOR_URL),
+      "facilitator.url",
+      c.issues,
+      "an https:// URL",
+      { localHttpOnly: true },
+    );
+    if (cdp) {
+      // Coinbase's facilitator: each call carries a JWT signed with the CDP API key.
+      c.requireSecret("cdpApiKeyId", "with cdpApiKeySecret, to sign calls to Coinbase's facilitator (CDP)");
+      c.requireSecret("cdpApiKeySecret", "with cdpApiKeyId, to sign calls to Coinbase's facilitator (CDP)");
+      if (url !== undefined && new URL(url).origin !== new URL(CDP_FACILITATOR_URL).origin) {
+        c.issues.add(
+          "facilitator.url",
+          `a CDP API key signs calls to ${new URL(CDP_FACILITATOR_URL).host} only (the signature names the host); remove facilitator.url to use ${CDP_FACILITATOR_URL}, or remove cdpApiKeyId and cdpApiKeySecret`,
+        );
+      }
+      if (c.secretKeys.has("facilitatorToken")) {
+        c.issues.add(
+          "facilitatorToken",
+          "Coinbase's facilitator takes a CDP API key (cdpApiKeyId, cdpApiKeySecret), not a bearer token; remove one of them (`pulumi config rm facilitatorToken`)",
+        );
+      }
+      return url === undefined ? undefined : { mode: "hosted", url, auth: "cdp" };
+    }
     // Optional: a hosted facilitator that requires a bearer token gets it on every call.
     if (c.secretKeys.has("facilitatorToken"))
       c.requireSecret("facilitatorToken", "to authenticate to the hosted facilitator");
     return url === undefined ? undefined : { mode: "hosted", url };
   }
   c.requireSecret("facilitatorSignerKey", "when facilitator.mode is self (the key that submits settlements)");
+  for (const key of ["cdpApiKeyId", "cdpApiKeySecret"])
+    if (c.secretKeys.has(key))
+      c.issues.add(
+        key,
+        `a CDP API key is for Coinbase's hosted facilitator; remove it (\`pulumi config rm ${key}\`), or set facilitator.mode to hosted`,
+      );
   if (c.secretKeys.has("facilitatorToken")) {
     c.issues.add(
       "facilitatorToken",

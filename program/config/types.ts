@@ -15,6 +15,9 @@ export const SECRET_KEYS = [
   "buyerSignerKey",
   /** Optional: a bearer token a hosted facilitator requires (a self-run one's is generated). */
   "facilitatorToken",
+  /** Optional: a Coinbase CDP API key, for Coinbase's hosted facilitator (both or neither). */
+  "cdpApiKeyId",
+  "cdpApiKeySecret",
 ] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 
@@ -53,7 +56,8 @@ export interface LiteLLMModelConfig {
 }
 
 export type FacilitatorConfig =
-  | { mode: "hosted"; url: string }
+  /** `auth: "cdp"`: Coinbase's facilitator, each call signed with the cdpApiKeyId/cdpApiKeySecret key. */
+  | { mode: "hosted"; url: string; auth?: "cdp" }
   /** Self-run: settles on the chain behind `rpcUrl` with the `facilitatorSignerKey` wallet. */
   | { mode: "self"; rpcUrl: string };
 

@@ -1,4 +1,6 @@
 import * as assert from "node:assert/strict";
+import * as crypto from "node:crypto";
+import { CDP_FACILITATOR_URL } from "../../api/contract";
 import { ConfigError, type ParseContext, parseStackConfig } from "../../program/config/parse";
 import { at } from "../harness/assertions";
 
@@ -793,6 +795,92 @@ describe("stack config", () => {
         mode: "hosted",
         url: "https://x402.org/facilitator",
       });
+    });
+  });
+
+  describe("Coinbase's facilitator (CDP API key)", () => {
+    const cdp: ParseContext = { stack: "dev", secretKeys: new Set(["cdpApiKeyId", "cdpApiKeySecret"]) };
+    const edKey = Buffer.alloc(64, 7).toString("base64");
+    const pkcs8 = crypto
+      .generateKeyPairSync("ec", { namedCurve: "P-256" })
+      .privateKey.export({ format: "pem", type: "pkcs8" })
+      .toString();
+    it("a hosted facilitator with both secrets signs with the key, at Coinbase's URL by default", () => {
+      for (const secret of [edKey, pkcs8]) {
+        const cfg = parseStackConfig(
+          { cdpApiKeyId: "organizations/o/apiKeys/k", cdpApiKeySecret: secret },
+          cdp,
+        );
+        assert.deepEqual(cfg.facilitator, { mode: "hosted", url: CDP_FACILITATOR_URL, auth: "cdp" });
+        assert.deepEqual([...cfg.secrets].sort(), ["cdpApiKeyId", "cdpApiKeySecret"]);
+      }
+    });
+    it("names what is missing or in conflict, and never shows the key", () => {
+      expectIssue({ cdpApiKeyId: "k" }, "cdpApiKeySecret", /with cdpApiKeyId, to sign calls/, {
+        stack: "dev",
+        secretKeys: new Set(["cdpApiKeyId"]),
+      });
+      expectIssue(
+        { facilitator: { url: "https://facilitator.example.com" }, cdpApiKeyId: "k", cdpApiKeySecret: edKey },
+        "facilitator.url",
+        /signs calls to api\.cdp\.coinbase\.com only.*remove facilitator\.url/,
+        cdp,
+      );
+      expectIssue(
+        { cdpApiKeyId: "k", cdpApiKeySecret: edKey, facilitatorToken: "tok" },
+        "facilitatorToken",
+        /takes a CDP API key .* not a bearer token/,
+        { stack: "dev", secretKeys: new Set(["cdpApiKeyId", "cdpApiKeySecret", "facilitatorToken"]) },
+      );
+      expectIssue(
+        {
+          facilitator: { mode: "self", rpcUrl: "https://sepolia.base.org" },
+          facilitatorSignerKey: "k",
+          cdpApiKeyId: "k",
+          cdpApiKeySecret: edKey,
+        },
+        "cdpApiKeyId",
+        /for Coinbase's hosted facilitator; remove it/,
+        { stack: "dev", secretKeys: new Set(["facilitatorSignerKey", "cdpApiKeyId", "cdpApiKeySecret"]) },
+      );
+      expectIssue({ cdpApiKeyId: "k", cdpApiKeySecret: edKey }, "cdpApiKeySecret", /stored in plaintext/, {
+        stack: "dev",
+        secretKeys: new Set(["cdpApiKeyId"]),
+      });
+      const sec1 = crypto
+        .generateKeyPairSync("ec", { namedCurve: "P-256" })
+        .privateKey.export({ format: "pem", type: "sec1" })
+        .toString();
+      expectIssue(
+        { cdpApiKeyId: "k", cdpApiKeySecret: sec1 },
+        "cdpApiKeySecret",
+        /SEC1 PEM.*openssl pkcs8 -topk8 -nocrypt/,
+        cdp,
+      );
+      for (const bad of [
+        "c2hvcnQ=",
+        `${edKey}x`,
+        "-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----",
+      ]) {
+        try {
+          parseStackConfig({ cdpApiKeyId: "k", cdpApiKeySecret: bad }, cdp);
+          assert.fail("accepted");
+        } catch (err) {
+          assert.ok(err instanceof ConfigError);
+          const hit = err.issues.find((i) => i.path === "cdpApiKeySecret");
+          assert.match(
+            hit?.message ?? "",
+            /PKCS#8 PEM, or an Ed25519 key as base64 of 64 bytes \(the value is not shown\)/,
+          );
+          assert.ok(!JSON.stringify(err.issues).includes(bad), "the value is not shown");
+        }
+      }
+      expectIssue(
+        { cdpApiKeyId: "has space", cdpApiKeySecret: edKey },
+        "cdpApiKeyId",
+        /printable, no spaces/,
+        cdp,
+      );
     });
   });
 
