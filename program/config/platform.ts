@@ -183,10 +183,11 @@ export function facilitator(
       // Coinbase's facilitator: each call carries a JWT signed with the CDP API key.
       c.requireSecret("cdpApiKeyId", "with cdpApiKeySecret, to sign calls to Coinbase's facilitator (CDP)");
       c.requireSecret("cdpApiKeySecret", "with cdpApiKeyId, to sign calls to Coinbase's facilitator (CDP)");
-      if (url !== undefined && new URL(url).origin !== new URL(CDP_FACILITATOR_URL).origin) {
+      // The signatures name CDP's host and paths (…/platform/v2/x402/verify): nowhere else takes them.
+      if (url !== undefined && url.replace(/\/+$/, "") !== CDP_FACILITATOR_URL) {
         c.issues.add(
           "facilitator.url",
-          `a CDP API key signs calls to ${new URL(CDP_FACILITATOR_URL).host} only (the signature names the host); remove facilitator.url to use ${CDP_FACILITATOR_URL}, or remove cdpApiKeyId and cdpApiKeySecret`,
+          `a CDP API key signs calls to ${CDP_FACILITATOR_URL} only (the signature names its host and paths); remove facilitator.url to use it, or remove cdpApiKeyId and cdpApiKeySecret`,
         );
       }
       if (c.secretKeys.has("facilitatorToken")) {
@@ -195,7 +196,7 @@ export function facilitator(
           "Coinbase's facilitator takes a CDP API key (cdpApiKeyId, cdpApiKeySecret), not a bearer token; remove one of them (`pulumi config rm facilitatorToken`)",
         );
       }
-      return url === undefined ? undefined : { mode: "hosted", url, auth: "cdp" };
+      return url === undefined ? undefined : { mode: "hosted", url: CDP_FACILITATOR_URL, auth: "cdp" };
     }
     // Optional: a hosted facilitator that requires a bearer token gets it on every call.
     if (c.secretKeys.has("facilitatorToken"))

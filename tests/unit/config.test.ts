@@ -823,9 +823,27 @@ describe("stack config", () => {
       expectIssue(
         { facilitator: { url: "https://facilitator.example.com" }, cdpApiKeyId: "k", cdpApiKeySecret: edKey },
         "facilitator.url",
-        /signs calls to api\.cdp\.coinbase\.com only.*remove facilitator\.url/,
+        /signs calls to https:\/\/api\.cdp\.coinbase\.com\/platform\/v2\/x402 only.*remove facilitator\.url/,
         cdp,
       );
+      // Coinbase's host on another path: the signatures name the path too.
+      expectIssue(
+        {
+          facilitator: { url: "https://api.cdp.coinbase.com/platform/v1/x402" },
+          cdpApiKeyId: "k",
+          cdpApiKeySecret: edKey,
+        },
+        "facilitator.url",
+        /signs calls to https:\/\/api\.cdp\.coinbase\.com\/platform\/v2\/x402 only/,
+        cdp,
+      );
+      // Its own URL, spelled out (a trailing slash too), is fine, and used as the default spells it.
+      for (const url of [CDP_FACILITATOR_URL, `${CDP_FACILITATOR_URL}/`])
+        assert.deepEqual(
+          parseStackConfig({ facilitator: { url }, cdpApiKeyId: "k", cdpApiKeySecret: edKey }, cdp)
+            .facilitator,
+          { mode: "hosted", url: CDP_FACILITATOR_URL, auth: "cdp" },
+        );
       expectIssue(
         { cdpApiKeyId: "k", cdpApiKeySecret: edKey, facilitatorToken: "tok" },
         "facilitatorToken",
