@@ -1,6 +1,4 @@
 import * as assert from "node:assert/strict";
-import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import type { PurchaseRequestSpec } from "../../api/resources";
 import { channelDeposit, checkBudget, DEFAULT_DEPOSIT_CALLS } from "../../controller/buyer/budget";
@@ -15,6 +13,7 @@ import { SpendLedger } from "../../controller/buyer/ledger";
 import { spendStatus } from "../../controller/buyer/server";
 import { ConfigError, parseStackConfig } from "../../program/config/parse";
 import { only } from "../harness/assertions";
+import { tempDir } from "../harness/tempDirs";
 
 const CHANNEL = `0x${"ab".repeat(32)}`;
 const none = { total: 0n, today: 0n, settledCount: 0 };
@@ -29,7 +28,7 @@ function spec(budget: Partial<PurchaseRequestSpec["budget"]> = {}, deposit?: str
   };
 }
 
-const ledgerFile = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ledger-")), "ledger.jsonl");
+const ledgerFile = () => path.join(tempDir("ledger-"), "ledger.jsonl");
 
 describe("buyer channels: deposit sizing (pure)", () => {
   it("deposits channels.deposit, or 100 calls at the price by default", () => {

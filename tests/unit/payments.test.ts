@@ -1,6 +1,5 @@
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { chargePerRequest, pricedForRoute } from "../../api/pricing";
 import type { ServiceOfferSpec } from "../../api/resources";
@@ -24,6 +23,7 @@ import {
 import { ReplayGuard } from "../../controller/payments/replay";
 import { requirementsFor } from "../../controller/payments/requirements";
 import { at } from "../harness/assertions";
+import { tempDir } from "../harness/tempDirs";
 
 const PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const ASSET = {
@@ -417,7 +417,7 @@ describe("buyer budget and ledger", () => {
   });
 
   it("persists reservations; unresolved ones count as spent after a restart; released ones do not", () => {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ledger-")), "ledger.jsonl");
+    const file = path.join(tempDir("ledger-"), "ledger.jsonl");
     const day = 1_800_000_000_000;
     const ledger = new SpendLedger(file);
     ledger.reserve("a", "p", 1000n, day);
@@ -444,7 +444,7 @@ describe("buyer budget and ledger", () => {
   });
 
   it("adds payments found on chain once, by transaction, dated by their block", () => {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ledger-")), "ledger.jsonl");
+    const file = path.join(tempDir("ledger-"), "ledger.jsonl");
     const day = 1_800_000_000_000;
     const ledger = new SpendLedger(file);
     ledger.reserve("a", "p", 1000n, day);
@@ -466,7 +466,7 @@ describe("buyer budget and ledger", () => {
   });
 
   it("does not count again a payment it already counts without a transaction (unconfirmed, or settled from the chain's authorization state)", () => {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ledger-")), "ledger.jsonl");
+    const file = path.join(tempDir("ledger-"), "ledger.jsonl");
     const day = 1_800_000_000_000;
     const ledger = new SpendLedger(file);
     ledger.reserve("a", "p", 1000n, day);
@@ -482,7 +482,7 @@ describe("buyer budget and ledger", () => {
   });
 
   it("matches an upto payment the chain settled below its reserved maximum, and settles it at the chain's amount", () => {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ledger-")), "ledger.jsonl");
+    const file = path.join(tempDir("ledger-"), "ledger.jsonl");
     const day = 1_800_000_000_000;
     const ledger = new SpendLedger(file);
     const permit2 = (nonce: string) => ({
@@ -552,7 +552,7 @@ describe("buyer: payments sent without a receipt", () => {
   });
 
   it("keeps a sent payment spent until the chain says used (settled) or expired unused (released)", async () => {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "ledger-")), "ledger.jsonl");
+    const file = path.join(tempDir("ledger-"), "ledger.jsonl");
     const ledger = new SpendLedger(file);
     const auth = authorizationOf(eip3009Payload, req)!;
     for (const id of ["used", "expired", "open", "no-rpc", "unreadable", "unsigned"]) {

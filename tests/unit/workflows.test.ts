@@ -1,30 +1,18 @@
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { COMMENT_MARKER } from "../../scripts/previewSummary/markdown";
+import { tempDir } from "../harness/tempDirs";
 
 const WORKFLOWS = path.resolve(__dirname, "../../.github/workflows");
 
 /** A GitHub Actions expression as written in a workflow: `${{ expr }}`. */
 const expression = (expr: string) => `$\{{ ${expr} }}`;
 
-const scratchDirs: string[] = [];
-after(() => {
-  for (const dir of scratchDirs) fs.rmSync(dir, { recursive: true, force: true });
-});
-
-/** A fresh directory under the OS temp dir, removed after the file's tests. */
-function scratchDir(prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  scratchDirs.push(dir);
-  return dir;
-}
-
 function tmpFile(): string {
-  const file = path.join(scratchDir("gh-"), "file");
+  const file = path.join(tempDir("gh-"), "file");
   fs.writeFileSync(file, "");
   return file;
 }
@@ -159,7 +147,7 @@ describe("GitHub workflows", () => {
     const banner = step("Banner for a preview without real state");
     assert.match(String(banner.if), /mode == 'empty'/);
     // The banner script really prepends, keeping the summary (and its marker) intact.
-    const dir = scratchDir("banner-");
+    const dir = tempDir("banner-");
     fs.writeFileSync(path.join(dir, "preview-summary.md"), `${COMMENT_MARKER}\n# Summary\n`);
     const run = spawnSync("bash", ["-e", "-c", String(banner.run)], { cwd: dir, encoding: "utf8" });
     assert.equal(run.status, 0, run.stderr);
