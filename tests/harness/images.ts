@@ -54,8 +54,10 @@ const HASH_LABEL = "org.obol-stack.test.inputs";
 const RECIPE = "1";
 
 const DEBIAN = { suite: "bookworm", mirror: "http://deb.debian.org/debian", variant: "minbase" };
-/** npm bundled with the pinned Node.js release (its changelog: "upgrade npm to 10.9.9"). */
-const NPM_VERSION = "10.9.9";
+/** npm bundled with the pinned Node.js release (versions.env NPM_VERSION). */
+function npmVersion(): string {
+  return toolVersions().NPM_VERSION as string;
+}
 
 function toolVersions(): Record<string, string> {
   const text = fs.readFileSync(path.join(REPO_ROOT, "scripts/toolchain/versions.env"), "utf8");
@@ -360,12 +362,13 @@ const SPECS: Record<ImageName, ImageSpec> = {
       values: {
         base: parents.debian?.hash ?? "",
         node: fileHash(nodeBinary()),
-        npm: NPM_VERSION,
+        npm: npmVersion(),
         egressCA: crypto.createHash("sha256").update(machineExtraCAs()).digest("hex"),
       },
       paths: [path.join(IMAGES_DIR, "node"), path.join(IMAGES_DIR, "egress-ca")],
     }),
     async build(ctx) {
+      const NPM_VERSION = npmVersion();
       const npmTgz = path.join(ctx.cacheDir, `npm-${NPM_VERSION}.tgz`);
       if (!fs.existsSync(npmTgz)) {
         ctx.log(`  npm pack npm@${NPM_VERSION}`);
