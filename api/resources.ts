@@ -7,6 +7,9 @@
  */
 import { z } from "zod";
 
+/** How long a buyer's channel stays unused before the buyer withdraws its unused deposit itself. */
+export const DEFAULT_WITHDRAW_AFTER_IDLE_SECONDS = 86_400;
+
 export const GROUP = "obol.org";
 export const VERSION = "v1alpha1";
 export const API_VERSION = `${GROUP}/${VERSION}`;
@@ -253,6 +256,15 @@ export const purchaseRequestSpecSchema = z
           description:
             "What one channel deposit (and each top-up) puts in, in token units; capped by what budget.maxTotal and budget.maxPerDay leave. Default: 100 times the seller's price",
         }),
+        withdrawAfterIdleSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(31_536_000)
+          .optional()
+          .meta({
+            description: `When a channel has not been used for this long and the seller has not refunded its unused deposit, the buyer withdraws it itself (initiateWithdraw, then finalizeWithdraw once the channel's withdrawDelay has passed; two transactions its wallet pays gas for). Default ${DEFAULT_WITHDRAW_AFTER_IDLE_SECONDS} (a day)`,
+          }),
       })
       .optional()
       .meta({
@@ -297,6 +309,8 @@ export const purchaseRequestStatusSchema = z.object({
       charged: decimalSchema,
       /** Unused deposits returned to the wallet (no longer in spentTotal). */
       refunded: decimalSchema,
+      /** Unused deposit the buyer is withdrawing itself (initiated, not yet final). */
+      withdrawing: decimalSchema.optional(),
     })
     .optional(),
 });

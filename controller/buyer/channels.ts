@@ -17,10 +17,19 @@ import {
   type ClientChannelStorage,
   readChannelBalanceAndTotalClaimed,
 } from "@x402/evm/batch-settlement/client";
-import { type Address, encodeAbiParameters, getAddress, type Hex, keccak256, type LocalAccount } from "viem";
+import {
+  type Address,
+  encodeAbiParameters,
+  getAddress,
+  type Hex,
+  isAddress,
+  isHex,
+  keccak256,
+  type LocalAccount,
+} from "viem";
 import { errorMessage } from "../shared/log";
 import type { PaymentAuthorization } from "./authorization";
-import type { ChannelContext, ChannelSummary, SpendLedger } from "./ledger";
+import type { ChannelConfigRecord, ChannelContext, ChannelSummary, SpendLedger } from "./ledger";
 import { RpcClients } from "./rpcClients";
 
 export const BATCH_SETTLEMENT = "batch-settlement";
@@ -77,11 +86,14 @@ export function channelPaymentOf(payload: unknown):
       channel: Hex;
       cumulative: bigint;
       deposit?: { amount: bigint; validBefore: string; salt: Hex };
+      /** The channel's configuration, when the payload carries it (a deposit does). */
+      config?: ChannelConfigRecord;
     }
   | undefined {
   const p = payload as
     | {
         type?: string;
+        channelConfig?: unknown;
         voucher?: { channelId?: string; maxClaimableAmount?: string };
         deposit?: {
           amount?: string;
@@ -93,10 +105,12 @@ export function channelPaymentOf(payload: unknown):
   const cumulative = p?.voucher?.maxClaimableAmount;
   if ((p?.type !== "deposit" && p?.type !== "voucher") || !channel || !cumulative) return undefined;
   const auth = p.deposit?.authorization?.erc3009Authorization;
+  const config = channelConfigOf(p.channelConfig);
   return {
     type: p.type,
     channel: channel as Hex,
     cumulative: BigInt(cumulative),
+    ...(config ? { config } : {}),
     ...(p.type === "deposit" && p.deposit?.amount && auth?.validBefore && auth.salt
       ? {
           deposit: {
@@ -106,6 +120,28 @@ export function channelPaymentOf(payload: unknown):
           },
         }
       : {}),
+  };
+}
+
+/** A payload's `channelConfig`, when it has every field of one. Pure. */
+export function channelConfigOf(value: unknown): ChannelConfigRecord | undefined {
+  const c = value as Partial<Record<keyof ChannelConfigRecord, unknown>> | undefined;
+  if (!c || typeof c !== "object") return undefined;
+  const addresses = ["payer", "payerAuthorizer", "receiver", "receiverAuthorizer", "token"] as const;
+  if (!addresses.every((k) => typeof c[k] === "string" && isAddress(c[k] as string, { strict: false })))
+    return undefined;
+  const delay = Number(c.withdrawDelay);
+  if (!Number.isSafeInteger(delay) || delay < 0) return undefined;
+  if (typeof c.salt !== "string" || !isHex(c.salt) || c.salt.length !== 66) return undefined;
+  const address = (k: (typeof addresses)[number]) => getAddress(c[k] as string);
+  return {
+    payer: address("payer"),
+    payerAuthorizer: address("payerAuthorizer"),
+    receiver: address("receiver"),
+    receiverAuthorizer: address("receiverAuthorizer"),
+    token: address("token"),
+    withdrawDelay: delay,
+    salt: c.salt,
   };
 }
 
@@ -137,8 +173,9 @@ export function depositAuthorization(
  * What came back from a channel, given its balance on chain. Pure.
  *
  * The contract's balance is what was deposited less what was refunded or withdrawn (claims do
- * not lower it); the buyer never withdraws here, so deposits the ledger saw settle, less the
- * refunds it recorded, above the chain's balance, were refunded. Deposits still unconfirmed are
+ * not lower it), so deposits the ledger saw settle, less what it recorded as back, above the
+ * chain's balance, came back to the wallet: a seller's refund or the buyer's own withdrawal
+ * (withdrawals.ts), counted alike. Deposits still unconfirmed are
  * left out (the chain may or may not hold them): the refund is then under-counted until they
  * settle, never over-counted.
  */

@@ -14,7 +14,10 @@
  * unused deposit comes back (`refunded`, taken off the channel's newest deposits first). Each
  * channel's client state (the x402 library's record: charged and deposited amounts) is kept
  * here too (`channel`), and every voucher is recorded (`voucher`) before it leaves the process,
- * so a restarted buyer continues its channels from the highest amount it signed.
+ * so a restarted buyer continues its channels from the highest amount it signed. A channel's
+ * configuration is recorded with its first deposit (`channelConfig`), so that the buyer can
+ * withdraw the unused deposit itself if the seller stops refunding (`withdrawal` when initiated,
+ * `withdrawn` when final; the money back is then `refunded` like a seller's refund).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -27,6 +30,26 @@ export interface ChannelContext {
   totalClaimed?: string;
   signedMaxClaimable?: string;
   signature?: `0x${string}`;
+}
+
+/** A channel's on-chain configuration (x402 batch-settlement `ChannelConfig`), as its deposit signed it. */
+export interface ChannelConfigRecord {
+  payer: string;
+  payerAuthorizer: string;
+  receiver: string;
+  receiverAuthorizer: string;
+  token: string;
+  /** Seconds between initiating and finalizing a withdrawal. */
+  withdrawDelay: number;
+  salt: string;
+}
+
+/** A withdrawal the buyer initiated and has not finalized. */
+export interface PendingWithdrawal {
+  readonly amount: bigint;
+  readonly tx: string;
+  /** The initiating block's time (seconds): finalizable from `initiatedAt + withdrawDelay`. */
+  readonly initiatedAt: number;
 }
 
 export type LedgerEvent =
@@ -43,7 +66,21 @@ export type LedgerEvent =
   /** A voucher for `cumulative` in total was signed for `purchase`, before it was sent. */
   | { kind: "voucher"; channel: string; purchase: string; cumulative: string; at: number }
   /** `amount` of the channel's deposits came back to the wallet (seen on chain). */
-  | { kind: "refunded"; channel: string; purchase: string; amount: string; at: number };
+  | { kind: "refunded"; channel: string; purchase: string; amount: string; at: number }
+  /** The channel's configuration, from the first deposit signed into it (a withdrawal needs it). */
+  | { kind: "channelConfig"; channel: string; purchase: string; config: ChannelConfigRecord; at: number }
+  /** The buyer initiated a withdrawal of `amount` (transaction `tx`, mined at `initiatedAt`, seconds). */
+  | {
+      kind: "withdrawal";
+      channel: string;
+      purchase: string;
+      amount: string;
+      tx: string;
+      initiatedAt: number;
+      at: number;
+    }
+  /** The pending withdrawal was finalized (`tx`); the money shows as `refunded` once read on chain. */
+  | { kind: "withdrawn"; channel: string; tx: string; at: number };
 
 interface Entry {
   purchase: string;
@@ -65,6 +102,10 @@ interface ChannelEntry {
   signed: bigint;
   /** Calls charged by voucher (each raise of the charged amount). */
   calls: number;
+  /** When a voucher or a deposit was last signed for it (ms). */
+  lastUsedAt: number;
+  config?: ChannelConfigRecord;
+  withdrawal?: PendingWithdrawal;
 }
 
 /** A purchase's channel, as the ledger counts it (atomic units). */
@@ -80,6 +121,11 @@ export interface ChannelSummary {
   readonly charged: bigint;
   /** The highest cumulative amount signed. */
   readonly signed: bigint;
+  /** When a voucher or a deposit was last signed for it (ms; 0: never). */
+  readonly lastUsedAt: number;
+  /** Its configuration, when the ledger saw its deposit signed (needed to withdraw). */
+  readonly config?: ChannelConfigRecord;
+  readonly withdrawal?: PendingWithdrawal;
 }
 
 /** A reservation without an outcome yet. */
@@ -141,7 +187,27 @@ export class SpendLedger {
         ...(event.kind === "reserved" && event.channel ? { channel: event.channel.toLowerCase() } : {}),
         refunded: 0n,
       });
-      if (event.kind === "reserved" && event.channel) this.channel(event.channel).purchase ??= event.purchase;
+      if (event.kind === "reserved" && event.channel) {
+        const ch = this.channel(event.channel);
+        ch.purchase ??= event.purchase;
+        if (event.at > ch.lastUsedAt) ch.lastUsedAt = event.at;
+      }
+      return;
+    }
+    if (event.kind === "channelConfig") {
+      const ch = this.channel(event.channel);
+      ch.purchase ??= event.purchase;
+      ch.config ??= event.config;
+      return;
+    }
+    if (event.kind === "withdrawal") {
+      const ch = this.channel(event.channel);
+      ch.purchase ??= event.purchase;
+      ch.withdrawal = { amount: BigInt(event.amount), tx: event.tx, initiatedAt: event.initiatedAt };
+      return;
+    }
+    if (event.kind === "withdrawn") {
+      delete this.channel(event.channel).withdrawal;
       return;
     }
     if (event.kind === "channel") {
@@ -158,6 +224,7 @@ export class SpendLedger {
       ch.purchase = event.purchase;
       const cumulative = BigInt(event.cumulative);
       if (cumulative > ch.signed) ch.signed = cumulative;
+      if (event.at > ch.lastUsedAt) ch.lastUsedAt = event.at;
       return;
     }
     if (event.kind === "refunded") {
@@ -193,7 +260,7 @@ export class SpendLedger {
     const key = id.toLowerCase();
     let ch = this.channels.get(key);
     if (!ch) {
-      ch = { signed: 0n, calls: 0 };
+      ch = { signed: 0n, calls: 0, lastUsedAt: 0 };
       this.channels.set(key, ch);
     }
     return ch;
@@ -249,6 +316,35 @@ export class SpendLedger {
     });
   }
 
+  /** Records a channel's configuration (once; later records of the same channel are ignored). */
+  channelConfigured(channel: string, purchase: string, config: ChannelConfigRecord, at = Date.now()): void {
+    if (this.channels.get(channel.toLowerCase())?.config) return;
+    this.append({ kind: "channelConfig", channel: channel.toLowerCase(), purchase, config, at });
+  }
+
+  /** Records a withdrawal the buyer initiated on chain. */
+  withdrawalInitiated(
+    channel: string,
+    purchase: string,
+    withdrawal: PendingWithdrawal,
+    at = Date.now(),
+  ): void {
+    this.append({
+      kind: "withdrawal",
+      channel: channel.toLowerCase(),
+      purchase,
+      amount: withdrawal.amount.toString(),
+      tx: withdrawal.tx,
+      initiatedAt: withdrawal.initiatedAt,
+      at,
+    });
+  }
+
+  /** Records the channel's pending withdrawal as finalized on chain. */
+  withdrawalFinalized(channel: string, tx: string, at = Date.now()): void {
+    this.append({ kind: "withdrawn", channel: channel.toLowerCase(), tx, at });
+  }
+
   /** The channels the ledger knows, of one purchase or all. */
   channelSummaries(purchase?: string): ChannelSummary[] {
     const out: ChannelSummary[] = [];
@@ -271,6 +367,9 @@ export class SpendLedger {
         refunded,
         charged: BigInt(ch.context?.chargedCumulativeAmount ?? "0"),
         signed: ch.signed,
+        lastUsedAt: ch.lastUsedAt,
+        ...(ch.config ? { config: ch.config } : {}),
+        ...(ch.withdrawal ? { withdrawal: ch.withdrawal } : {}),
       });
     }
     return out;

@@ -7,7 +7,7 @@
  */
 import { privateKeyToAccount } from "viem/accounts";
 import { BUYER_LEDGER_PATH, ENV, PLURALS, PORTS } from "../../api/contract";
-import { purchaseRequestSpecSchema } from "../../api/resources";
+import { DEFAULT_WITHDRAW_AFTER_IDLE_SECONDS, purchaseRequestSpecSchema } from "../../api/resources";
 import { requestTerms } from "../reconciler/paymentProbe";
 import { AgentResolverCache, sellerEndpoint } from "../shared/agentResolver";
 import { CoalescedRuns } from "../shared/coalesced";
@@ -27,6 +27,7 @@ import { BuyerMetrics } from "./metrics";
 import { SpendRecovery } from "./recovery";
 import { BUYER_USER_AGENT, type Purchase, spendStatus, startBuyer, startWalletlessBuyer } from "./server";
 import { UnconfirmedPayments } from "./unconfirmed";
+import { ChannelWithdrawals } from "./withdrawals";
 
 const SETTINGS = {
   kubeconfig: {},
@@ -98,6 +99,24 @@ export const command: Command<keyof typeof SETTINGS> = {
       onRefund: (name) => void statusWrites.request(name),
     });
     reconciler.start(resolveEvery);
+    const withdrawals = new ChannelWithdrawals({
+      ledger,
+      account,
+      termsFor: (name) => {
+        const spec = findPurchase((p) => p.name === name)?.spec;
+        const rpcUrl = spec?.payment.rpcUrl;
+        if (!spec?.channels || !rpcUrl) return undefined;
+        return {
+          rpcUrl,
+          idleSeconds: spec.channels.withdrawAfterIdleSeconds ?? DEFAULT_WITHDRAW_AFTER_IDLE_SECONDS,
+        };
+      },
+      lock: channelLock,
+      reconcile: (channel) => reconciler.reconcile(channel),
+      log,
+      onChange: (name) => void statusWrites.request(name),
+    });
+    withdrawals.start(resolveEvery);
     const resolver = new AgentResolverCache({
       timeoutMs: 10_000,
       userAgent: BUYER_USER_AGENT,
@@ -159,6 +178,7 @@ export const command: Command<keyof typeof SETTINGS> = {
       async stop() {
         unconfirmed.stop();
         reconciler.stop();
+        withdrawals.stop();
         await buyer.close();
         await purchases.stop();
         ledger.close();

@@ -41,6 +41,7 @@ import { retryingPaidFetch } from "./paidRetry";
 import type { SpendRecovery } from "./recovery";
 import { announcesTrailer, fetchKeepingTrailers, trailersOf } from "./trailerFetch";
 import type { UnconfirmedPayments } from "./unconfirmed";
+import { secondsUntilFinal } from "./withdrawals";
 
 export const BUYER_USER_AGENT = "obol-stack-buyer/0.1";
 const MAX_REQUEST_BYTES = 4 << 20;
@@ -192,6 +193,22 @@ async function pay(
     metrics?.duration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
   };
 
+  const withdrawing =
+    purchase.spec.channels !== undefined
+      ? opts.ledger.channelSummaries(purchase.name).find((c) => c.withdrawal && c.config)
+      : undefined;
+  if (withdrawing?.withdrawal && withdrawing.config) {
+    // A voucher signed now could exceed what the seller can claim once the withdrawal is final.
+    count("refused", "channel_withdrawing");
+    const wait = secondsUntilFinal(withdrawing.withdrawal, withdrawing.config.withdrawDelay, Date.now());
+    res.setHeader("retry-after", String(wait));
+    return sendJson(res, 503, {
+      error: {
+        type: "channel_withdrawing",
+        message: `the buyer is withdrawing the unused deposit of channel ${withdrawing.channel} (${withdrawing.withdrawal.tx}), final in about ${wait} s; calls of ${purchase.name} resume after it (nothing was signed)`,
+      },
+    });
+  }
   const seller = await opts.sellerFor(purchase);
   if (!seller.ok) {
     // Nothing is signed for a seller whose identity does not check out.
@@ -325,6 +342,9 @@ async function pay(
       if (!channelPayment) return;
       // Durable before the voucher leaves the process: a restart continues from here.
       opts.ledger.voucherSigned(channelPayment.channel, purchase.name, channelPayment.cumulative);
+      // What the buyer needs to withdraw the channel itself should the seller stop refunding.
+      if (channelPayment.config)
+        opts.ledger.channelConfigured(channelPayment.channel, purchase.name, channelPayment.config);
       const deposit = payments.at(-1);
       if (!deposit || deposit.signed || !channelPayment.deposit) return;
       opts.ledger.authorize(
@@ -555,6 +575,9 @@ export function spendStatus(ledger: SpendLedger, purchase: Purchase) {
             deposited: sum((c) => c.deposited + c.pending),
             charged: sum((c) => c.charged),
             refunded: sum((c) => c.refunded),
+            ...(channels.some((c) => c.withdrawal)
+              ? { withdrawing: sum((c) => c.withdrawal?.amount ?? 0n) }
+              : {}),
           },
         }
       : {}),

@@ -40,8 +40,17 @@ const rawPurchase = z.strictObject({
     maxPerDay: amountInput.optional(),
     maxTotal: amountInput.optional(),
   }),
-  /** Pay batch-settlement sellers through a channel: `{}` or `{deposit}` (token units). */
-  channels: z.strictObject({ deposit: amountInput.optional() }).optional(),
+  /** Pay batch-settlement sellers through a channel: `{}`, `{deposit}` (token units), `{withdrawAfterIdleSeconds}`. */
+  channels: z
+    .strictObject({
+      deposit: amountInput.optional(),
+      withdrawAfterIdleSeconds: wholeNumber(
+        1,
+        31_536_000,
+        "seconds a channel stays unused before the buyer withdraws its unused deposit itself, e.g. 86400 (a day)",
+      ).optional(),
+    })
+    .optional(),
 });
 
 export const purchasesSchema = z.array(z.unknown()).default([]);
@@ -198,7 +207,7 @@ function channelsOf(
     rpcUrl?: string | undefined;
   },
   issues: Issues,
-): { deposit?: string } | undefined {
+): { deposit?: string; withdrawAfterIdleSeconds?: number } | undefined {
   if (p.channels === undefined) return undefined;
   if (p.payment.rpcUrl === undefined) {
     issues.add(
@@ -208,7 +217,9 @@ function channelsOf(
     return undefined;
   }
   if (!known.rpcUrl) return undefined;
-  if (p.channels.deposit === undefined) return {};
+  const idle = p.channels.withdrawAfterIdleSeconds;
+  const withdrawal = idle === undefined ? {} : { withdrawAfterIdleSeconds: idle };
+  if (p.channels.deposit === undefined) return withdrawal;
   const deposit = amount(p.channels.deposit, `${at}.channels.deposit`, issues, decimals);
   if (!deposit || decimals === undefined) return undefined;
   const atomic = (v: string) => toAtomic(v, decimals);
@@ -232,7 +243,7 @@ function channelsOf(
       ok = false;
     }
   }
-  return ok ? { deposit } : undefined;
+  return ok ? { deposit, ...withdrawal } : undefined;
 }
 
 /**

@@ -109,7 +109,7 @@ export type PurchaseConfig = PurchaseSeller & {
   };
   budget: { maxPerRequest: string; maxPerDay?: string; maxTotal?: string };
   /** Pay batch-settlement sellers through a channel; `deposit` in token units. */
-  channels?: { deposit?: string };
+  channels?: { deposit?: string; withdrawAfterIdleSeconds?: number };
 };
 
 export type PurchaseSeller =

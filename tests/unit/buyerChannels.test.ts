@@ -3,6 +3,7 @@ import * as path from "node:path";
 import type { PurchaseRequestSpec } from "../../api/resources";
 import { channelDeposit, checkBudget, DEFAULT_DEPOSIT_CALLS } from "../../controller/buyer/budget";
 import {
+  channelConfigOf,
   channelPaymentOf,
   contextAfterRefund,
   KeyedLock,
@@ -11,6 +12,7 @@ import {
 } from "../../controller/buyer/channels";
 import { SpendLedger } from "../../controller/buyer/ledger";
 import { spendStatus } from "../../controller/buyer/server";
+import { secondsUntilFinal, withdrawalStep } from "../../controller/buyer/withdrawals";
 import { ConfigError, parseStackConfig } from "../../program/config/parse";
 import { only } from "../harness/assertions";
 import { tempDir } from "../harness/tempDirs";
@@ -123,6 +125,7 @@ describe("buyer channels: budget accounting in the ledger", () => {
         refunded: 2000n,
         charged: 3000n,
         signed: 3000n,
+        lastUsedAt: day,
       },
     );
     assert.deepEqual(reopened.channelContext(CHANNEL.toUpperCase().replace("0X", "0x")), {
@@ -271,6 +274,16 @@ describe("buyer channels: config", () => {
   it("passes channels to the PurchaseRequest", () => {
     const config = parseStackConfig(purchase({ channels: { deposit: "0.5" } }), ctx);
     assert.deepEqual(only(config.purchases).channels, { deposit: "0.5" });
+    const withdrawing = { deposit: "0.5", withdrawAfterIdleSeconds: 3600 };
+    assert.deepEqual(
+      only(parseStackConfig(purchase({ channels: withdrawing }), ctx).purchases).channels,
+      withdrawing,
+    );
+    assert.deepEqual(
+      only(parseStackConfig(purchase({ channels: { withdrawAfterIdleSeconds: 60 } }), ctx).purchases)
+        .channels,
+      { withdrawAfterIdleSeconds: 60 },
+    );
     assert.deepEqual(only(parseStackConfig(purchase({ channels: {} }), ctx).purchases).channels, {});
     assert.equal(only(parseStackConfig(purchase({}), ctx).purchases).channels, undefined);
   });
@@ -293,5 +306,119 @@ describe("buyer channels: config", () => {
       issueAt(purchase({ channels: { size: "1" } }), "purchases[0].channels"),
       /size|unrecognized/i,
     );
+    for (const idle of [0, 1.5, "3600"])
+      assert.match(
+        issueAt(
+          purchase({ channels: { withdrawAfterIdleSeconds: idle } }),
+          "purchases[0].channels.withdrawAfterIdleSeconds",
+        ),
+        /whole number from 1 to 31536000/,
+      );
+  });
+});
+
+describe("buyer channels: withdrawing the unspent deposit when the seller does not refund", () => {
+  const config = {
+    payer: "0x1111111111111111111111111111111111111111",
+    payerAuthorizer: "0x1111111111111111111111111111111111111111",
+    receiver: "0x2222222222222222222222222222222222222222",
+    receiverAuthorizer: "0x3333333333333333333333333333333333333333",
+    token: "0x4444444444444444444444444444444444444444",
+    withdrawDelay: 900,
+    salt: `0x${"ab".repeat(32)}`,
+  };
+  const now = 1_800_000_000_000;
+  const chain = (balance: bigint, totalClaimed: bigint, time = now / 1000) => ({
+    balance,
+    totalClaimed,
+    time,
+  });
+  const idle = { lastUsedAt: now - 3_600_000 };
+
+  it("waits for the idle time, then asks for the balance less every voucher signed or claimed", () => {
+    const step = (channel: Parameters<typeof withdrawalStep>[0]["channel"], onChain = chain(6000n, 1000n)) =>
+      withdrawalStep({ channel, withdrawDelay: 900, chain: onChain, idleSeconds: 3600, now });
+    assert.deepEqual(
+      step({ signed: 3000n, lastUsedAt: now - 3_599_000 }),
+      { kind: "none" },
+      "used 1 s too recently",
+    );
+    assert.deepEqual(step({ signed: 3000n, ...idle }), { kind: "initiate", amount: 3000n });
+    // The seller claimed more than the ledger saw signed (a voucher from before a lost ledger).
+    assert.deepEqual(step({ signed: 3000n, ...idle }, chain(6000n, 4000n)), {
+      kind: "initiate",
+      amount: 2000n,
+    });
+    assert.deepEqual(step({ signed: 6000n, ...idle }), { kind: "none" }, "all of it is the seller's");
+    assert.deepEqual(
+      step({ signed: 0n, ...idle }, chain(0n, 0n)),
+      { kind: "none" },
+      "nothing left (refunded)",
+    );
+  });
+
+  it("finalizes once the channel's delay has passed on chain, by the chain's clock", () => {
+    const withdrawal = { amount: 3000n, tx: "0xabc", initiatedAt: 1_799_999_000 };
+    const step = (time: number) =>
+      withdrawalStep({
+        channel: { signed: 3000n, lastUsedAt: now, withdrawal },
+        withdrawDelay: 900,
+        chain: chain(6000n, 0n, time),
+        idleSeconds: 3600,
+        now,
+      });
+    assert.deepEqual(step(1_799_999_899), { kind: "wait", readyAt: 1_799_999_900 });
+    assert.deepEqual(step(1_799_999_900), { kind: "finalize" });
+    assert.equal(secondsUntilFinal(withdrawal, 900, 1_799_999_000_000), 900);
+    assert.equal(secondsUntilFinal(withdrawal, 900, 1_800_000_000_000), 1, "overdue: retry in a second");
+  });
+
+  it("reads the channel's configuration from a deposit payload, and nothing from a partial one", () => {
+    const voucher = { channelId: CHANNEL, maxClaimableAmount: "1000" };
+    const deposit = channelPaymentOf({ type: "deposit", channelConfig: config, voucher });
+    assert.deepEqual(deposit?.config, config);
+    assert.equal(channelPaymentOf({ type: "voucher", voucher })?.config, undefined);
+    assert.equal(channelConfigOf({ ...config, salt: "0x12" }), undefined);
+    assert.equal(channelConfigOf({ ...config, token: "not an address" }), undefined);
+    assert.equal(channelConfigOf({ ...config, withdrawDelay: -1 }), undefined);
+    assert.equal(
+      channelConfigOf({ ...config, receiver: config.receiver.toUpperCase().replace("0X", "0x") })?.receiver,
+      config.receiver,
+    );
+  });
+
+  it("keeps the configuration, the last use and a pending withdrawal across restarts; the status shows what is being withdrawn", () => {
+    const file = ledgerFile();
+    const ledger = new SpendLedger(file);
+    ledger.reserve("d1", "p", 6000n, now - 10_000, CHANNEL);
+    ledger.voucherSigned(CHANNEL, "p", 1000n, now - 10_000);
+    ledger.channelConfigured(CHANNEL, "p", config, now - 10_000);
+    ledger.channelConfigured(CHANNEL, "p", { ...config, withdrawDelay: 1 }, now - 9_000);
+    ledger.settle("d1", "0xdeposit", now - 10_000);
+    ledger.voucherSigned(CHANNEL, "p", 3000n, now - 5_000);
+    ledger.withdrawalInitiated(
+      CHANNEL,
+      "p",
+      { amount: 3000n, tx: "0xinit", initiatedAt: 1_799_999_000 },
+      now,
+    );
+    ledger.close();
+
+    const reopened = new SpendLedger(file);
+    const summary = only(reopened.channelSummaries("p"));
+    assert.deepEqual(summary.config, config, "the first configuration recorded stays");
+    assert.equal(summary.lastUsedAt, now - 5_000);
+    assert.deepEqual(summary.withdrawal, { amount: 3000n, tx: "0xinit", initiatedAt: 1_799_999_000 });
+    assert.equal(spendStatus(reopened, { name: "p", spec: spec() }).channels?.withdrawing, "0.003");
+    reopened.withdrawalFinalized(CHANNEL, "0xfinal", now + 1000);
+    reopened.refunded(CHANNEL, "p", 3000n, now + 1000);
+    reopened.close();
+
+    const after = new SpendLedger(file);
+    assert.equal(only(after.channelSummaries("p")).withdrawal, undefined);
+    const status = spendStatus(after, { name: "p", spec: spec() });
+    assert.deepEqual(status.channels, { deposited: "0.006", charged: "0", refunded: "0.003" });
+    assert.equal(status.spentTotal, "0.003");
+    after.close();
   });
 });
