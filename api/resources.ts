@@ -309,7 +309,7 @@ export const purchaseRequestStatusSchema = z.object({
       charged: decimalSchema,
       /** Unused deposits returned to the wallet (no longer in spentTotal). */
       refunded: decimalSchema,
-      /** Unused deposit the buyer is withdrawing itself (initiated, not yet final). */
+      /** Unused deposit the buyer is withdrawing itself (initiated, not yet final); "0" when none. */
       withdrawing: decimalSchema.optional(),
     })
     .optional(),

@@ -575,9 +575,8 @@ export function spendStatus(ledger: SpendLedger, purchase: Purchase) {
             deposited: sum((c) => c.deposited + c.pending),
             charged: sum((c) => c.charged),
             refunded: sum((c) => c.refunded),
-            ...(channels.some((c) => c.withdrawal)
-              ? { withdrawing: sum((c) => c.withdrawal?.amount ?? 0n) }
-              : {}),
+            // Always written: the status is merge-patched, so a field left out would stay.
+            withdrawing: sum((c) => c.withdrawal?.amount ?? 0n),
           },
         }
       : {}),

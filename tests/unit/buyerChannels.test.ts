@@ -137,7 +137,7 @@ describe("buyer channels: budget accounting in the ledger", () => {
       requests: 4,
       spentToday: "0.0037",
       spentTotal: "0.0037",
-      channels: { deposited: "0.005", charged: "0.003", refunded: "0.002" },
+      channels: { deposited: "0.005", charged: "0.003", refunded: "0.002", withdrawing: "0" },
     });
     reopened.close();
   });
@@ -417,7 +417,12 @@ describe("buyer channels: withdrawing the unspent deposit when the seller does n
     const after = new SpendLedger(file);
     assert.equal(only(after.channelSummaries("p")).withdrawal, undefined);
     const status = spendStatus(after, { name: "p", spec: spec() });
-    assert.deepEqual(status.channels, { deposited: "0.006", charged: "0", refunded: "0.003" });
+    assert.deepEqual(status.channels, {
+      deposited: "0.006",
+      charged: "0",
+      refunded: "0.003",
+      withdrawing: "0",
+    });
     assert.equal(status.spentTotal, "0.003");
     after.close();
   });
