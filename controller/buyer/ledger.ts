@@ -79,8 +79,11 @@ export type LedgerEvent =
       initiatedAt: number;
       at: number;
     }
-  /** The pending withdrawal was finalized (`tx`); the money shows as `refunded` once read on chain. */
-  | { kind: "withdrawn"; channel: string; tx: string; at: number };
+  /**
+   * The pending withdrawal is over: finalized by `tx` (the money shows as `refunded` once read on
+   * chain), or without one when nothing unspent was left to take.
+   */
+  | { kind: "withdrawn"; channel: string; tx?: string; at: number };
 
 interface Entry {
   purchase: string;
@@ -340,9 +343,9 @@ export class SpendLedger {
     });
   }
 
-  /** Records the channel's pending withdrawal as finalized on chain. */
-  withdrawalFinalized(channel: string, tx: string, at = Date.now()): void {
-    this.append({ kind: "withdrawn", channel: channel.toLowerCase(), tx, at });
+  /** Records the channel's pending withdrawal as over: finalized by `tx`, or with nothing left to take. */
+  withdrawalFinalized(channel: string, tx?: string, at = Date.now()): void {
+    this.append({ kind: "withdrawn", channel: channel.toLowerCase(), ...(tx ? { tx } : {}), at });
   }
 
   /** The channels the ledger knows, of one purchase or all. */

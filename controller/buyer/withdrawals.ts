@@ -32,7 +32,9 @@ export type WithdrawalStep =
   | { readonly kind: "none" }
   | { readonly kind: "initiate"; readonly amount: bigint }
   | { readonly kind: "wait"; readonly readyAt: number }
-  | { readonly kind: "finalize" };
+  | { readonly kind: "finalize" }
+  /** A pending withdrawal with nothing left to take (a refund came meanwhile, or it was finalized before a crash). */
+  | { readonly kind: "done" };
 
 /**
  * The next withdrawal step of a channel. Pure.
@@ -50,13 +52,16 @@ export function withdrawalStep(input: {
   readonly now: number;
 }): WithdrawalStep {
   const { channel, chain } = input;
+  const owed = channel.signed > chain.totalClaimed ? channel.signed : chain.totalClaimed;
+  const unspent = chain.balance - owed;
   if (channel.withdrawal) {
+    // Finalizing takes up to the balance less what was *claimed*: with nothing unspent left, it
+    // could only take vouchers the seller has not claimed yet.
+    if (unspent <= 0n) return { kind: "done" };
     const readyAt = channel.withdrawal.initiatedAt + input.withdrawDelay;
     return chain.time >= readyAt ? { kind: "finalize" } : { kind: "wait", readyAt };
   }
   if (input.now - channel.lastUsedAt < input.idleSeconds * 1000) return { kind: "none" };
-  const owed = channel.signed > chain.totalClaimed ? channel.signed : chain.totalClaimed;
-  const unspent = chain.balance - owed;
   return unspent > 0n ? { kind: "initiate", amount: unspent } : { kind: "none" };
 }
 
@@ -85,12 +90,16 @@ export interface ChannelWithdrawalsOptions {
   log(message: string): void;
   /** Called after a step changed the purchase's channels (to publish its status). */
   onChange?(purchase: string): void;
+  /** How long after a failed step (an RPC error, no gas) a channel is tried again (default 10 min). */
+  retryAfterFailureMs?: number;
 }
 
 export class ChannelWithdrawals {
   private readonly clients = new RpcClients();
   /** Channels whose configuration is unknown, already logged once. */
   private readonly unknownConfig = new Set<string>();
+  /** Channels whose last step failed, and when to try again (ms). */
+  private readonly retryAt = new Map<string, number>();
 
   private timer: NodeJS.Timeout | undefined;
 
@@ -127,11 +136,15 @@ export class ChannelWithdrawals {
         continue;
       }
       const config = c.config;
+      if ((this.retryAt.get(c.channel) ?? 0) > now) continue;
       try {
         await this.opts.lock.run(c.purchase, () => this.step(c.channel, config, terms, now));
+        this.retryAt.delete(c.channel);
       } catch (err) {
+        const retryMs = this.opts.retryAfterFailureMs ?? 600_000;
+        this.retryAt.set(c.channel, now + retryMs);
         this.opts.log(
-          `buyer: withdrawing channel ${c.channel} of ${c.purchase} failed (retried on the next pass): ${errorMessage(err)}`,
+          `buyer: withdrawing channel ${c.channel} of ${c.purchase} failed (tried again in ${Math.round(retryMs / 1000)} s; the wallet pays gas for it): ${errorMessage(err)}`,
         );
       }
     }
@@ -154,6 +167,15 @@ export class ChannelWithdrawals {
       now,
     });
     if (next.kind === "none" || next.kind === "wait") return;
+    if (next.kind === "done") {
+      this.opts.ledger.withdrawalFinalized(channel);
+      await this.opts.reconcile(channel);
+      this.opts.log(
+        `buyer: channel ${channel} (${summary.purchase}) has no unspent deposit left to withdraw; its calls resume`,
+      );
+      this.opts.onChange?.(summary.purchase);
+      return;
+    }
     const wallet = createWalletClient({ account: this.opts.account, transport: http(terms.rpcUrl) });
     const chainConfig = {
       payer: config.payer as Hex,

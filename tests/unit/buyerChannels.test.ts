@@ -357,7 +357,7 @@ describe("buyer channels: withdrawing the unspent deposit when the seller does n
     );
   });
 
-  it("finalizes once the channel's delay has passed on chain, by the chain's clock", () => {
+  it("finalizes once the channel's delay has passed on chain, by the chain's clock, unless nothing unspent is left", () => {
     const withdrawal = { amount: 3000n, tx: "0xabc", initiatedAt: 1_799_999_000 };
     const step = (time: number) =>
       withdrawalStep({
@@ -369,6 +369,19 @@ describe("buyer channels: withdrawing the unspent deposit when the seller does n
       });
     assert.deepEqual(step(1_799_999_899), { kind: "wait", readyAt: 1_799_999_900 });
     assert.deepEqual(step(1_799_999_900), { kind: "finalize" });
+    // Nothing unspent left (finalized before a crash, or the seller refunded meanwhile): finalizing
+    // could only take vouchers the seller has not claimed yet, so it is not sent.
+    for (const time of [1_799_999_000, 1_800_000_000])
+      assert.deepEqual(
+        withdrawalStep({
+          channel: { signed: 3000n, lastUsedAt: now, withdrawal },
+          withdrawDelay: 900,
+          chain: chain(3000n, 0n, time),
+          idleSeconds: 3600,
+          now,
+        }),
+        { kind: "done" },
+      );
     assert.equal(secondsUntilFinal(withdrawal, 900, 1_799_999_000_000), 900);
     assert.equal(secondsUntilFinal(withdrawal, 900, 1_800_000_000_000), 1, "overdue: retry in a second");
   });
