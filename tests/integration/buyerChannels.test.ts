@@ -20,13 +20,11 @@ import { freePort, type ManagedProcess, waitFor } from "../harness/processes";
 import {
   createNamespace,
   createObject,
-  createPaidOffer,
   getObject,
   installCrds,
   mergePatch,
-  startFacilitatorProcess,
+  startChannelSeller,
   startRuntime,
-  startSellerRuntime,
   Upstream,
   waitForHttp,
 } from "./runtime/helpers";
@@ -163,36 +161,25 @@ describe("the buyer pays a batch-settlement seller through a channel (anvil, fac
     chain = await startPaymentChain(logDir);
     await chain.mint(buyer.address, 1_000_000n); // 1 USDC
     await upstream.start();
-    const facilitatorPort = await freePort();
-    const facilitatorUrl = `http://127.0.0.1:${facilitatorPort}`;
-    facilitator = await startFacilitatorProcess({
-      logDir,
-      rpcUrl: chain.anvil.rpcUrl,
-      port: facilitatorPort,
-      signerKey: ANVIL_KEYS[0],
-    });
-    const seller = await startSellerRuntime({
+    // Claims every 5 s; a channel idle for 60 s is refunded.
+    const started = await startChannelSeller({
       cp,
       namespace,
       logDir,
-      facilitatorUrl,
-      gatewayEnv: { CHANNEL_STATE_DIR: path.join(scratch, "channel-state") },
-    });
-    ({ gateway, controller } = seller);
-    await createPaidOffer(cp, namespace, "api", {
-      upstreamPort: upstream.port,
-      network: chain.network,
-      payTo,
-      asset: chain.asset,
-      path: "/services/api",
-      // Claims every 5 s; a channel idle for 60 s is refunded.
-      extra: {
-        schemes: ["exact", "batch-settlement"],
+      rpcUrl: chain.anvil.rpcUrl,
+      facilitatorKey: ANVIL_KEYS[0],
+      stateDir: path.join(scratch, "channel-state"),
+      offer: {
+        upstreamPort: upstream.port,
+        network: chain.network,
+        payTo,
+        asset: chain.asset,
         channels: { claimIntervalSeconds: 5, refundIdleSeconds: 60 },
       },
-      logs: [controller, gateway],
     });
-    await proxy.start(`${seller.publicUrl}/services/api`);
+    ({ facilitator } = started);
+    ({ gateway, controller } = started.seller);
+    await proxy.start(started.endpoint);
     await waitFor(
       "the offer routed",
       async () => (await fetch(`${proxy.url}/v1/chat/completions`, { method: "POST" })).status === 402,

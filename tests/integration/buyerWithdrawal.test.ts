@@ -18,18 +18,15 @@ import { ANVIL_KEYS } from "../harness/anvil";
 import type { ControlPlane } from "../harness/controlPlane";
 import { scratchDir, sharedControlPlane } from "../harness/env";
 import { type PaymentChain, startPaymentChain } from "../harness/paymentChain";
-import { freePort, type ManagedProcess, waitFor } from "../harness/processes";
+import { type ManagedProcess, waitFor } from "../harness/processes";
 import {
   createNamespace,
   createObject,
-  createPaidOffer,
   getObject,
   installCrds,
-  startFacilitatorProcess,
-  startRuntime,
-  startSellerRuntime,
+  startBuyerProcess,
+  startChannelSeller,
   Upstream,
-  waitForHttp,
 } from "./runtime/helpers";
 
 const FUNDED = 1_000_000n; // 1 USDC
@@ -93,41 +90,25 @@ describe("the buyer withdraws a channel's unspent deposit itself when the seller
     // Withdrawing is the one thing the buyer does that costs gas.
     await rpc("anvil_setBalance", [buyer.address, `0x${parseEther("1").toString(16)}`]);
     await upstream.start();
-    const facilitatorPort = await freePort();
-    const facilitatorUrl = `http://127.0.0.1:${facilitatorPort}`;
-    facilitator = await startFacilitatorProcess({
-      logDir,
-      rpcUrl: chain.anvil.rpcUrl,
-      port: facilitatorPort,
-      signerKey: ANVIL_KEYS[0],
-    });
-    const seller = await startSellerRuntime({
+    // The seller would refund an idle channel only after a day: the buyer gives up sooner.
+    const started = await startChannelSeller({
       cp,
       namespace,
       logDir,
-      facilitatorUrl,
-      gatewayEnv: { CHANNEL_STATE_DIR: path.join(scratch, "channel-state") },
-    });
-    ({ gateway, controller } = seller);
-    // The seller would refund an idle channel only after a day: the buyer gives up sooner.
-    await createPaidOffer(cp, namespace, "api", {
-      upstreamPort: upstream.port,
-      network: chain.network,
-      payTo,
-      asset: chain.asset,
-      path: "/services/api",
-      extra: {
-        schemes: ["exact", "batch-settlement"],
+      rpcUrl: chain.anvil.rpcUrl,
+      facilitatorKey: ANVIL_KEYS[0],
+      stateDir: path.join(scratch, "channel-state"),
+      offer: {
+        upstreamPort: upstream.port,
+        network: chain.network,
+        payTo,
+        asset: chain.asset,
         channels: { claimIntervalSeconds: 600, refundIdleSeconds: 86_400 },
       },
-      logs: [controller, gateway],
     });
-    const endpoint = `${seller.publicUrl}/services/api`;
-    await waitFor(
-      "the offer routed",
-      async () => (await fetch(`${endpoint}/v1/chat/completions`, { method: "POST" })).status === 402,
-      { timeoutMs: 10_000 },
-    );
+    ({ facilitator } = started);
+    ({ gateway, controller } = started.seller);
+    const endpoint = started.endpoint;
     await createObject(cp, namespace, "purchaserequests", "PurchaseRequest", "withdraw", {
       endpoint,
       model: "withdraw-model",
@@ -141,19 +122,14 @@ describe("the buyer withdraws a channel's unspent deposit itself when the seller
       budget: { maxPerRequest: "0.001", maxTotal: "1" },
       channels: { deposit: "0.006", withdrawAfterIdleSeconds: 3 },
     });
-    const buyerPort = await freePort();
-    buyerUrl = `http://127.0.0.1:${buyerPort}`;
-    buyerProc = startRuntime(
-      "buyer",
-      "buyer",
-      [
-        ...["--kubeconfig", cp.kubeconfigPath, "--namespace", namespace, "--port", String(buyerPort)],
-        ...["--host", "127.0.0.1", "--resolve-interval-ms", "500"],
-      ],
+    ({ proc: buyerProc, url: buyerUrl } = await startBuyerProcess({
+      cp,
+      namespace,
       logDir,
-      { SIGNER_KEY: buyerKey, LEDGER_PATH: ledgerPath },
-    );
-    await waitForHttp("the buyer", `${buyerUrl}/healthz`, buyerProc);
+      signerKey: buyerKey,
+      ledgerPath,
+      resolveEveryMs: 500,
+    }));
   });
 
   after(async () => {

@@ -563,16 +563,63 @@ export async function startBuyerProcess(opts: {
   logDir: string;
   signerKey: string;
   ledgerPath: string;
+  /** How often it reads unconfirmed payments and channels on chain (its default: 30 s). */
+  resolveEveryMs?: number;
+  port?: number;
 }): Promise<{ proc: ManagedProcess; url: string }> {
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
   const proc = startRuntime(
     "buyer",
     "buyer",
-    ["--kubeconfig", opts.cp.kubeconfigPath, "--namespace", opts.namespace, "--port", String(port)],
+    [
+      ...["--kubeconfig", opts.cp.kubeconfigPath, "--namespace", opts.namespace, "--port", String(port)],
+      ...(opts.resolveEveryMs ? ["--resolve-interval-ms", String(opts.resolveEveryMs)] : []),
+    ],
     opts.logDir,
     { SIGNER_KEY: opts.signerKey, LEDGER_PATH: opts.ledgerPath, HOST: "127.0.0.1" },
   );
   await waitForHttp("the buyer", `${url}/healthz`, proc);
   return { proc, url };
+}
+
+/**
+ * A seller paid through channels, as real processes: the self-run facilitator on `rpcUrl`, the
+ * seller's controller and gateway (channel state in `stateDir`), and a Ready offer "api" at
+ * `/services/api` accepting exact and batch-settlement, already routed (402) when this resolves.
+ */
+export async function startChannelSeller(opts: {
+  cp: ControlPlane;
+  namespace: string;
+  logDir: string;
+  rpcUrl: string;
+  facilitatorKey: string;
+  stateDir: string;
+  offer: Omit<PaidOfferArgs, "path" | "extra" | "logs" | "routedAt"> & {
+    channels: { claimIntervalSeconds: number; refundIdleSeconds: number };
+  };
+}): Promise<{ facilitator: ManagedProcess; seller: SellerRuntime; endpoint: string }> {
+  const facilitatorPort = await freePort();
+  const facilitator = await startFacilitatorProcess({
+    logDir: opts.logDir,
+    rpcUrl: opts.rpcUrl,
+    port: facilitatorPort,
+    signerKey: opts.facilitatorKey,
+  });
+  const seller = await startSellerRuntime({
+    cp: opts.cp,
+    namespace: opts.namespace,
+    logDir: opts.logDir,
+    facilitatorUrl: `http://127.0.0.1:${facilitatorPort}`,
+    gatewayEnv: { CHANNEL_STATE_DIR: opts.stateDir },
+  });
+  const { channels, ...offer } = opts.offer;
+  await createPaidOffer(opts.cp, opts.namespace, "api", {
+    ...offer,
+    path: "/services/api",
+    extra: { schemes: ["exact", "batch-settlement"], channels },
+    logs: [seller.controller, seller.gateway],
+    routedAt: [seller.publicUrl],
+  });
+  return { facilitator, seller, endpoint: `${seller.publicUrl}/services/api` };
 }
