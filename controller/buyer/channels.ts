@@ -28,6 +28,7 @@ import {
   type LocalAccount,
 } from "viem";
 import { errorMessage } from "../shared/log";
+import { repeatEvery } from "../shared/repeat";
 import type { PaymentAuthorization } from "./authorization";
 import type { ChannelConfigRecord, ChannelContext, ChannelSummary, SpendLedger } from "./ledger";
 import { RpcClients } from "./rpcClients";
@@ -240,7 +241,7 @@ export interface ChannelReconcilerOptions {
 /** Reads the channels' balances on chain and records the refunds they show. */
 export class ChannelReconciler {
   private readonly clients = new RpcClients();
-  private timer: NodeJS.Timeout | undefined;
+  private stopTimer: (() => void) | undefined;
 
   constructor(private readonly opts: ChannelReconcilerOptions) {}
 
@@ -296,16 +297,10 @@ export class ChannelReconciler {
   }
 
   start(intervalMs: number): void {
-    const tick = () => {
-      this.reconcileAll().finally(() => {
-        this.timer = setTimeout(tick, intervalMs);
-        this.timer.unref();
-      });
-    };
-    tick();
+    this.stopTimer = repeatEvery(intervalMs, () => this.reconcileAll());
   }
 
   stop(): void {
-    clearTimeout(this.timer);
+    this.stopTimer?.();
   }
 }

@@ -34,14 +34,14 @@ export interface ChannelContext {
 
 /** A channel's on-chain configuration (x402 batch-settlement `ChannelConfig`), as its deposit signed it. */
 export interface ChannelConfigRecord {
-  payer: string;
-  payerAuthorizer: string;
-  receiver: string;
-  receiverAuthorizer: string;
-  token: string;
+  payer: `0x${string}`;
+  payerAuthorizer: `0x${string}`;
+  receiver: `0x${string}`;
+  receiverAuthorizer: `0x${string}`;
+  token: `0x${string}`;
   /** Seconds between initiating and finalizing a withdrawal. */
   withdrawDelay: number;
-  salt: string;
+  salt: `0x${string}`;
 }
 
 /** A withdrawal the buyer initiated and has not finalized. */
@@ -346,6 +346,16 @@ export class SpendLedger {
   /** Records the channel's pending withdrawal as over: finalized by `tx`, or with nothing left to take. */
   withdrawalFinalized(channel: string, tx?: string, at = Date.now()): void {
     this.append({ kind: "withdrawn", channel: channel.toLowerCase(), ...(tx ? { tx } : {}), at });
+  }
+
+  /** A channel of the purchase with a withdrawal pending and its configuration, if any (cheap: no deposit sums). */
+  pendingWithdrawal(
+    purchase: string,
+  ): { channel: string; withdrawal: PendingWithdrawal; config: ChannelConfigRecord } | undefined {
+    for (const [channel, ch] of this.channels)
+      if (ch.purchase === purchase && ch.withdrawal && ch.config)
+        return { channel, withdrawal: ch.withdrawal, config: ch.config };
+    return undefined;
   }
 
   /** The channels the ledger knows, of one purchase or all. */

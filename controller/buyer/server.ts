@@ -194,10 +194,8 @@ async function pay(
   };
 
   const withdrawing =
-    purchase.spec.channels !== undefined
-      ? opts.ledger.channelSummaries(purchase.name).find((c) => c.withdrawal && c.config)
-      : undefined;
-  if (withdrawing?.withdrawal && withdrawing.config) {
+    purchase.spec.channels !== undefined ? opts.ledger.pendingWithdrawal(purchase.name) : undefined;
+  if (withdrawing) {
     // A voucher signed now could exceed what the seller can claim once the withdrawal is final.
     count("refused", "channel_withdrawing");
     const wait = secondsUntilFinal(withdrawing.withdrawal, withdrawing.config.withdrawDelay, Date.now());

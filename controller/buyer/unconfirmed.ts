@@ -6,6 +6,7 @@
  */
 import { CoalescedRuns } from "../shared/coalesced";
 import { errorMessage } from "../shared/log";
+import { repeatEvery } from "../shared/repeat";
 import { type AuthorizationState, authorizationState, type PaymentAuthorization } from "./authorization";
 import type { SpendLedger, Unconfirmed } from "./ledger";
 import { RpcClients } from "./rpcClients";
@@ -31,7 +32,7 @@ export class UnconfirmedPayments {
   private readonly passes = new CoalescedRuns<"all">(async () => {
     for (const entry of this.opts.ledger.unconfirmed()) await this.resolveOne(entry);
   });
-  private timer: NodeJS.Timeout | undefined;
+  private stopTimer: (() => void) | undefined;
 
   constructor(private readonly opts: UnconfirmedOptions) {}
 
@@ -42,19 +43,15 @@ export class UnconfirmedPayments {
 
   /** Resolves now and then every `intervalMs`. */
   start(intervalMs: number): void {
-    const tick = () => {
-      this.resolve()
-        .catch((err) => this.opts.log(`buyer: resolving unconfirmed payments failed: ${errorMessage(err)}`))
-        .finally(() => {
-          this.timer = setTimeout(tick, intervalMs);
-          this.timer.unref();
-        });
-    };
-    tick();
+    this.stopTimer = repeatEvery(intervalMs, () =>
+      this.resolve().catch((err) =>
+        this.opts.log(`buyer: resolving unconfirmed payments failed: ${errorMessage(err)}`),
+      ),
+    );
   }
 
   stop(): void {
-    clearTimeout(this.timer);
+    this.stopTimer?.();
   }
 
   private async resolveOne(entry: Unconfirmed): Promise<void> {

@@ -17,6 +17,7 @@ import { readChannelBalanceAndTotalClaimed } from "@x402/evm/batch-settlement/cl
 import type { Hex, LocalAccount, PublicClient } from "viem";
 import { createWalletClient, http, parseAbi } from "viem";
 import { errorMessage } from "../shared/log";
+import { repeatEvery } from "../shared/repeat";
 import type { KeyedLock } from "./channels";
 import type { ChannelConfigRecord, ChannelSummary, PendingWithdrawal, SpendLedger } from "./ledger";
 import { RpcClients } from "./rpcClients";
@@ -101,23 +102,17 @@ export class ChannelWithdrawals {
   /** Channels whose last step failed, and when to try again (ms). */
   private readonly retryAt = new Map<string, number>();
 
-  private timer: NodeJS.Timeout | undefined;
+  private stopTimer: (() => void) | undefined;
 
   constructor(private readonly opts: ChannelWithdrawalsOptions) {}
 
   /** Runs a pass every `intervalMs` (the first at once). */
   start(intervalMs: number): void {
-    const tick = () => {
-      this.runOnce().finally(() => {
-        this.timer = setTimeout(tick, intervalMs);
-        this.timer.unref();
-      });
-    };
-    tick();
+    this.stopTimer = repeatEvery(intervalMs, () => this.runOnce());
   }
 
   stop(): void {
-    clearTimeout(this.timer);
+    this.stopTimer?.();
   }
 
   /** One pass over the channels with unspent deposit, each under its purchase's lock. */
@@ -177,22 +172,12 @@ export class ChannelWithdrawals {
       return;
     }
     const wallet = createWalletClient({ account: this.opts.account, transport: http(terms.rpcUrl) });
-    const chainConfig = {
-      payer: config.payer as Hex,
-      payerAuthorizer: config.payerAuthorizer as Hex,
-      receiver: config.receiver as Hex,
-      receiverAuthorizer: config.receiverAuthorizer as Hex,
-      token: config.token as Hex,
-      withdrawDelay: config.withdrawDelay,
-      salt: config.salt as Hex,
-    };
-    const send = (request: Parameters<typeof wallet.writeContract>[0]) => wallet.writeContract(request);
     if (next.kind === "initiate") {
-      const tx = await send({
+      const tx = await wallet.writeContract({
         address: BATCH_SETTLEMENT_ADDRESS,
         abi: WITHDRAW_ABI,
         functionName: "initiateWithdraw",
-        args: [chainConfig, next.amount],
+        args: [config, next.amount],
         chain: null,
       });
       const mined = await minedAt(client, tx);
@@ -207,11 +192,11 @@ export class ChannelWithdrawals {
       this.opts.onChange?.(summary.purchase);
       return;
     }
-    const tx = await send({
+    const tx = await wallet.writeContract({
       address: BATCH_SETTLEMENT_ADDRESS,
       abi: WITHDRAW_ABI,
       functionName: "finalizeWithdraw",
-      args: [chainConfig],
+      args: [config],
       chain: null,
     });
     await minedAt(client, tx);

@@ -1,8 +1,9 @@
 import * as assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { scratchDir, sharedControlPlane } from "../harness/env";
+import { waitFor } from "../harness/processes";
 import { outputCollector, testStack } from "../harness/pulumi";
 
 /** Every file under dir, recursively. */
@@ -40,7 +41,12 @@ describe("the Kubernetes provider leaves no kubeconfig in the temporary director
     holder = spawn("flock", ["--exclusive", path.join(running, ".owner.lock"), "sleep", "600"], {
       stdio: "ignore",
     });
-    await new Promise((r) => setTimeout(r, 300));
+    // Held once a non-blocking attempt from another process fails.
+    await waitFor(
+      "the lock held by the stand-in provider",
+      async () => spawnSync("flock", ["--nonblock", path.join(running, ".owner.lock"), "true"]).status !== 0,
+      { timeoutMs: 10_000 },
+    );
 
     const stack = await testStack({
       workDir: path.resolve(__dirname, "../fixtures/smoke"),

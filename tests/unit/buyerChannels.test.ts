@@ -10,7 +10,7 @@ import {
   LedgerChannelStorage,
   refundSeen,
 } from "../../controller/buyer/channels";
-import { SpendLedger } from "../../controller/buyer/ledger";
+import { type ChannelConfigRecord, SpendLedger } from "../../controller/buyer/ledger";
 import { spendStatus } from "../../controller/buyer/server";
 import { secondsUntilFinal, withdrawalStep } from "../../controller/buyer/withdrawals";
 import { ConfigError, parseStackConfig } from "../../program/config/parse";
@@ -318,7 +318,7 @@ describe("buyer channels: config", () => {
 });
 
 describe("buyer channels: withdrawing the unspent deposit when the seller does not refund", () => {
-  const config = {
+  const config: ChannelConfigRecord = {
     payer: "0x1111111111111111111111111111111111111111",
     payerAuthorizer: "0x1111111111111111111111111111111111111111",
     receiver: "0x2222222222222222222222222222222222222222",
